@@ -1,0 +1,212 @@
+"""Studies: YAML 1.2 numbers, defaults, inputs, and a table of malformed studies.
+
+Every malformed study exits 2 with one message per problem naming its path, shows no
+traceback, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from mcrisk.cli import app
+from mcrisk.study import load_study, parse_yaml, study_from_dict
+
+from .conftest import CONFIGS, small_study, write_study
+
+runner = CliRunner()
+
+
+def test_yaml_12_numbers_are_numbers():
+    assert parse_yaml("a: 3.0e6\nb: 1e5\nc: -2.5E-3\nd: 1_000\ne: 12\nf: .5") == {
+        "a": 3.0e6,
+        "b": 1e5,
+        "c": -2.5e-3,
+        "d": 1000,
+        "e": 12,
+        "f": 0.5,
+    }
+
+
+@pytest.mark.parametrize("name", ["default.yaml", "seed_claims.yaml"])
+def test_shipped_studies_validate(name):
+    study = load_study(CONFIGS / name)
+    assert study.systems
+
+
+def test_defaults_are_filled_in():
+    study = load_study(CONFIGS / "seed_claims.yaml")
+    gb = study.systems["gb200"]
+    assert gb.units == 1 and gb.idle_power_fraction.value == 0.3 and gb.efficiency.value == 1.0
+    assert study.market.demand.persistence.value == 0.8
+    assert study.finance.discount_rate.value == 0.10
+    assert study.simulation.sampler == "random" and study.simulation.precision == "float32"
+    resolved = study.resolved()
+    assert resolved["systems"]["gb200"]["software_speedup"] == {"ceiling": 1.0, "time_constant_months": 6.0}
+
+
+def test_inputs_are_named_by_study_path():
+    study = study_from_dict(small_study())
+    paths = [i.path for i in study.inputs()]
+    cols = {i.path: i.column for i in study.inputs()}
+    assert paths[0] == "market.token_price.initial_usd_per_mtok"
+    assert cols["systems.rack.software_speedup.ceiling"] == "system.software_speedup.ceiling"
+    assert cols["facility.pue"] == "facility.pue"
+    assert len(paths) == len(set(paths))
+
+
+def test_digest_ignores_key_order_and_defaults():
+    a = small_study()
+    b = small_study()
+    b["systems"]["server"]["units"] = 1  # the default, written out
+    b["market"] = dict(reversed(list(b["market"].items())))
+    assert study_from_dict(a).digest() == study_from_dict(b).digest()
+
+
+def _set(path: str, value):
+    def mutate(study: dict):
+        *parents, last = path.split(".")
+        node = study
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+
+    return mutate
+
+
+def _drop(path: str):
+    def mutate(study: dict):
+        *parents, last = path.split(".")
+        node = study
+        for p in parents:
+            node = node[p]
+        del node[last]
+
+    return mutate
+
+
+# (case id, how the study is broken, text that must appear in the error)
+MALFORMED = [
+    ("unknown-top-level", _set("simulaton", {}), "simulaton: unknown field; did you mean 'simulation'"),
+    ("missing-name", _drop("name"), "name: required field is missing"),
+    ("missing-utilization", _drop("market.demand.utilization"), "market.demand.utilization: required field is missing"),
+    ("missing-market", _drop("market"), "market: required field is missing"),
+    ("no-systems", _set("systems", {}), "systems:"),
+    ("unknown-system-field", _set("systems.rack.capex", 1), "systems.rack.capex: unknown field; did you mean 'capex_usd'"),
+    ("missing-capex", _drop("systems.server.capex_usd"), "systems.server.capex_usd: required field is missing"),
+    ("horizon-zero", _set("simulation.horizon_months", 0), "simulation.horizon_months: must be >= 1, got 0"),
+    ("horizon-too-long", _set("simulation.horizon_months", 241), "simulation.horizon_months: must be <= 240"),
+    ("negative-scenarios", _set("simulation.scenarios", -5), "simulation.scenarios: must be >= 1, got -5"),
+    ("huge-scenarios", _set("simulation.scenarios", 10**12), "simulation.scenarios: must be <= 4294967295"),
+    ("unknown-sampler", _set("simulation.sampler", "halton"), "simulation.sampler: must be one of"),
+    ("bad-precision", _set("simulation.precision", "float16"), "simulation.precision: must be one of"),
+    ("utilization-above-1", _set("market.demand.utilization", 1.2), "market.demand.utilization: must lie in [0, 1], got 1.2"),
+    ("utilization-unbounded-normal", _set("market.demand.utilization", {"dist": "normal", "mean": 0.5, "sd": 0.1}), "truncate it with low/high"),
+    ("decline-of-1", _set("market.token_price.annual_decline", 1.0), "market.token_price.annual_decline: must lie in [0, 1)"),
+    ("pue-below-1", _set("facility.pue", 0.9), "facility.pue: must lie in [1, inf]"),
+    ("uniform-low-above-high", _set("systems.rack.capex_usd", {"dist": "uniform", "low": 3.0e6, "high": 2.0e6}), "systems.rack.capex_usd.high: must be > low"),
+    ("triangular-mode-outside", _set("systems.rack.capex_usd", {"dist": "triangular", "low": 1, "mode": 5, "high": 3}), "systems.rack.capex_usd.mode"),
+    ("lognormal-p95-below-p5", _set("systems.rack.throughput_tokens_per_s_per_gpu", {"dist": "lognormal", "p5": 5000, "p95": 4000}), "systems.rack.throughput_tokens_per_s_per_gpu.p95"),
+    ("normal-sd-negative", _set("facility.colocation_usd_per_kw_month", {"dist": "normal", "mean": 190, "sd": -1, "low": 0}), "facility.colocation_usd_per_kw_month.sd"),
+    ("discrete-weights-zero", _set("systems.rack.price_multiplier", {"dist": "discrete", "values": [1, 2], "weights": [0, 0]}), "systems.rack.price_multiplier.weights"),
+    ("beta-sd-too-large", _set("market.demand.utilization", {"dist": "beta", "mean": 0.97, "sd": 0.3}), "market.demand.utilization.sd"),
+    ("unknown-dist", _set("systems.rack.capex_usd", {"dist": "gamma", "shape": 2}), "systems.rack.capex_usd: unknown distribution 'gamma'"),
+    ("dist-without-tag", _set("systems.rack.capex_usd", {"low": 1, "high": 2}), "systems.rack.capex_usd: a distribution needs a 'dist' key"),
+    ("text-for-number", _set("systems.rack.it_power_kw", "lots"), "systems.rack.it_power_kw: must be a number or a distribution"),
+    ("fractional-gpus", _set("systems.rack.gpus_per_unit", 2.5), "systems.rack.gpus_per_unit: must be a whole number"),
+    ("zero-units", _set("systems.rack.units", 0), "systems.rack.units: must be >= 1"),
+    ("dotted-system-name", _set("systems", {"a.b": small_study()["systems"]["server"]}), "no dots"),
+    ("correlation-unknown-input", _set("correlations", [["market.demand.utilisation", "facility.pue", 0.2]]), "correlations.0.0: unknown input 'market.demand.utilisation'; did you mean 'market.demand.utilization'"),
+    ("correlation-fixed-input", _set("correlations", [["facility.pue", "systems.server.it_power_kw", 0.2]]), "correlations.0.1: 'systems.server.it_power_kw' is fixed"),
+    ("correlation-out-of-range", _set("correlations", [["facility.pue", "finance.discount_rate", 1.5]]), "correlations.0.2: must be <= 1"),
+    ("correlation-self", _set("correlations", [["facility.pue", "facility.pue", 0.5]]), "pairs an input with itself"),
+    (
+        "correlation-not-psd",
+        _set(
+            "correlations",
+            [
+                ["facility.pue", "finance.discount_rate", 0.9],
+                ["facility.pue", "market.demand.utilization", 0.9],
+                ["finance.discount_rate", "market.demand.utilization", -0.9],
+            ],
+        ),
+        "correlations: ",
+    ),
+]
+
+
+@pytest.mark.parametrize("case, mutate, expected", MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_study_exits_2_naming_the_field(tmp_path, case, mutate, expected):
+    study = small_study()
+    mutate(study)
+    path = write_study(tmp_path / "study.yaml", study)
+    out = tmp_path / "run"
+    for args in (["validate", str(path)], ["run", str(path), "--out", str(out), "-q"]):
+        result = runner.invoke(app, args)
+        text = result.stdout + (result.stderr or "")
+        assert result.exit_code == 2, text
+        assert expected in text, text
+        assert "Traceback" not in text
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["study.yaml"]
+
+
+RAW_FILES = [
+    ("bad-yaml", b"name: [unclosed\nmarket: {", "not valid YAML at line"),
+    ("empty-file", b"", "got an empty file"),
+    ("a-list", b"- 1\n- 2\n", "a study must be a mapping of sections, got a list"),
+    ("not-utf8", b"name: caf\xe9\n", "not UTF-8"),
+    ("duplicate-key", b"name: a\nname: b\n", "duplicate key 'name'"),
+]
+
+
+@pytest.mark.parametrize("case, content, expected", RAW_FILES, ids=[c[0] for c in RAW_FILES])
+def test_unreadable_study_exits_2(tmp_path, case, content, expected):
+    path = tmp_path / "study.yaml"
+    path.write_bytes(content)
+    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "run"), "-q"])
+    text = result.stdout + (result.stderr or "")
+    assert result.exit_code == 2, text
+    assert expected in text, text
+    assert not (tmp_path / "run").exists()
+
+
+def test_all_problems_are_reported_at_once(tmp_path):
+    study = small_study()
+    _set("simulation.horizon_months", 0)(study)
+    _set("market.demand.utilization", 1.5)(study)
+    _drop("systems.server.capex_usd")(study)
+    result = runner.invoke(app, ["validate", str(write_study(tmp_path / "s.yaml", study))])
+    assert result.exit_code == 2
+    text = result.stdout + (result.stderr or "")
+    for path in ("simulation.horizon_months", "market.demand.utilization", "systems.server.capex_usd"):
+        assert path in text
+
+
+@pytest.mark.parametrize("flag", [["--scenarios", "0"], ["--chunk-size", "0"], ["--precision", "half"], ["--seed", "-1"]])
+def test_bad_cli_flags_exit_2(tmp_path, flag):
+    path = write_study(tmp_path / "s.yaml", small_study())
+    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "run"), "-q", *flag])
+    text = result.stdout + (result.stderr or "")
+    assert result.exit_code == 2, text
+    assert flag[0] in text
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_real_process_shows_no_traceback(tmp_path):
+    study = small_study()
+    _set("systems.rack.capex_usd", {"dist": "uniform", "low": 3.0e6, "high": 2.0e6})(study)
+    path = write_study(tmp_path / "s.yaml", study)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcrisk.cli", "run", str(path), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "systems.rack.capex_usd.high: must be > low (3.0e+06), got 2.0e+06" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "run").exists()
