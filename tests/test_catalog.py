@@ -1,0 +1,353 @@
+"""The catalog: every number traceable to a source, presets shaped like study values, clear errors."""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from mcrisk import catalog
+from mcrisk.catalog import CatalogError, Sourced, check_dist
+
+SYSTEMS = ["hgx-h100", "hgx-h200", "hgx-b200", "hgx-b300", "gb200-nvl72", "gb300-nvl72", "mi300x", "mi325x", "mi355x"]
+WORKLOADS = ["deepseek-r1-8k1k", "deepseek-r1-1k1k", "gpt-oss-120b", "llama-3.3-70b"]
+CURVES = ["launch-ramp", "mature", "plateau"]
+SERVING = ["colocated", "disaggregated"]
+DATA = resources.files("mcrisk") / "data" / "catalog"
+FILES = ["systems.yaml", "workloads.yaml", "software_curves.yaml", "serving.yaml"]
+# Numbers that place a figure (its tier) rather than report one; the figure beside them is sourced.
+STRUCTURAL = {"interactivity_tok_s_user", "interactivity_min", "interactivity_max"}
+
+
+def _all_dists():
+    """(where, DIST or number) for every value the catalog hands to a study."""
+    for s in SYSTEMS:
+        for f, v in catalog.system_fields(s).items():
+            yield f"{s}.{f}", v
+    for w in WORKLOADS:
+        e = catalog.get_entry(w)
+        for p in e.throughput:
+            yield f"{w}.{p.system}@{p.interactivity_tok_s_user}", p.tokens_per_s_per_gpu.value
+        for b in e.prices:
+            yield f"{w}.price{b.label()}", b.usd_per_mtok.value
+    for c in CURVES:
+        for f, v in catalog.software_curve_fields(c)["software_speedup"].items():
+            yield f"{c}.{f}", v
+
+
+# --------------------------------------------------------------------------- loading and sources
+
+
+def test_every_entry_loads_with_the_expected_names():
+    rows = catalog.list_entries()
+    assert {r["kind"] for r in rows} == set(catalog.KINDS)
+    assert catalog.names("system") == SYSTEMS
+    assert catalog.names("workload") == WORKLOADS
+    assert catalog.names("software_curve") == CURVES
+    assert catalog.names("serving") == SERVING
+    for r in rows:
+        assert r["title"].strip() and r["summary"].strip() and "\n" not in r["summary"]
+        assert catalog.get_entry(r["name"]).name == r["name"]
+        assert catalog.entry_details(r["name"])
+
+
+def test_every_number_has_source_date_and_tag_or_says_not_found():
+    for name in catalog.names():
+        for row in catalog.entry_details(name):
+            where = f"{name}: {row['field']}"
+            assert set(row) >= {"field", "value", "source", "date", "tag"}, where
+            if row["value"] is None:
+                assert "NOT FOUND" in row["note"], where
+                continue
+            assert row["source"].strip() and row["date"].strip(), where
+            assert row["tag"] in catalog.TAGS, where
+            if row["tag"] == "D":
+                assert row["derivation"].strip(), f"{where}: a [D] figure must state its arithmetic"
+
+
+def _walk(node, sourced, path):
+    """Yield the path of every number not covered by a source/date/tag mapping."""
+    if isinstance(node, dict):
+        if "source" in node:
+            sourced = all(str(node.get(k) or "").strip() for k in ("source", "date", "tag"))
+        for k, v in node.items():
+            if k not in STRUCTURAL:
+                yield from _walk(v, sourced, f"{path}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _walk(v, sourced, f"{path}[{i}]")
+    elif isinstance(node, (int, float)) and not isinstance(node, bool) and not sourced:
+        yield path
+
+
+@pytest.mark.parametrize("fname", FILES)
+def test_raw_yaml_has_no_unsourced_number(fname):
+    raw = yaml.load((DATA / fname).read_text(encoding="utf-8"), Loader=catalog._Loader)
+    assert list(_walk(raw, False, fname)) == []
+
+
+def test_null_values_are_explicit_not_found():
+    assert catalog.system_fields("mi355x").get("capex_usd") is None
+    assert "NOT FOUND" in catalog.system_missing("mi355x")["capex_usd"]
+    with pytest.raises(ValidationError, match="NOT FOUND"):
+        Sourced(value=None, note="unknown")
+    with pytest.raises(ValidationError, match="source"):
+        Sourced(value=1.0, date="2025", tag="I")
+    with pytest.raises(ValidationError, match="derivation"):
+        Sourced(value=1.0, source="x", date="2025", tag="D")
+    with pytest.raises(ValidationError, match="extra"):
+        Sourced(value=1.0, source="x", date="2025", tag="I", url="y")
+
+
+# --------------------------------------------------------------------------- study values
+
+
+def _check_study_value(where, v):
+    if isinstance(v, dict):
+        check_dist(v)
+        keys = [k for k in ("low", "mode", "high") if k in v]
+        vals = [v[k] for k in keys]
+        assert vals == sorted(vals), f"{where}: need low <= mode <= high, got {v}"
+        assert all(x > 0 for x in vals), where
+    else:
+        assert isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, f"{where}: {v!r}"
+
+
+@pytest.mark.parametrize("name", SYSTEMS)
+def test_system_fields_are_study_values_with_provenance(name):
+    fields = catalog.system_fields(name)
+    missing = catalog.system_missing(name)
+    assert set(fields) | set(missing) == set(catalog.STUDY_SYSTEM_FIELDS)
+    assert not set(fields) & set(missing)
+    assert isinstance(fields["gpus_per_unit"], int) and fields["gpus_per_unit"] >= 1
+    assert isinstance(fields["depreciation_years"], (int, float)) and fields["depreciation_years"] > 0
+    assert "it_power_kw" in fields
+    for f, v in fields.items():
+        _check_study_value(f"{name}.{f}", v)
+    prov = catalog.system_provenance(name)
+    assert set(prov) == set(fields)
+    for line in prov.values():
+        assert line.startswith(f"preset {name}: ") and line.rstrip().endswith("]")
+
+
+def test_every_dist_parses_with_the_engine():
+    parse_dist = pytest.importorskip("mcrisk.distributions").parse_dist
+    for where, v in _all_dists():
+        try:
+            parse_dist(v)
+        except Exception as exc:  # pragma: no cover - the message is the point
+            pytest.fail(f"{where}: {v} does not parse: {exc}")
+
+
+def test_study_values_are_copies_not_the_cache():
+    catalog.system_fields("gb200-nvl72")["capex_usd"]["low"] = -1
+    catalog.workload_price("gpt-oss-120b", 100)["low"] = -1
+    assert catalog.system_fields("gb200-nvl72")["capex_usd"]["low"] == 3_000_000
+    assert catalog.workload_price("gpt-oss-120b", 100)["low"] == 0.10
+
+
+# --------------------------------------------------------------------------- unknown names
+
+
+@pytest.mark.parametrize(
+    "call, known",
+    [
+        (lambda: catalog.get_entry("gb200-nv72"), SYSTEMS + WORKLOADS + CURVES + SERVING),
+        (lambda: catalog.system_fields("gb200-nv72"), SYSTEMS),
+        (lambda: catalog.system_provenance("launch-ramp"), SYSTEMS),
+        (lambda: catalog.workload_fields("dsr1", "gb200-nvl72", 50), WORKLOADS),
+        (lambda: catalog.workload_fields("deepseek-r1-8k1k", "h200", 50), SYSTEMS),
+        (lambda: catalog.workload_price("gpt-oss", 100), WORKLOADS),
+        (lambda: catalog.software_curve_fields("ramp"), CURVES),
+        (lambda: catalog.serving_factor("disagg", 50), SERVING),
+    ],
+)
+def test_unknown_names_fail_with_the_known_ones(call, known):
+    with pytest.raises(CatalogError) as err:
+        call()
+    assert isinstance(err.value, KeyError)
+    for name in known:
+        assert name in str(err.value)
+
+
+def test_unknown_name_suggests_a_close_match():
+    with pytest.raises(KeyError, match="did you mean 'gb200-nvl72'"):
+        catalog.system_fields("gb200-nv72")
+    assert str(pytest.raises(KeyError, catalog.get_entry, "nope").value).startswith("unknown catalog entry 'nope'")
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def test_colocated_factor_is_one_everywhere():
+    assert [catalog.serving_factor("colocated", x) for x in (0, 20, 35, 50, 100, 1000)] == [1.0] * 6
+
+
+def test_disaggregated_factor_interpolates_linearly_and_is_flat_outside():
+    f = lambda x: catalog.serving_factor("disaggregated", x)  # noqa: E731
+    assert f(10) == f(35) == 4.0
+    assert f(100) == f(500) == 1.0
+    assert f(67.5) == pytest.approx(2.5)
+    assert f(60) == pytest.approx(4 - 3 * 25 / 65)  # "just under 3x" at 60 (InferenceX v2)
+    xs = range(0, 200, 5)
+    assert all(f(a) >= f(b) for a, b in zip(xs, xs[1:]))
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def test_throughput_is_converted_between_serving_modes_without_double_counting():
+    k50 = catalog.serving_factor("disaggregated", 50)
+    dis = catalog.workload_fields("deepseek-r1-8k1k", "gb200-nvl72", 50, "disaggregated")
+    assert dis["throughput_tokens_per_s_per_gpu"] == 10000  # measured disaggregated: as published
+    col = catalog.workload_fields("deepseek-r1-8k1k", "gb200-nvl72", 50)
+    assert col["throughput_tokens_per_s_per_gpu"] == pytest.approx(10000 / k50)
+    h200 = catalog.workload_fields("deepseek-r1-8k1k", "hgx-h200", 50.0, "disaggregated")
+    assert h200["throughput_tokens_per_s_per_gpu"] == pytest.approx(666.7 * k50)
+    line = dis["provenance"]["throughput_tokens_per_s_per_gpu"]
+    assert "InferenceMAX" in line and "[V]" in line and "2025-10" in line
+
+
+def test_missing_tier_says_which_tiers_exist():
+    with pytest.raises(CatalogError, match=r"gb200-nvl72 has figures at: 50 tok/s/user"):
+        catalog.workload_fields("deepseek-r1-8k1k", "gb200-nvl72", 60)
+    with pytest.raises(CatalogError, match="no figure for hgx-b300"):
+        catalog.workload_fields("gpt-oss-120b", "hgx-b300", 100)
+
+
+def test_unstated_tier_is_selected_by_none_and_cannot_be_converted():
+    out = catalog.workload_fields("llama-3.3-70b", "hgx-b200", None)
+    assert out["throughput_tokens_per_s_per_gpu"] == 10000
+    with pytest.raises(CatalogError, match="unstated interactivity"):
+        catalog.workload_fields("llama-3.3-70b", "hgx-b200", None, "disaggregated")
+
+
+@pytest.mark.parametrize("name", WORKLOADS)
+def test_workload_data_is_consistent(name):
+    w = catalog.get_entry(name)
+    tiers = [(p.system, p.interactivity_tok_s_user) for p in w.throughput]
+    assert len(tiers) == len(set(tiers)), "two figures for one system and tier"
+    bands = sorted(w.prices, key=lambda b: b.interactivity_min)
+    assert bands[0].interactivity_min == 0 and bands[-1].interactivity_max is None
+    for a, b in zip(bands, bands[1:]):
+        assert a.interactivity_max == b.interactivity_min, "price bands must tile [0, inf)"
+    for x in (1, 35, 50, 99.9, 100, 167, 1000):
+        _check_study_value(f"{name} price @ {x}", catalog.workload_price(name, x))
+        assert catalog.workload_price_provenance(name, x).startswith(f"workload {name} price ")
+
+
+def test_price_follows_the_interactivity_band():
+    assert catalog.workload_price("deepseek-r1-8k1k", 50)["mode"] == 0.732
+    assert catalog.workload_price("deepseek-r1-8k1k", 167)["mode"] == 2.444
+    assert catalog.workload_price("gpt-oss-120b", None) == {"dist": "triangular", "low": 0.10, "mode": 0.25, "high": 0.45}
+    with pytest.raises(CatalogError, match=r"\[0, 100\) tok/s/user, \[100, inf\)"):
+        catalog.workload_price("deepseek-r1-8k1k", None)
+
+
+# --------------------------------------------------------------------------- software curves
+
+
+def _speedup(c, tau, t):
+    return 1 + (c - 1) * (1 - math.exp(-t / tau))
+
+
+def test_software_curves_have_study_shape():
+    for name in CURVES:
+        out = catalog.software_curve_fields(name)
+        assert set(out) == {"software_speedup"}
+        assert set(out["software_speedup"]) == {"ceiling", "time_constant_months"}
+        for f, v in out["software_speedup"].items():
+            _check_study_value(f"{name}.{f}", v)
+        assert set(catalog.software_curve_provenance(name)) == {"software_speedup.ceiling",
+                                                               "software_speedup.time_constant_months"}
+
+
+def test_launch_ramp_reaches_1_5_to_5x_within_2_to_6_months():
+    s = catalog.software_curve_fields("launch-ramp")["software_speedup"]
+    assert (s["ceiling"]["low"], s["ceiling"]["high"]) == (1.5, 5.0)
+    tau = s["time_constant_months"]
+    assert 3 * tau["low"] == pytest.approx(2, abs=0.01) and 3 * tau["high"] == pytest.approx(6)
+    assert _speedup(5.0, tau["high"], 6) >= 1 + 0.95 * 4  # 95% of the gain by month 6 even at the slowest
+
+
+def test_mature_curve_gives_0_to_30_percent_in_the_first_year():
+    s = catalog.software_curve_fields("mature")["software_speedup"]
+    tau = s["time_constant_months"]
+    assert _speedup(s["ceiling"]["low"], tau, 12) == pytest.approx(1.0)
+    assert _speedup(s["ceiling"]["high"], tau, 12) == pytest.approx(1.30, abs=1e-3)
+    assert _speedup(s["ceiling"]["high"], tau, 48) < 1.3**4  # saturating: slower than compounding later
+
+
+def test_plateau_has_no_gain():
+    assert catalog.software_curve_fields("plateau")["software_speedup"]["ceiling"] == 1
+
+
+# --------------------------------------------------------------------------- spot checks against domain_facts.md
+
+
+@pytest.mark.parametrize(
+    "name, gpus, hbm, costh, costn, costr, kw",
+    [
+        ("hgx-h100", 8, 80, 1.30, 1.69, 1.30, 1.73),
+        ("hgx-h200", 8, 141, 1.41, 1.74, 1.60, 1.73),
+        ("hgx-b200", 8, 180, 1.95, 2.34, 2.90, 2.17),
+        ("hgx-b300", 8, 268, 2.34, 2.808, 3.48, 2.17),
+        ("gb200-nvl72", 72, 192, 2.21, 2.75, 3.30, 2.10),
+        ("gb300-nvl72", 72, 288, 2.652, 3.30, 3.96, 2.10),
+        ("mi300x", 8, 192, 1.12, 1.40, 1.55, 1.79),
+        ("mi325x", 8, 256, 1.28, 1.59, 1.80, 2.18),
+        ("mi355x", 8, 288, 1.48, 1.90, 2.10, 2.65),
+    ],
+)
+def test_system_numbers_match_domain_facts(name, gpus, hbm, costh, costn, costr, kw):
+    e = catalog.get_entry(name)
+    assert e.gpus_per_unit.value == gpus and e.hbm_gb_per_gpu.value == hbm
+    t = e.tco_usd_per_gpu_hour
+    assert (t.costh, t.costn, t.costr) == (costh, costn, costr)
+    assert e.all_in_provisioned_kw_per_gpu.value == kw
+    assert e.depreciation_years.value == 4
+
+
+def test_capex_and_power_follow_their_stated_arithmetic():
+    f = catalog.system_fields
+    assert f("hgx-h100")["capex_usd"] == {"dist": "triangular", "low": 8 * 25e3 + 30e3, "mode": 270e3,
+                                          "high": 8 * 30e3 + 70e3}
+    assert f("hgx-b200")["capex_usd"] == {"dist": "triangular", "low": 8 * 45e3 + 30e3, "mode": 8 * 50e3 + 50e3,
+                                          "high": 8 * 55e3 + 70e3}
+    assert f("gb200-nvl72")["capex_usd"] == {"dist": "triangular", "low": 3.0e6, "mode": 3.4e6, "high": 4.0e6}
+    assert f("gb200-nvl72")["it_power_kw"] == {"dist": "triangular", "low": 120, "mode": 132, "high": 140}
+    assert (f("hgx-h100")["it_power_kw"], f("hgx-b200")["it_power_kw"], f("hgx-b300")["it_power_kw"]) == (10.2, 14.3, 14.5)
+    for name in ("hgx-h200", "hgx-b300", "mi300x", "mi325x", "mi355x"):
+        assert "capex_usd" not in f(name), f"{name}: no public price, so no preset capex"
+    ratios = [8 * 1.73 / 10.2, 8 * 2.17 / 14.3, 8 * 2.17 / 14.5, 72 * 2.10 / 132]  # all-in / IT, NVIDIA systems
+    mid = sorted(ratios)[1:3]
+    for name, kw in (("mi300x", 1.79), ("mi325x", 2.18), ("mi355x", 2.65)):
+        p = f(name)["it_power_kw"]
+        assert p["low"] == round(8 * kw / max(ratios), 1) and p["high"] == round(8 * kw / min(ratios), 1)
+        assert p["mode"] == round(8 * kw / (sum(mid) / 2), 1)
+
+
+def test_workload_numbers_match_domain_facts():
+    tput = lambda w, s, x: catalog.workload_fields(w, s, x)["throughput_tokens_per_s_per_gpu"]  # noqa: E731
+    assert tput("gpt-oss-120b", "hgx-b200", 100) == 30000
+    assert tput("deepseek-r1-1k1k", "gb200-nvl72", 125) / tput("deepseek-r1-1k1k", "hgx-b200", 125) == \
+        pytest.approx(4.39, abs=0.005)
+    for system, per_mw, kw in (("hgx-h100", 0.90e6, 1.73), ("hgx-b200", 2.8e6, 2.17),
+                               ("mi300x", 0.75e6, 1.79), ("mi355x", 2.55e6, 2.65)):
+        assert tput("gpt-oss-120b", system, 90) == pytest.approx(per_mw * kw / 1000)
+    blend = lambda i, o, a, b: (a * i + b * o) / (a + b)  # noqa: E731
+    p = catalog.workload_price("deepseek-r1-8k1k", 36)
+    assert (p["low"], p["mode"], p["high"]) == pytest.approx(
+        (blend(0.50, 2.15, 8, 1), blend(0.55, 2.19, 8, 1), blend(1.35, 5.40, 8, 1)), abs=5e-4)
+    implied = [r for r in catalog.get_entry("deepseek-r1-8k1k").reference_points if r.figure.value == 1.10]
+    assert implied and 75e6 / (72 * 10000 * 26298 * 3600 / 1e6) == pytest.approx(1.10, abs=0.005)
+
+
+def test_library_does_not_import_the_cli_stack():
+    text = Path(catalog.__file__).read_text()
+    assert "typer" not in text and "rich" not in text
+    assert len(text.splitlines()) < 400
