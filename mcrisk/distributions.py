@@ -1,0 +1,553 @@
+"""The DIST forms of a study: pydantic models, supports, means and inverse CDFs.
+
+Every form maps a uniform u in (0, 1) to a value through `quantile(u)`, a pure
+JAX function (jit/vmap/grad safe) that keeps the dtype of `u`. Parameters are
+validated once, on the host, when a model is built; `quantile` never raises.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
+                      ValidationInfo, field_validator, model_validator)
+from scipy import special, stats
+
+__all__ = ["Fixed", "Uniform", "LogUniform", "Triangular", "Pert", "Normal", "LogNormal",
+           "Beta", "Discrete", "Dist", "parse_dist", "clamp_uniform", "Z95"]
+
+Z95 = 1.6448536269514722
+"""ndtri(0.95): a lognormal's p5 and p95 lie Z95 sigmas either side of its log-median."""
+
+
+# ---------------------------------------------------------------- formatting
+
+def _g(x: float) -> str:
+    """Shortest text that reads back as x exactly (3e+06 and 3000001 differ); plain between 1e-4 and 1e6."""
+    for p in range(1, 18):
+        s = f"{x:.{p}g}"
+        if float(s) == x:
+            break
+    exp = math.floor(math.log10(abs(x))) if x else 0
+    return f"{x:.{max(p, exp + 1)}g}" if 0 <= exp < 6 else s
+
+
+def _e(x: float) -> str:
+    """_g for messages: exponent forms keep a decimal point (3.0e+06), like the spec."""
+    s = _g(x)
+    if "e" in s:
+        mant, ex = s.split("e")
+        s = (mant if "." in mant else mant + ".0") + "e" + ex
+    return s
+
+
+# ---------------------------------------------------------------- shared rules
+# Field validators raise ValueError, so pydantic's error loc ends at the field.
+# A field that failed its own check is absent from info.data: its dependants
+# then skip the cross-field check instead of reporting a second, derived error.
+
+def _positive(cls, v, info: ValidationInfo):
+    if v is not None and not v > 0:
+        raise ValueError(f"must be > 0, got {_e(v)}")
+    return v
+
+
+def _above_low(cls, v, info: ValidationInfo):
+    low = info.data.get("low")
+    if v is not None and low is not None and not v > low:
+        raise ValueError(f"must be > low ({_e(low)}), got {_e(v)}")
+    return v
+
+
+def _mode_inside(cls, v, info: ValidationInfo):
+    low, high = info.data.get("low"), info.data.get("high")
+    if low is not None and high is not None and not low <= v <= high:
+        raise ValueError(f"must lie in [low, high] = [{_e(low)}, {_e(high)}], got {_e(v)}")
+    return v
+
+
+def _no_bool(v):
+    # pydantic's lax float accepts True as 1.0; a boolean in a study is a typo.
+    if isinstance(v, bool):
+        raise ValueError(f"must be a number, got {v}")
+    return v
+
+
+_Num = Annotated[float, BeforeValidator(_no_bool)]
+
+
+def clamp_uniform(u: jax.Array) -> jax.Array:
+    """Clamp uniforms into [eps, 1 - eps] of their dtype; same shape and dtype.
+
+    eps = finfo(dtype).eps (1.19e-7 float32, 2.2e-16 float64), as NumPyro's
+    `clamp_probs`: it is the smallest step of a [0, 1) uniform generator, so
+    only an exact 0 moves, 1 - eps is still < 1, and every inverse CDF below
+    stays finite (no log(0), ndtri(0) or logit(1)).
+    """
+    u = jnp.asarray(u)
+    if not jnp.issubdtype(u.dtype, jnp.floating):
+        raise TypeError(f"quantile needs floating uniforms, got dtype {u.dtype}")
+    eps = float(jnp.finfo(u.dtype).eps)
+    return jnp.clip(u, eps, 1.0 - eps)
+
+
+class _DistBase(BaseModel):
+    """Common interface of the DIST forms: support, mean, describe, quantile."""
+
+    # validate_by_name etc.: Normal and Beta store their `mean` parameter as
+    # `mean_` (alias "mean"), since `mean()` is the method every form shares.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
+    _show: ClassVar[tuple[str, ...]] = ("low", "high")  # attributes describe() shows, in order
+
+    @property
+    def is_fixed(self) -> bool:
+        """True when every draw is the same value: `Fixed`, or `Discrete` with one value."""
+        return False
+
+    def support(self) -> tuple[float, float]:
+        """Closed interval holding every draw; -inf/inf where unbounded."""
+        return (self.low, self.high)  # the forms with bounds; the others override
+
+    def mean(self) -> float:
+        """Analytic mean, host float64."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """Short human form, e.g. `uniform(low=1, high=2)`; parameters left at their default are omitted."""
+        fields = type(self).model_fields
+        args = [f"{fields[k].alias or k}={_g(getattr(self, k))}" for k in self._show
+                if getattr(self, k) is not None and getattr(self, k) != fields[k].default]
+        return f"{self.dist}({', '.join(args)})"
+
+    def quantile(self, u: jax.Array) -> jax.Array:
+        """Inverse CDF, pure JAX: uniforms in (0, 1), any shape, float32/64 -> values, same shape and dtype.
+
+        u is clamped first (`clamp_uniform`); differentiable in u for the continuous forms.
+        """
+        return self._quantile(clamp_uniform(u))
+
+    def _quantile(self, u: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+
+class Fixed(_DistBase):
+    """A fixed value (also what a bare number in a study becomes)."""
+
+    dist: Literal["fixed"] = "fixed"
+    value: _Num
+
+    @property
+    def is_fixed(self) -> bool:
+        return True
+
+    def support(self):
+        return (self.value, self.value)
+
+    def mean(self):
+        return self.value
+
+    def describe(self):
+        return _g(self.value)
+
+    def _quantile(self, u):
+        return jnp.full_like(u, self.value)
+
+
+class Uniform(_DistBase):
+    """Uniform on [low, high], low < high."""
+
+    dist: Literal["uniform"] = "uniform"
+    low: _Num
+    high: _Num
+    _high = field_validator("high")(_above_low)
+
+    def mean(self):
+        return 0.5 * (self.low + self.high)
+
+    def _quantile(self, u):
+        return jnp.clip(self.low + u * (self.high - self.low), self.low, self.high)
+
+
+class LogUniform(_DistBase):
+    """Log-uniform on [low, high]: log(x) uniform; 0 < low < high."""
+
+    dist: Literal["loguniform"] = "loguniform"
+    low: _Num
+    high: _Num
+    _low = field_validator("low")(_positive)
+    _high = field_validator("high")(_above_low)
+
+    def mean(self):
+        return (self.high - self.low) / math.log(self.high / self.low)
+
+    def _quantile(self, u):
+        x = jnp.exp(math.log(self.low) + u * math.log(self.high / self.low))
+        return jnp.clip(x, self.low, self.high)  # exp may round just outside
+
+
+class Triangular(_DistBase):
+    """Triangular on [low, high] with peak at mode; low < high, low <= mode <= high."""
+
+    dist: Literal["triangular"] = "triangular"
+    low: _Num
+    high: _Num
+    mode: _Num  # declared after high so its validator sees both bounds
+    _show = ("low", "mode", "high")
+    _high = field_validator("high")(_above_low)
+    _mode = field_validator("mode")(_mode_inside)
+
+    def mean(self):
+        return (self.low + self.mode + self.high) / 3.0
+
+    def _quantile(self, u):
+        lo, m, hi = self.low, self.mode, self.high
+        left = u < (m - lo) / (hi - lo)
+        # Each sqrt gets a harmless 1 where its branch is not taken, so that the
+        # untaken branch (sqrt(0) when mode == low or high) cannot put NaN in grad.
+        a = jnp.where(left, u * ((hi - lo) * (m - lo)), 1.0)
+        b = jnp.where(left, 1.0, (1.0 - u) * ((hi - lo) * (hi - m)))
+        return jnp.clip(jnp.where(left, lo + jnp.sqrt(a), hi - jnp.sqrt(b)), lo, hi)
+
+
+# ---------------------------------------------------------------- beta tables
+# JAX has no betaincinv and Newton on betainc is slow, so each (a, b) gets a
+# float64 table of y = logit(x) against t = logit(p), built once with scipy and
+# read by cubic Hermite interpolation. In these coordinates both tails are
+# almost straight lines (x ~ c p^(1/a) gives y ~ t/a), so the fit is uniform
+# from p = 1e-16 to 1 - 1e-16; x = sigmoid(y) then never leaves [0, 1].
+# Max |x - scipy beta.ppf| < 1e-10 for a, b >= 0.05 (2e-8 at a = 0.02, b = 0.03).
+# Nodes sit on multiples of 2**-6, so index and weight come from t exactly.
+
+_T_STEPS = 64                      # nodes per unit of t (a power of 2: exact floor)
+_T_MAX = 37.0                      # covers the float64 clamp: logit(1 - 2.2e-16) = 36.04
+_T_HALF = int(_T_MAX * _T_STEPS)   # node index of t = 0
+
+
+@functools.lru_cache(maxsize=256)
+def _beta_table(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """Table of logit(x) and d logit(x)/dt of Beta(a, b) at t = logit(p); float64, (2*_T_HALF+1,) each."""
+    t = np.arange(-_T_HALF, _T_HALF + 1) / _T_STEPS
+    lp, lq = special.log_expit(t), special.log_expit(-t)  # log p, log(1 - p), both accurate
+    p, q, lower = np.exp(lp), np.exp(lq), t <= 0
+    # x and c = 1 - x, each from the routine that keeps its own tail accurate.
+    x = np.where(lower, special.betaincinv(a, b, p), special.betainccinv(a, b, q))
+    c = np.where(lower, special.betainccinv(b, a, p), special.betaincinv(b, a, q))
+    lbeta = special.betaln(a, b)
+    with np.errstate(divide="ignore"):
+        log_x = np.where(x < 0.5, np.log(x), np.log1p(-c))
+        log_c = np.where(c < 0.5, np.log(c), np.log1p(-x))
+    # x or c underflows to 0 deep in a tail when a or b is small: use the tail
+    # asymptote I_x(a, b) ~ x^a / (a B(a, b)), exact to O(x) there.
+    log_x = np.where(np.isfinite(log_x), log_x, (lp + np.log(a) + lbeta) / a)
+    log_c = np.where(np.isfinite(log_c), log_c, (lq + np.log(b) + lbeta) / b)
+    # dy/dt = p q / (pdf(x) x (1 - x)), in logs: finite even where pdf(x) is infinite.
+    dy = np.exp(lp + lq - a * log_x - b * log_c + lbeta)
+    y = log_x - log_c
+    y.flags.writeable = dy.flags.writeable = False  # shared by the cache
+    return y, dy
+
+
+def _beta_unit_quantile(a: float, b: float, u: jax.Array) -> jax.Array:
+    """Inverse CDF of Beta(a, b) on [0, 1] for clamped u; same shape and dtype as u."""
+    y_tab, dy_tab = _beta_table(a, b)
+    y_tab, dy_tab = jnp.asarray(y_tab, u.dtype), jnp.asarray(dy_tab, u.dtype)
+    s = jnp.clip(jnp.log(u) - jnp.log1p(-u), -_T_MAX, _T_MAX) * _T_STEPS
+    i = jnp.clip(jnp.floor(s).astype(jnp.int32) + _T_HALF, 0, 2 * _T_HALF - 1)
+    w = s - (i - _T_HALF).astype(u.dtype)  # in [0, 1]; exact, as s is a multiple of 2**-6 apart
+    w2, w3, h = w * w, w * w * w, 1.0 / _T_STEPS
+    y = ((2 * w3 - 3 * w2 + 1) * y_tab[i] + (w3 - 2 * w2 + w) * h * dy_tab[i]
+         + (3 * w2 - 2 * w3) * y_tab[i + 1] + (w3 - w2) * h * dy_tab[i + 1])
+    return jax.nn.sigmoid(y)
+
+
+class _BetaShaped(_DistBase):
+    """A beta distribution rescaled to [low, high]; subclasses give shape_params()."""
+
+    def shape_params(self) -> tuple[float, float]:
+        """The (alpha, beta) of the underlying Beta on [0, 1]."""
+        raise NotImplementedError
+
+    def _quantile(self, u):
+        a, b = self.shape_params()
+        x = _beta_unit_quantile(a, b, u)
+        return jnp.clip(self.low + (self.high - self.low) * x, self.low, self.high)
+
+
+class Pert(_BetaShaped):
+    """Beta-PERT on [low, high]: alpha = 1 + shape (mode-low)/(high-low), beta = 1 + shape (high-mode)/(high-low)."""
+
+    dist: Literal["pert"] = "pert"
+    low: _Num
+    high: _Num
+    mode: _Num
+    shape: _Num = 4.0
+    _show = ("low", "mode", "high", "shape")
+    _high = field_validator("high")(_above_low)
+    _mode = field_validator("mode")(_mode_inside)
+    _shape = field_validator("shape")(_positive)
+
+    def shape_params(self):
+        r = self.high - self.low
+        return (1.0 + self.shape * (self.mode - self.low) / r,
+                1.0 + self.shape * (self.high - self.mode) / r)
+
+    def mean(self):
+        return (self.low + self.shape * self.mode + self.high) / (self.shape + 2.0)
+
+
+class Beta(_BetaShaped):
+    """Beta rescaled to [low, high] (default [0, 1]), given by the mean and sd of the VALUE on [low, high].
+
+    So `{dist: beta, mean: 30, sd: 5, low: 0, high: 100}` has mean 30, sd 5;
+    needs low < mean < high and 0 < sd < sqrt((mean-low)*(high-mean)).
+    """
+
+    dist: Literal["beta"] = "beta"
+    low: _Num = 0.0  # bounds first: the mean and sd checks need them
+    high: _Num = 1.0
+    mean_: _Num = Field(alias="mean")
+    sd: _Num
+    _show = ("mean_", "sd", "low", "high")
+    _high = field_validator("high")(_above_low)
+
+    @field_validator("mean_")
+    @classmethod
+    def _mean_inside(cls, v, info: ValidationInfo):
+        low, high = info.data.get("low"), info.data.get("high")
+        if low is not None and high is not None and not low < v < high:
+            raise ValueError(f"must lie strictly inside (low, high) = ({_e(low)}, {_e(high)}), got {_e(v)}")
+        return v
+
+    @field_validator("sd")
+    @classmethod
+    def _sd_fits(cls, v, info: ValidationInfo):
+        _positive(cls, v, info)
+        m, low, high = (info.data.get(k) for k in ("mean_", "low", "high"))
+        if None not in (m, low, high):
+            bound = math.sqrt((m - low) * (high - m))
+            if not v < bound:
+                raise ValueError(f"too large for mean {_e(m)} on [{_e(low)}, {_e(high)}]: need sd < "
+                                 f"sqrt((mean-low)*(high-mean)) = {bound:.4g}, got {_e(v)}")
+        return v
+
+    def shape_params(self):
+        r = self.high - self.low
+        mu, var = (self.mean_ - self.low) / r, (self.sd / r) ** 2
+        nu = mu * (1.0 - mu) / var - 1.0
+        return (mu * nu, (1.0 - mu) * nu)
+
+    def mean(self):
+        return self.mean_
+
+
+# ---------------------------------------------------------------- normal family
+
+def _truncation(mean: float, sd: float, low: Optional[float], high: Optional[float]):
+    """(mirror, pa, pb) with z = ±ndtri(pa + u (pb - pa)); mass = |pb - pa|, host float64.
+
+    When both bounds lie above the mean, Phi(a) and Phi(b) round to 1 and their
+    difference cancels; the mirror form works with the upper tails Phi(-a), Phi(-b).
+    """
+    a = -math.inf if low is None else (low - mean) / sd
+    b = math.inf if high is None else (high - mean) / sd
+    if a > 0:
+        return True, float(special.ndtr(-a)), float(special.ndtr(-b))
+    return False, float(special.ndtr(a)), float(special.ndtr(b))
+
+
+class Normal(_DistBase):
+    """Normal(mean, sd), optionally truncated to [low, high] (either bound may be left out)."""
+
+    dist: Literal["normal"] = "normal"
+    mean_: _Num = Field(alias="mean")
+    sd: _Num
+    low: Optional[_Num] = None
+    high: Optional[_Num] = None
+    _show = ("mean_", "sd", "low", "high")
+    _sd = field_validator("sd")(_positive)
+
+    @field_validator("low", "high")
+    @classmethod
+    def _has_mass(cls, v, info: ValidationInfo):
+        if v is None:
+            return v
+        high = info.field_name == "high"
+        if high:
+            _above_low(cls, v, info)
+        if "mean_" in info.data and "sd" in info.data:
+            m, sd = info.data["mean_"], info.data["sd"]
+            # low alone is checked here; high checks itself together with low.
+            low = info.data.get("low") if high else v
+            _, pa, pb = _truncation(m, sd, low, v if high else None)
+            if not abs(pb - pa) > 0:
+                raise ValueError(f"leaves no probability mass of normal(mean={_e(m)}, sd={_e(sd)}) "
+                                 f"(bound {(v - m) / sd:.3g} sd from the mean); move it towards the mean")
+        return v
+
+    def support(self):
+        return (-math.inf if self.low is None else self.low, math.inf if self.high is None else self.high)
+
+    def mean(self):
+        if self.low is None and self.high is None:
+            return self.mean_
+        a = -np.inf if self.low is None else (self.low - self.mean_) / self.sd
+        b = np.inf if self.high is None else (self.high - self.mean_) / self.sd
+        return float(stats.truncnorm(a, b, loc=self.mean_, scale=self.sd).mean())
+
+    def _quantile(self, u):
+        if self.low is None and self.high is None:
+            return self.mean_ + self.sd * jax.scipy.special.ndtri(u)
+        mirror, pa, pb = _truncation(self.mean_, self.sd, self.low, self.high)
+        z = jax.scipy.special.ndtri(pa + u * (pb - pa))
+        x = self.mean_ + self.sd * (-z if mirror else z)
+        lo, hi = self.support()
+        return jnp.clip(x, lo, hi)  # rounding in ndtri may step just outside
+
+
+class LogNormal(_DistBase):
+    """Lognormal from EITHER its 5th/95th percentiles {p5, p95} OR {median, sigma} (sigma: sd of log x)."""
+
+    dist: Literal["lognormal"] = "lognormal"
+    p5: Optional[_Num] = None
+    p95: Optional[_Num] = Field(None, validate_default=True)
+    median: Optional[_Num] = Field(None, validate_default=True)
+    sigma: Optional[_Num] = Field(None, validate_default=True)
+    _show = ("p5", "p95", "median", "sigma")
+    _pos = field_validator("p5", "median")(_positive)
+
+    @field_validator("p95")
+    @classmethod
+    def _p95(cls, v, info: ValidationInfo):
+        p5 = info.data.get("p5")
+        if v is None and p5 is not None:
+            raise ValueError("is required with p5: give both percentiles")
+        if v is not None and "p5" in info.data and p5 is None:
+            raise ValueError("needs p5 as well: give both percentiles")
+        if v is not None and p5 is not None and not v > p5:
+            raise ValueError(f"must be > p5 ({_e(p5)}), got {_e(v)}")
+        return v
+
+    @field_validator("median", "sigma")
+    @classmethod
+    def _pair(cls, v, info: ValidationInfo):
+        if v is not None and (info.data.get("p5") is not None or info.data.get("p95") is not None):
+            raise ValueError("give either {p5, p95} or {median, sigma}, not both")
+        if info.field_name == "sigma":
+            _positive(cls, v, info)
+            if v is None and info.data.get("median") is not None:
+                raise ValueError("is required with median: give the sd of log x")
+            if v is not None and "median" in info.data and info.data["median"] is None:
+                raise ValueError("needs median as well")
+        return v
+
+    @model_validator(mode="after")
+    def _one_pair(self):
+        if self.p5 is None and self.median is None:
+            raise ValueError("lognormal needs either {p5, p95} or {median, sigma}")
+        return self
+
+    def log_params(self) -> tuple[float, float]:
+        """(mu, sigma) of log x: p5/p95 sit at mu -/+ Z95 sigma."""
+        if self.median is not None:
+            return math.log(self.median), self.sigma
+        lo, hi = math.log(self.p5), math.log(self.p95)
+        return 0.5 * (lo + hi), (hi - lo) / (2.0 * Z95)
+
+    def support(self):
+        return (0.0, math.inf)
+
+    def mean(self):
+        mu, s = self.log_params()
+        return math.exp(mu + 0.5 * s * s)
+
+    def _quantile(self, u):
+        mu, s = self.log_params()
+        return jnp.exp(mu + s * jax.scipy.special.ndtri(u))
+
+
+class Discrete(_DistBase):
+    """Finite distribution: P(x = values[k]) = weights[k] / sum(weights); weights >= 0, sum > 0.
+
+    Fields keep the order given; quantile() sorts values ascending (with their
+    weights) and drops zero weights, so it is monotone and never draws them.
+    """
+
+    dist: Literal["discrete"] = "discrete"
+    values: tuple[_Num, ...] = Field(min_length=1)  # tuples keep the model hashable
+    weights: tuple[_Num, ...]
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v, info: ValidationInfo):
+        values = info.data.get("values")
+        if values is not None and len(values) != len(v):
+            raise ValueError(f"must have one weight per value ({len(values)} values, {len(v)} weights)")
+        for k, w in enumerate(v):
+            if not w >= 0:
+                raise ValueError(f"must be >= 0, got {_e(w)} at position {k}")
+        if not sum(v) > 0:
+            raise ValueError("must sum to a positive number")
+        return v
+
+    def table(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values ascending, cumulative probabilities ending at exactly 1), float64, positive weights only."""
+        x, w = np.asarray(self.values, float), np.asarray(self.weights, float)
+        order = np.argsort(x[w > 0], kind="stable")
+        x, w = x[w > 0][order], w[w > 0][order]
+        cdf = np.cumsum(w) / w.sum()
+        cdf[-1] = 1.0
+        return x, cdf
+
+    @property
+    def is_fixed(self) -> bool:
+        return len(self.table()[0]) == 1
+
+    def support(self):
+        x, _ = self.table()
+        return (float(x[0]), float(x[-1]))
+
+    def mean(self):
+        return float(np.dot(self.values, self.weights) / np.sum(self.weights))
+
+    def describe(self):
+        return (f"discrete(values=[{', '.join(map(_g, self.values))}], "
+                f"weights=[{', '.join(map(_g, self.weights))}])")
+
+    def _quantile(self, u):
+        x, cdf = self.table()
+        # Q(u) = min{x_k : F(x_k) >= u}: u equal to a boundary F(x_k) gives x_k.
+        # compare_all (a count of cdf < u) is fastest for the few values a study lists and cheap to compile.
+        method = "compare_all" if len(x) <= 64 else "sort"
+        k = jnp.searchsorted(jnp.asarray(cdf, u.dtype), u, side="left", method=method)
+        return jnp.asarray(x, u.dtype)[jnp.clip(k, 0, len(x) - 1)]
+
+
+def _bare_number(obj: Any) -> Any:
+    """A bare int/float (not bool) is a fixed value."""
+    if isinstance(obj, bool):
+        raise ValueError(f"expected a number or a mapping with a `dist` key, got {obj}")
+    if isinstance(obj, numbers.Real):
+        return {"dist": "fixed", "value": float(obj)}
+    return obj
+
+
+Dist = Annotated[
+    Union[Fixed, Uniform, LogUniform, Triangular, Pert, Normal, LogNormal, Beta, Discrete],
+    Field(discriminator="dist"),
+    BeforeValidator(_bare_number),
+]
+"""Any DIST form of a study: a bare number or a mapping tagged by `dist`."""
+
+_DIST_ADAPTER = TypeAdapter(Dist)
+
+
+def parse_dist(obj: Any) -> Dist:
+    """Validate one DIST (bare number, mapping or model); raises pydantic.ValidationError."""
+    return _DIST_ADAPTER.validate_python(obj)
