@@ -1,0 +1,254 @@
+"""Streaming reducers (mcrisk.reduce): exact counts and moments, and the quantile sketch.
+
+Every check compares the streamed summary with numpy on the full array:
+counts exact, mean/sd to 1e-12, quantiles and tail means within the sketch's
+documented relative error alpha (+1e-7 for the float32-log bucket edges).
+"""
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import math  # noqa: E402
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from mcrisk import reduce as red  # noqa: E402
+
+SPEC = red.SketchSpec()
+K = SPEC.n_buckets
+REL = SPEC.rel_accuracy + 1e-7  # documented relative error of a representative
+PROBS = [0.01, 0.05, 0.1, 0.5, 0.9, 0.95, 0.99]
+N = 20_000
+_update = jax.jit(red.update, static_argnums=3)
+_bins = jax.jit(red.bin_index, static_argnums=1)
+
+
+def datasets(seed: int = 0) -> np.ndarray:
+    """(H, N) float64 series: one per row, covering the awkward cases."""
+    rng = np.random.default_rng(seed)
+    special = rng.standard_normal(N) * 50.0
+    special[rng.choice(N, 900, replace=False)] = rng.choice(
+        [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-15, -3e-13, 1e30], 900)
+    mixture = np.where(rng.random(N) < 0.5, -rng.lognormal(2.0, 1.5, N), rng.standard_normal(N) * 10.0)
+    mixture[rng.random(N) < 0.2] = 0.0
+    tiny = np.where(rng.random(N) < 0.7, rng.uniform(-1e-12, 1e-12, N), rng.lognormal(0.0, 1.0, N))
+    return np.stack([
+        rng.standard_normal(N) * 1e6,            # normal x 1e6
+        rng.lognormal(0.0, 2.0, N),              # lognormal
+        mixture,                                 # negatives, zeros
+        special,                                 # +-inf, NaN, zeros, below min_abs, huge
+        tiny,                                    # mostly inside the zero bucket
+        np.full(N, 3.0),                         # constant
+    ])
+
+
+def stream(x: np.ndarray, chunk: int, seed: int = 1, dtype=np.float64) -> red.HostState:
+    """Feed x (H, n) in chunks of `chunk` columns, each scattered into a wider block
+    whose other columns hold garbage (NaN, inf, huge) and are masked off."""
+    rng = np.random.default_rng(seed)
+    H, n = x.shape
+    width = chunk + 37
+    state = red.init_state(H, SPEC)
+    for start in range(0, n, chunk):
+        part = x[:, start:start + chunk]
+        cols = np.sort(rng.choice(width, part.shape[1], replace=False))
+        block = rng.choice([np.nan, np.inf, -np.inf, 7e30, 0.0], (H, width))
+        block[:, cols] = part
+        mask = np.zeros(width, bool)
+        mask[cols] = True
+        state = _update(state, jnp.asarray(block.astype(dtype)), jnp.asarray(mask), SPEC)
+    return red.to_host(state)
+
+
+def assert_moments_match(host: red.HostState, x: np.ndarray) -> None:
+    m = host.moments
+    for h, row in enumerate(x):
+        fin = row[np.isfinite(row)]
+        assert m.count[h] == np.count_nonzero(~np.isnan(row))
+        assert m.nan[h] == np.count_nonzero(np.isnan(row))
+        assert m.posinf[h] == np.count_nonzero(row == np.inf)
+        assert m.neginf[h] == np.count_nonzero(row == -np.inf)
+        assert m.n_finite[h] == fin.size
+        assert m.min[h] == np.nanmin(row) and m.max[h] == np.nanmax(row)
+        sd = fin.std(ddof=1)
+        # a mean near zero is only accurate relative to the spread of the data
+        assert abs(m.mean[h] - fin.mean()) <= 1e-12 * (abs(fin.mean()) + sd)
+        assert red.sd(host)[h] == pytest.approx(sd, rel=1e-12)
+
+
+def assert_close_rel(got: float, want: float, what: str) -> None:
+    """Within the sketch's error: exact for +-inf, min_abs inside the zero bucket, REL in
+    range; beyond max_abs the outermost finite bucket's representative."""
+    if np.isinf(want):
+        assert got == want, what
+    elif abs(want) > SPEC.max_abs:
+        assert got == np.sign(want) * red._representatives(SPEC)[-2], what
+    elif abs(want) <= SPEC.min_abs:
+        assert abs(got - want) <= SPEC.min_abs, what
+    else:
+        assert abs(got - want) <= REL * abs(want) * (1 + 1e-12), (what, got, want)
+
+
+@pytest.fixture(scope="module")
+def data() -> np.ndarray:
+    return datasets()
+
+
+@pytest.fixture(scope="module")
+def one_pass(data) -> red.HostState:
+    return stream(data, N)
+
+
+def test_layout_and_representatives():
+    assert K == math.ceil(math.log(SPEC.max_abs / SPEC.min_abs) / math.log(SPEC.gamma)) == 82894
+    assert SPEC.n_bins == 2 * K + 3
+    state = red.init_state(4, SPEC)
+    assert state.hist.shape == (4, 2 * K + 3) and state.hist.dtype == jnp.int32
+    assert state.moments.count.dtype == jnp.int64 and state.moments.mean.dtype == jnp.float64
+    # every representative is within alpha of both edges of its bucket
+    b = red._bounds(SPEC)
+    rep = red._representatives(SPEC)
+    pos = rep[K + 2:2 * K + 2]
+    assert np.all(np.abs(pos - b[1:]) <= (SPEC.rel_accuracy + 1e-12) * b[1:])
+    assert np.all(np.abs(pos - b[:-1]) <= (SPEC.rel_accuracy + 1e-12) * b[:-1])
+    assert np.array_equal(rep[1:K + 1], -pos[::-1]) and rep[K + 1] == 0.0
+    assert rep[0] == -np.inf and rep[-1] == np.inf
+
+
+def test_bucket_of_a_value():
+    rng = np.random.default_rng(5)
+    x = 10.0 ** rng.uniform(-12, 24, 200_000) * rng.choice([-1.0, 1.0], 200_000)
+    t = np.log(np.abs(x) / SPEC.min_abs) / math.log(SPEC.gamma)
+    far = np.abs(t - np.round(t)) > 1e-3  # not within 1e-6 (relative) of a bucket edge
+    want = np.where(x < 0, K + 1 - np.ceil(t), K + 1 + np.ceil(t))
+    got = np.asarray(_bins(jnp.asarray(x), SPEC))
+    np.testing.assert_array_equal(got[far], want[far])
+    assert np.all(np.abs(got - want) <= 1)
+    # just inside / outside an edge b_i, for many i
+    b = red._bounds(SPEC)
+    i = rng.integers(1, K, 1000)
+    edge = np.concatenate([b[i] * (1 - 1e-6), b[i] * (1 + 1e-6)])
+    got = np.asarray(_bins(jnp.asarray(edge), SPEC))
+    np.testing.assert_array_equal(got, K + 1 + np.concatenate([i, i + 1]))
+    special = np.array([0.0, -0.0, SPEC.min_abs, -SPEC.min_abs, np.nextafter(SPEC.min_abs, 1.0),
+                        1e30, -1e30, np.inf, -np.inf, np.nan])
+    got = np.asarray(_bins(jnp.asarray(special), SPEC))
+    np.testing.assert_array_equal(got, [K + 1] * 4 + [K + 2, 2 * K + 1, 1, 2 * K + 2, 0, K + 1])
+    # float32 input: the same bucket as the same value in float64
+    x32 = x.astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(_bins(jnp.asarray(x32), SPEC)),
+                                  np.asarray(_bins(jnp.asarray(x32.astype(np.float64)), SPEC)))
+
+
+def test_counts_and_moments_match_numpy(data, one_pass):
+    assert_moments_match(one_pass, data)
+    assert_moments_match(stream(data, 1000), data)
+
+
+def test_quantiles_within_alpha_of_inverted_cdf(data, one_pass):
+    got = red.quantiles(one_pass, PROBS, SPEC)
+    assert got.shape == (data.shape[0], len(PROBS)) and got.dtype == np.float64
+    for h, row in enumerate(data):
+        want = np.quantile(row[~np.isnan(row)], PROBS, method="inverted_cdf")
+        for q, g, w in zip(PROBS, got[h], want):
+            assert_close_rel(g, w, f"series {h} q={q}")
+    assert np.all(got[-1] == 3.0)  # constant series: clamped into [min, max], exact
+    # the extreme ranks are the exact min and max (+-inf included)
+    ext = red.quantiles(one_pass, [0.0, 1.0], SPEC)
+    np.testing.assert_array_equal(ext, np.stack([one_pass.moments.min, one_pass.moments.max], 1))
+
+
+@pytest.mark.parametrize("q", [0.01, 0.05, 0.5, 1.0])
+def test_tail_mean_within_alpha_of_exact_expected_shortfall(data, one_pass, q):
+    got = red.tail_mean(one_pass, q, SPEC)
+    for h, row in enumerate(data):
+        v = np.sort(row[~np.isnan(row)])
+        tail = v[:max(1, math.ceil(q * v.size))]
+        if tail[0] == -np.inf:
+            assert got[h] == -np.inf
+        elif tail[-1] == np.inf:
+            assert got[h] == np.inf
+        else:
+            bound = REL * np.mean(np.abs(tail)) * (1 + 1e-9) + SPEC.min_abs
+            assert abs(got[h] - tail.mean()) <= bound, (h, got[h], tail.mean())
+
+
+def test_chunk_size_and_padding_do_not_change_the_summary(data, one_pass):
+    for chunk in (1000, 4096):
+        other = stream(data, chunk, seed=chunk)
+        np.testing.assert_array_equal(other.hist, one_pass.hist)
+        assert_same(other, one_pass)
+
+
+def assert_same(a: red.HostState, b: red.HostState) -> None:
+    """Counts, min/max and histogram bit-identical; mean and m2 to float64 rounding."""
+    np.testing.assert_array_equal(a.hist, b.hist)
+    for f in ("count", "nan", "posinf", "neginf", "n_finite", "min", "max"):
+        np.testing.assert_array_equal(getattr(a.moments, f), getattr(b.moments, f), err_msg=f)
+    scale = np.sqrt(b.moments.m2 / np.maximum(b.moments.n_finite, 1))
+    np.testing.assert_allclose(a.moments.mean, b.moments.mean, rtol=1e-12, atol=1e-12 * scale.max())
+    np.testing.assert_allclose(a.moments.m2, b.moments.m2, rtol=1e-12)
+
+
+def test_merge_of_halves_equals_one_pass(data, one_pass):
+    first = stream(data[:, :7000], 4096)
+    second_dev = red.init_state(data.shape[0], SPEC)
+    second_dev = _update(second_dev, jnp.asarray(data[:, 7000:]), jnp.ones(N - 7000, bool), SPEC)
+    merged = red.merge(first, second_dev)  # b may be a device ReduceState
+    assert merged.hist.dtype == np.int64
+    assert_same(merged, one_pass)
+    assert_moments_match(merged, data)
+
+
+def test_merge_is_associative_and_commutative(data):
+    a, b, c = (stream(data[:, s], 4096) for s in (slice(0, 5000), slice(5000, 5001), slice(5001, N)))
+    empty = red.to_host(red.init_state(data.shape[0], SPEC))
+    ab_c = red.merge(red.merge(a, b), c)
+    a_bc = red.merge(a, red.merge(b, c))
+    c_ba = red.merge(c, red.merge(b, a))
+    for other in (a_bc, c_ba, red.merge(empty, ab_c), red.merge(ab_c, empty)):
+        assert_same(other, ab_c)
+
+
+def test_float32_input(data):
+    x32 = data.astype(np.float32)
+    host = stream(x32, 4096, dtype=np.float32)
+    x = x32.astype(np.float64)
+    assert_moments_match(host, x)
+    np.testing.assert_array_equal(host.hist, stream(x, 4096).hist)
+    got = red.quantiles(host, PROBS, SPEC)
+    for h, row in enumerate(x):
+        want = np.quantile(row[~np.isnan(row)], PROBS, method="inverted_cdf")
+        for q, g, w in zip(PROBS, got[h], want):
+            assert_close_rel(g, w, f"float32 series {h} q={q}")
+
+
+def test_a_coarse_spec_keeps_its_own_error_bound():
+    spec = red.SketchSpec(rel_accuracy=0.01, min_abs=1e-3, max_abs=1e3)
+    rng = np.random.default_rng(9)
+    x = np.stack([rng.lognormal(0.0, 1.0, 5000), -rng.lognormal(0.0, 4.0, 5000)])
+    host = red.to_host(_update(red.init_state(2, spec), jnp.asarray(x), jnp.ones(5000, bool), spec))
+    assert host.hist.shape == (2, spec.n_bins)
+    got = red.quantiles(host, PROBS, spec)
+    rep_k = red._representatives(spec)[-2]
+    for h in range(2):
+        for g, w in zip(got[h], np.quantile(x[h], PROBS, method="inverted_cdf")):
+            if abs(w) > spec.max_abs:
+                assert g == np.sign(w) * rep_k
+            elif abs(w) > spec.min_abs:
+                assert abs(g - w) <= (spec.rel_accuracy + 1e-7) * abs(w)
+            else:
+                assert abs(g - w) <= spec.min_abs
+
+
+def test_empty_and_all_nan_series():
+    x = np.stack([np.full(10, np.nan), np.full(10, np.nan)])
+    host = red.to_host(_update(red.init_state(2, SPEC), jnp.asarray(x), jnp.array([True] * 9 + [False]), SPEC))
+    assert list(host.moments.nan) == [9, 9] and list(host.moments.count) == [0, 0]
+    assert np.all(np.isnan(red.quantiles(host, [0.5], SPEC)))
+    assert np.all(np.isnan(red.tail_mean(host, 0.05, SPEC)))
+    assert np.all(np.isnan(red.sd(host)))
+    assert host.hist.sum() == 0
