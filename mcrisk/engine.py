@@ -1,0 +1,249 @@
+"""The run loop: chunks of scenario indices, sharded over local devices, reduced on the device.
+
+A run is three pure, jitted stages per chunk of scenario indices:
+
+* ``sample``: uniforms by scenario index -> copula -> inverse CDFs, and the monthly shocks;
+* ``simulate``: market paths and every system's monthly cash flows (``lax.scan`` over months)
+  -> the metrics of each scenario and system;
+* ``reduce``: streaming summaries kept on the device (moments, quantile sketch, tail counts).
+
+Only what is written (scenario rows, if asked) and the first ``diagnostic_draws`` scenarios
+(for ArviZ) cross to the host. Keys derive from scenario indices, so neither the chunk size
+nor the device count changes any number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from . import metrics as metrics_mod
+from . import reduce as red
+from .economics import SiteParams, SystemParams, accumulate, discount_factor, month_flows, plant, totals_init
+from .processes import MarketParams, Shocks, market_init, market_step
+from .sampling import apply_copula, copula_factor, make_sampler, root_key, shock_normals, stream_id
+from .study import Input, Study
+
+METRICS = metrics_mod.METRICS
+
+# Study paths of the market inputs, in MarketParams order.
+MARKET_PATHS = MarketParams(
+    price0="market.token_price.initial_usd_per_mtok",
+    decline="market.token_price.annual_decline",
+    price_vol="market.token_price.volatility",
+    util_mean="market.demand.utilization",
+    ramp="market.demand.ramp_months",
+    persistence="market.demand.persistence",
+    util_vol="market.demand.volatility",
+    elec0="market.electricity.usd_per_kwh",
+    elec_vol="market.electricity.volatility",
+    reversion="market.electricity.mean_reversion",
+)
+SITE_PATHS = SiteParams(
+    pue="facility.pue",
+    colocation="facility.colocation_usd_per_kw_month",
+    discount_rate="finance.discount_rate",
+)
+# Fields of a system, in SystemParams order ('units', 'gpus_per_unit', 'depreciation_years' are plain numbers).
+SYSTEM_FIELDS = SystemParams(
+    units="units",
+    gpus="gpus_per_unit",
+    capex="capex_usd",
+    power_kw="it_power_kw",
+    idle="idle_power_fraction",
+    throughput="throughput_tokens_per_s_per_gpu",
+    efficiency="efficiency",
+    availability="availability",
+    price_multiplier="price_multiplier",
+    speedup_ceiling="software_speedup.ceiling",
+    speedup_tau="software_speedup.time_constant_months",
+    maintenance="maintenance_fraction_per_year",
+    license="license_usd_per_gpu_year",
+    residual="residual_value_fraction",
+    depreciation_years="depreciation_years",
+)
+PLAIN_SYSTEM_FIELDS = ("units", "gpus_per_unit", "depreciation_years")
+# Monthly shock streams and the volatility input that switches each on.
+SHOCKS = Shocks(
+    price=("market.token_price.shock", "market.token_price.volatility"),
+    electricity=("market.electricity.shock", "market.electricity.volatility"),
+    utilization=("market.demand.shock", "market.demand.volatility"),
+)
+# Exact tail counts kept per system: (name, metric, test).
+TAIL_COUNTS: tuple[tuple[str, str, Callable[[jax.Array], jax.Array]], ...] = (
+    ("npv_below_0", "npv_usd", lambda x: x < 0),
+    ("payback_within_horizon", "payback_months", jnp.isfinite),
+    ("roi_multiple_at_least_15", "roi_multiple", lambda x: x >= 15),
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything fixed before the first chunk: inputs, sampler, copula, devices, shapes."""
+
+    study: Study
+    scenarios: int
+    seed: int
+    dtype: Any
+    months: int
+    systems: tuple[str, ...]
+    inputs: tuple[Input, ...]  # every static input, study order (output columns)
+    uncertain: tuple[Input, ...]  # inputs with a distribution, sorted by path (sampler dimensions)
+    fixed: dict[str, float]  # path -> value of fixed inputs
+    plain: dict[str, tuple[float, ...]]  # system field -> value per system (units, gpus, depreciation)
+    sampler: Any
+    copula_cols: tuple[int, ...]
+    copula_factor: np.ndarray | None
+    shocks_on: Shocks  # bool per shock stream
+    chunk: int
+    mesh: Mesh
+    sketch: red.SketchSpec = field(default_factory=red.SketchSpec)
+
+    @property
+    def n_series(self) -> int:
+        return len(METRICS) * len(self.systems)
+
+
+def default_chunk_size() -> int:
+    return 1 << 20 if jax.default_backend() in ("gpu", "cuda", "rocm", "tpu") else 1 << 16
+
+
+def make_plan(study: Study, *, scenarios: int, seed: int, precision: str, chunk_size: int | None) -> Plan:
+    inputs = tuple(study.inputs())
+    uncertain = tuple(sorted((i for i in inputs if not i.dist.is_fixed), key=lambda i: i.path))
+    fixed = {i.path: float(i.dist.mean()) for i in inputs if i.dist.is_fixed}
+    systems = tuple(study.systems)
+    plain = {
+        f: tuple(float(getattr(study.systems[s], f)) for s in systems) for f in PLAIN_SYSTEM_FIELDS
+    }
+    sampler = make_sampler(study.simulation.sampler, seed, tuple(stream_id(i.path) for i in uncertain), scenarios)
+    cols, factor = (), None
+    if study.correlations:
+        names = sorted({p for a, b, _ in study.correlations for p in (a, b)})
+        pos = {n: k for k, n in enumerate(names)}
+        corr = np.eye(len(names))
+        for a, b, rho in study.correlations:
+            corr[pos[a], pos[b]] = corr[pos[b], pos[a]] = rho
+        col_of = {i.path: k for k, i in enumerate(uncertain)}
+        cols, factor = tuple(col_of[n] for n in names), copula_factor(corr)
+    shocks_on = Shocks(*(not (vol in fixed and fixed[vol] == 0.0) for _, vol in SHOCKS))
+    devices = np.array(jax.devices())
+    chunk = chunk_size or default_chunk_size()
+    chunk = min(chunk, max(scenarios, 1))
+    chunk = -(-chunk // len(devices)) * len(devices)  # a multiple of the device count
+    return Plan(
+        study=study,
+        scenarios=scenarios,
+        seed=seed,
+        dtype=jnp.float64 if precision == "float64" else jnp.float32,
+        months=study.simulation.horizon_months,
+        systems=systems,
+        inputs=inputs,
+        uncertain=uncertain,
+        fixed=fixed,
+        plain=plain,
+        sampler=sampler,
+        copula_cols=cols,
+        copula_factor=factor,
+        shocks_on=shocks_on,
+        chunk=chunk,
+        mesh=Mesh(devices, ("scenarios",)),
+    )
+
+
+# --------------------------------------------------------------------------- stages
+
+
+class Sample(NamedTuple):
+    """One chunk's draws: uncertain inputs by path (n,) and monthly shocks (T, n) (None if off)."""
+
+    values: dict[str, jax.Array]
+    shocks: Shocks
+
+
+def sample(plan: Plan, idx: jax.Array) -> Sample:
+    """Draw the static inputs and monthly shocks of scenarios `idx` (uint32, (n,))."""
+    u = plan.sampler.uniforms(idx, plan.dtype)
+    if plan.copula_factor is not None:
+        cols = jnp.asarray(plan.copula_cols)
+        u = u.at[:, cols].set(apply_copula(u[:, cols], jnp.asarray(plan.copula_factor, plan.dtype)))
+    values = {inp.path: inp.dist.quantile(u[:, j]) for j, inp in enumerate(plan.uncertain)}
+    root = root_key(plan.seed)
+    shocks = Shocks(
+        *(
+            shock_normals(root, idx, stream_id(name), plan.months, plan.dtype).T if on else None
+            for (name, _), on in zip(SHOCKS, plan.shocks_on)
+        )
+    )
+    return Sample(values, shocks)
+
+
+def _value(plan: Plan, values: dict[str, jax.Array], path: str) -> jax.Array:
+    if path in values:
+        return values[path]
+    return jnp.asarray(plan.fixed[path], plan.dtype)
+
+
+def _system_param(plan: Plan, values: dict[str, jax.Array], fld: str, n: int) -> jax.Array:
+    """One SystemParams field as (S, n), or (S, 1) when every system has it fixed."""
+    if fld in PLAIN_SYSTEM_FIELDS:
+        return jnp.asarray(plan.plain[fld], plan.dtype)[:, None]
+    per = [_value(plan, values, f"systems.{s}.{fld}") for s in plan.systems]
+    if all(p.ndim == 0 for p in per):
+        return jnp.stack(per)[:, None]
+    return jnp.stack([jnp.broadcast_to(p, (n,)) for p in per])
+
+
+def params(plan: Plan, values: dict[str, jax.Array], n: int) -> tuple[MarketParams, SiteParams, SystemParams]:
+    """Assemble the named parameter pytrees of a chunk from the drawn and fixed inputs."""
+    full = lambda p: jnp.broadcast_to(_value(plan, values, p), (n,))  # noqa: E731
+    mp = MarketParams(*(full(p) for p in MARKET_PATHS))
+    site = SiteParams(*(full(p) for p in SITE_PATHS))
+    sp = SystemParams(*(_system_param(plan, values, f, n) for f in SYSTEM_FIELDS))
+    return mp, site, sp
+
+
+def simulate(plan: Plan, draw: Sample, n: int) -> dict[str, jax.Array]:
+    """Market paths and cash flows month by month -> every metric, each (S, n) float64."""
+    mp, site, sp = params(plan, draw.values, n)
+    pl = plant(sp, site)
+    S = len(plan.systems)
+    capex = jnp.broadcast_to((sp.units * sp.capex).astype(jnp.float64), (S, n))
+    zeros = jnp.zeros((plan.months, n), plan.dtype)
+    eps = Shocks(*(s if s is not None else zeros for s in draw.shocks))
+    months = jnp.arange(1, plan.months + 1, dtype=plan.dtype)
+
+    def step(carry, x):
+        state, tot = carry
+        e, t = x
+        state, mkt = market_step(mp, state, e, t)
+        flows = month_flows(sp, pl, mkt, t)
+        tot = accumulate(tot, flows, mkt.utilization, discount_factor(site.discount_rate, t), t, capex)
+        return (state, tot), flows.cash_flow
+
+    (_, tot), cash_flows = jax.lax.scan(step, (market_init(mp), totals_init((S, n))), (eps, months))
+    return metrics_mod.compute(sp, site, pl, tot, cash_flows, mp.price0, plan.months)
+
+
+class Reduced(NamedTuple):
+    """Device-side running summaries: the reducer state and exact tail counts (len(TAIL_COUNTS), S)."""
+
+    state: red.ReduceState
+    tails: jax.Array
+
+
+def reduce_init(plan: Plan) -> Reduced:
+    return Reduced(red.init_state(plan.n_series, plan.sketch), jnp.zeros((len(TAIL_COUNTS), len(plan.systems)), jnp.int64))
+
+
+def reduce_chunk(plan: Plan, acc: Reduced, out: dict[str, jax.Array], mask: jax.Array) -> Reduced:
+    """Fold one chunk's metrics into the running summaries (series h = metric * S + system)."""
+    stacked = jnp.stack([out[m] for m in METRICS])  # (M, S, n)
+    state = red.update(acc.state, stacked.reshape(plan.n_series, -1), mask, plan.sketch)
+    tails = jnp.stack([(test(out[m]) & mask).sum(axis=-1) for _, m, test in TAIL_COUNTS])
+    return Reduced(state, acc.tails + tails.astype(jnp.int64))

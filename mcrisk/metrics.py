@@ -1,0 +1,178 @@
+"""Per-scenario metrics of each system, from the running totals and the monthly cash flows.
+
+Every function is pure JAX on (S, n) arrays and computes in float64. Ratios follow IEEE rules
+(x/0 = +-inf, 0/0 = NaN) except ``operating_margin``, which is NaN where revenue is 0.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from .economics import SUM, Plant, SiteParams, SystemParams, Totals
+
+METRICS: tuple[str, ...] = (
+    "capex_usd",
+    "revenue_usd",
+    "tokens",
+    "energy_kwh",
+    "energy_usd",
+    "colocation_usd",
+    "maintenance_usd",
+    "license_usd",
+    "opex_usd",
+    "depreciation_usd",
+    "ebitda_usd",
+    "operating_profit_usd",
+    "operating_margin",
+    "npv_usd",
+    "irr",
+    "roi_multiple",
+    "net_roi",
+    "payback_months",
+    "cost_per_mtok_usd",
+    "levelized_cost_per_mtok_usd",
+    "breakeven_price_usd_per_mtok",
+    "energy_j_per_token",
+    "mean_utilization",
+    "revenue_per_unit_year_usd",
+    "revenue_per_mw_year_usd",
+)
+
+# IRR search range (annual): -99% to +10,000% a year.
+IRR_LOW, IRR_HIGH = -0.99, 100.0
+_IRR_GRID = 64
+_IRR_NEWTON = 8
+
+
+def npv_at(z: jax.Array, capex: jax.Array, cash_flows: jax.Array, residual: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """NPV and dNPV/dz at monthly discount factor z = 1/(1 + r_m), by Horner's rule.
+
+    z, capex, residual: (...,); cash_flows: (T, ...). NPV(z) = -I + sum_t CF_t z^t + V z^T.
+    """
+    T = cash_flows.shape[0]
+
+    def body(k, acc):
+        p, dp = acc
+        cf = cash_flows[T - 1 - k] + jnp.where(k == 0, residual, 0.0)
+        # p holds sum_{j>t} CF_j z^(j-t-1) ...; one Horner step: p <- p*z + CF_t, dp <- dp*z + p
+        return p * z + cf, dp * z + p
+
+    zero = jnp.zeros_like(z)
+    p, dp = jax.lax.fori_loop(0, T, body, (zero, zero))
+    # p = sum_t CF_t z^(t-1); NPV = z p - I; dNPV/dz = p + z dp
+    return z * p - capex, p + z * dp
+
+
+def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array) -> jax.Array:
+    """Annual IRR in [-0.99, 100]: the largest root of NPV; +inf / -inf per the model's rules.
+
+    capex, residual: (S, n) float64; cash_flows: (T, S, n). NPV is evaluated on a grid of
+    64 monthly discount factors (one matrix product), the largest-rate sign change is bracketed
+    and refined by safeguarded Newton steps to float64 precision.
+    """
+    T = cash_flows.shape[0]
+    cf = cash_flows.astype(SUM)
+    log_z = jnp.linspace(-jnp.log1p(IRR_HIGH) / 12, -jnp.log1p(IRR_LOW) / 12, _IRR_GRID, dtype=SUM)
+    z_grid = jnp.exp(log_z)  # ascending z = descending rate
+    t = jnp.arange(1, T + 1, dtype=SUM)
+    powers = z_grid[None, :] ** t[:, None]  # (T, K)
+    npv_grid = jnp.einsum("tsn,tk->snk", cf, powers, precision=jax.lax.Precision.HIGHEST)
+    npv_grid = npv_grid + residual[..., None] * powers[-1] - capex[..., None]  # (S, n, K)
+
+    nonneg = npv_grid >= 0
+    # The largest rate with NPV >= 0 is the first grid point (in ascending z) where NPV >= 0.
+    first = jnp.argmax(nonneg, axis=-1)
+    any_nonneg = nonneg.any(axis=-1)
+    at_top = nonneg[..., 0]  # NPV >= 0 at a = 100
+    k_hi = jnp.maximum(first, 1)
+    z_lo = z_grid[k_hi - 1]  # NPV < 0 here
+    z_hi = z_grid[k_hi]  # NPV >= 0 here
+    f_lo = jnp.take_along_axis(npv_grid, (k_hi - 1)[..., None], -1)[..., 0]
+    f_hi = jnp.take_along_axis(npv_grid, k_hi[..., None], -1)[..., 0]
+    # Start from the secant between the bracket ends, then Newton steps kept inside the bracket.
+    z = z_lo - f_lo * (z_hi - z_lo) / jnp.where(f_hi != f_lo, f_hi - f_lo, 1.0)
+
+    def newton(_, state):
+        z, lo, hi = state
+        f, df = npv_at(z, capex, cf, residual)
+        lo = jnp.where(f < 0, z, lo)
+        hi = jnp.where(f >= 0, z, hi)
+        step = z - f / jnp.where(df != 0, df, 1.0)
+        # Closed bounds: at a root (f == 0) the step is z itself and must stay there.
+        inside = (step >= lo) & (step <= hi) & jnp.isfinite(step)
+        return jnp.where(inside, step, 0.5 * (lo + hi)), lo, hi
+
+    z, _, _ = jax.lax.fori_loop(0, _IRR_NEWTON, newton, (z, z_lo, z_hi))
+    rate = z ** (-12.0) - 1.0
+    rate = jnp.where(first == 0, IRR_HIGH, rate)
+    rate = jnp.where(at_top & (npv_grid[..., 0] > 0), jnp.inf, jnp.where(any_nonneg, rate, -jnp.inf))
+    return jnp.where(jnp.isnan(npv_grid).any(axis=-1), jnp.nan, rate)
+
+
+def _ratio(a: jax.Array, b: jax.Array) -> jax.Array:
+    return a / b  # IEEE: x/0 = +-inf, 0/0 = NaN
+
+
+def compute(
+    sp: SystemParams,
+    site: SiteParams,
+    pl: Plant,
+    tot: Totals,
+    cash_flows: jax.Array,
+    price0: jax.Array,
+    months: int,
+) -> dict[str, jax.Array]:
+    """Every metric of the model for S systems in n scenarios, each (S, n) float64.
+
+    cash_flows: (T, S, n) monthly CF_t; price0: (n,) initial token price of each scenario.
+    """
+    f = lambda x: jnp.asarray(x, SUM)  # noqa: E731
+    T = float(months)
+    shape = tot.revenue.shape
+    full = lambda x: jnp.broadcast_to(x, shape)  # noqa: E731
+    units, gpus, power = f(sp.units), f(sp.gpus), f(sp.power_kw)
+    capex = full(units * f(sp.capex))
+    residual = capex * f(sp.residual)
+    df_T = jnp.exp(-T * jnp.log1p(f(site.discount_rate)) / 12)
+    residual_pv = residual * df_T
+
+    colocation = full(f(pl.colocation) * T)
+    maintenance = full(f(pl.maintenance) * T)
+    license_ = full(f(pl.license) * T)
+    opex = tot.energy_usd + colocation + maintenance + license_
+    pv_opex = tot.pv_energy_usd + (f(pl.colocation) + f(pl.maintenance) + f(pl.license)) * tot.sum_df
+    depreciation = full(capex * (1 - f(sp.residual)) * jnp.minimum(1.0, T / (12 * f(sp.depreciation_years))))
+    ebitda = tot.revenue - opex
+    op_profit = ebitda - depreciation
+    cash_total = tot.revenue - opex
+    # The cost a project must recover in present value: capex net of the discounted residual, plus opex.
+    pv_cost = capex - residual_pv + pv_opex
+    years = T / 12
+    return dict(
+        capex_usd=capex,
+        revenue_usd=tot.revenue,
+        tokens=tot.tokens,
+        energy_kwh=tot.energy_kwh,
+        energy_usd=tot.energy_usd,
+        colocation_usd=colocation,
+        maintenance_usd=maintenance,
+        license_usd=license_,
+        opex_usd=opex,
+        depreciation_usd=depreciation,
+        ebitda_usd=ebitda,
+        operating_profit_usd=op_profit,
+        operating_margin=jnp.where(tot.revenue == 0, jnp.nan, op_profit / jnp.where(tot.revenue == 0, 1.0, tot.revenue)),
+        npv_usd=-capex + (tot.pv_revenue - pv_opex) + residual_pv,
+        irr=irr(capex, cash_flows, residual),
+        roi_multiple=_ratio(tot.revenue, capex),
+        net_roi=_ratio(cash_total + residual - capex, capex),
+        payback_months=tot.payback,
+        cost_per_mtok_usd=_ratio(depreciation + opex, tot.tokens / 1e6),
+        levelized_cost_per_mtok_usd=_ratio(pv_cost, tot.pv_tokens / 1e6),
+        breakeven_price_usd_per_mtok=f(price0) * _ratio(pv_cost, tot.pv_revenue),
+        energy_j_per_token=_ratio(tot.energy_kwh * 3.6e6, tot.tokens),
+        mean_utilization=full(tot.util_sum / T),
+        revenue_per_unit_year_usd=_ratio(tot.revenue, full(units * years)),
+        revenue_per_mw_year_usd=_ratio(tot.revenue, full(units * power / 1000 * years)),
+    )

@@ -1,0 +1,282 @@
+"""`run_study` end to end: the worked checks, an independent float64 model, invariances, the run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from mcrisk import METRICS, run_study
+from mcrisk.errors import RunFolderError
+from mcrisk.reference import MARKET_KEYS, SYSTEM_KEYS, system_metrics
+from mcrisk.sampling import root_key, shock_normals, stream_id
+
+from .conftest import CONFIGS, small_study, still_paths
+
+
+def rows(result) -> pd.DataFrame:
+    return pq.read_table(result.folder / "scenarios.parquet").to_pandas()
+
+
+def _close(a: np.ndarray, b: np.ndarray, rtol: float, atol: float = 0.0) -> bool:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    atol = np.broadcast_to(atol, a.shape)
+    same_special = (np.isnan(a) == np.isnan(b)).all() and (np.isinf(a) == np.isinf(b)).all()
+    fin = np.isfinite(a) & np.isfinite(b)
+    signs = (np.sign(a[np.isinf(a)]) == np.sign(b[np.isinf(b)])).all()
+    return bool(same_special and signs and np.allclose(a[fin], b[fin], rtol=rtol, atol=atol[fin]))
+
+
+# --------------------------------------------------------------------------- MODEL.md worked checks
+
+
+def test_seed_claims_worked_checks(tmp_path):
+    result = run_study(CONFIGS / "seed_claims.yaml", out=tmp_path / "run", scenarios=100, precision="float64")
+    df = rows(result)
+    gb = df[df.system == "gb200"]
+    b200 = df[df.system == "b200"]
+    assert np.allclose(gb.tokens, 72 * 10_000 * 36 * 2_629_800, rtol=1e-12)
+    assert np.allclose(gb.revenue_usd, 74_980_857.6, rtol=1e-12)
+    assert (gb.roi_multiple.round(3) == 14.996).all()
+    assert (b200.cost_per_mtok_usd.round(5) == 0.01923).all()
+    # the same in the default float32 precision
+    result32 = run_study(CONFIGS / "seed_claims.yaml", out=tmp_path / "run32", scenarios=100)
+    df32 = rows(result32)
+    assert (df32[df32.system == "gb200"].roi_multiple.round(3) == 14.996).all()
+    assert (df32[df32.system == "b200"].cost_per_mtok_usd.round(5) == 0.01923).all()
+
+
+def test_two_cents_is_the_same_over_36_and_48_months(tmp_path):
+    for months in (36, 48):
+        study = {
+            "name": f"b200-{months}",
+            "simulation": {"horizon_months": months},
+            "market": {
+                "token_price": {"initial_usd_per_mtok": 1.0},
+                "demand": {"utilization": 1.0},
+                "electricity": {"usd_per_kwh": 0.08},
+            },
+            "facility": {"pue": 1.3, "colocation_usd_per_kw_month": 190},
+            "systems": {
+                "b200": {
+                    "gpus_per_unit": 8,
+                    "capex_usd": 400000,
+                    "it_power_kw": 14.3,
+                    "throughput_tokens_per_s_per_gpu": 30000,
+                    "depreciation_years": 4,
+                }
+            },
+        }
+        result = run_study(study, out=tmp_path / str(months), scenarios=10, precision="float64")
+        df = rows(result)
+        assert np.allclose(df.tokens / months, 6.31152e11, rtol=1e-12)
+        assert np.allclose(df.energy_usd / months, 14.3 * 1.3 * 730.5 * 0.08, rtol=1e-12)  # 1,086.40
+        assert round(float(df.energy_usd.iloc[0]) / months, 2) == 1086.40
+        assert np.allclose(df.colocation_usd / months, 2717.00, rtol=1e-12)
+        assert (df.cost_per_mtok_usd.round(5) == 0.01923).all()
+
+
+# --------------------------------------------------------------------------- independent float64 model
+
+
+def _reference(df: pd.DataFrame, system: str, months: int, eps=None) -> dict[str, np.ndarray]:
+    sub = df[df.system == system].sort_values("scenario")
+    market = {k: sub[k].to_numpy(np.float64) for k in MARKET_KEYS}
+    own = {k: sub[f"system.{k}"].to_numpy(np.float64) for k in SYSTEM_KEYS}
+    kw = {}
+    if eps is not None:
+        idx = sub.scenario.to_numpy()
+        kw = {name: e[idx] for name, e in eps.items()}
+    return sub, system_metrics(market, own, months, **kw)
+
+
+@pytest.mark.parametrize("precision, rtol", [("float64", 1e-9), ("float32", 1e-4)])
+def test_every_metric_matches_an_independent_float64_model(tmp_path, precision, rtol):
+    study = still_paths(small_study(scenarios=400))
+    result = run_study(study, out=tmp_path / "run", precision=precision)
+    df = rows(result)
+    months = study["simulation"]["horizon_months"]
+    for system in study["systems"]:
+        sub, ref = _reference(df, system, months)
+        # Differences of money (profit, NPV) are compared relative to the money they net out.
+        money = np.abs(ref["revenue_usd"]) + np.abs(ref["capex_usd"])
+        for m in METRICS:
+            tol = max(rtol, 1e-7) if m == "irr" else rtol
+            atol = tol * money if m.endswith("_usd") else tol
+            assert _close(sub[m].to_numpy(), ref[m], rtol=tol, atol=atol), m
+
+
+def test_volatile_paths_match_the_reference_given_the_same_shocks(tmp_path):
+    study = small_study(scenarios=300)
+    result = run_study(study, out=tmp_path / "run", precision="float64")
+    df = rows(result)
+    months, seed, n = study["simulation"]["horizon_months"], study["simulation"]["seed"], 300
+    idx = np.arange(n, dtype=np.uint32)
+    eps = {
+        key: np.asarray(shock_normals(root_key(seed), idx, stream_id(name), months, np.float64))
+        for key, name in (
+            ("eps_price", "market.token_price.shock"),
+            ("eps_elec", "market.electricity.shock"),
+            ("eps_util", "market.demand.shock"),
+        )
+    }
+    for system in study["systems"]:
+        sub, ref = _reference(df, system, months, eps)
+        for m in METRICS:
+            assert _close(sub[m].to_numpy(), ref[m], rtol=1e-8, atol=1e-7), m
+
+
+# --------------------------------------------------------------------------- invariances
+
+
+def test_rows_do_not_depend_on_chunk_size(tmp_path):
+    study = small_study(scenarios=2500)
+    a = rows(run_study(study, out=tmp_path / "a", chunk_size=1000))
+    b = rows(run_study(study, out=tmp_path / "b", chunk_size=65536))
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_rows_do_not_depend_on_the_order_of_systems(tmp_path):
+    study = small_study()
+    flipped = small_study()
+    flipped["systems"] = dict(reversed(list(study["systems"].items())))
+    key = ["scenario", "system"]
+    a = rows(run_study(study, out=tmp_path / "a"))
+    b = rows(run_study(flipped, out=tmp_path / "b"))
+    a["system"], b["system"] = a.system.astype(str), b.system.astype(str)
+    a = a.sort_values(key).reset_index(drop=True)
+    b = b.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_rows_do_not_depend_on_device_count(tmp_path):
+    study_path = tmp_path / "s.json"
+    study_path.write_text(json.dumps(small_study(scenarios=1000)))
+    one = rows(run_study(json.loads(study_path.read_text()), out=tmp_path / "one", chunk_size=512))
+    script = textwrap.dedent(
+        f"""
+        import json, jax, mcrisk
+        assert len(jax.devices()) == 4, jax.devices()
+        mcrisk.run_study(json.load(open({str(study_path)!r})), out={str(tmp_path / 'four')!r}, chunk_size=512)
+        """
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    four = pq.read_table(tmp_path / "four" / "scenarios.parquet").to_pandas()
+    pd.testing.assert_frame_equal(one, four)
+    manifest = json.loads((tmp_path / "four" / "manifest.json").read_text())
+    assert len(manifest["devices"]) == 4
+
+
+@pytest.mark.parametrize("sampler", ["sobol", "lhs"])
+def test_quasi_random_samplers_run_and_are_chunk_invariant(tmp_path, sampler):
+    study = small_study(scenarios=1024, sampler=sampler)
+    a = rows(run_study(study, out=tmp_path / "a", chunk_size=256))
+    b = rows(run_study(study, out=tmp_path / "b", chunk_size=1024))
+    pd.testing.assert_frame_equal(a, b)
+    # stratified: each decile of a uniformly distributed input holds a tenth of the scenarios
+    pue = a[a.system == "rack"]["facility.pue"].to_numpy()
+    counts = np.histogram(pue, bins=np.linspace(1.1, 1.5, 11))[0]
+    assert np.abs(counts - 102.4).max() <= 3
+
+
+def test_common_random_numbers_market_inputs_shared_by_systems(tmp_path):
+    df = rows(run_study(small_study(), out=tmp_path / "run"))
+    market_cols = [c for c in df.columns if c.startswith(("market.", "facility.", "finance."))]
+    assert market_cols
+    assert (df.groupby("scenario")[market_cols + ["mean_utilization"]].nunique() == 1).all().all()
+    assert df.groupby("system", observed=True).size().tolist() == [500, 500]
+
+
+def test_same_seed_same_rows_other_seed_other_rows(tmp_path):
+    study = small_study(scenarios=200)
+    a = rows(run_study(study, out=tmp_path / "a"))
+    b = rows(run_study(study, out=tmp_path / "b"))
+    c = rows(run_study(study, out=tmp_path / "c", seed=4))
+    pd.testing.assert_frame_equal(a, b)
+    assert not np.allclose(a.npv_usd, c.npv_usd)
+
+
+# --------------------------------------------------------------------------- the run folder
+
+
+def test_run_folder_contents(tmp_path):
+    import arviz as az
+
+    result = run_study(small_study(scenarios=3000), out=tmp_path / "run", chunk_size=1024)
+    folder = result.folder
+    for name in ("scenarios.parquet", "summary.csv", "risk.csv", "summary.nc", "study.yaml", "manifest.json"):
+        assert (folder / name).is_file(), name
+    assert not list(tmp_path.glob(".run.partial*"))
+    table = pq.read_table(folder / "scenarios.parquet")
+    meta = table.schema.metadata
+    assert meta[b"mcrisk.seed"] == b"3" and len(meta[b"mcrisk.study_sha256"]) == 64
+    assert table.num_rows == 6000
+    df = table.to_pandas()
+
+    summary = pd.read_csv(folder / "summary.csv")
+    need = ["system", "metric", "mean", "sd", "p1", "p5", "p10", "p50", "p90", "p95", "p99", "mcse_mean", "mcse_p5", "ess"]
+    assert set(need) <= set(summary.columns)
+    assert len(summary) == 2 * len(METRICS)
+    npv = summary[(summary.system == "rack") & (summary.metric == "npv_usd")].iloc[0]
+    x = df[df.system == "rack"].npv_usd.to_numpy(np.float64)
+    assert np.isclose(npv["mean"], x.mean(), rtol=1e-6)
+    assert np.isclose(npv["sd"], x.std(ddof=1), rtol=1e-5)
+    for p in (1, 5, 50, 95, 99):
+        exact = np.quantile(x, p / 100, method="inverted_cdf")
+        assert abs(npv[f"p{p}"] - exact) <= 1e-3 * abs(exact) + 1e-6, p
+    # iid draws: ESS near N, MCSE of the mean near sd / sqrt(N)
+    assert 0.5 * 3000 < npv["ess"] < 2 * 3000
+    assert np.isclose(npv["mcse_mean"], npv["sd"] / np.sqrt(npv["ess"]))
+
+    risk = pd.read_csv(folder / "risk.csv")
+    need = ["system", "p_loss", "var95_usd", "cvar95_usd", "var99_usd", "cvar99_usd", "p_payback_within_horizon", "median_payback_months", "p_roi_multiple_ge_15"]
+    assert set(need) <= set(risk.columns)
+    r = risk[risk.system == "rack"].iloc[0]
+    assert r.p_loss == pytest.approx((x < 0).mean(), abs=1e-12)
+    tail = np.sort(x)[: int(np.ceil(0.05 * len(x)))]
+    assert r.cvar95_usd == pytest.approx(-tail.mean(), rel=2e-3)
+    assert r.cvar95_usd >= r.var95_usd
+
+    idata = az.from_netcdf(folder / "summary.nc")
+    assert "npv_usd" in idata.posterior and idata.posterior.sizes["chain"] == 4
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for key in ("seed", "study_sha256", "versions", "devices", "precision", "chunk_size", "scenarios", "seconds"):
+        assert key in manifest, key
+    for pkg in ("mcrisk", "jax", "numpy", "arviz", "pyarrow"):
+        assert pkg in manifest["versions"]
+    for stage in ("compile", "sample", "simulate", "summarize", "write"):
+        assert stage in manifest["seconds"]
+
+
+def test_existing_folder_is_refused_without_force(tmp_path):
+    study = small_study(scenarios=50)
+    first = run_study(study, out=tmp_path / "run")
+    stamp = (first.folder / "manifest.json").read_text()
+    with pytest.raises(RunFolderError, match="--force"):
+        run_study(study, out=tmp_path / "run", seed=9)
+    assert (first.folder / "manifest.json").read_text() == stamp
+    run_study(study, out=tmp_path / "run", seed=9, force=True)
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["seed"] == 9
+
+
+def test_no_scenarios_writes_summaries_only(tmp_path):
+    result = run_study(small_study(scenarios=300), out=tmp_path / "run", write_scenarios=False)
+    assert not (result.folder / "scenarios.parquet").exists()
+    assert (result.folder / "summary.csv").is_file() and (result.folder / "risk.csv").is_file()
+
+
+def test_default_study_runs_from_any_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_study(scenarios=2000)
+    assert result.folder.resolve() == (tmp_path / "outputs" / "dsr1-rack-economics").resolve()
+    assert set(result.risk.system) == {"gb200_nvl72", "b200_hgx", "h200_hgx"}
