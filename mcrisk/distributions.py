@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
 from scipy import special, stats
 
 __all__ = ["Fixed", "Uniform", "LogUniform", "Triangular", "Pert", "Normal", "LogNormal",
-           "Beta", "Discrete", "Dist", "parse_dist", "clamp_uniform", "Z95"]
+           "Beta", "Discrete", "Dist", "parse_dist", "quantiles", "clamp_uniform", "Z95"]
 
 Z95 = 1.6448536269514722
 """ndtri(0.95): a lognormal's p5 and p95 lie Z95 sigmas either side of its log-median."""
@@ -97,6 +97,11 @@ def clamp_uniform(u: jax.Array) -> jax.Array:
     return jnp.clip(u, eps, 1.0 - eps)
 
 
+def _cols(u: jax.Array, values: Sequence[float]) -> jax.Array:
+    """Host parameters of k columns as a (k,) array in u's dtype (computed in float64 first)."""
+    return jnp.asarray(np.asarray(values, np.float64), u.dtype)
+
+
 class _DistBase(BaseModel):
     """Common interface of the DIST forms: support, mean, describe, quantile."""
 
@@ -134,7 +139,16 @@ class _DistBase(BaseModel):
         return self._quantile(clamp_uniform(u))
 
     def _quantile(self, u: jax.Array) -> jax.Array:
-        raise NotImplementedError
+        # One formula serves one draw and many: a single form is a batch of one column.
+        return type(self)._batch([self], u[..., None])[..., 0]
+
+    @classmethod
+    def _batch(cls, dists: Sequence["_DistBase"], u: jax.Array) -> jax.Array:
+        """Inverse CDFs of k forms of this class at once: clamped u (..., k) -> (..., k).
+
+        Forms with a vectorized formula override this (parameters become (k,) arrays);
+        the default evaluates column by column."""
+        return jnp.stack([d._quantile(u[..., j]) for j, d in enumerate(dists)], axis=-1)
 
 
 class Fixed(_DistBase):
@@ -171,8 +185,11 @@ class Uniform(_DistBase):
     def mean(self):
         return 0.5 * (self.low + self.high)
 
-    def _quantile(self, u):
-        return jnp.clip(self.low + u * (self.high - self.low), self.low, self.high)
+    @classmethod
+    def _batch(cls, dists, u):
+        lo, hi = _cols(u, [d.low for d in dists]), _cols(u, [d.high for d in dists])
+        width = _cols(u, [d.high - d.low for d in dists])
+        return jnp.clip(lo + u * width, lo, hi)
 
 
 class LogUniform(_DistBase):
@@ -187,9 +204,13 @@ class LogUniform(_DistBase):
     def mean(self):
         return (self.high - self.low) / math.log(self.high / self.low)
 
-    def _quantile(self, u):
-        x = jnp.exp(math.log(self.low) + u * math.log(self.high / self.low))
-        return jnp.clip(x, self.low, self.high)  # exp may round just outside
+    @classmethod
+    def _batch(cls, dists, u):
+        log_lo = _cols(u, [math.log(d.low) for d in dists])
+        log_ratio = _cols(u, [math.log(d.high / d.low) for d in dists])
+        x = jnp.exp(log_lo + u * log_ratio)
+        # exp may round just outside
+        return jnp.clip(x, _cols(u, [d.low for d in dists]), _cols(u, [d.high for d in dists]))
 
 
 class Triangular(_DistBase):
@@ -206,13 +227,14 @@ class Triangular(_DistBase):
     def mean(self):
         return (self.low + self.mode + self.high) / 3.0
 
-    def _quantile(self, u):
-        lo, m, hi = self.low, self.mode, self.high
-        left = u < (m - lo) / (hi - lo)
+    @classmethod
+    def _batch(cls, dists, u):
+        lo, hi = _cols(u, [d.low for d in dists]), _cols(u, [d.high for d in dists])
+        left = u < _cols(u, [(d.mode - d.low) / (d.high - d.low) for d in dists])
         # Each sqrt gets a harmless 1 where its branch is not taken, so that the
         # untaken branch (sqrt(0) when mode == low or high) cannot put NaN in grad.
-        a = jnp.where(left, u * ((hi - lo) * (m - lo)), 1.0)
-        b = jnp.where(left, 1.0, (1.0 - u) * ((hi - lo) * (hi - m)))
+        a = jnp.where(left, u * _cols(u, [(d.high - d.low) * (d.mode - d.low) for d in dists]), 1.0)
+        b = jnp.where(left, 1.0, (1.0 - u) * _cols(u, [(d.high - d.low) * (d.high - d.mode) for d in dists]))
         return jnp.clip(jnp.where(left, lo + jnp.sqrt(a), hi - jnp.sqrt(b)), lo, hi)
 
 
@@ -254,13 +276,16 @@ def _beta_table(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     return y, dy
 
 
-def _beta_unit_quantile(a: float, b: float, u: jax.Array) -> jax.Array:
-    """Inverse CDF of Beta(a, b) on [0, 1] for clamped u; same shape and dtype as u."""
-    y_tab, dy_tab = _beta_table(a, b)
-    y_tab, dy_tab = jnp.asarray(y_tab, u.dtype), jnp.asarray(dy_tab, u.dtype)
+def _beta_unit_quantile(shapes: Sequence[tuple[float, float]], u: jax.Array) -> jax.Array:
+    """Inverse CDFs of Beta(a_j, b_j) on [0, 1] for clamped u (..., k); same shape and dtype as u."""
+    tables = [_beta_table(a, b) for a, b in shapes]
+    nodes = 2 * _T_HALF + 1
+    y_tab = jnp.asarray(np.concatenate([t[0] for t in tables]), u.dtype)  # k tables end to end
+    dy_tab = jnp.asarray(np.concatenate([t[1] for t in tables]), u.dtype)
     s = jnp.clip(jnp.log(u) - jnp.log1p(-u), -_T_MAX, _T_MAX) * _T_STEPS
     i = jnp.clip(jnp.floor(s).astype(jnp.int32) + _T_HALF, 0, 2 * _T_HALF - 1)
     w = s - (i - _T_HALF).astype(u.dtype)  # in [0, 1]; exact, as s is a multiple of 2**-6 apart
+    i = i + jnp.arange(len(tables), dtype=jnp.int32) * nodes  # column j reads table j
     w2, w3, h = w * w, w * w * w, 1.0 / _T_STEPS
     y = ((2 * w3 - 3 * w2 + 1) * y_tab[i] + (w3 - 2 * w2 + w) * h * dy_tab[i]
          + (3 * w2 - 2 * w3) * y_tab[i + 1] + (w3 - w2) * h * dy_tab[i + 1])
@@ -274,10 +299,11 @@ class _BetaShaped(_DistBase):
         """The (alpha, beta) of the underlying Beta on [0, 1]."""
         raise NotImplementedError
 
-    def _quantile(self, u):
-        a, b = self.shape_params()
-        x = _beta_unit_quantile(a, b, u)
-        return jnp.clip(self.low + (self.high - self.low) * x, self.low, self.high)
+    @classmethod
+    def _batch(cls, dists, u):
+        x = _beta_unit_quantile([d.shape_params() for d in dists], u)
+        lo, hi = _cols(u, [d.low for d in dists]), _cols(u, [d.high for d in dists])
+        return jnp.clip(lo + _cols(u, [d.high - d.low for d in dists]) * x, lo, hi)
 
 
 class Pert(_BetaShaped):
@@ -355,6 +381,8 @@ def _truncation(mean: float, sd: float, low: Optional[float], high: Optional[flo
     When both bounds lie above the mean, Phi(a) and Phi(b) round to 1 and their
     difference cancels; the mirror form works with the upper tails Phi(-a), Phi(-b).
     """
+    if low is None and high is None:
+        return False, 0.0, 1.0
     a = -math.inf if low is None else (low - mean) / sd
     b = math.inf if high is None else (high - mean) / sd
     if a > 0:
@@ -401,13 +429,16 @@ class Normal(_DistBase):
         b = np.inf if self.high is None else (self.high - self.mean_) / self.sd
         return float(stats.truncnorm(a, b, loc=self.mean_, scale=self.sd).mean())
 
-    def _quantile(self, u):
-        if self.low is None and self.high is None:
-            return self.mean_ + self.sd * jax.scipy.special.ndtri(u)
-        mirror, pa, pb = _truncation(self.mean_, self.sd, self.low, self.high)
-        z = jax.scipy.special.ndtri(pa + u * (pb - pa))
-        x = self.mean_ + self.sd * (-z if mirror else z)
-        lo, hi = self.support()
+    @classmethod
+    def _batch(cls, dists, u):
+        # Untruncated: pa = 0, pb = 1, so pa + u (pb - pa) is u exactly.
+        cuts = [_truncation(d.mean_, d.sd, d.low, d.high) for d in dists]
+        pa, width = _cols(u, [c[1] for c in cuts]), _cols(u, [c[2] - c[1] for c in cuts])
+        z = jax.scipy.special.ndtri(pa + u * width)
+        signed_sd = _cols(u, [-d.sd if c[0] else d.sd for d, c in zip(dists, cuts)])
+        x = _cols(u, [d.mean_ for d in dists]) + signed_sd * z
+        lo = _cols(u, [d.support()[0] for d in dists])
+        hi = _cols(u, [d.support()[1] for d in dists])
         return jnp.clip(x, lo, hi)  # rounding in ndtri may step just outside
 
 
@@ -467,8 +498,10 @@ class LogNormal(_DistBase):
         mu, s = self.log_params()
         return math.exp(mu + 0.5 * s * s)
 
-    def _quantile(self, u):
-        mu, s = self.log_params()
+    @classmethod
+    def _batch(cls, dists, u):
+        mu = _cols(u, [d.log_params()[0] for d in dists])
+        s = _cols(u, [d.log_params()[1] for d in dists])
         return jnp.exp(mu + s * jax.scipy.special.ndtri(u))
 
 
@@ -551,3 +584,22 @@ _DIST_ADAPTER = TypeAdapter(Dist)
 def parse_dist(obj: Any) -> Dist:
     """Validate one DIST (bare number, mapping or model); raises pydantic.ValidationError."""
     return _DIST_ADAPTER.validate_python(obj)
+
+
+def quantiles(dists: Sequence[Dist], u: jax.Array) -> list[jax.Array]:
+    """Inverse CDFs of many forms at once: u (n, k) uniforms -> k arrays (n,).
+
+    Column j equals ``dists[j].quantile(u[:, j])``; forms of one class are evaluated together
+    as one vectorized formula, so a study with 50 uncertain inputs compiles a handful of
+    kernels rather than 50.
+    """
+    u = clamp_uniform(u)
+    out: list[jax.Array | None] = [None] * len(dists)
+    groups: dict[type, list[int]] = {}
+    for j, d in enumerate(dists):
+        groups.setdefault(type(d) if not isinstance(d, _BetaShaped) else _BetaShaped, []).append(j)
+    for kind, cols in groups.items():
+        block = kind._batch([dists[j] for j in cols], u[:, jnp.asarray(cols)])
+        for c, j in enumerate(cols):
+            out[j] = block[:, c]
+    return out

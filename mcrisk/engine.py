@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import metrics as metrics_mod
 from . import reduce as red
+from .distributions import quantiles
 from .economics import SiteParams, SystemParams, accumulate, discount_factor, month_flows, plant, totals_init
 from .processes import MarketParams, Shocks, market_init, market_step
 from .sampling import apply_copula, copula_factor, make_sampler, root_key, shock_normals, stream_id
@@ -160,27 +161,39 @@ def make_plan(study: Study, *, scenarios: int, seed: int, precision: str, chunk_
 
 
 class Sample(NamedTuple):
-    """One chunk's draws: uncertain inputs by path (n,) and monthly shocks (T, n) (None if off)."""
+    """One chunk's draws: uncertain inputs by path (n,) and monthly shocks (n, T) (None if off)."""
 
     values: dict[str, jax.Array]
     shocks: Shocks
 
 
-def sample(plan: Plan, idx: jax.Array) -> Sample:
-    """Draw the static inputs and monthly shocks of scenarios `idx` (uint32, (n,))."""
+def draw_inputs(plan: Plan, idx: jax.Array) -> dict[str, jax.Array]:
+    """The uncertain static inputs of scenarios `idx` (uint32, (n,)), by study path, each (n,)."""
     u = plan.sampler.uniforms(idx, plan.dtype)
     if plan.copula_factor is not None:
         cols = jnp.asarray(plan.copula_cols)
         u = u.at[:, cols].set(apply_copula(u[:, cols], jnp.asarray(plan.copula_factor, plan.dtype)))
-    values = {inp.path: inp.dist.quantile(u[:, j]) for j, inp in enumerate(plan.uncertain)}
+    values = quantiles([inp.dist for inp in plan.uncertain], u)
+    return {inp.path: v for inp, v in zip(plan.uncertain, values)}
+
+
+def shock_streams(plan: Plan) -> list[int | None]:
+    """Stream id of each monthly shock that is switched on (None where its volatility is fixed at 0)."""
+    return [stream_id(name) if on else None for (name, _), on in zip(SHOCKS, plan.shocks_on)]
+
+
+def draw_shocks(plan: Plan, idx: jax.Array, normals: Callable = shock_normals) -> Shocks:
+    """Monthly shocks of scenarios `idx`, each (n, T), or None where switched off.
+
+    The stream id is a traced argument of `normals`, so one compiled function serves all three.
+    """
     root = root_key(plan.seed)
-    shocks = Shocks(
-        *(
-            shock_normals(root, idx, stream_id(name), plan.months, plan.dtype).T if on else None
-            for (name, _), on in zip(SHOCKS, plan.shocks_on)
-        )
-    )
-    return Sample(values, shocks)
+    return Shocks(*(None if s is None else normals(root, idx, s, plan.months, plan.dtype) for s in shock_streams(plan)))
+
+
+def sample(plan: Plan, idx: jax.Array) -> Sample:
+    """Draw the static inputs and monthly shocks of scenarios `idx` (uint32, (n,))."""
+    return Sample(draw_inputs(plan, idx), draw_shocks(plan, idx))
 
 
 def _value(plan: Plan, values: dict[str, jax.Array], path: str) -> jax.Array:
@@ -215,7 +228,7 @@ def simulate(plan: Plan, draw: Sample, n: int) -> dict[str, jax.Array]:
     S = len(plan.systems)
     capex = jnp.broadcast_to((sp.units * sp.capex).astype(jnp.float64), (S, n))
     zeros = jnp.zeros((plan.months, n), plan.dtype)
-    eps = Shocks(*(s if s is not None else zeros for s in draw.shocks))
+    eps = Shocks(*(s.T if s is not None else zeros for s in draw.shocks))
     months = jnp.arange(1, plan.months + 1, dtype=plan.dtype)
 
     def step(carry, x):

@@ -38,23 +38,27 @@ def diagnostics(draws: np.ndarray, n_total: int) -> dict[str, np.ndarray]:
     scaled to n_total draws as for independent draws.
     """
     az = _az()
+    import xarray as xr
+
     H, n = draws.shape
     chains = CHAINS if n >= 4 * CHAINS else 1
     per = n // chains
-    x = draws[:, : per * chains].reshape(H, chains, per)
     out = {k: np.full(H, np.nan) for k in ("ess", "mcse_p5", "r_hat")}
     if per < 4:
         return out
+    x = draws[:, : per * chains].reshape(H, chains, per)
+    # ArviZ needs finite, non-constant draws; the others keep NaN, which says so in the table.
+    ok = np.isfinite(x).all(axis=(1, 2)) & (np.ptp(x.reshape(H, -1), axis=1) > 0)
+    if not ok.any():
+        return out
+    ds = xr.Dataset({"x": (("series", "chain", "draw"), x[ok])}).transpose("chain", "draw", "series")
     scale = n_total / (per * chains)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for h in range(H):
-            xh = x[h]
-            if not np.all(np.isfinite(xh)) or np.ptp(xh) == 0:
-                continue  # ArviZ needs finite, non-constant draws; NaN says so in the table
-            out["ess"][h] = float(az.ess(xh, method="mean")) * scale
-            out["mcse_p5"][h] = float(az.mcse(xh, method="quantile", prob=0.05)) / np.sqrt(scale)
-            out["r_hat"][h] = float(az.rhat(xh, method="rank")) if chains > 1 else np.nan
+        out["ess"][ok] = az.ess(ds, method="mean")["x"].values * scale
+        out["mcse_p5"][ok] = az.mcse(ds, method="quantile", prob=0.05)["x"].values / np.sqrt(scale)
+        if chains > 1:
+            out["r_hat"][ok] = az.rhat(ds, method="rank")["x"].values
     return out
 
 

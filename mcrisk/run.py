@@ -20,7 +20,21 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from . import reduce as red
 from . import risk
-from .engine import METRICS, PLAIN_SYSTEM_FIELDS, TAIL_COUNTS, Plan, make_plan, reduce_chunk, reduce_init, sample, simulate
+from .engine import (
+    METRICS,
+    PLAIN_SYSTEM_FIELDS,
+    TAIL_COUNTS,
+    Plan,
+    Sample,
+    draw_inputs,
+    make_plan,
+    reduce_chunk,
+    reduce_init,
+    shock_streams,
+    simulate,
+)
+from .processes import Shocks
+from .sampling import root_key, shock_normals
 from .errors import Problem, StudyError
 from .storage import SCENARIOS_FILE, RunFolder, ScenarioWriter, write_json
 from .study import Study, load_study
@@ -194,7 +208,9 @@ def _execute(st, folder, n_total, seed, precision, chunk_size, write_scenarios, 
         metrics = {m: out[m].astype(store) for m in METRICS}
         return metrics, {k: v.astype(store) for k, v in draw.values.items()}
 
-    sample_s = _Stage(lambda idx: sample(plan, idx), "sample", times)
+    inputs_s = _Stage(lambda idx: draw_inputs(plan, idx), "sample", times)
+    shocks_s = _Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype), "sample", times)
+    shock_ids = [None if s is None else jnp.uint32(s) for s in shock_streams(plan)]
     simulate_s = _Stage(lambda d: simulate(plan, d, C), "simulate", times)
     reduce_s = _Stage(lambda acc, o, m: reduce_chunk(plan, acc, o, m), "summarize", times, donate=0)
     host_s = _Stage(to_host, "transfer", times)
@@ -208,7 +224,7 @@ def _execute(st, folder, n_total, seed, precision, chunk_size, write_scenarios, 
         valid = min(C, n_total - start)
         idx = jax.device_put(np.arange(start, start + C, dtype=np.uint32), sharding)
         mask = jax.device_put(np.arange(start, start + C) < n_total, sharding)
-        draw = sample_s(idx)
+        draw = Sample(inputs_s(idx), Shocks(*(None if s is None else shocks_s(idx, s) for s in shock_ids)))
         out = simulate_s(draw)
         acc = reduce_s(acc, out, mask)
         since_flush += C

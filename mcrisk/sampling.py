@@ -54,7 +54,7 @@ def scenario_keys(root: jax.Array, idx: jax.Array) -> jax.Array:
 def shock_normals(root: jax.Array, idx: jax.Array, stream: int, months: int, dtype) -> jax.Array:
     """(n, months) standard normals of a monthly shock stream; row i is
     normal(fold_in(fold_in(root, idx[i]), stream), (months,)). Always pseudo-random."""
-    return _shock_normals(root, jnp.asarray(idx, jnp.uint32), np.uint32(stream), months, jnp.dtype(dtype))
+    return _shock_normals(root, jnp.asarray(idx, jnp.uint32), jnp.asarray(stream, jnp.uint32), months, jnp.dtype(dtype))
 
 
 @partial(jax.jit, static_argnames=("months", "dtype"))

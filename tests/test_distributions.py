@@ -293,3 +293,29 @@ def test_validation_errors_name_the_field_the_rule_and_the_values(obj, field, te
     if field is not None:
         assert loc[-1] == field
     assert text in msg
+
+
+def test_quantiles_of_many_forms_at_once_equal_one_by_one():
+    from mcrisk.distributions import quantiles
+
+    forms = [
+        {"dist": "uniform", "low": 1, "high": 3},
+        {"dist": "triangular", "low": 0, "mode": 1, "high": 4},
+        {"dist": "beta", "mean": 0.6, "sd": 0.1},
+        {"dist": "pert", "low": 0.2, "mode": 0.5, "high": 0.9},
+        {"dist": "lognormal", "p5": 0.5, "p95": 2.5},
+        {"dist": "normal", "mean": 190, "sd": 20, "low": 120},
+        {"dist": "normal", "mean": 0, "sd": 1},
+        {"dist": "loguniform", "low": 1.1, "high": 3},
+        {"dist": "discrete", "values": [1, 2], "weights": [1, 3]},
+        {"dist": "uniform", "low": -5, "high": 5},
+        {"dist": "triangular", "low": 2, "mode": 2, "high": 3},
+    ]
+    dists = [parse_dist(f) for f in forms]
+    for dtype in (jnp.float32, jnp.float64):
+        u = jax.random.uniform(jax.random.key(5), (4096, len(dists)), dtype)
+        together = quantiles(dists, u)
+        for j, d in enumerate(dists):
+            alone = d.quantile(u[:, j])
+            assert together[j].dtype == dtype
+            np.testing.assert_array_equal(np.asarray(together[j]), np.asarray(alone))
