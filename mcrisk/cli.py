@@ -148,7 +148,24 @@ def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")
     )
 
 
+def _compilation_cache() -> None:
+    """Keep compiled XLA programs between runs (same study shape -> no recompiling).
+
+    MCRISK_CACHE_DIR chooses the folder (default ~/.cache/mcrisk/xla); 'off' disables it.
+    """
+    import os
+
+    where = os.environ.get("MCRISK_CACHE_DIR", str(Path.home() / ".cache" / "mcrisk" / "xla"))
+    if where.lower() in ("off", "0", "none", ""):
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def main() -> None:
+    _compilation_cache()
     try:
         app()
     except KeyboardInterrupt:

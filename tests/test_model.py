@@ -1,0 +1,106 @@
+"""The model's building blocks: market paths against closed forms, IRR edge cases, gradients."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mcrisk.engine import make_plan, sample, simulate
+from mcrisk.metrics import IRR_HIGH, irr
+from mcrisk.processes import MarketParams, Shocks, market_init, market_step
+from mcrisk.study import study_from_dict
+
+from .conftest import small_study
+
+
+def _paths(p: MarketParams, eps: Shocks, months: int):
+    def step(state, x):
+        e, t = x
+        state, mkt = market_step(p, state, e, t)
+        return state, mkt
+
+    ts = jnp.arange(1, months + 1, dtype=p.price0.dtype)
+    _, out = jax.lax.scan(step, market_init(p), (eps, ts))
+    return out  # each (T, n)
+
+
+def _params(n, dtype=jnp.float64, **kw):
+    base = dict(price0=1.0, decline=0.0, price_vol=0.0, util_mean=0.7, ramp=0.0, persistence=0.8,
+                util_vol=0.0, elec0=0.08, elec_vol=0.0, reversion=1.0)
+    base.update(kw)
+    return MarketParams(**{k: jnp.full((n,), v, dtype) for k, v in base.items()})
+
+
+def test_price_path_mean_is_p0_times_decline():
+    n, T = 200_000, 36
+    p = _params(n, price0=1.5, decline=0.6, price_vol=0.5)
+    eps = Shocks(*jax.random.normal(jax.random.key(0), (3, T, n), jnp.float64))
+    price = np.asarray(_paths(p, eps, T).price)
+    t = np.arange(1, T + 1)
+    expected = 1.5 * (1 - 0.6) ** (t / 12)
+    se = price.std(axis=1) / np.sqrt(n)
+    assert np.all(np.abs(price.mean(axis=1) - expected) < 4 * se)
+
+
+def test_still_paths_are_exact():
+    T = 24
+    p = _params(3, price0=2.0, decline=0.5, util_mean=0.6, ramp=4.0)
+    zeros = Shocks(*jnp.zeros((3, T, 3)))
+    out = _paths(p, zeros, T)
+    t = np.arange(1, T + 1)
+    np.testing.assert_allclose(out.price[:, 0], 2.0 * 0.5 ** (t / 12), rtol=1e-14)
+    np.testing.assert_allclose(out.utilization[:, 0], 0.6 * np.minimum(1, t / 4), rtol=1e-15)
+    np.testing.assert_allclose(out.electricity[:, 0], 0.08, rtol=1e-15)
+
+
+@pytest.mark.parametrize("u", [0.0, 1.0])
+def test_utilization_at_the_bounds_is_exact_without_shocks(u):
+    out = _paths(_params(2, util_mean=u), Shocks(*jnp.zeros((3, 12, 2))), 12)
+    assert np.all(np.asarray(out.utilization) == u)
+
+
+def test_electricity_log_is_an_ar1_with_the_stated_variance():
+    n, T, k, se = 100_000, 240, 1.5, 0.3
+    p = _params(n, elec_vol=se, reversion=k)
+    eps = Shocks(*jax.random.normal(jax.random.key(1), (3, T, n), jnp.float64))
+    y = np.log(np.asarray(_paths(p, eps, T).electricity[-1]) / 0.08)
+    a = 1 - k / 12
+    stationary = se**2 / 12 / (1 - a**2)
+    assert abs(y.var() / stationary - 1) < 0.02
+    assert abs(y.mean()) < 4 * np.sqrt(stationary / n)
+
+
+def test_irr_edge_cases():
+    T = 12
+    I = jnp.array([[100.0, 100.0, 100.0, 100.0]])
+    cf = np.zeros((T, 1, 4))
+    cf[:, 0, 0] = 10.0  # pays back: finite IRR
+    cf[0, 0, 1] = 1e6  # NPV still positive at +10,000 %/yr -> +inf
+    cf[:, 0, 2] = 0.1  # NPV < 0 even at -99 %/yr (sum of 1.468^t is 310) -> -inf
+    r_m = 0.02  # a project priced at exactly 2 % a month
+    cf[:, 0, 3] = 100.0 * r_m / (1 - (1 + r_m) ** -T)
+    out = np.asarray(irr(I, jnp.asarray(cf), jnp.zeros((1, 4))))[0]
+    assert 0 < out[0] < IRR_HIGH
+    assert out[1] == np.inf and out[2] == -np.inf
+    assert out[3] == pytest.approx(1.02**12 - 1, rel=1e-12)
+
+
+def test_npv_is_differentiable_end_to_end():
+    """jax.grad through sampling, paths and cash flows: dNPV/dP0 = PV of revenue / P0."""
+    study = study_from_dict(small_study(scenarios=64))
+    plan = make_plan(study, scenarios=64, seed=1, precision="float64", chunk_size=64)
+    draw = sample(plan, jnp.arange(64, dtype=jnp.uint32))
+    p0 = draw.values["market.token_price.initial_usd_per_mtok"]
+
+    def total_npv(scale):
+        values = dict(draw.values, **{"market.token_price.initial_usd_per_mtok": p0 * scale})
+        out = simulate(plan, draw._replace(values=values), 64)
+        return out["npv_usd"].sum()
+
+    grad = jax.grad(total_npv)(1.0)
+    h = 1e-6
+    fd = (total_npv(1.0 + h) - total_npv(1.0 - h)) / (2 * h)
+    assert np.isfinite(grad) and grad > 0
+    assert grad == pytest.approx(float(fd), rel=1e-6)
