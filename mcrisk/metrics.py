@@ -138,7 +138,7 @@ def compute(
     T = float(months)
     shape = tot.revenue.shape
     full = lambda x: jnp.broadcast_to(x, shape)  # noqa: E731
-    units, gpus, power = f(sp.units), f(sp.gpus), f(sp.power_kw)
+    units, power = f(sp.units), f(sp.power_kw)
     capex = full(units * f(sp.capex))
     residual = capex * f(sp.residual)
     df_T = jnp.exp(-T * jnp.log1p(f(site.discount_rate)) / 12)

@@ -48,7 +48,9 @@ def diagnostics(draws: np.ndarray, n_total: int) -> dict[str, np.ndarray]:
         return out
     x = draws[:, : per * chains].reshape(H, chains, per)
     # ArviZ needs finite, non-constant draws; the others keep NaN, which says so in the table.
-    ok = np.isfinite(x).all(axis=(1, 2)) & (np.ptp(x.reshape(H, -1), axis=1) > 0)
+    finite = np.isfinite(x).all(axis=(1, 2))
+    with np.errstate(invalid="ignore"):  # ptp of a series holding inf is NaN: not ok either
+        ok = finite & (np.ptp(x.reshape(H, -1), axis=1) > 0)
     if not ok.any():
         return out
     ds = xr.Dataset({"x": (("series", "chain", "draw"), x[ok])}).transpose("chain", "draw", "series")
