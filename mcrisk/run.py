@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
@@ -34,11 +35,15 @@ from .engine import (
 )
 from .processes import Shocks
 from .sampling import root_key, shock_normals
-from .errors import Problem, StudyError
-from .storage import SCENARIOS_FILE, RunFolder, ScenarioWriter, write_json
+from .errors import Problem, RunFolderError, StudyError
+from .storage import SCENARIOS_DIR, RunFolder, ScenarioWriter, load_checkpoint, save_checkpoint, write_json
 from .study import Study, load_study
 
 DIAGNOSTIC_DRAWS = 1 << 14  # scenarios kept on the host for ArviZ (ESS, MCSE of p5, R-hat)
+# Reducers move to the host, and a checkpoint is written, every this many scenarios (rounded
+# to whole chunks). The boundaries depend only on the options, so a resumed run does the same
+# float64 arithmetic as an uninterrupted one.
+CHECKPOINT_SCENARIOS = 1 << 22
 Progress = Callable[[int, int], None]
 
 
@@ -77,7 +82,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _check_counts(scenarios: int | None, seed: int | None, chunk_size: int | None, precision: str | None) -> None:
+def _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every=None) -> None:
     problems = []
     if scenarios is not None and not (1 <= scenarios <= 2**32 - 1):
         problems.append(Problem("--scenarios", f"must be between 1 and 4294967295, got {scenarios}"))
@@ -85,6 +90,8 @@ def _check_counts(scenarios: int | None, seed: int | None, chunk_size: int | Non
         problems.append(Problem("--seed", f"must be a non-negative integer, got {seed}"))
     if chunk_size is not None and not (1 <= chunk_size <= 1 << 26):
         problems.append(Problem("--chunk-size", f"must be between 1 and 67108864, got {chunk_size}"))
+    if checkpoint_every is not None and checkpoint_every < 1:
+        problems.append(Problem("--checkpoint-every", f"must be >= 1 chunk, got {checkpoint_every}"))
     if precision is not None and precision not in ("float32", "float64"):
         problems.append(Problem("--precision", f"must be float32 or float64, got {precision!r}"))
     if problems:
@@ -162,45 +169,124 @@ def run_study(
     force: bool = False,
     write_scenarios: bool = True,
     diagnostic_draws: int = DIAGNOSTIC_DRAWS,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
     progress: Progress | None = None,
 ) -> RunResult:
     """Simulate a study and write its run folder; return the summary and risk tables.
 
     `study` is a YAML path, a dict, a Study, or None for the embedded default study. Options
-    override the study's `simulation` section. Nothing is written if the study is invalid
-    (StudyError) or the folder exists without `force` (RunFolderError).
+    override the study's `simulation` section; `checkpoint_every` is in chunks. Nothing is
+    written if the study is invalid (StudyError) or the folder exists without `force`
+    (RunFolderError). An interrupted run (Ctrl-C, SIGTERM, SIGKILL) leaves `.NAME.partial`
+    beside `out`; `resume=True` continues it from its last checkpoint and produces the same
+    outputs as an uninterrupted run (its study and options come from the partial folder).
     """
     from .study import default_study_path
 
     t_total = time.perf_counter()
-    st = load_study(default_study_path() if study is None else study)
-    _check_counts(scenarios, seed, chunk_size, precision)
-    sim = st.simulation
-    n_total = scenarios or sim.scenarios
-    seed = sim.seed if seed is None else seed
-    precision = precision or sim.precision
-    folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
+    if resume:
+        if out is None:
+            raise RunFolderError("--resume needs the run folder of the interrupted run (--out DIR)")
+        folder = RunFolder(out, resume=True)
+        meta, _ = load_checkpoint(folder.tmp)
+        st = load_study(folder.path("study.yaml"))
+        if study is not None and load_study(study).digest() != st.digest():
+            raise RunFolderError(f"the study differs from the one the interrupted run in {out} was started with")
+        opts = meta["options"]
+    else:
+        st = load_study(default_study_path() if study is None else study)
+        _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every)
+        sim = st.simulation
+        opts = dict(
+            scenarios=scenarios or sim.scenarios,
+            seed=sim.seed if seed is None else seed,
+            precision=precision or sim.precision,
+            chunk_size=chunk_size,
+            write_scenarios=write_scenarios,
+            diagnostic_draws=diagnostic_draws,
+            checkpoint_every=checkpoint_every,
+        )
+        folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
+        folder.path("study.yaml").write_text(st.to_yaml())
     try:
-        result = _execute(st, folder, n_total, seed, precision, chunk_size, write_scenarios, diagnostic_draws, progress, t_total)
+        return _execute(st, folder, opts, resume, progress, t_total)
+    except (KeyboardInterrupt, SystemExit):
+        raise  # keep the partial folder: `--resume` continues from its last checkpoint
     except BaseException:
         folder.discard()
         raise
-    return result
 
 
-def _execute(st, folder, n_total, seed, precision, chunk_size, write_scenarios, n_diag, progress, t_total) -> RunResult:
+def rerun_manifest(manifest: str | Path, *, out: str | Path | None = None, force: bool = False, progress: Progress | None = None) -> RunResult:
+    """Run again what a manifest describes: the study beside it, with the same seed and options."""
+    path = Path(manifest)
+    try:
+        m = json.loads(path.read_text())
+        opts = m["options"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise RunFolderError(f"cannot read the manifest {str(path)!r}: {exc}") from None
+    st = load_study(path.parent / "study.yaml")
+    if st.digest() != m["study_sha256"]:
+        raise RunFolderError(f"{path.parent / 'study.yaml'} does not match the study hash in {path}")
+    target = Path(out) if out is not None else path.parent.with_name(path.parent.name + "-rerun")
+    return run_study(st, out=target, force=force, progress=progress, **opts)
+
+
+def _flush(plan: Plan, acc, state: dict) -> Any:
+    """Move the device reducers to the host at a chunk boundary; return fresh device reducers."""
+    block = red.to_host(acc.state)
+    state["host"] = block if state["host"] is None else red.merge(state["host"], block)
+    state["tails"] = state["tails"] + np.asarray(jax.device_get(acc.tails))
+    return reduce_init(plan)
+
+
+def _checkpoint_arrays(state: dict) -> dict[str, np.ndarray]:
+    host = state["host"]
+    arrays = {f"m_{k}": v for k, v in host.moments._asdict().items()}
+    nz = np.flatnonzero(host.hist)  # the histogram is sparse: keep its non-zero bins
+    arrays.update(hist_shape=np.asarray(host.hist.shape), hist_idx=nz, hist_val=host.hist.reshape(-1)[nz])
+    arrays.update(tails=state["tails"], retained=state["retained"])
+    return arrays
+
+
+def _state_from(arrays: dict[str, np.ndarray]) -> dict:
+    hist = np.zeros(int(np.prod(arrays["hist_shape"])), np.int64)
+    hist[arrays["hist_idx"]] = arrays["hist_val"]
+    moments = red.Moments(*(arrays[f"m_{k}"] for k in red.Moments._fields))
+    host = red.HostState(moments, hist.reshape(tuple(arrays["hist_shape"])))
+    return {"host": host, "tails": arrays["tails"], "retained": arrays["retained"]}
+
+
+def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_total) -> RunResult:
     times = dict.fromkeys(("plan", "compile", "sample", "simulate", "summarize", "transfer", "write"), 0.0)
     t0 = time.perf_counter()
-    plan = make_plan(st, scenarios=n_total, seed=seed, precision=precision, chunk_size=chunk_size)
+    n_total, seed, precision = opts["scenarios"], opts["seed"], opts["precision"]
+    plan = make_plan(st, scenarios=n_total, seed=seed, precision=precision, chunk_size=opts["chunk_size"])
     C = plan.chunk
+    n_chunks = -(-n_total // C)
+    every = opts["checkpoint_every"] or max(1, CHECKPOINT_SCENARIOS // C)
+    every = min(every, max(1, (2**31 - 1) // C))  # int32 histogram bins never overflow
     store = np.float64 if precision == "float64" else np.float32
     sharding = NamedSharding(plan.mesh, PartitionSpec("scenarios"))
     digest = st.digest()
+    n_diag = min(n_total, max(opts["diagnostic_draws"], 0))
+    state = {"host": None, "tails": np.zeros((len(TAIL_COUNTS), len(plan.systems)), np.int64),
+             "retained": np.zeros((plan.n_series, 0))}
+    start_chunk = 0
+    ck_meta = {"study_sha256": digest, "options": opts, "chunk_size": C, "n_chunks": n_chunks, "every": every}
+    if resume:
+        meta, arrays = load_checkpoint(folder.tmp)
+        if meta["chunk_size"] != C or meta["every"] != every:
+            raise RunFolderError(
+                f"cannot resume: the interrupted run used chunks of {meta['chunk_size']} on other devices "
+                f"(now {C}); rerun with the same number of devices"
+            )
+        state, start_chunk = _state_from(arrays), meta["next_chunk"]
     meta = {"mcrisk.study_sha256": digest, "mcrisk.seed": seed, "mcrisk.version": _versions()["mcrisk"], "mcrisk.scenarios": n_total}
     writer = None
-    if write_scenarios:
-        schema = pa.schema(_columns(plan, store))
-        writer = ScenarioWriter(folder.path(SCENARIOS_FILE), schema, meta)
+    if opts["write_scenarios"]:
+        writer = ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(_columns(plan, store)), meta)
     times["plan"] = time.perf_counter() - t0
 
     def to_host(out, draw):
@@ -215,22 +301,14 @@ def _execute(st, folder, n_total, seed, precision, chunk_size, write_scenarios, 
     host_s = _Stage(to_host, "transfer", times)
 
     acc = reduce_init(plan)
-    host_state: red.HostState | None = None
-    n_diag = min(n_total, max(n_diag, 0))
-    retained: list[np.ndarray] = []
-    since_flush = 0
-    for start in range(0, n_total, C):
+    for chunk in range(start_chunk, n_chunks):
+        start = chunk * C
         valid = min(C, n_total - start)
         idx = jax.device_put(np.arange(start, start + C, dtype=np.uint32), sharding)
         mask = jax.device_put(np.arange(start, start + C) < n_total, sharding)
         draw = Sample(inputs_s(idx), Shocks(*(None if s is None else shocks_s(idx, s) for s in shock_ids)))
         out = simulate_s(draw)
         acc = reduce_s(acc, out, mask)
-        since_flush += C
-        if since_flush > 2**31 - 2 * C:  # int32 histogram bins: move them to the host in time
-            host_state = red.merge(host_state, acc.state) if host_state is not None else red.to_host(acc.state)
-            acc = acc._replace(state=red.init_state(plan.n_series, plan.sketch))
-            since_flush = 0
         if writer is not None or start < n_diag:
             casted = host_s(out, draw)
             t0 = time.perf_counter()
@@ -239,13 +317,21 @@ def _execute(st, folder, n_total, seed, precision, chunk_size, write_scenarios, 
             if start < n_diag:
                 k = min(valid, n_diag - start)
                 full = jax.device_get({m: out[m][:, :k] for m in METRICS})
-                retained.append(np.stack([full[m] for m in METRICS]).reshape(plan.n_series, k))
+                block = np.stack([full[m] for m in METRICS]).reshape(plan.n_series, k)
+                state["retained"] = np.concatenate([state["retained"], block], axis=1)
             if writer is not None:
                 t0 = time.perf_counter()
                 cols = _rows(plan, start, valid, metrics_h, values_h, store)
                 times["write"] += time.perf_counter() - t0
-                writer.put(cols)  # waits only if the writer is two chunks behind
+                writer.put(chunk, cols)  # waits only if the writer is two chunks behind
         del draw, out
+        if (chunk + 1) % every == 0 or chunk + 1 == n_chunks:
+            t0 = time.perf_counter()
+            acc = _flush(plan, acc, state)
+            if writer is not None:
+                writer.drain()
+            save_checkpoint(folder.tmp, dict(ck_meta, next_chunk=chunk + 1), _checkpoint_arrays(state))
+            times["write"] += time.perf_counter() - t0
         if progress is not None:
             progress(start + valid, n_total)
 
@@ -253,13 +339,10 @@ def _execute(st, folder, n_total, seed, precision, chunk_size, write_scenarios, 
         writer.close()
         times["write"] += writer.busy_seconds  # encoding in the background thread
     t0 = time.perf_counter()
-    final = red.to_host(acc.state)
-    host_state = red.merge(host_state, final) if host_state is not None else final
-    tails = np.asarray(jax.device_get(acc.tails))
-    draws = np.concatenate(retained, axis=1) if retained else np.zeros((plan.n_series, 0))
+    host_state, draws = state["host"], state["retained"]
     diag = risk.diagnostics(draws, n_total)
     summary = risk.summary_table(host_state, plan.systems, METRICS, diag, plan.sketch)
-    risk_df = risk.risk_table(host_state, tails, [n for n, _, _ in TAIL_COUNTS], plan.systems, METRICS, plan.sketch)
+    risk_df = risk.risk_table(host_state, state["tails"], [n for n, _, _ in TAIL_COUNTS], plan.systems, METRICS, plan.sketch)
     times["summarize"] += time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -268,7 +351,6 @@ def _execute(st, folder, n_total, seed, precision, chunk_size, write_scenarios, 
     attrs = {"mcrisk_study_sha256": digest, "mcrisk_seed": seed, "mcrisk_scenarios": n_total, "mcrisk_retained_draws": int(draws.shape[1])}
     if draws.shape[1] > 0:
         risk.inference_data(draws, plan.systems, METRICS, attrs).to_netcdf(str(folder.path("summary.nc")), engine="h5netcdf")
-    folder.path("study.yaml").write_text(st.to_yaml())
     times["write"] += time.perf_counter() - t0
     wall = time.perf_counter() - t_total
     status = {
@@ -286,14 +368,17 @@ def _execute(st, folder, n_total, seed, precision, chunk_size, write_scenarios, 
         "systems": list(plan.systems),
         "precision": {"paths": precision, "sums": "float64", "stored": np.dtype(store).name},
         "chunk_size": C,
-        "chunks": -(-n_total // C),
+        "chunks": n_chunks,
+        "checkpoint_every_chunks": every,
+        "resumed_from_chunk": start_chunk if resume else None,
+        "options": opts,
         "devices": [str(d) for d in jax.devices()],
         "backend": jax.default_backend(),
         "versions": _versions(),
         "platform": platform.platform(),
         "command": sys.argv if sys.argv and sys.argv[0].endswith("mcrisk") else None,
         "outputs": {
-            "scenarios": SCENARIOS_FILE if write_scenarios else None,
+            "scenarios": SCENARIOS_DIR if opts["write_scenarios"] else None,
             "summary": "summary.csv",
             "risk": "risk.csv",
             "inference_data": "summary.nc" if draws.shape[1] else None,

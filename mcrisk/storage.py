@@ -1,7 +1,9 @@
 """The run folder: scenario Parquet, summary tables, ArviZ NetCDF, manifest; published atomically.
 
-Everything is written into a hidden temporary folder beside the destination and renamed into
-place only when complete, so a killed run never leaves a folder that looks finished.
+A run writes into a hidden folder beside its destination, ``.NAME.partial``, and renames it
+into place only when every file is complete, so a killed run never leaves a folder that looks
+finished. The partial folder holds checkpoints (reducer state at fixed chunk boundaries) and
+one Parquet file per chunk, which is what lets ``--resume`` continue a killed run.
 """
 
 from __future__ import annotations
@@ -21,23 +23,39 @@ import pyarrow.parquet as pq
 
 from .errors import RunFolderError
 
-SCENARIOS_FILE = "scenarios.parquet"
+SCENARIOS_DIR = "scenarios.parquet"  # a folder of part-NNNNNN.parquet files, one per chunk
+CHECKPOINT_DIR = "checkpoint"
+
+
+def partial_path(out: Path) -> Path:
+    return out.parent / f".{out.name}.partial"
 
 
 class RunFolder:
-    """A destination folder and the temporary folder a run writes into first."""
+    """A destination folder and the hidden partial folder a run writes into first."""
 
-    def __init__(self, out: str | Path, force: bool = False):
+    def __init__(self, out: str | Path, force: bool = False, resume: bool = False):
         self.final = Path(out)
+        self.tmp = partial_path(self.final)
+        if resume:
+            if not (self.tmp / CHECKPOINT_DIR).is_dir():
+                raise RunFolderError(
+                    f"nothing to resume at {str(self.final)!r}: no interrupted run ({self.tmp.name}) was found"
+                )
+            return
+        if self.final.exists() and not self.final.is_dir():
+            raise RunFolderError(f"{str(self.final)!r} exists and is not a folder")
         if self.final.exists() and not force:
             raise RunFolderError(
                 f"the output folder {str(self.final)!r} already exists; pass --force to replace it "
                 "(or choose another folder with --out)"
             )
-        if self.final.exists() and not self.final.is_dir():
-            raise RunFolderError(f"{str(self.final)!r} exists and is not a folder")
+        if self.tmp.exists() and not force:
+            raise RunFolderError(
+                f"an interrupted run of {str(self.final)!r} is waiting in {self.tmp.name}; continue it with "
+                f"--resume {self.final}, or pass --force to start over"
+            )
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.final.parent / f".{self.final.name}.partial-{os.getpid()}"
         if self.tmp.exists():
             shutil.rmtree(self.tmp)
         self.tmp.mkdir()
@@ -47,6 +65,7 @@ class RunFolder:
 
     def publish(self) -> Path:
         """Move the finished run into place (replacing an old one only now, at the very end)."""
+        shutil.rmtree(self.tmp / CHECKPOINT_DIR, ignore_errors=True)
         old = None
         if self.final.exists():
             old = self.final.parent / f".{self.final.name}.old-{os.getpid()}"
@@ -61,13 +80,16 @@ class RunFolder:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Write JSON atomically (a temporary file renamed over the target)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    os.replace(tmp, path)
 
 
 def _json_default(x: Any) -> Any:
-    if isinstance(x, (np.integer,)):
+    if isinstance(x, np.integer):
         return int(x)
-    if isinstance(x, (np.floating,)):
+    if isinstance(x, np.floating):
         return float(x)
     if isinstance(x, np.ndarray):
         return x.tolist()
@@ -76,51 +98,86 @@ def _json_default(x: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(x).__name__}")
 
 
-class ScenarioWriter:
-    """Streams chunks of scenario rows to one Parquet file from a background thread.
+# --------------------------------------------------------------------------- checkpoints
 
-    pyarrow releases the GIL while encoding, so the next chunk is simulated while this one is
-    written. `busy_seconds` is the time the thread spent writing.
+
+def save_checkpoint(folder: Path, meta: dict, arrays: Mapping[str, np.ndarray]) -> None:
+    """Arrays first, then the JSON that names them: a checkpoint is complete or absent."""
+    d = folder / CHECKPOINT_DIR
+    d.mkdir(exist_ok=True)
+    name = f"state-{meta['next_chunk']:06d}.npz"
+    with open(d / (name + ".tmp"), "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(d / (name + ".tmp"), d / name)
+    write_json(d / "checkpoint.json", dict(meta, arrays=name))
+    for old in d.glob("state-*.npz"):
+        if old.name != name:
+            old.unlink()
+
+
+def load_checkpoint(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    d = folder / CHECKPOINT_DIR
+    meta = json.loads((d / "checkpoint.json").read_text())
+    with np.load(d / meta["arrays"]) as z:
+        arrays = {k: z[k] for k in z.files}
+    return meta, arrays
+
+
+# --------------------------------------------------------------------------- scenario rows
+
+
+class ScenarioWriter:
+    """Writes each chunk of scenario rows as its own Parquet file, from a background thread.
+
+    ``scenarios.parquet/part-000042.parquet`` holds chunk 42; each file is written under a
+    temporary name and renamed, so a part is complete or absent. pyarrow releases the GIL
+    while encoding, so the next chunk is simulated meanwhile. `busy_seconds` is the time the
+    thread spent writing.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, metadata: Mapping[str, str]):
+    def __init__(self, folder: Path, schema: pa.Schema, metadata: Mapping[str, str]):
+        self.folder = folder
+        folder.mkdir(exist_ok=True)
         self.schema = schema.with_metadata({k: str(v) for k, v in metadata.items()})
-        self._writer = pq.ParquetWriter(
-            path, self.schema, compression="snappy", use_dictionary=["system"], write_statistics=True
-        )
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._error: BaseException | None = None
         self.busy_seconds = 0.0
-        self.rows = 0
         self._thread = threading.Thread(target=self._loop, name="mcrisk-parquet", daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while True:
-            table = self._queue.get()
-            if table is None:
-                return
-            if self._error is not None:
-                continue
-            t0 = time.perf_counter()
+            item = self._queue.get()
             try:
-                self._writer.write_table(table)
-                self.rows += table.num_rows
-            except BaseException as exc:  # surfaced in put()/close()
+                if item is None:
+                    return
+                if self._error is None:
+                    t0 = time.perf_counter()
+                    chunk, table = item
+                    path = self.folder / f"part-{chunk:06d}.parquet"
+                    tmp = path.with_name(f".{path.name}.tmp")  # hidden: Parquet readers skip it
+                    pq.write_table(table, tmp, compression="snappy", use_dictionary=["system"])
+                    os.replace(tmp, path)
+                    self.busy_seconds += time.perf_counter() - t0
+            except BaseException as exc:  # surfaced in put()/drain()/close()
                 self._error = exc
-            self.busy_seconds += time.perf_counter() - t0
+            finally:
+                self._queue.task_done()
 
-    def put(self, columns: Mapping[str, np.ndarray]) -> None:
+    def put(self, chunk: int, columns: Mapping[str, Any]) -> None:
         if self._error is not None:
             raise self._error
-        arrays = [
-            c if isinstance(c := columns[f.name], pa.Array) else pa.array(c, type=f.type) for f in self.schema
-        ]
-        self._queue.put(pa.Table.from_arrays(arrays, schema=self.schema))
+        arrays = [c if isinstance(c := columns[f.name], pa.Array) else pa.array(c, type=f.type) for f in self.schema]
+        self._queue.put((chunk, pa.Table.from_arrays(arrays, schema=self.schema)))
+
+    def drain(self) -> None:
+        """Wait until every chunk handed over so far is on disk."""
+        self._queue.join()
+        if self._error is not None:
+            raise self._error
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
-        self._writer.close()
         if self._error is not None:
             raise self._error

@@ -213,8 +213,10 @@ def test_run_folder_contents(tmp_path):
 
     result = run_study(small_study(scenarios=3000), out=tmp_path / "run", chunk_size=1024)
     folder = result.folder
-    for name in ("scenarios.parquet", "summary.csv", "risk.csv", "summary.nc", "study.yaml", "manifest.json"):
+    for name in ("summary.csv", "risk.csv", "summary.nc", "study.yaml", "manifest.json"):
         assert (folder / name).is_file(), name
+    parts = sorted((folder / "scenarios.parquet").glob("part-*.parquet"))
+    assert [p.name for p in parts] == ["part-000000.parquet", "part-000001.parquet", "part-000002.parquet"]
     assert not list(tmp_path.glob(".run.partial*"))
     table = pq.read_table(folder / "scenarios.parquet")
     meta = table.schema.metadata

@@ -1,0 +1,191 @@
+"""Reliability: killed runs lose nothing and resume to the same outputs; runs reproduce; degenerate inputs are counted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from mcrisk import run_study
+from mcrisk.errors import RunFolderError
+from mcrisk.run import rerun_manifest
+
+from .conftest import CONFIGS, small_study, write_study
+
+# 24 chunks of 256 scenarios, a checkpoint every 3 chunks.
+N, CHUNK, EVERY = 6144, 256, 3
+
+
+def data_hash(folder: Path) -> str:
+    """Hash of the scenario data (not of the file bytes): every column of every row, in order."""
+    table = pq.read_table(folder / "scenarios.parquet")
+    h = hashlib.sha256()
+    for name in table.column_names:
+        col = table.column(name).to_pandas()
+        h.update(name.encode())
+        if name == "system":
+            h.update("\0".join(col.astype(str)).encode())
+        else:
+            h.update(np.ascontiguousarray(col.to_numpy()).tobytes())
+    return h.hexdigest()
+
+
+def same_outputs(a: Path, b: Path) -> None:
+    assert data_hash(a) == data_hash(b)
+    for name in ("summary.csv", "risk.csv", "study.yaml"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def _cli(*args: str, env: dict) -> list[str]:
+    return [sys.executable, "-m", "mcrisk.cli", "run", *args]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reliability")
+    study = write_study(root / "study.yaml", small_study(scenarios=N))
+    env = dict(os.environ, MCRISK_CACHE_DIR=str(root / "xla-cache"))
+    reference = root / "reference"
+    args = [str(study), "--out", str(reference), "--chunk-size", str(CHUNK), "--checkpoint-every", str(EVERY), "-q"]
+    subprocess.run(_cli(*args, env=env), env=env, check=True, timeout=600)
+    return root, study, env, reference
+
+
+def _wait_for_checkpoint(partial: Path, at_least: int, proc: subprocess.Popen, timeout: float = 300) -> int:
+    ck = partial / "checkpoint" / "checkpoint.json"
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            return -1
+        try:
+            done = json.loads(ck.read_text())["next_chunk"]
+            if done >= at_least:
+                return done
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.01)
+    raise TimeoutError
+
+
+@pytest.mark.parametrize(
+    "sig, after_chunks",
+    [(signal.SIGINT, 3), (signal.SIGTERM, 9), (signal.SIGKILL, 15), (signal.SIGKILL, 21)],
+    ids=["sigint-early", "sigterm-middle", "sigkill-late", "sigkill-last-checkpoint"],
+)
+def test_killed_run_resumes_to_the_same_outputs(setup, sig, after_chunks):
+    root, study, env, reference = setup
+    out = root / f"killed-{sig.name}-{after_chunks}"
+    args = [str(study), "--out", str(out), "--chunk-size", str(CHUNK), "--checkpoint-every", str(EVERY), "-q"]
+    proc = subprocess.Popen(_cli(*args, env=env), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = out.parent / f".{out.name}.partial"
+    reached = _wait_for_checkpoint(partial, after_chunks, proc)
+    if reached < 0:
+        pytest.skip("the run finished before it could be killed")
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert not out.exists(), "a killed run must not leave a folder that looks complete"
+    assert partial.is_dir()
+    if sig != signal.SIGKILL:
+        assert "--resume" in err and "Traceback" not in err
+    resumed = subprocess.run(_cli("--resume", str(out), "-q", env=env), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not partial.exists()
+    same_outputs(reference, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["resumed_from_chunk"] >= after_chunks
+
+
+def test_a_run_killed_before_its_first_checkpoint_says_so(setup, tmp_path):
+    _, study, env, _ = setup
+    out = tmp_path / "early"
+    proc = subprocess.Popen(_cli(str(study), "--out", str(out), "-q", env=env), env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # still importing or compiling
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not out.exists()
+    resumed = subprocess.run(_cli("--resume", str(out), env=env), env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 2 and "nothing to resume" in resumed.stderr
+    assert "Traceback" not in resumed.stderr
+
+
+def test_an_interrupted_run_is_not_silently_replaced(tmp_path):
+    out = tmp_path / "run"
+    partial = tmp_path / ".run.partial"
+    (partial / "checkpoint").mkdir(parents=True)
+    with pytest.raises(RunFolderError, match="--resume"):
+        run_study(small_study(scenarios=50), out=out)
+    assert partial.is_dir()
+
+
+def test_resume_matches_in_process(tmp_path):
+    """In-process: an interrupt after a checkpoint, then resume=True, equals one uninterrupted run."""
+    study = small_study(scenarios=2048)
+    ref = run_study(study, out=tmp_path / "ref", chunk_size=256, checkpoint_every=2)
+    calls = {"n": 0}
+
+    def stop_after_five_chunks(done, total):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_study(study, out=tmp_path / "run", chunk_size=256, checkpoint_every=2, progress=stop_after_five_chunks)
+    assert (tmp_path / ".run.partial" / "checkpoint" / "checkpoint.json").is_file()
+    done = run_study(out=tmp_path / "run", resume=True)
+    assert done.manifest["resumed_from_chunk"] == 4
+    same_outputs(ref.folder, done.folder)
+
+
+def test_same_study_and_seed_reproduce_bit_for_bit_from_the_manifest(tmp_path):
+    first = run_study(small_study(scenarios=700), out=tmp_path / "first", chunk_size=300)
+    again = rerun_manifest(first.folder / "manifest.json", out=tmp_path / "again")
+    same_outputs(first.folder, again.folder)
+    other_chunks = run_study(small_study(scenarios=700), out=tmp_path / "chunks", chunk_size=128)
+    assert data_hash(first.folder) == data_hash(other_chunks.folder)
+
+
+def test_degenerate_inputs_give_defined_values_and_are_counted(tmp_path):
+    study = small_study(scenarios=200)
+    study["market"]["demand"] = {"utilization": 0.0}  # no tokens, no revenue
+    study["correlations"] = []
+    for system in study["systems"].values():
+        system["residual_value_fraction"] = 0.0  # else a residual alone can make NPV > 0 at -99 %/yr
+    result = run_study(study, out=tmp_path / "run")
+    df = pq.read_table(result.folder / "scenarios.parquet").to_pandas()
+    assert (df.revenue_usd == 0).all() and df.operating_margin.isna().all()
+    assert np.isinf(df.cost_per_mtok_usd).all() and (df.cost_per_mtok_usd > 0).all()
+    assert (df.irr == -np.inf).all() and np.isinf(df.payback_months).all()
+    assert np.isinf(df.energy_j_per_token).all()  # idle power over zero tokens
+    status = result.manifest["status"]
+    assert status["rack.operating_margin"]["nan"] == 200
+    assert status["rack.irr"]["neginf"] == 200
+    assert status["server.payback_months"]["posinf"] == 200
+    risk = result.risk.set_index("system")
+    assert (risk.p_loss == 1.0).all() and (risk.p_payback_within_horizon == 0.0).all()
+
+
+def test_float32_and_float64_agree_on_the_default_study(tmp_path):
+    """The summary statistics agree to 1e-4 relative (means) and to the sketch's accuracy (percentiles)."""
+    a = run_study(CONFIGS / "default.yaml", out=tmp_path / "f32", scenarios=4000, write_scenarios=False).summary
+    b = run_study(CONFIGS / "default.yaml", out=tmp_path / "f64", scenarios=4000, precision="float64", write_scenarios=False).summary
+    key = ["system", "metric"]
+    a, b = a.set_index(key), b.set_index(key)
+    finite = np.isfinite(a["mean"]) & np.isfinite(b["mean"])
+    scale = (a["sd"].abs() + a["mean"].abs())[finite]
+    assert (np.abs(a["mean"] - b["mean"])[finite] <= 1e-4 * scale).all()
+    for p in ("p5", "p50", "p95"):
+        ok = np.isfinite(a[p]) & np.isfinite(b[p])
+        tol = 2e-3 * np.abs(b[p][ok]) + 1e-6 * scale.reindex(b[p][ok].index).fillna(1)
+        assert (np.abs(a[p] - b[p])[ok] <= tol).all(), p
+    pd.testing.assert_series_equal(a["n_nan"], b["n_nan"])
