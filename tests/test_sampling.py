@@ -314,5 +314,17 @@ def test_shock_normals_are_standard_normal_and_depend_only_on_the_scenario_index
     # another chunk that overlaps this one: the shared scenarios get the same rows
     later = np.asarray(S.shock_normals(root, jnp.arange(1000, 1000 + N, dtype=jnp.uint32), stream, months, dtype))
     assert np.array_equal(later[: N - 1000], z[1000:])
-    direct = jax.random.normal(jax.random.fold_in(jax.random.fold_in(root, 17), stream), (months,), dtype)
-    assert np.array_equal(z[17], np.asarray(direct))
+    bits = np.asarray(jax.random.bits(jax.random.fold_in(jax.random.fold_in(root, 17), stream), (months,), jnp.uint32))
+    u = ((bits >> 9) + 0.5) * 2.0**-23 if dtype == jnp.float32 else (bits + 0.5) * 2.0**-32
+    assert np.allclose(z[17], stats.norm.ppf(u), rtol=1e-5 if dtype == jnp.float32 else 1e-12)
+
+
+def test_shock_normals_are_the_same_draws_in_both_precisions():
+    """float64 runs check float32 runs: the same bits make both precisions' shocks."""
+    root, stream, idx = S.root_key(8), S.stream_id("market.demand.shock"), jnp.arange(4096, dtype=jnp.uint32)
+    z32 = np.asarray(S.shock_normals(root, idx, stream, 24, jnp.float32), np.float64)
+    z64 = np.asarray(S.shock_normals(root, idx, stream, 24, jnp.float64))
+    # float32 keeps 23 of the 32 bits: u moves by at most 2**-24, z by 2**-24 / pdf(z) (more in the tails)
+    bound = 2.0**-24 / stats.norm.pdf(z64) + 2e-6 * np.abs(z64)
+    assert np.all(np.abs(z32 - z64) <= bound)
+    assert np.median(np.abs(z32 - z64)) < 1e-6
