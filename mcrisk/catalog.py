@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 TAGS = ("V", "I", "O", "D", "LQ")
 Tag = Literal["V", "I", "O", "D", "LQ"]
-KINDS = ("system", "workload", "software_curve", "serving")
+KINDS = ("system", "workload", "software_curve", "serving", "prior")
 STUDY_SYSTEM_FIELDS = ("gpus_per_unit", "capex_usd", "it_power_kw", "idle_power_fraction", "depreciation_years")
 
 _DIST_FORMS: dict[str, tuple[set[str], set[str]]] = {  # form -> (required keys, optional keys); lognormal below
@@ -198,9 +198,17 @@ class ServingMode(_Entry):
         return self
 
 
-Entry = Union[System, Workload, SoftwareCurve, ServingMode]
+class Prior(_Entry):
+    """A market or operating input that no system, workload or curve fixes (utilization, PUE, ...)."""
+    kind: ClassVar[str] = "prior"
+    applies_to: str  # the study path it is a value for; 'systems.*.' stands for any system
+    figure: Sourced
+
+
+Entry = Union[System, Workload, SoftwareCurve, ServingMode, Prior]
 _FILES = (("systems.yaml", "systems", System), ("workloads.yaml", "workloads", Workload),
-          ("software_curves.yaml", "software_curves", SoftwareCurve), ("serving.yaml", "serving_modes", ServingMode))
+          ("software_curves.yaml", "software_curves", SoftwareCurve), ("serving.yaml", "serving_modes", ServingMode),
+          ("priors.yaml", "priors", Prior))
 
 
 # --------------------------------------------------------------------------- loading
@@ -288,6 +296,8 @@ def entry_details(name: str) -> list[dict]:
         rows += [_row(f"price_usd_per_mtok[{b.label()}]", b.usd_per_mtok) for b in e.prices]
     elif isinstance(e, SoftwareCurve):
         rows = [_row("ceiling", e.ceiling), _row("time_constant_months", e.time_constant_months)]
+    elif isinstance(e, Prior):
+        rows = [_row(e.applies_to, e.figure)]
     else:
         rows = [_row(f"factor[{p.interactivity_tok_s_user:g} tok/s/user]", p.factor) for p in e.points]
     for r in getattr(e, "reference_points", []) + getattr(e, "evidence", []):
@@ -397,3 +407,9 @@ def software_curve_provenance(name: str) -> dict[str, str]:
     """One line per field of software_curve_fields, keyed by its path inside the system."""
     e = get_entry(name, "software_curve")
     return {f"software_speedup.{f}": _prov(f"curve {name}", getattr(e, f)) for f in ("ceiling", "time_constant_months")}
+
+
+def prior_value(name: str) -> tuple[str, Any, str]:
+    """One prior as (the study path it applies to, its value as a study DIST, its provenance line)."""
+    e = get_entry(name, "prior")
+    return e.applies_to, copy.deepcopy(e.figure.value), _prov(f"prior {name}", e.figure)

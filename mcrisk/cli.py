@@ -85,9 +85,17 @@ def run(
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
     no_scenarios: bool = typer.Option(False, "--no-scenarios", help="Write summaries only, no per-scenario Parquet (for very large N)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run of this run folder from its last checkpoint."),
+    from_manifest: Optional[Path] = typer.Option(None, "--from-manifest", help="Run again what a manifest.json describes (its study, seed and options)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Chunks between checkpoints (default: about every 4M scenarios)."),
 ) -> None:
     """Simulate a study and write its run folder (scenarios.parquet, summary.csv, risk.csv, summary.nc, manifest.json)."""
-    from .run import run_study
+    import signal
+
+    from .run import rerun_manifest, run_study
+
+    # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the partial folder stays for --resume.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     show = not quiet and err_console.is_terminal
     bar = Progress(
@@ -109,43 +117,167 @@ def run(
 
     try:
         with bar:
-            result = run_study(
-                study,
-                out=out,
-                scenarios=scenarios,
-                seed=seed,
-                chunk_size=chunk_size,
-                precision=precision,
-                force=force,
-                write_scenarios=not no_scenarios,
-                progress=progress,
-            )
+            if from_manifest is not None:
+                result = rerun_manifest(from_manifest, out=out, force=force, progress=progress)
+            elif resume is not None:
+                result = run_study(study, out=resume, resume=True, progress=progress)
+            else:
+                result = run_study(
+                    study,
+                    out=out,
+                    scenarios=scenarios,
+                    seed=seed,
+                    chunk_size=chunk_size,
+                    precision=precision,
+                    force=force,
+                    write_scenarios=not no_scenarios,
+                    checkpoint_every=checkpoint_every,
+                    progress=progress,
+                )
     except (StudyError, RunFolderError) as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        where = resume or out or "outputs/<study name>"
+        err_console.print(f"interrupted: continue with  mcrisk run --resume {where}", highlight=False)
+        raise typer.Exit(130)
     if not quiet:
         print_headline(result)
         secs = result.manifest["seconds"]["total"]
         out_console.print(f"wrote {result.folder} in {secs:.1f} s", highlight=False)
 
 
+def _num(x) -> str:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    if math.isfinite(x) and x == int(x) and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:.6g}"
+
+
+def _value(v) -> str:
+    """A study value for a table: a number, or a DIST as `triangular(low=1, mode=2, high=3)`."""
+    if isinstance(v, dict):
+        order = ("value", "low", "mode", "high", "mean", "sd", "median", "sigma", "p5", "p95")
+        keys = sorted((k for k in v if k != "dist"), key=lambda k: order.index(k) if k in order else len(order))
+        args = ", ".join(f"{k}={_num(v[k]) if not isinstance(v[k], list) else v[k]}" for k in keys)
+        return f"{v.get('dist', '')}({args})"
+    return "-" if v is None else _num(v)
+
+
 @app.command()
 def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")) -> None:
-    """Check a study without simulating; print the resolved study (every default filled in)."""
-    from .study import load_study
+    """Check a study without simulating; print it resolved (defaults, catalog values and sized units
+    filled in) and where each value came from (study, default, preset, workload, curve, sizing)."""
+    from rich.table import Table
+
+    from .study import load_study_with_provenance
 
     try:
-        st = load_study(study)
+        st, provenance = load_study_with_provenance(study)
     except StudyError as exc:
         _fail(exc)
     inputs = st.inputs()
     uncertain = [i for i in inputs if not i.dist.is_fixed]
-    out_console.print(st.to_yaml(), markup=False, highlight=False, end="")
+    out_console.print(st.to_yaml(provenance=False), markup=False, highlight=False, end="")
+    values = dict(_leaves(st.resolved()))
+    table = Table(title="where each value came from")
+    for col in ("path", "value", "source"):
+        table.add_column(col, overflow="fold")
+    for path, source in provenance.items():
+        table.add_row(path, _value(values.get(path)), source)
+    out_console.print(table)
     out_console.print(
         f"# valid: {len(st.systems)} system(s), {len(inputs)} inputs ({len(uncertain)} uncertain), "
         f"{st.simulation.scenarios:,} scenarios x {st.simulation.horizon_months} months",
         markup=False,
         highlight=False,
     )
+
+
+def _leaves(tree: dict, prefix: str = ""):
+    for k, v in tree.items():
+        if isinstance(v, dict) and "dist" not in v:
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+@app.command("catalog")
+def catalog_command(name: Optional[str] = typer.Argument(None, help="An entry to show with its sources; all entries if omitted.")) -> None:
+    """List the catalog (systems, workloads, software curves, serving modes, priors), or show one entry's numbers and sources."""
+    from rich.table import Table
+
+    from . import catalog
+
+    if name is None:
+        table = Table(title="mcrisk catalog (mcrisk catalog NAME shows one with its sources)")
+        for col in ("kind", "name", "title", "summary"):
+            table.add_column(col, overflow="fold")
+        for row in catalog.list_entries():
+            table.add_row(row["kind"], row["name"], row["title"], row["summary"])
+        out_console.print(table)
+        return
+    try:
+        entry = catalog.get_entry(name)
+    except catalog.CatalogError as exc:
+        _fail(exc)
+    out_console.print(f"[bold]{entry.name}[/] ({entry.kind}): {entry.title}", highlight=False)
+    out_console.print(entry.summary, markup=False, highlight=False)
+    table = Table(show_lines=True)
+    for col in ("field", "value", "source", "date", "tag", "derivation / note"):
+        table.add_column(col, overflow="fold")
+    for r in catalog.entry_details(name):
+        extra = "\n".join(x for x in (r["derivation"], r["note"]) if x)
+        value = "NOT FOUND" if r["value"] is None else _value(r["value"])
+        table.add_row(r["field"], value, r["source"] or "", r["date"] or "", r["tag"] or "", extra)
+    out_console.print(table)
+
+
+@app.command()
+def claims(
+    names: Optional[list[str]] = typer.Argument(None, help="Claims to run (shipped names or claim files); all shipped claims if omitted."),
+    out: Path = typer.Option(Path("outputs") / "claims", "--out", "-o", help="Folder for claims.csv, inputs.csv and one run folder per claim (replaced)."),
+    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", help="Scenarios of each uncertain run (default: the claim's, 20,000)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Root seed of the uncertain runs (default: the claim's)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or table."),
+) -> None:
+    """Reproduce the vendors' published claims from their stated assumptions, then give P(claim holds)
+    under realistic uncertainty from the catalog, with its MCSE and P5/P50/P95."""
+    from .claims import ClaimError, run_claims
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            err_console.print(f"running {msg}", highlight=False)
+
+    try:
+        result = run_claims(names or None, out=out, scenarios=scenarios, seed=seed, progress=progress)
+    except (StudyError, RunFolderError, ClaimError) as exc:
+        _fail(exc)
+    if not quiet:
+        print_claims(result.table)
+        out_console.print(f"wrote {result.csv} and {result.inputs_csv}", highlight=False)
+
+
+_SHORT = {"roi_multiple": "ROI", "cost_per_mtok_usd": "$/Mtok", "revenue_usd": "revenue $", "npv_usd": "NPV $"}
+
+
+def print_claims(table) -> None:
+    """The claims table: each check's point reproduction, then P(holds) and its spread under uncertainty."""
+    from rich.table import Table
+
+    t = Table(title="vendor claims: reproduced from their stated assumptions, then under uncertainty")
+    for col in ("claim", "holds if", "point", "repro.", "P(holds) ± MCSE", "P5", "P50", "P95"):
+        t.add_column(col, justify="left" if col in ("claim", "holds if") else "right", overflow="fold")
+    for r in table.to_dict("records"):
+        metric, _, systems = r["quantity"].partition(" of ")
+        p = f"{r['p_holds']:.4f} ± {r['p_holds_mcse']:.4f}" if r["p_holds"] > 0 else f"0 of {r['scenarios']:,}"
+        t.add_row(r["check"], f"{_SHORT.get(metric, metric)} {systems.replace(' / ', '/')} {r['holds_if']}",
+                  f"{r['point_value']:.5g}", "yes" if r["reproduced"] else "[red]no[/]", p,
+                  *(f"{r[q]:.4g}" for q in ("p5", "p50", "p95")))
+    out_console.print(t)
+    for r in table.to_dict("records"):
+        if not r["reproduced"]:
+            out_console.print(f"{r['check']}: {r['reproduction']}", markup=False, highlight=False)
 
 
 def _compilation_cache() -> None:

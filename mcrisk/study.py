@@ -2,6 +2,8 @@
 
 A study is validated once, on the host, before anything is simulated or written. Every
 problem is collected and reported with its dotted path (``systems.gb200.capex_usd.high``).
+Systems may start from catalog entries (preset, workload, software curve) and a study may be
+sized to a budget; both are resolved here, and every value keeps a note of where it came from.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Annotated, Any, Literal, Mapping
 
 import numpy as np
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .distributions import Dist, Fixed, LogNormal
 from .errors import Problem, StudyError
@@ -163,7 +165,13 @@ class SoftwareSpeedup(_Closed):
 
 
 class System(_Closed):
+    # Catalog references (`mcrisk catalog`): resolved into the fields below at load time, and
+    # dropped from `resolved()`, which spells every value out.
     preset: str | None = None
+    workload: str | None = None
+    interactivity_tok_s_user: float | None = Field(None, gt=0, allow_inf_nan=False)
+    software_curve: str | None = None
+    serving: str | None = None
     units: int = Field(1, ge=1)
     gpus_per_unit: int = Field(ge=1)
     capex_usd: Positive
@@ -180,6 +188,22 @@ class System(_Closed):
     depreciation_years: float = Field(4.0, gt=0, allow_inf_nan=False)
 
 
+CATALOG_KEYS = ("preset", "workload", "interactivity_tok_s_user", "software_curve", "serving")
+
+
+class Sizing(_Closed):
+    """Equal-budget comparison: each system's units = floor(budget / the mean of its per-unit figure)."""
+
+    power_kw: float | None = Field(None, gt=0, allow_inf_nan=False)  # IT power, per unit it_power_kw
+    capex_usd: float | None = Field(None, gt=0, allow_inf_nan=False)  # per unit capex_usd
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> "Sizing":
+        if (self.power_kw is None) == (self.capex_usd is None):
+            raise ValueError("give exactly one budget: power_kw (IT kW) or capex_usd")
+        return self
+
+
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 
 
@@ -190,8 +214,10 @@ class Study(_Closed):
     market: Market
     facility: Facility = Facility()
     finance: Finance = Finance()
+    sizing: Sizing | None = None
     systems: dict[str, System] = Field(min_length=1)
     correlations: list[tuple[str, str, Annotated[float, Field(ge=-1.0, le=1.0)]]] = []
+    _provenance: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator("systems")
     @classmethod
@@ -217,16 +243,34 @@ class Study(_Closed):
         return out
 
     def resolved(self) -> dict:
-        """The study with every default filled in, fixed DISTs written as plain numbers."""
+        """The study as a plain study: every default and catalog value filled in, fixed DISTs
+        written as plain numbers, without catalog references or sizing (units are spelled out)."""
         return _plain(self.model_dump(mode="json"))
+
+    def provenance(self) -> dict[str, str]:
+        """Where each value of `resolved()` came from, by study path: 'study', 'default',
+        'preset NAME: source, date [tag]', 'workload ...', 'curve ...' or 'sizing ...'."""
+        return dict(self._provenance)
 
     def digest(self) -> str:
         """sha256 of the resolved study (canonical JSON): what a result was computed from."""
         text = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.resolved(), sort_keys=False, width=100)
+    def with_provenance(self, sources: Mapping[str, str]) -> "Study":
+        """A copy whose provenance names `sources` for those paths (values a caller filled in)."""
+        out = self.model_copy()
+        out._provenance = {**self._provenance, **{p: s for p, s in sources.items() if p in self._provenance}}
+        return out
+
+    def to_yaml(self, provenance: bool = True) -> str:
+        """`resolved()` as YAML, followed (if asked) by comments naming the source of every value
+        the study did not write itself (catalog entries, sizing)."""
+        text = yaml.safe_dump(self.resolved(), sort_keys=False, width=100)
+        lines = [f"#   {p}: {src}" for p, src in self._provenance.items() if src not in ("study", "default")]
+        if provenance and lines:
+            text += "# Values not written in the study, and where they came from:\n" + "\n".join(lines) + "\n"
+        return text
 
 
 @dataclass(frozen=True)
@@ -253,7 +297,7 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         if obj.get("dist") == "fixed" and set(obj) == {"dist", "value"}:
             return obj["value"]
-        return {k: _plain(v) for k, v in obj.items() if not (k == "preset" and v is None)}
+        return {k: _plain(v) for k, v in obj.items() if k not in CATALOG_KEYS and k != "sizing"}
     if isinstance(obj, list):
         return [_plain(v) for v in obj]
     return obj
@@ -392,35 +436,131 @@ def _check_correlations(study: Study) -> list[Problem]:
     return problems
 
 
-# --------------------------------------------------------------------------- presets
+# --------------------------------------------------------------------------- catalog and sizing
+#
+# A system may start from catalog entries. Field by field, later sources win:
+#   preset (hardware) -> workload (throughput at an interactivity, converted to the serving
+#   mode) -> software curve -> the study's own fields.
+# Only system fields come from the catalog; market prices and the rest are the study's.
+
+_MISSING = "required field is missing"
 
 
-def _apply_presets(raw: dict) -> tuple[dict, list[Problem], dict[str, str]]:
-    """Fill each system's fields from its catalog preset; the study's own fields win."""
-    systems = raw.get("systems")
-    provenance: dict[str, str] = {}
+def _is_name(v: Any) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _has(tree: Any, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(tree, Mapping) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+def _tier_match(a: float | None, b: float | None) -> bool:
+    return a is None and b is None or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9))
+
+
+def _resolve_system(name: str, spec: dict) -> tuple[dict, list[Problem], dict[str, str]]:
+    """One system's fields from its catalog entries, under the study's own; (spec, problems, provenance)."""
+    from . import catalog
+
+    where = f"systems.{name}"
+    base: dict = {}
+    lines: dict[str, str] = {}
     problems: list[Problem] = []
-    if not isinstance(systems, dict):
-        return raw, problems, provenance
-    raw = copy.deepcopy(raw)
-    for name, spec in raw["systems"].items():
-        if not isinstance(spec, dict) or not spec.get("preset"):
-            continue
-        try:
-            from . import catalog
+    preset, workload, curve = spec.get("preset"), spec.get("workload"), spec.get("software_curve")
+    serving = spec.get("serving", "colocated")
+    tier = spec.get("interactivity_tok_s_user")
 
-            base = catalog.system_fields(spec["preset"])
-            sources = catalog.system_provenance(spec["preset"])
-        except (KeyError, ValueError, ImportError) as exc:
-            msg = exc.args[0] if exc.args else str(exc)
-            problems.append(Problem(f"systems.{name}.preset", str(msg)))
+    def lookup(field: str, fn, *args):
+        try:
+            return fn(*args)
+        except catalog.CatalogError as exc:
+            problems.append(Problem(f"{where}.{field}", str(exc)))
+            return None
+
+    if _is_name(preset) and lookup("preset", catalog.get_entry, preset, "system") is not None:
+        base.update(catalog.system_fields(preset))
+        lines.update(catalog.system_provenance(preset))
+        lines.update({f: f"default; preset {preset} has no public figure (NOT FOUND)" for f in catalog.system_missing(preset)})
+    if workload is None:
+        for key in ("interactivity_tok_s_user", "serving"):
+            if key in spec:
+                problems.append(Problem(f"{where}.{key}", "only applies with a workload (it picks the workload's "
+                                        f"throughput figure); set workload or drop {key}"))
+    elif _is_name(workload) and lookup("workload", catalog.get_entry, workload, "workload") is not None:
+        serving_ok = _is_name(serving) and lookup("serving", catalog.get_entry, serving, "serving") is not None
+        tier_ok = tier is None or (_is_number(tier) and tier > 0)  # else the schema reports it
+        if preset is None:
+            problems.append(Problem(f"{where}.workload", "throughput figures are per catalog system: set preset too "
+                                    f"(one of: {', '.join(catalog.names('system'))})"))
+        # The study's own throughput wins, so the figure is looked up only when the study has none.
+        elif _is_name(preset) and not problems and serving_ok and tier_ok and "throughput_tokens_per_s_per_gpu" not in spec:
+            try:
+                got = catalog.workload_fields(workload, preset, tier, serving)
+            except catalog.CatalogError as exc:
+                tiers = [p.interactivity_tok_s_user for p in catalog.get_entry(workload).throughput if p.system == preset]
+                x = None if tier is None else float(tier)
+                field = "serving" if any(_tier_match(t, x) for t in tiers) else "interactivity_tok_s_user" if tiers else "workload"
+                problems.append(Problem(f"{where}.{field}", str(exc)))
+            else:
+                lines.update(got.pop("provenance"))
+                base.update(got)
+    if _is_name(curve) and lookup("software_curve", catalog.get_entry, curve, "software_curve") is not None:
+        base = _deep_merge(base, catalog.software_curve_fields(curve))
+        lines.update(catalog.software_curve_provenance(curve))
+    lines = {f"{where}.{f}": line for f, line in lines.items() if not _has(spec, f)}
+    return _deep_merge(base, spec), problems, lines
+
+
+def _apply_catalog(raw: dict) -> tuple[dict, list[Problem], dict[str, str]]:
+    """Fill each system's fields from its catalog entries; (raw, problems, provenance of filled values)."""
+    systems = raw.get("systems")
+    if not isinstance(systems, dict):
+        return raw, [], {}
+    raw = copy.deepcopy(raw)
+    problems: list[Problem] = []
+    lines: dict[str, str] = {}
+    for name, spec in systems.items():
+        if isinstance(spec, dict) and any(k in spec for k in CATALOG_KEYS):
+            raw["systems"][name], p, l = _resolve_system(name, spec)
+            problems += p
+            lines.update(l)
+    return raw, problems, lines
+
+
+def _explain_missing(problems: list[Problem], raw: dict, failed: set[str]) -> list[Problem]:
+    """Say why a required system field is missing where a catalog entry was meant to give it."""
+    from . import catalog
+
+    out = []
+    for p in problems:
+        parts = p.path.split(".")
+        if p.message != _MISSING or len(parts) != 3 or parts[0] != "systems":
+            out.append(p)
             continue
-        merged = _deep_merge(base, spec)
-        for field in base:
-            if field not in spec:
-                provenance[f"systems.{name}.{field}"] = sources.get(field, f"preset {spec['preset']}")
-        raw["systems"][name] = merged
-    return raw, problems, provenance
+        name, field = parts[1], parts[2]
+        if name in failed:  # an unknown catalog name is reported already; the gaps follow from it
+            continue
+        spec = raw["systems"].get(name)
+        preset = spec.get("preset") if isinstance(spec, dict) else None
+        missing = catalog.system_missing(preset) if _is_name(preset) else {}
+        if field in missing:
+            note = missing[field].strip()
+            fix = "" if f"Set {field}" in note else f" Set {field} in the study."
+            out.append(Problem(p.path, f"required, and preset {preset} has no value: {note}{fix}"))
+        elif field == "throughput_tokens_per_s_per_gpu" and preset:
+            out.append(Problem(p.path, f"{_MISSING}: a preset gives hardware only; set it, or pick a workload "
+                                       f"({', '.join(catalog.names('workload'))}) and interactivity_tok_s_user"))
+        else:
+            out.append(p)
+    return out
 
 
 def _deep_merge(base: dict, top: Mapping) -> dict:
@@ -433,6 +573,47 @@ def _deep_merge(base: dict, top: Mapping) -> dict:
     return out
 
 
+def _apply_sizing(study: Study, raw: dict) -> tuple[Study, list[Problem], dict[str, str]]:
+    """Units of each system from the study's sizing budget; a system may not also set units."""
+    sz = study.sizing
+    if sz is None:
+        return study, [], {}
+    key, field, budget, unit = (("power_kw", "it_power_kw", sz.power_kw, "kW") if sz.power_kw is not None
+                                else ("capex_usd", "capex_usd", sz.capex_usd, "USD"))
+    text = f"{budget:,.10g}"
+    problems, lines, systems = [], {}, {}
+    for name, system in study.systems.items():
+        if _has(raw, f"systems.{name}.units"):
+            problems.append(Problem(f"systems.{name}.units", f"is set by sizing ({key}: {text}); drop units "
+                                    "here, or drop sizing and give every system its units"))
+            continue
+        per_unit = float(getattr(system, field).mean())
+        units = max(1, math.floor(budget / per_unit + 1e-9))  # 1e-9: an exact multiple is not lost to rounding
+        short = " (the budget buys less than one unit; 1 is the minimum)" if budget < per_unit else ""
+        each = f"{per_unit:,.0f}" if per_unit >= 1e4 else f"{per_unit:.6g}"
+        lines[f"systems.{name}.units"] = (f"sizing {key} {text}: floor({text} / {each} {unit}, the mean "
+                                          f"per-unit {field}) = {units}{short}")
+        systems[name] = system.model_copy(update={"units": units})
+    if problems:
+        return study, problems, {}
+    return study.model_copy(update={"systems": systems}), [], lines
+
+
+def _leaves(tree: Mapping, prefix: str = ""):
+    for k, v in tree.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, Mapping) and "dist" not in v:
+            yield from _leaves(v, path + ".")
+        else:
+            yield path, v
+
+
+def _provenance_map(study: Study, raw: dict, filled: dict[str, str]) -> dict[str, str]:
+    resolved = study.resolved()
+    tree = {k: resolved[k] for k in ("market", "facility", "finance", "systems")}
+    return {p: filled.get(p) or ("study" if _has(raw, p) else "default") for p, _ in _leaves(tree)}
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -441,14 +622,17 @@ def study_from_dict(raw: Any, source: str = "<study>") -> Study:
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else f"a {type(raw).__name__}"
         raise StudyError([Problem("", f"a study must be a mapping of sections, got {got}")], source)
-    raw, problems, _ = _apply_presets(raw)
+    merged, problems, filled = _apply_catalog(raw)
+    failed = {p.path.split(".")[1] for p in problems if not p.message.startswith("only applies")}
     try:
-        study = Study.model_validate(raw)
+        study = Study.model_validate(merged)
     except ValidationError as exc:
-        raise StudyError(problems + problems_from(exc), source) from None
-    problems += _check_correlations(study)
+        raise StudyError(problems + _explain_missing(problems_from(exc), raw, failed), source) from None
+    study, sizing_problems, sized = _apply_sizing(study, raw)
+    problems += sizing_problems + _check_correlations(study)
     if problems:
         raise StudyError(problems, source)
+    study._provenance = _provenance_map(study, raw, {**filled, **sized})
     return study
 
 
@@ -469,6 +653,12 @@ def load_study(source: str | Path | Mapping | Study) -> Study:
     except UnicodeDecodeError as exc:
         raise StudyError([Problem("", f"the file is not UTF-8 text (byte {exc.start})")], name) from None
     return study_from_dict(parse_yaml(text, name), name)
+
+
+def load_study_with_provenance(source: str | Path | Mapping | Study) -> tuple[Study, dict[str, str]]:
+    """`load_study`, plus where each resolved value came from (see `Study.provenance`)."""
+    study = load_study(source)
+    return study, study.provenance()
 
 
 def default_study_path() -> Path:

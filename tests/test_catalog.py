@@ -17,8 +17,9 @@ SYSTEMS = ["hgx-h100", "hgx-h200", "hgx-b200", "hgx-b300", "gb200-nvl72", "gb300
 WORKLOADS = ["deepseek-r1-8k1k", "deepseek-r1-1k1k", "gpt-oss-120b", "llama-3.3-70b"]
 CURVES = ["launch-ramp", "mature", "plateau"]
 SERVING = ["colocated", "disaggregated"]
+PRIORS = ["fleet-utilization", "token-price-decline", "production-efficiency", "electricity-price", "pue", "colocation"]
 DATA = resources.files("mcrisk") / "data" / "catalog"
-FILES = ["systems.yaml", "workloads.yaml", "software_curves.yaml", "serving.yaml"]
+FILES = ["systems.yaml", "workloads.yaml", "software_curves.yaml", "serving.yaml", "priors.yaml"]
 # Numbers that place a figure (its tier) rather than report one; the figure beside them is sourced.
 STRUCTURAL = {"interactivity_tok_s_user", "interactivity_min", "interactivity_max"}
 
@@ -37,6 +38,8 @@ def _all_dists():
     for c in CURVES:
         for f, v in catalog.software_curve_fields(c)["software_speedup"].items():
             yield f"{c}.{f}", v
+    for p in PRIORS:
+        yield p, catalog.prior_value(p)[1]
 
 
 # --------------------------------------------------------------------------- loading and sources
@@ -49,6 +52,7 @@ def test_every_entry_loads_with_the_expected_names():
     assert catalog.names("workload") == WORKLOADS
     assert catalog.names("software_curve") == CURVES
     assert catalog.names("serving") == SERVING
+    assert catalog.names("prior") == PRIORS
     for r in rows:
         assert r["title"].strip() and r["summary"].strip() and "\n" not in r["summary"]
         assert catalog.get_entry(r["name"]).name == r["name"]
@@ -156,7 +160,7 @@ def test_study_values_are_copies_not_the_cache():
 @pytest.mark.parametrize(
     "call, known",
     [
-        (lambda: catalog.get_entry("gb200-nv72"), SYSTEMS + WORKLOADS + CURVES + SERVING),
+        (lambda: catalog.get_entry("gb200-nv72"), SYSTEMS + WORKLOADS + CURVES + SERVING + PRIORS),
         (lambda: catalog.system_fields("gb200-nv72"), SYSTEMS),
         (lambda: catalog.system_provenance("launch-ramp"), SYSTEMS),
         (lambda: catalog.workload_fields("dsr1", "gb200-nvl72", 50), WORKLOADS),
@@ -164,6 +168,7 @@ def test_study_values_are_copies_not_the_cache():
         (lambda: catalog.workload_price("gpt-oss", 100), WORKLOADS),
         (lambda: catalog.software_curve_fields("ramp"), CURVES),
         (lambda: catalog.serving_factor("disagg", 50), SERVING),
+        (lambda: catalog.prior_value("utilization"), PRIORS),
     ],
 )
 def test_unknown_names_fail_with_the_known_ones(call, known):
@@ -350,4 +355,34 @@ def test_workload_numbers_match_domain_facts():
 def test_library_does_not_import_the_cli_stack():
     text = Path(catalog.__file__).read_text()
     assert "typer" not in text and "rich" not in text
-    assert len(text.splitlines()) < 400
+    assert len(text.splitlines()) < 430
+
+
+# --------------------------------------------------------------------------- priors
+
+
+@pytest.mark.parametrize("name", PRIORS)
+def test_priors_are_sourced_values_for_a_study_path(name):
+    from mcrisk.study import Study
+
+    path, value, line = catalog.prior_value(name)
+    assert line.startswith(f"prior {name}: ") and line.endswith("]")
+    _check_study_value(name, value)
+    section, *rest = path.split(".")
+    model = Study.model_fields[section].annotation
+    if section == "systems":
+        assert rest[0] == "*", "a system prior applies to any system"
+        model, rest = model.__args__[1], rest[1:]
+    for part in rest[:-1]:
+        model = model.model_fields[part].annotation
+    assert rest[-1] in model.model_fields, f"{name}: {path} is not a study path"
+
+
+def test_priors_match_domain_facts_section_9():
+    tri = lambda n: tuple(catalog.prior_value(n)[1][k] for k in ("low", "mode", "high"))  # noqa: E731
+    assert tri("fleet-utilization") == (0.40, 0.70, 0.85)
+    assert tri("token-price-decline") == (1 - 1 / 2, 1 - 1 / 5, 1 - 1 / 10)
+    assert tri("production-efficiency") == (0.5, round(14.8 / 22.3, 2), 1.0)
+    assert tri("electricity-price") == (0.05, 0.08, 0.15)
+    assert tri("pue") == (1.10, 1.25, 1.56)
+    assert tri("colocation") == (150, 190, 220)
