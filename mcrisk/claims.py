@@ -34,9 +34,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import catalog, reference
-from .errors import Problem, StudyError
+from .errors import StudyError
 from .metrics import METRICS
-from .study import Study, parse_yaml, problems_from, study_from_dict
+from .errors import problems_from
+from .study import Study, parse_yaml, study_from_dict
 
 HOURS_PER_YEAR = 8766.0  # 365.25 x 24, as MODEL.md's month of 730.5 h
 DEFAULT_OUT = Path("outputs") / "claims"
@@ -141,7 +142,7 @@ def load_claim(name: str | Path) -> tuple[str, ClaimFile]:
     try:
         return path.stem, ClaimFile.model_validate(raw)
     except ValidationError as exc:
-        raise StudyError(problems_from(exc), str(path)) from None
+        raise StudyError(problems_from(exc, ClaimFile), str(path)) from None
 
 
 # --------------------------------------------------------------------------- catalog values

@@ -8,7 +8,6 @@ sized to a budget; both are resolved here, and every value keeps a note of where
 
 from __future__ import annotations
 
-import copy
 import difflib
 import hashlib
 import json
@@ -21,10 +20,11 @@ from typing import Annotated, Any, Literal, Mapping
 
 import numpy as np
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .distributions import Dist, Fixed, LogNormal
-from .errors import Problem, StudyError
+from .errors import Problem, StudyError, problems_from
+from .presets import CATALOG_KEYS, apply_catalog, apply_sizing, explain_missing, provenance_map
 
 # --------------------------------------------------------------------------- YAML 1.2
 
@@ -45,6 +45,12 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bo
     seen: dict[Any, Any] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be plain text, not a list or mapping", key_node.start_mark
+            ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -113,14 +119,25 @@ def _fixed(x: float) -> Fixed:
     return Fixed(dist="fixed", value=x)
 
 
+def _not_bool(v: Any) -> Any:
+    # YAML reads yes/no/on/off/true/false as booleans; a count or a rate is never one.
+    if isinstance(v, bool):
+        raise ValueError(f"must be a number, got {v!r}")
+    return v
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Float = Annotated[float, BeforeValidator(_not_bool)]
+
+
 class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Simulation(_Closed):
-    scenarios: int = Field(100_000, ge=1, le=2**32 - 1)
-    horizon_months: int = Field(48, ge=1, le=240)
-    seed: int = Field(0, ge=0, le=2**63 - 1)
+    scenarios: Int = Field(100_000, ge=1, le=2**32 - 1)
+    horizon_months: Int = Field(48, ge=1, le=240)
+    seed: Int = Field(0, ge=0, le=2**63 - 1)
     sampler: Literal["random", "sobol", "lhs"] = "random"
     precision: Literal["float32", "float64"] = "float32"
 
@@ -172,8 +189,8 @@ class System(_Closed):
     interactivity_tok_s_user: float | None = Field(None, gt=0, allow_inf_nan=False)
     software_curve: str | None = None
     serving: str | None = None
-    units: int = Field(1, ge=1)
-    gpus_per_unit: int = Field(ge=1)
+    units: Int = Field(1, ge=1)
+    gpus_per_unit: Int = Field(ge=1)
     capex_usd: Positive
     it_power_kw: Positive
     idle_power_fraction: UnitInterval = _fixed(0.3)
@@ -185,10 +202,9 @@ class System(_Closed):
     maintenance_fraction_per_year: NonNegative = _fixed(0.0)
     license_usd_per_gpu_year: NonNegative = _fixed(0.0)
     residual_value_fraction: UnitInterval = _fixed(0.0)
-    depreciation_years: float = Field(4.0, gt=0, allow_inf_nan=False)
+    depreciation_years: Float = Field(4.0, gt=0, allow_inf_nan=False)
 
 
-CATALOG_KEYS = ("preset", "workload", "interactivity_tok_s_user", "software_curve", "serving")
 
 
 class Sizing(_Closed):
@@ -216,7 +232,7 @@ class Study(_Closed):
     finance: Finance = Finance()
     sizing: Sizing | None = None
     systems: dict[str, System] = Field(min_length=1)
-    correlations: list[tuple[str, str, Annotated[float, Field(ge=-1.0, le=1.0)]]] = []
+    correlations: list[tuple[str, str, Annotated[Float, Field(ge=-1.0, le=1.0)]]] = []
     _provenance: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @field_validator("systems")
@@ -303,93 +319,6 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-# --------------------------------------------------------------------------- errors
-
-
-_DIST_TAGS = {"fixed", "uniform", "loguniform", "triangular", "pert", "normal", "lognormal", "beta", "discrete"}
-
-
-def _clean_loc(loc: tuple) -> str:
-    parts: list[str] = []
-    for i, p in enumerate(loc):
-        s = str(p)
-        if "[" in s and "]" in s and not s.isdigit():  # pydantic's function-after[...] wrappers
-            continue
-        if s in _DIST_TAGS and i > 0 and str(loc[i - 1]) != "systems":
-            continue
-        parts.append(s)
-    return ".".join(parts)
-
-
-def _allowed_here(loc: tuple) -> list[str]:
-    """Field names allowed beside an unknown key at `loc` (for 'did you mean')."""
-    model: Any = Study
-    for p in loc[:-1]:
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            f = model.model_fields.get(str(p))
-            if f is None:
-                return []
-            ann = f.annotation
-            if getattr(ann, "__origin__", None) is dict:
-                model = ("dict", ann.__args__[1])
-            else:
-                model = ann
-        elif isinstance(model, tuple):
-            model = model[1]
-        else:
-            return []
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
-
-
-def _message(err: dict) -> str:
-    kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "extra_forbidden":
-        allowed = _allowed_here(err["loc"])
-        close = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
-        return f"unknown field{hint}" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
-    if kind == "union_tag_invalid":
-        return f"unknown distribution {ctx.get('tag')!r}; expected one of: {ctx.get('expected_tags')}"
-    if kind == "union_tag_not_found":
-        return "a distribution needs a 'dist' key (fixed, uniform, loguniform, triangular, pert, normal, lognormal, beta or discrete), or write a plain number"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"must be a whole number, got {value!r}"
-    if kind in ("float_parsing", "float_type", "finite_number"):
-        return f"must be a finite number, got {value!r}"
-    if kind == "literal_error":
-        return f"must be one of {ctx.get('expected')}, got {value!r}"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
-        bound = next(iter(ctx.values()))
-        return f"must be {op} {bound}, got {value!r}"
-    if kind in ("too_short", "too_long"):
-        return f"{err['msg'][0].lower()}{err['msg'][1:]}"
-    if kind == "model_attributes_type":  # a DIST given as something else than a number or a mapping
-        return f"must be a number or a distribution such as {{dist: uniform, low: 1, high: 2}}, got {value!r}"
-    if kind in ("dict_type", "model_type"):
-        return f"must be a mapping of fields, got {value!r}"
-    if kind in ("string_type",):
-        return f"must be text, got {value!r}"
-    msg = err["msg"]
-    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    return msg
-
-
-def problems_from(exc: ValidationError) -> list[Problem]:
-    """Turn pydantic's errors into study problems with clean dotted paths."""
-    out = [Problem(_clean_loc(e["loc"]), _message(e)) for e in exc.errors()]
-    seen, unique = set(), []
-    for p in out:
-        if (p.path, p.message) not in seen:
-            seen.add((p.path, p.message))
-            unique.append(p)
-    return unique
-
-
 # --------------------------------------------------------------------------- correlations
 
 
@@ -436,184 +365,6 @@ def _check_correlations(study: Study) -> list[Problem]:
     return problems
 
 
-# --------------------------------------------------------------------------- catalog and sizing
-#
-# A system may start from catalog entries. Field by field, later sources win:
-#   preset (hardware) -> workload (throughput at an interactivity, converted to the serving
-#   mode) -> software curve -> the study's own fields.
-# Only system fields come from the catalog; market prices and the rest are the study's.
-
-_MISSING = "required field is missing"
-
-
-def _is_name(v: Any) -> bool:
-    return isinstance(v, str) and bool(v)
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _has(tree: Any, dotted: str) -> bool:
-    for part in dotted.split("."):
-        if not isinstance(tree, Mapping) or part not in tree:
-            return False
-        tree = tree[part]
-    return True
-
-
-def _tier_match(a: float | None, b: float | None) -> bool:
-    return a is None and b is None or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9))
-
-
-def _resolve_system(name: str, spec: dict) -> tuple[dict, list[Problem], dict[str, str]]:
-    """One system's fields from its catalog entries, under the study's own; (spec, problems, provenance)."""
-    from . import catalog
-
-    where = f"systems.{name}"
-    base: dict = {}
-    lines: dict[str, str] = {}
-    problems: list[Problem] = []
-    preset, workload, curve = spec.get("preset"), spec.get("workload"), spec.get("software_curve")
-    serving = spec.get("serving", "colocated")
-    tier = spec.get("interactivity_tok_s_user")
-
-    def lookup(field: str, fn, *args):
-        try:
-            return fn(*args)
-        except catalog.CatalogError as exc:
-            problems.append(Problem(f"{where}.{field}", str(exc)))
-            return None
-
-    if _is_name(preset) and lookup("preset", catalog.get_entry, preset, "system") is not None:
-        base.update(catalog.system_fields(preset))
-        lines.update(catalog.system_provenance(preset))
-        lines.update({f: f"default; preset {preset} has no public figure (NOT FOUND)" for f in catalog.system_missing(preset)})
-    if workload is None:
-        for key in ("interactivity_tok_s_user", "serving"):
-            if key in spec:
-                problems.append(Problem(f"{where}.{key}", "only applies with a workload (it picks the workload's "
-                                        f"throughput figure); set workload or drop {key}"))
-    elif _is_name(workload) and lookup("workload", catalog.get_entry, workload, "workload") is not None:
-        serving_ok = _is_name(serving) and lookup("serving", catalog.get_entry, serving, "serving") is not None
-        tier_ok = tier is None or (_is_number(tier) and tier > 0)  # else the schema reports it
-        if preset is None:
-            problems.append(Problem(f"{where}.workload", "throughput figures are per catalog system: set preset too "
-                                    f"(one of: {', '.join(catalog.names('system'))})"))
-        # The study's own throughput wins, so the figure is looked up only when the study has none.
-        elif _is_name(preset) and not problems and serving_ok and tier_ok and "throughput_tokens_per_s_per_gpu" not in spec:
-            try:
-                got = catalog.workload_fields(workload, preset, tier, serving)
-            except catalog.CatalogError as exc:
-                tiers = [p.interactivity_tok_s_user for p in catalog.get_entry(workload).throughput if p.system == preset]
-                x = None if tier is None else float(tier)
-                field = "serving" if any(_tier_match(t, x) for t in tiers) else "interactivity_tok_s_user" if tiers else "workload"
-                problems.append(Problem(f"{where}.{field}", str(exc)))
-            else:
-                lines.update(got.pop("provenance"))
-                base.update(got)
-    if _is_name(curve) and lookup("software_curve", catalog.get_entry, curve, "software_curve") is not None:
-        base = _deep_merge(base, catalog.software_curve_fields(curve))
-        lines.update(catalog.software_curve_provenance(curve))
-    lines = {f"{where}.{f}": line for f, line in lines.items() if not _has(spec, f)}
-    return _deep_merge(base, spec), problems, lines
-
-
-def _apply_catalog(raw: dict) -> tuple[dict, list[Problem], dict[str, str]]:
-    """Fill each system's fields from its catalog entries; (raw, problems, provenance of filled values)."""
-    systems = raw.get("systems")
-    if not isinstance(systems, dict):
-        return raw, [], {}
-    raw = copy.deepcopy(raw)
-    problems: list[Problem] = []
-    lines: dict[str, str] = {}
-    for name, spec in systems.items():
-        if isinstance(spec, dict) and any(k in spec for k in CATALOG_KEYS):
-            raw["systems"][name], p, l = _resolve_system(name, spec)
-            problems += p
-            lines.update(l)
-    return raw, problems, lines
-
-
-def _explain_missing(problems: list[Problem], raw: dict, failed: set[str]) -> list[Problem]:
-    """Say why a required system field is missing where a catalog entry was meant to give it."""
-    from . import catalog
-
-    out = []
-    for p in problems:
-        parts = p.path.split(".")
-        if p.message != _MISSING or len(parts) != 3 or parts[0] != "systems":
-            out.append(p)
-            continue
-        name, field = parts[1], parts[2]
-        if name in failed:  # an unknown catalog name is reported already; the gaps follow from it
-            continue
-        spec = raw["systems"].get(name)
-        preset = spec.get("preset") if isinstance(spec, dict) else None
-        missing = catalog.system_missing(preset) if _is_name(preset) else {}
-        if field in missing:
-            note = missing[field].strip()
-            fix = "" if f"Set {field}" in note else f" Set {field} in the study."
-            out.append(Problem(p.path, f"required, and preset {preset} has no value: {note}{fix}"))
-        elif field == "throughput_tokens_per_s_per_gpu" and preset:
-            out.append(Problem(p.path, f"{_MISSING}: a preset gives hardware only; set it, or pick a workload "
-                                       f"({', '.join(catalog.names('workload'))}) and interactivity_tok_s_user"))
-        else:
-            out.append(p)
-    return out
-
-
-def _deep_merge(base: dict, top: Mapping) -> dict:
-    out = dict(base)
-    for k, v in top.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) and "dist" not in v:
-            out[k] = _deep_merge(dict(out[k]), v)
-        else:
-            out[k] = v
-    return out
-
-
-def _apply_sizing(study: Study, raw: dict) -> tuple[Study, list[Problem], dict[str, str]]:
-    """Units of each system from the study's sizing budget; a system may not also set units."""
-    sz = study.sizing
-    if sz is None:
-        return study, [], {}
-    key, field, budget, unit = (("power_kw", "it_power_kw", sz.power_kw, "kW") if sz.power_kw is not None
-                                else ("capex_usd", "capex_usd", sz.capex_usd, "USD"))
-    text = f"{budget:,.10g}"
-    problems, lines, systems = [], {}, {}
-    for name, system in study.systems.items():
-        if _has(raw, f"systems.{name}.units"):
-            problems.append(Problem(f"systems.{name}.units", f"is set by sizing ({key}: {text}); drop units "
-                                    "here, or drop sizing and give every system its units"))
-            continue
-        per_unit = float(getattr(system, field).mean())
-        units = max(1, math.floor(budget / per_unit + 1e-9))  # 1e-9: an exact multiple is not lost to rounding
-        short = " (the budget buys less than one unit; 1 is the minimum)" if budget < per_unit else ""
-        each = f"{per_unit:,.0f}" if per_unit >= 1e4 else f"{per_unit:.6g}"
-        lines[f"systems.{name}.units"] = (f"sizing {key} {text}: floor({text} / {each} {unit}, the mean "
-                                          f"per-unit {field}) = {units}{short}")
-        systems[name] = system.model_copy(update={"units": units})
-    if problems:
-        return study, problems, {}
-    return study.model_copy(update={"systems": systems}), [], lines
-
-
-def _leaves(tree: Mapping, prefix: str = ""):
-    for k, v in tree.items():
-        path = f"{prefix}{k}"
-        if isinstance(v, Mapping) and "dist" not in v:
-            yield from _leaves(v, path + ".")
-        else:
-            yield path, v
-
-
-def _provenance_map(study: Study, raw: dict, filled: dict[str, str]) -> dict[str, str]:
-    resolved = study.resolved()
-    tree = {k: resolved[k] for k in ("market", "facility", "finance", "systems")}
-    return {p: filled.get(p) or ("study" if _has(raw, p) else "default") for p, _ in _leaves(tree)}
-
-
 # --------------------------------------------------------------------------- loading
 
 
@@ -622,17 +373,17 @@ def study_from_dict(raw: Any, source: str = "<study>") -> Study:
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else f"a {type(raw).__name__}"
         raise StudyError([Problem("", f"a study must be a mapping of sections, got {got}")], source)
-    merged, problems, filled = _apply_catalog(raw)
+    merged, problems, filled = apply_catalog(raw)
     failed = {p.path.split(".")[1] for p in problems if not p.message.startswith("only applies")}
     try:
         study = Study.model_validate(merged)
     except ValidationError as exc:
-        raise StudyError(problems + _explain_missing(problems_from(exc), raw, failed), source) from None
-    study, sizing_problems, sized = _apply_sizing(study, raw)
+        raise StudyError(problems + explain_missing(problems_from(exc, Study), raw, failed), source) from None
+    study, sizing_problems, sized = apply_sizing(study, raw)
     problems += sizing_problems + _check_correlations(study)
     if problems:
         raise StudyError(problems, source)
-    study._provenance = _provenance_map(study, raw, {**filled, **sized})
+    study._provenance = provenance_map(study, raw, {**filled, **sized})
     return study
 
 
