@@ -31,6 +31,12 @@ def _az():
     return az
 
 
+def warm_imports() -> None:
+    """Import ArviZ and xarray ahead of use (safe from a background thread)."""
+    _az()
+    import xarray  # noqa: F401
+
+
 def diagnostics(draws: np.ndarray, n_total: int) -> dict[str, np.ndarray]:
     """ArviZ ESS (mean), MCSE of the 5th percentile and rank R-hat per series.
 

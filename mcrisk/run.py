@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -185,6 +186,8 @@ def run_study(
     from .study import default_study_path
 
     t_total = time.perf_counter()
+    # ArviZ takes about a second to import and is needed only at the end: import it meanwhile.
+    threading.Thread(target=risk.warm_imports, name="mcrisk-imports", daemon=True).start()
     if resume:
         if out is None:
             raise RunFolderError("--resume needs the run folder of the interrupted run (--out DIR)")
