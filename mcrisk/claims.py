@@ -37,6 +37,7 @@ from . import catalog, reference
 from .errors import StudyError
 from .metrics import METRICS
 from .errors import problems_from
+from .presets import leaves
 from .study import Study, parse_yaml, study_from_dict
 
 HOURS_PER_YEAR = 8766.0  # 365.25 x 24, as MODEL.md's month of 730.5 h
@@ -274,18 +275,10 @@ COLUMNS = ("claim", "check", "text", "source", "date", "tag", "quantity", "holds
 
 def _input_rows(name: str, which: str, study: Study) -> list[dict]:
     """Every input of a claim's study with its value and source (inputs.csv)."""
-    values = dict(_flat(study.resolved()))
+    values = dict(leaves(study.resolved()))
     return [{"claim": name, "study": which, "path": path, "source": source,
              "value": json.dumps(values.get(path)) if isinstance(values.get(path), dict) else values.get(path)}
             for path, source in study.provenance().items()]
-
-
-def _flat(tree: dict, prefix: str = ""):
-    for k, v in tree.items():
-        if isinstance(v, dict) and "dist" not in v:
-            yield from _flat(v, f"{prefix}{k}.")
-        else:
-            yield f"{prefix}{k}", v
 
 
 def run_claims(

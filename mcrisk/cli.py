@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .errors import RunFolderError, StudyError
+from .presets import leaves
 
 app = typer.Typer(
     add_completion=False,
@@ -179,7 +180,7 @@ def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")
     inputs = st.inputs()
     uncertain = [i for i in inputs if not i.dist.is_fixed]
     out_console.print(st.to_yaml(provenance=False), markup=False, highlight=False, end="")
-    values = dict(_leaves(st.resolved()))
+    values = dict(leaves(st.resolved()))
     table = Table(title="where each value came from")
     for col in ("path", "value", "source"):
         table.add_column(col, overflow="fold")
@@ -192,14 +193,6 @@ def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")
         markup=False,
         highlight=False,
     )
-
-
-def _leaves(tree: dict, prefix: str = ""):
-    for k, v in tree.items():
-        if isinstance(v, dict) and "dist" not in v:
-            yield from _leaves(v, f"{prefix}{k}.")
-        else:
-            yield f"{prefix}{k}", v
 
 
 @app.command("catalog")

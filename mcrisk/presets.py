@@ -176,11 +176,12 @@ def apply_sizing(study: Study, raw: dict) -> tuple[Study, list[Problem], dict[st
     return study.model_copy(update={"systems": systems}), [], lines
 
 
-def _leaves(tree: Mapping, prefix: str = ""):
+def leaves(tree: Mapping, prefix: str = ""):
+    """(dotted path, value) of every leaf of a study tree; a DIST mapping is a leaf."""
     for k, v in tree.items():
         path = f"{prefix}{k}"
         if isinstance(v, Mapping) and "dist" not in v:
-            yield from _leaves(v, path + ".")
+            yield from leaves(v, path + ".")
         else:
             yield path, v
 
@@ -188,4 +189,4 @@ def _leaves(tree: Mapping, prefix: str = ""):
 def provenance_map(study: Study, raw: dict, filled: dict[str, str]) -> dict[str, str]:
     resolved = study.resolved()
     tree = {k: resolved[k] for k in ("market", "facility", "finance", "systems")}
-    return {p: filled.get(p) or ("study" if _has(raw, p) else "default") for p, _ in _leaves(tree)}
+    return {p: filled.get(p) or ("study" if _has(raw, p) else "default") for p, _ in leaves(tree)}

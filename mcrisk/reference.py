@@ -91,33 +91,8 @@ SYSTEM_KEYS = (
     "depreciation_years",
 )
 
-METRICS = (
-    "capex_usd",
-    "revenue_usd",
-    "tokens",
-    "energy_kwh",
-    "energy_usd",
-    "colocation_usd",
-    "maintenance_usd",
-    "license_usd",
-    "opex_usd",
-    "depreciation_usd",
-    "ebitda_usd",
-    "operating_profit_usd",
-    "operating_margin",
-    "npv_usd",
-    "irr",
-    "roi_multiple",
-    "net_roi",
-    "payback_months",
-    "cost_per_mtok_usd",
-    "levelized_cost_per_mtok_usd",
-    "breakeven_price_usd_per_mtok",
-    "energy_j_per_token",
-    "mean_utilization",
-    "revenue_per_unit_year_usd",
-    "revenue_per_mw_year_usd",
-)
+# The output columns are the model's contract (MODEL.md); the formulas below are independent.
+from .metrics import METRICS  # noqa: E402
 
 # Defaults of the optional inputs (STUDY.md). Required inputs have no entry.
 MARKET_DEFAULTS = {
@@ -158,30 +133,27 @@ def _as_vector(value: ArrayLike, name: str) -> np.ndarray:
     return arr
 
 
-def _read_market(market: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
+def _read(given: Mapping[str, ArrayLike], keys, defaults, kind: str, alias: str = "") -> dict[str, np.ndarray]:
+    """Each key's value as a float64 vector (or its default); `alias` is an accepted key prefix."""
     out = {}
-    for key in MARKET_KEYS:
-        if key in market:
-            out[key] = _as_vector(market[key], key)
-        elif key in MARKET_DEFAULTS:
-            out[key] = np.float64(MARKET_DEFAULTS[key])
+    for key in keys:
+        for name in (key, alias + key) if alias else (key,):
+            if name in given:
+                out[key] = _as_vector(given[name], key)
+                break
         else:
-            raise KeyError(f"market input {key!r} is required")
+            if key not in defaults:
+                raise KeyError(f"{kind} input {key!r} is required")
+            out[key] = np.float64(defaults[key])
     return out
+
+
+def _read_market(market: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
+    return _read(market, MARKET_KEYS, MARKET_DEFAULTS, "market")
 
 
 def _read_system(system: Mapping[str, ArrayLike]) -> dict[str, np.ndarray]:
-    out = {}
-    for key in SYSTEM_KEYS:
-        if key in system:
-            out[key] = _as_vector(system[key], key)
-        elif "system." + key in system:
-            out[key] = _as_vector(system["system." + key], key)
-        elif key in SYSTEM_DEFAULTS:
-            out[key] = np.float64(SYSTEM_DEFAULTS[key])
-        else:
-            raise KeyError(f"system input {key!r} is required")
-    return out
+    return _read(system, SYSTEM_KEYS, SYSTEM_DEFAULTS, "system", alias="system.")
 
 
 def _scenario_count(arrays, shocks) -> int:
