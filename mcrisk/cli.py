@@ -89,6 +89,7 @@ def run(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run of this run folder from its last checkpoint."),
     from_manifest: Optional[Path] = typer.Option(None, "--from-manifest", help="Run again what a manifest.json describes (its study, seed and options)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Chunks between checkpoints (default: about every 4M scenarios)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Run slice i of k (i/k, 0-based) of the scenarios, for job arrays; combine with mcrisk merge."),
 ) -> None:
     """Simulate a study and write its run folder (scenarios.parquet, summary.csv, risk.csv, summary.nc, manifest.json)."""
     import signal
@@ -117,6 +118,7 @@ def run(
         bar.update(task, completed=done, total=total, rate=rate)
 
     try:
+        shard_ik = _parse_shard(shard) if shard is not None else None
         with bar:
             if from_manifest is not None:
                 result = rerun_manifest(from_manifest, out=out, force=force, progress=progress)
@@ -133,6 +135,7 @@ def run(
                     force=force,
                     write_scenarios=not no_scenarios,
                     checkpoint_every=checkpoint_every,
+                    shard=shard_ik,
                     progress=progress,
                 )
     except (StudyError, RunFolderError) as exc:
@@ -163,6 +166,35 @@ def _value(v) -> str:
         args = ", ".join(f"{k}={_num(v[k]) if not isinstance(v[k], list) else v[k]}" for k in keys)
         return f"{v.get('dist', '')}({args})"
     return "-" if v is None else _num(v)
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    from .errors import Problem
+
+    try:
+        i, k = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise StudyError([Problem("--shard", f"must be i/k (e.g. 0/8), got {text!r}")], "options") from None
+    return i, k
+
+
+@app.command()
+def merge(
+    shards: list[Path] = typer.Argument(..., help="The run folders of every shard (mcrisk run --shard i/k)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write the merged run into."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table."),
+) -> None:
+    """Combine the shard folders of one run into the run folder a single job would have written."""
+    from .run import merge_runs
+
+    try:
+        result = merge_runs(shards, out=out, force=force)
+    except (StudyError, RunFolderError) as exc:
+        _fail(exc)
+    if not quiet:
+        print_headline(result)
+        out_console.print(f"merged {len(shards)} shards into {result.folder}", highlight=False)
 
 
 @app.command()

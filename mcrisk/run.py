@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -37,7 +38,7 @@ from .engine import (
 from .processes import Shocks
 from .sampling import root_key, shock_normals
 from .errors import Problem, RunFolderError, StudyError
-from .storage import SCENARIOS_DIR, RunFolder, ScenarioWriter, load_checkpoint, save_checkpoint, write_json
+from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, ScenarioWriter, load_checkpoint, save_checkpoint, write_json
 from .study import Study, load_study
 
 DIAGNOSTIC_DRAWS = 1 << 14  # scenarios kept on the host for ArviZ (ESS, MCSE of p5, R-hat)
@@ -83,8 +84,10 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every=None) -> None:
+def _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every=None, shard=None) -> None:
     problems = []
+    if shard is not None and not (len(shard) == 2 and 1 <= shard[1] and 0 <= shard[0] < shard[1]):
+        problems.append(Problem("--shard", f"must be i/k with 0 <= i < k, got {shard}"))
     if scenarios is not None and not (1 <= scenarios <= 2**32 - 1):
         problems.append(Problem("--scenarios", f"must be between 1 and 4294967295, got {scenarios}"))
     if seed is not None and not (0 <= seed <= 2**63 - 1):
@@ -172,6 +175,7 @@ def run_study(
     diagnostic_draws: int = DIAGNOSTIC_DRAWS,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    shard: tuple[int, int] | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
     """Simulate a study and write its run folder; return the summary and risk tables.
@@ -182,6 +186,8 @@ def run_study(
     (RunFolderError). An interrupted run (Ctrl-C, SIGTERM, SIGKILL) leaves `.NAME.partial`
     beside `out`; `resume=True` continues it from its last checkpoint and produces the same
     outputs as an uninterrupted run (its study and options come from the partial folder).
+    `shard=(i, k)` runs the i-th of k disjoint, contiguous slices of the chunks (for job
+    arrays); `merge_runs` combines the k shard folders into the run a single job would write.
     """
     from .study import default_study_path
 
@@ -199,7 +205,7 @@ def run_study(
         opts = meta["options"]
     else:
         st = load_study(default_study_path() if study is None else study)
-        _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every)
+        _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every, shard)
         sim = st.simulation
         opts = dict(
             scenarios=scenarios or sim.scenarios,
@@ -209,6 +215,7 @@ def run_study(
             write_scenarios=write_scenarios,
             diagnostic_draws=diagnostic_draws,
             checkpoint_every=checkpoint_every,
+            shard=list(shard) if shard is not None else None,
         )
         folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
         folder.path("study.yaml").write_text(st.to_yaml())
@@ -276,7 +283,9 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     n_diag = min(n_total, max(opts["diagnostic_draws"], 0))
     state = {"host": None, "tails": np.zeros((len(TAIL_COUNTS), len(plan.systems)), np.int64),
              "retained": np.zeros((plan.n_series, 0))}
-    start_chunk = 0
+    shard_i, shard_k = opts.get("shard") or (0, 1)
+    lo, hi = shard_i * n_chunks // shard_k, (shard_i + 1) * n_chunks // shard_k
+    start_chunk = lo
     ck_meta = {"study_sha256": digest, "options": opts, "chunk_size": C, "n_chunks": n_chunks, "every": every}
     if resume:
         meta, arrays = load_checkpoint(folder.tmp)
@@ -304,7 +313,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     host_s = _Stage(to_host, "transfer", times)
 
     acc = reduce_init(plan)
-    for chunk in range(start_chunk, n_chunks):
+    for chunk in range(start_chunk, hi):
         start = chunk * C
         valid = min(C, n_total - start)
         idx = jax.device_put(np.arange(start, start + C, dtype=np.uint32), sharding)
@@ -328,7 +337,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
                 times["write"] += time.perf_counter() - t0
                 writer.put(chunk, cols)  # waits only if the writer is two chunks behind
         del draw, out
-        if (chunk + 1) % every == 0 or chunk + 1 == n_chunks:
+        if (chunk + 1) % every == 0 or chunk + 1 == hi:
             t0 = time.perf_counter()
             acc = _flush(plan, acc, state)
             if writer is not None:
@@ -336,11 +345,28 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
             save_checkpoint(folder.tmp, dict(ck_meta, next_chunk=chunk + 1), _checkpoint_arrays(state))
             times["write"] += time.perf_counter() - t0
         if progress is not None:
-            progress(start + valid, n_total)
+            progress(min(n_total, (chunk + 1) * C) - lo * C, min(n_total, hi * C) - lo * C)
 
     if writer is not None:
         writer.close()
         times["write"] += writer.busy_seconds  # encoding in the background thread
+    extra = {
+        "chunk_size": C,
+        "chunks": n_chunks,
+        "checkpoint_every_chunks": every,
+        "resumed_from_chunk": start_chunk if resume else None,
+        "shard": {"index": shard_i, "count": shard_k, "chunks": [lo, hi]} if shard_k > 1 else None,
+    }
+    if shard_k > 1:  # what `merge_runs` needs to combine the shards exactly
+        save_checkpoint(folder.tmp, {"next_chunk": hi}, _checkpoint_arrays(state), name=SHARD_STATE)
+    return _finish(st, plan, folder, opts, state, times, t_total, extra)
+
+
+def _finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, times: dict, t_total: float, extra: dict) -> RunResult:
+    """Summaries, risk table, ArviZ data and manifest from the host reducers; publish the folder."""
+    n_total, seed, precision = opts["scenarios"], opts["seed"], opts["precision"]
+    store = np.float64 if precision == "float64" else np.float32
+    digest = st.digest()
     t0 = time.perf_counter()
     host_state, draws = state["host"], state["retained"]
     diag = risk.diagnostics(draws, n_total)
@@ -370,10 +396,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
         "sampler": st.simulation.sampler,
         "systems": list(plan.systems),
         "precision": {"paths": precision, "sums": "float64", "stored": np.dtype(store).name},
-        "chunk_size": C,
-        "chunks": n_chunks,
-        "checkpoint_every_chunks": every,
-        "resumed_from_chunk": start_chunk if resume else None,
+        **extra,
         "options": opts,
         "devices": [str(d) for d in jax.devices()],
         "backend": jax.default_backend(),
@@ -394,8 +417,69 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
         "diagnostics": {"retained_draws": int(draws.shape[1]), "chains": risk.CHAINS, "scaled_to": n_total},
         "status": status,
         "seconds": {k: round(v, 4) for k, v in times.items()} | {"total": round(wall, 4)},
-        "scenario_months_per_second": n_total * plan.months / wall if wall > 0 else None,
+        "scenario_months_per_second": n_total * plan.months / wall if wall > 0 and not extra.get("merged_from") else None,
     }
     write_json(folder.path("manifest.json"), manifest)
     path = folder.publish()
     return RunResult(folder=path, summary=summary, risk=risk_df, manifest=manifest, study=st)
+
+
+def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = False) -> RunResult:
+    """Combine the k shard folders of one run into the run folder a single job would write.
+
+    Counts, exceedance probabilities and the quantile sketch merge exactly; means and sds are
+    merged with Chan's formulas in shard order, equal to a single run's to float64 rounding
+    (about 1e-15 relative); Parquet parts are copied; ESS/MCSE come from the same first
+    scenarios as in a single run.
+    """
+    t_total = time.perf_counter()
+    shards = []
+    for f in folders:
+        path = Path(f)
+        try:
+            m = json.loads((path / "manifest.json").read_text())
+            meta, arrays = load_checkpoint(path, name=SHARD_STATE)
+        except (OSError, ValueError, KeyError) as exc:
+            raise RunFolderError(f"{str(path)!r} is not a shard run folder (mcrisk run --shard i/k): {exc}") from None
+        if not m.get("shard"):
+            raise RunFolderError(f"{str(path)!r} is a whole run, not a shard (run it with --shard i/k)")
+        shards.append((m, arrays, path))
+    shards.sort(key=lambda s: s[0]["shard"]["index"])
+    first = shards[0][0]
+    k = first["shard"]["count"]
+    same = ("study_sha256", "seed", "scenarios", "chunk_size")
+    for m, _, path in shards:
+        bad = [key for key in same if m[key] != first[key]]
+        if bad or {o: v for o, v in m["options"].items() if o != "shard"} != {o: v for o, v in first["options"].items() if o != "shard"}:
+            raise RunFolderError(f"{path} is a shard of another run ({', '.join(bad) or 'options'} differ)")
+    if sorted(m["shard"]["index"] for m, _, _ in shards) != list(range(k)) or any(m["shard"]["count"] != k for m, _, _ in shards):
+        have = sorted(m["shard"]["index"] for m, _, _ in shards)
+        raise RunFolderError(f"need each of the {k} shards exactly once, got shards {have}")
+    st = load_study(shards[0][2] / "study.yaml")
+    opts = dict(first["options"], shard=None)
+    plan = make_plan(st, scenarios=opts["scenarios"], seed=opts["seed"], precision=opts["precision"], chunk_size=opts["chunk_size"])
+    folder = RunFolder(out, force=force)
+    try:
+        folder.path("study.yaml").write_text(st.to_yaml())
+        state = None
+        for _, arrays, _ in shards:
+            s = _state_from(arrays)
+            if state is None:
+                state = s
+            else:
+                state = {"host": red.merge(state["host"], s["host"]), "tails": state["tails"] + s["tails"],
+                         "retained": np.concatenate([state["retained"], s["retained"]], axis=1)}
+        n_diag = min(opts["scenarios"], max(opts["diagnostic_draws"], 0))
+        state["retained"] = state["retained"][:, :n_diag]
+        if opts["write_scenarios"]:
+            parts = folder.path(SCENARIOS_DIR)
+            parts.mkdir()
+            for _, _, path in shards:
+                for part in sorted((path / SCENARIOS_DIR).glob("part-*.parquet")):
+                    shutil.copy2(part, parts / part.name)
+        times = {key: sum(m["seconds"].get(key, 0.0) for m, _, _ in shards) for key in first["seconds"] if key != "total"}
+        extra = {"chunk_size": first["chunk_size"], "chunks": first["chunks"], "merged_from": [str(p) for _, _, p in shards]}
+        return _finish(st, plan, folder, opts, state, times, t_total, extra)
+    except BaseException:
+        folder.discard()
+        raise

@@ -25,6 +25,7 @@ from .errors import RunFolderError
 
 SCENARIOS_DIR = "scenarios.parquet"  # a folder of part-NNNNNN.parquet files, one per chunk
 CHECKPOINT_DIR = "checkpoint"
+SHARD_STATE = "reducers"  # a shard's reducer state, kept in its run folder for `mcrisk merge`
 
 
 def partial_path(out: Path) -> Path:
@@ -101,9 +102,9 @@ def _json_default(x: Any) -> Any:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(folder: Path, meta: dict, arrays: Mapping[str, np.ndarray]) -> None:
+def save_checkpoint(folder: Path, meta: dict, arrays: Mapping[str, np.ndarray], name: str = CHECKPOINT_DIR) -> None:
     """Arrays first, then the JSON that names them: a checkpoint is complete or absent."""
-    d = folder / CHECKPOINT_DIR
+    d = folder / name
     d.mkdir(exist_ok=True)
     name = f"state-{meta['next_chunk']:06d}.npz"
     with open(d / (name + ".tmp"), "wb") as f:
@@ -115,8 +116,8 @@ def save_checkpoint(folder: Path, meta: dict, arrays: Mapping[str, np.ndarray]) 
             old.unlink()
 
 
-def load_checkpoint(folder: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    d = folder / CHECKPOINT_DIR
+def load_checkpoint(folder: Path, name: str = CHECKPOINT_DIR) -> tuple[dict, dict[str, np.ndarray]]:
+    d = folder / name
     meta = json.loads((d / "checkpoint.json").read_text())
     with np.load(d / meta["arrays"]) as z:
         arrays = {k: z[k] for k in z.files}

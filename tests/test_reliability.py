@@ -189,3 +189,24 @@ def test_float32_and_float64_agree_on_the_default_study(tmp_path):
         tol = 2e-3 * np.abs(b[p][ok]) + 1e-6 * scale.reindex(b[p][ok].index).fillna(1)
         assert (np.abs(a[p] - b[p])[ok] <= tol).all(), p
     pd.testing.assert_series_equal(a["n_nan"], b["n_nan"])
+
+
+def test_shards_merge_into_the_single_run(tmp_path):
+    """--shard i/k slices, merged, equal one run: data and counts exactly, moments to rounding."""
+    from mcrisk.run import merge_runs
+
+    study = small_study(scenarios=2500)
+    single = run_study(study, out=tmp_path / "single", chunk_size=256)
+    shards = [run_study(study, out=tmp_path / f"shard{i}", chunk_size=256, shard=(i, 3)) for i in (2, 0, 1)]
+    assert sum(s.manifest["shard"]["chunks"][1] - s.manifest["shard"]["chunks"][0] for s in shards) == 10
+    merged = merge_runs([s.folder for s in shards], out=tmp_path / "merged")
+    assert data_hash(single.folder) == data_hash(merged.folder)
+    a = pd.read_csv(single.folder / "summary.csv").set_index(["system", "metric"])
+    b = pd.read_csv(merged.folder / "summary.csv").set_index(["system", "metric"])
+    exact = [c for c in a.columns if c.startswith("p") or c.startswith("n") or c in ("min", "max", "ess", "mcse_p5", "r_hat")]
+    pd.testing.assert_frame_equal(a[exact], b[exact])
+    pd.testing.assert_frame_equal(a[["mean", "sd", "mcse_mean"]], b[["mean", "sd", "mcse_mean"]], rtol=1e-12)
+    pd.testing.assert_frame_equal(pd.read_csv(single.folder / "risk.csv"), pd.read_csv(merged.folder / "risk.csv"))
+    with pytest.raises(RunFolderError, match="exactly once"):
+        merge_runs([shards[0].folder, shards[1].folder], out=tmp_path / "incomplete")
+    assert not (tmp_path / "incomplete").exists()

@@ -186,7 +186,10 @@ def test_all_problems_are_reported_at_once(tmp_path):
         assert path in text
 
 
-@pytest.mark.parametrize("flag", [["--scenarios", "0"], ["--chunk-size", "0"], ["--precision", "half"], ["--seed", "-1"]])
+@pytest.mark.parametrize(
+    "flag",
+    [["--scenarios", "0"], ["--chunk-size", "0"], ["--precision", "half"], ["--seed", "-1"], ["--shard", "3/2"], ["--shard", "x"]],
+)
 def test_bad_cli_flags_exit_2(tmp_path, flag):
     path = write_study(tmp_path / "s.yaml", small_study())
     result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "run"), "-q", *flag])
