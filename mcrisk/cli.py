@@ -90,6 +90,8 @@ def run(
     from_manifest: Optional[Path] = typer.Option(None, "--from-manifest", help="Run again what a manifest.json describes (its study, seed and options)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Chunks between checkpoints (default: about every 4M scenarios)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Run slice i of k (i/k, 0-based) of the scenarios, for job arrays; combine with mcrisk merge."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated Parquet columns to keep (scenario and system always stay)."),
+    sample_fraction: Optional[float] = typer.Option(None, "--sample-fraction", help="Write only this share of the scenarios to Parquet (a fixed random subset); summaries use all."),
 ) -> None:
     """Simulate a study and write its run folder (scenarios.parquet, summary.csv, risk.csv, summary.nc, manifest.json)."""
     import signal
@@ -136,6 +138,8 @@ def run(
                     write_scenarios=not no_scenarios,
                     checkpoint_every=checkpoint_every,
                     shard=shard_ik,
+                    columns=[x.strip() for x in columns.split(",") if x.strip()] if columns else None,
+                    sample_fraction=sample_fraction,
                     progress=progress,
                 )
     except (StudyError, RunFolderError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import platform
 import shutil
@@ -36,7 +37,7 @@ from .engine import (
     simulate,
 )
 from .processes import Shocks
-from .sampling import root_key, shock_normals
+from .sampling import make_sampler, root_key, shock_normals, stream_id
 from .errors import Problem, RunFolderError, StudyError
 from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, ScenarioWriter, load_checkpoint, save_checkpoint, write_json
 from .study import Study, load_study
@@ -102,6 +103,21 @@ def _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every=None,
         raise StudyError(problems, "options")
 
 
+def _check_output_options(st: Study, columns, sample_fraction) -> None:
+    problems = []
+    if sample_fraction is not None and not (0.0 < sample_fraction <= 1.0):
+        problems.append(Problem("--sample-fraction", f"must be in (0, 1], got {sample_fraction}"))
+    if columns is not None:
+        known = {*METRICS, *(i.column for i in st.inputs()), *(f"system.{p}" for p in PLAIN_SYSTEM_FIELDS)}
+        for c in columns:
+            if c not in known and c not in ("scenario", "system"):
+                close = difflib.get_close_matches(c, sorted(known), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                problems.append(Problem("--columns", f"unknown column {c!r}{hint}"))
+    if problems:
+        raise StudyError(problems, "options")
+
+
 def _columns(plan: Plan, storage_dtype) -> list[pa.Field]:
     f = [pa.field("scenario", pa.int64()), pa.field("system", pa.dictionary(pa.int32(), pa.string()))]
     f += [pa.field(m, pa.from_numpy_dtype(storage_dtype)) for m in METRICS]
@@ -113,21 +129,21 @@ def _columns(plan: Plan, storage_dtype) -> list[pa.Field]:
     return f
 
 
-def _rows(plan: Plan, start: int, valid: int, out: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray], dtype) -> dict:
-    """One chunk as columns of scenario-major rows (scenario 0: every system, scenario 1: ...)."""
-    S = len(plan.systems)
+def _rows(plan: Plan, start: int, sel: np.ndarray, out: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray], dtype) -> dict:
+    """Scenarios `sel` (offsets in the chunk) as columns of scenario-major rows (scenario 0: every system, ...)."""
+    S, valid = len(plan.systems), len(sel)
     cols: dict[str, Any] = {
-        "scenario": np.repeat(np.arange(start, start + valid, dtype=np.int64), S),
+        "scenario": np.repeat(start + sel.astype(np.int64), S),
         "system": pa.DictionaryArray.from_arrays(
             pa.array(np.tile(np.arange(S, dtype=np.int32), valid)), pa.array(list(plan.systems))
         ),
     }
     for m in METRICS:
-        cols[m] = out[m][:, :valid].T.reshape(-1)
+        cols[m] = out[m][:, sel].T.reshape(-1)
 
     def value(path: str) -> np.ndarray:
         if path in values:
-            return values[path][:valid]
+            return values[path][sel]
         return np.full(valid, plan.fixed[path], dtype)
 
     for inp in plan.inputs:
@@ -176,6 +192,8 @@ def run_study(
     checkpoint_every: int | None = None,
     resume: bool = False,
     shard: tuple[int, int] | None = None,
+    columns: Sequence[str] | None = None,
+    sample_fraction: float | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
     """Simulate a study and write its run folder; return the summary and risk tables.
@@ -188,6 +206,9 @@ def run_study(
     outputs as an uninterrupted run (its study and options come from the partial folder).
     `shard=(i, k)` runs the i-th of k disjoint, contiguous slices of the chunks (for job
     arrays); `merge_runs` combines the k shard folders into the run a single job would write.
+    `columns` keeps only those Parquet columns (scenario and system always stay) and
+    `sample_fraction` only a fixed pseudo-random share of the scenarios (by index, so the same
+    scenarios whatever the chunking); summaries always cover every scenario.
     """
     from .study import default_study_path
 
@@ -206,6 +227,7 @@ def run_study(
     else:
         st = load_study(default_study_path() if study is None else study)
         _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every, shard)
+        _check_output_options(st, columns, sample_fraction)
         sim = st.simulation
         opts = dict(
             scenarios=scenarios or sim.scenarios,
@@ -216,6 +238,8 @@ def run_study(
             diagnostic_draws=diagnostic_draws,
             checkpoint_every=checkpoint_every,
             shard=list(shard) if shard is not None else None,
+            columns=list(columns) if columns is not None else None,
+            sample_fraction=sample_fraction,
         )
         folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
         folder.path("study.yaml").write_text(st.to_yaml())
@@ -298,7 +322,8 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     meta = {"mcrisk.study_sha256": digest, "mcrisk.seed": seed, "mcrisk.version": _versions()["mcrisk"], "mcrisk.scenarios": n_total}
     writer = None
     if opts["write_scenarios"]:
-        writer = ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(_columns(plan, store)), meta)
+        fields = [f for f in _columns(plan, store) if opts.get("columns") is None or f.name in ("scenario", "system", *opts["columns"])]
+        writer = ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(fields), meta)
     times["plan"] = time.perf_counter() - t0
 
     def to_host(out, draw):
@@ -311,6 +336,11 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     simulate_s = _Stage(lambda d: simulate(plan, d, C), "simulate", times)
     reduce_s = _Stage(lambda acc, o, m: reduce_chunk(plan, acc, o, m), "summarize", times, donate=0)
     host_s = _Stage(to_host, "transfer", times)
+    keep_s = None
+    if opts.get("sample_fraction") is not None:  # a fixed random subset of scenarios, by index
+        picker = make_sampler("random", seed, (stream_id("output.subsample"),), n_total)
+        fraction = opts["sample_fraction"]
+        keep_s = _Stage(lambda idx: picker.uniforms(idx, jnp.float64)[:, 0] < fraction, "write", times)
 
     acc = reduce_init(plan)
     for chunk in range(start_chunk, hi):
@@ -333,7 +363,8 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
                 state["retained"] = np.concatenate([state["retained"], block], axis=1)
             if writer is not None:
                 t0 = time.perf_counter()
-                cols = _rows(plan, start, valid, metrics_h, values_h, store)
+                sel = np.arange(valid) if keep_s is None else np.flatnonzero(np.asarray(keep_s(idx))[:valid])
+                cols = _rows(plan, start, sel, metrics_h, values_h, store)
                 times["write"] += time.perf_counter() - t0
                 writer.put(chunk, cols)  # waits only if the writer is two chunks behind
         del draw, out
