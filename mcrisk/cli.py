@@ -309,6 +309,44 @@ def print_claims(table) -> None:
             out_console.print(f"{r['check']}: {r['reproduction']}", markup=False, highlight=False)
 
 
+@app.command()
+def analyze(
+    run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run (with its scenarios.parquet)."),
+    metric: str = typer.Option("npv_usd", "--metric", "-m", help="The metric whose drivers to rank (a column of scenarios.parquet)."),
+    top: int = typer.Option(5, "--top", help="Drivers shown per system (sensitivity.csv holds them all)."),
+) -> None:
+    """Rank what drives a metric (sensitivity.csv) and compare the systems scenario by scenario (comparison.csv)."""
+    import pandas as pd
+    from rich.table import Table
+
+    from .analysis import analyze_run
+    from .compare import win_matrix
+
+    try:
+        paths = analyze_run(run_dir, metric=metric)
+    except (StudyError, RunFolderError) as exc:
+        _fail(exc)
+    sens, comp = pd.read_csv(paths["sensitivity"]), pd.read_csv(paths["comparison"])
+    t = Table(title=f"what drives {metric}: top {top} inputs per system (first-order share of its variance, 90% CI)")
+    for col in ("system", "input", "Spearman", "first-order share", f"P50 {metric}: bottom -> top decile"):
+        t.add_column(col, justify="left" if col in ("system", "input") else "right", overflow="fold")
+    for r in sens[sens["rank"] <= top].to_dict("records"):
+        share = f"{r['first_order']:.3f} [{r['first_order_lo']:.3f}, {r['first_order_hi']:.3f}]"
+        t.add_row(r["system"], r["input"], f"{r['spearman']:+.2f}", share, f"{_fmt(metric, r['bottom_p50'])} -> {_fmt(metric, r['top_p50'])}")
+    out_console.print(t)
+    wins = win_matrix(comp, metric)
+    if len(wins) > 1:
+        out_console.print(f"P(row > column) in {metric}, scenario by scenario:", highlight=False)
+        m = Table()
+        m.add_column("")
+        for s in wins.columns:
+            m.add_column(str(s), justify="right")
+        for a, row in wins.iterrows():
+            m.add_row(str(a), *("-" if pd.isna(v) else f"{v:.1%}" for v in row))
+        out_console.print(m)
+    out_console.print(f"wrote {paths['sensitivity']} and {paths['comparison']}", highlight=False)
+
+
 def _compilation_cache() -> None:
     """Keep compiled XLA programs between runs (same study shape -> no recompiling).
 
