@@ -104,3 +104,18 @@ def test_npv_is_differentiable_end_to_end():
     fd = (total_npv(1.0 + h) - total_npv(1.0 - h)) / (2 * h)
     assert np.isfinite(grad) and grad > 0
     assert grad == pytest.approx(float(fd), rel=1e-6)
+
+
+def test_adding_an_uncertain_input_changes_no_other_draw():
+    """Keys come from each input's study path, so a new input leaves every other draw alone."""
+    from mcrisk.engine import draw_inputs
+
+    base = small_study(scenarios=256)
+    more = small_study(scenarios=256)
+    more["systems"]["server"]["license_usd_per_gpu_year"] = {"dist": "uniform", "low": 0, "high": 500}
+    idx = jnp.arange(256, dtype=jnp.uint32)
+    a = draw_inputs(make_plan(study_from_dict(base), scenarios=256, seed=1, precision="float32", chunk_size=256), idx)
+    b = draw_inputs(make_plan(study_from_dict(more), scenarios=256, seed=1, precision="float32", chunk_size=256), idx)
+    assert set(b) - set(a) == {"systems.server.license_usd_per_gpu_year"}
+    for path, values in a.items():
+        np.testing.assert_array_equal(np.asarray(values), np.asarray(b[path]), err_msg=path)
