@@ -28,7 +28,7 @@ from .distributions import quantiles
 from .economics import SiteParams, SystemParams, accumulate, discount_factor, month_flows, plant, totals_init
 from .processes import MarketParams, Shocks, market_init, market_step
 from .sampling import apply_copula, copula_factor, make_sampler, root_key, shock_normals, stream_id
-from .study import Input, Study
+from .study import Input, Study, correlation_matrix
 
 METRICS = metrics_mod.METRICS
 
@@ -127,11 +127,7 @@ def make_plan(study: Study, *, scenarios: int, seed: int, precision: str, chunk_
     sampler = make_sampler(study.simulation.sampler, seed, tuple(stream_id(i.path) for i in uncertain), scenarios)
     cols, factor = (), None
     if study.correlations:
-        names = sorted({p for a, b, _ in study.correlations for p in (a, b)})
-        pos = {n: k for k, n in enumerate(names)}
-        corr = np.eye(len(names))
-        for a, b, rho in study.correlations:
-            corr[pos[a], pos[b]] = corr[pos[b], pos[a]] = rho
+        names, corr = correlation_matrix({(a, b): rho for a, b, rho in study.correlations})
         col_of = {i.path: k for k, i in enumerate(uncertain)}
         cols, factor = tuple(col_of[n] for n in names), copula_factor(corr)
     shocks_on = Shocks(*(not (vol in fixed and fixed[vol] == 0.0) for _, vol in SHOCKS))

@@ -322,6 +322,16 @@ def _plain(obj: Any) -> Any:
 # --------------------------------------------------------------------------- correlations
 
 
+def correlation_matrix(pairs: Mapping[tuple[str, str], float]) -> tuple[list[str], np.ndarray]:
+    """The copula's inputs (sorted study paths) and their correlation matrix, unit diagonal."""
+    names = sorted({p for pair in pairs for p in pair})
+    pos = {n: i for i, n in enumerate(names)}
+    corr = np.eye(len(names))
+    for (a, b), rho in pairs.items():
+        corr[pos[a], pos[b]] = corr[pos[b], pos[a]] = rho
+    return names, corr
+
+
 def _check_correlations(study: Study) -> list[Problem]:
     from .sampling import check_correlation_matrix
 
@@ -354,11 +364,7 @@ def _check_correlations(study: Study) -> list[Problem]:
         pairs[key] = rho
     if problems or not pairs:
         return problems
-    names = sorted({p for pair in pairs for p in pair})
-    pos = {n: i for i, n in enumerate(names)}
-    corr = np.eye(len(names))
-    for (a, b), rho in pairs.items():
-        corr[pos[a], pos[b]] = corr[pos[b], pos[a]] = rho
+    _, corr = correlation_matrix(pairs)
     msg = check_correlation_matrix(corr)
     if msg:
         problems.append(Problem("correlations", msg))
