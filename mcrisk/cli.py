@@ -92,6 +92,7 @@ def run(
     shard: Optional[str] = typer.Option(None, "--shard", help="Run slice i of k (i/k, 0-based) of the scenarios, for job arrays; combine with mcrisk merge."),
     columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated Parquet columns to keep (scenario and system always stay)."),
     sample_fraction: Optional[float] = typer.Option(None, "--sample-fraction", help="Write only this share of the scenarios to Parquet (a fixed random subset); summaries use all."),
+    report: bool = typer.Option(False, "--report", help="Also write report.html (the mcrisk report page) into the run folder."),
 ) -> None:
     """Simulate a study and write its run folder (scenarios.parquet, summary.csv, risk.csv, summary.nc, manifest.json)."""
     import signal
@@ -152,6 +153,8 @@ def run(
         print_headline(result)
         secs = result.manifest["seconds"]["total"]
         out_console.print(f"wrote {result.folder} in {secs:.1f} s", highlight=False)
+    if report:
+        _write_report(result.folder, quiet)
 
 
 def _num(x) -> str:
@@ -345,6 +348,24 @@ def analyze(
             m.add_row(str(a), *("-" if pd.isna(v) else f"{v:.1%}" for v in row))
         out_console.print(m)
     out_console.print(f"wrote {paths['sensitivity']} and {paths['comparison']}", highlight=False)
+
+
+@app.command("report")
+def report_command(run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run.")) -> None:
+    """Write report.html into a run folder: one self-contained page (figures embedded, also saved in figures/)
+    with the headline, distributions, cash flow, costs, drivers, comparisons and the tables."""
+    _write_report(run_dir, quiet=False)
+
+
+def _write_report(run_dir: Path, quiet: bool) -> None:
+    from .report import write_report
+
+    try:
+        path = write_report(run_dir)
+    except RunFolderError as exc:
+        _fail(exc)
+    if not quiet:
+        out_console.print(f"wrote {path}", highlight=False)
 
 
 def _compilation_cache() -> None:
