@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 # Okabe & Ito (2008), without yellow first: it is hard to see on white.
@@ -205,9 +207,6 @@ def _panels(n: int, height_in: float) -> tuple[Figure, np.ndarray]:
 
 def _band_legend(fig: Figure, outer: str, inner: str | None, line: str, marker: str | None = None) -> None:
     """One legend for every panel, in grey: the bands mean the same in each system's colour."""
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
     grey = "#666666"
     items = [(Patch(color=grey, alpha=0.18), outer), (Patch(color=grey, alpha=0.45), inner), (Line2D([], [], color=grey, linewidth=1.8), line),
              (Line2D([], [], color="#222222", linestyle="--", linewidth=1), marker)]
@@ -319,15 +318,21 @@ def tornado(drivers: pd.DataFrame, base: Mapping[str, float], colours: Mapping[s
         d = drivers[drivers["system"] == system].sort_values("rank").head(n)
         c, b0 = colours[system], base.get(system, math.nan)
         y = np.arange(len(d))[::-1]
-        ax.barh(y, d["bottom_p50"] - b0, left=b0, color=c, alpha=0.35, height=0.7, label="input in its bottom decile")
-        ax.barh(y, d["top_p50"] - b0, left=b0, color=c, height=0.7, label="input in its top decile")
+        low, high = (d["bottom_p50"] - b0).to_numpy(), (d["top_p50"] - b0).to_numpy()
+        far = np.abs(low) >= np.abs(high)  # the longer bar first, so a shorter one on the same side stays visible
+        for first in (True, False):
+            pick = far if first else ~far
+            ax.barh(y[pick], low[pick], left=b0, color=c, alpha=0.35, height=0.7)
+            pick = ~far if first else far
+            ax.barh(y[pick], high[pick], left=b0, color=c, height=0.7)
+        ax.legend(handles=[Patch(color=c, alpha=0.35), Patch(color=c)], labels=["input in its bottom decile", "input in its top decile"],
+                  loc="lower right", fontsize=8, frameon=False)
         ax.axvline(b0, color="#222222", linewidth=1)
         names = [f"{i}  ({s:.0%})" if math.isfinite(s) else str(i) for i, s in zip(d["input"], d["first_order"])]
         ax.set_yticks(y, names, fontsize=8.5)
         ax.set_title(f"{system}: P50 {label.split(' (')[0]} {money(b0) if metric.endswith('_usd') else f'{b0:.3g}'} (black line)",
                      fontsize=10, color=c, fontweight="bold", loc="left")
         ax.xaxis.set_major_formatter(axis())
-        ax.legend(loc="lower right", fontsize=8, frameon=False)
         _style(ax)
         ax.grid(False, axis="y")
     axes[-1].set_xlabel(f"P50 {label} when the input is in its bottom / top decile (share of variance in brackets)")

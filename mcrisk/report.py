@@ -265,13 +265,13 @@ def _distributions(run: dict, figs: _Figures) -> str:
             n = min(len(v) for v in samples.values())
             where = "all scenarios" if rows.attrs.get("share", 1) >= 1 else f"a fixed sample of {n:,} scenarios"
             cap = f"{what} per system: density from {where}; P5/P50/P95 from summary.csv over all scenarios."
+        else:
+            cap = (f"{what} per system, drawn through the summary percentiles P1..P99: this run kept no "
+                   f"scenarios{'' if rows is None else f' with {metric}'} (run without --no-scenarios for densities).")
         width = fg.asinh_width(pct)
         if width is not None:
             cap += (f" The axis is an asinh scale, linear within ±{fg.money(width)} and logarithmic beyond, since the "
                     "systems' spreads differ more than 20 times.")
-        else:
-            cap = (f"{what} per system, drawn through the summary percentiles P1..P99: this run kept no "
-                   f"scenarios{'' if rows is None else f' with {metric}'} (run without --no-scenarios for densities).")
         out.append(figs(fig, name, f"Distribution of {what} per system", cap))
     return "".join(out)
 
@@ -357,9 +357,11 @@ def _stress(run: dict) -> str:
                         "roi_multiple_p50", "irr_p50", "payback_months_p50", "cost_per_mtok_usd_p50",
                         "operating_margin_p50") if c in st]
     heads = {"npv_usd_p50_change": "NPV P50 vs base", "cvar95_usd": "CVaR 95%", "p_loss": "P(loss)"}
-    rows = [[r["stress"], r["system"], *(fmt(c.rsplit("_p", 1)[0] if c.endswith(("_p5", "_p50", "_p95")) else c, r[c])
-                                         for c in cols), "" if pd.isna(r.get("overrides")) else r.get("overrides", "")]
-            for r in st.to_dict("records")]
+    def metric(col: str) -> str:  # npv_usd_p50_change -> npv_usd
+        return next((col.removesuffix(x) for x in ("_p50_change", "_p5", "_p50", "_p95") if col.endswith(x)), col)
+
+    rows = [[r["stress"], r["system"], *(fmt(metric(c), r[c]) for c in cols),
+             "" if pd.isna(r.get("overrides")) else r.get("overrides", "")] for r in st.to_dict("records")]
     return _table(["stress", "system", *(heads.get(c, c.replace("_usd", "").replace("_", " ")) for c in cols), "overrides"], rows)
 
 
