@@ -231,7 +231,7 @@ def _headline(run: dict) -> str:
     risk = run["risk"].set_index("system")
     npv, roi = _pct(run, "npv_usd"), _pct(run, "roi_multiple")
     facts = (f"{m.get('scenarios', 0):,} scenarios, seed {m.get('seed')}, a horizon of {m.get('horizon_months')} months, "
-             f"{len(run['systems'])} system(s): {', '.join(run['systems'])}.")
+             f"{len(run['systems'])} system{'s' if len(run['systems']) != 1 else ''}: {', '.join(run['systems'])}.")
     out = [f"<p>{_e(facts)}</p>"]
     if st.get("description"):
         out.append(f'<p class="desc">{_e(" ".join(str(st["description"]).split()))}</p>')
@@ -508,6 +508,7 @@ code{font-size:13px}
 @media print{
  @page{size:A4;margin:12mm}
  body{font-size:10pt;max-width:none;padding:0}
+ .headline li{font-size:11pt}
  nav,details{display:none}
  h2{break-after:avoid;margin-top:16px}
  figure,table,.headline{break-inside:avoid}
