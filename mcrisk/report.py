@@ -38,6 +38,7 @@ KEY_METRICS = {  # the summary table's metrics, in order, with their labels
     "revenue_usd": "revenue", "capex_usd": "capex", "opex_usd": "opex", "tokens": "tokens served", "mean_utilization": "mean utilization",
 }
 FIGURES = ("npv", "roi_multiple", "cash_flow", "cost_structure", "margin_by_utilization", "drivers", "comparison")
+TEXT = {c: str for c in ("system", "system_a", "system_b", "stress", "input", "metric")}  # a system named 1 stays "1"
 OPTIONAL = ("sensitivity.csv", "comparison.csv", "stress.csv", "breakeven.csv", "claims.csv")
 
 
@@ -70,7 +71,7 @@ def _read_optional(folder: Path, name: str) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     try:
-        return pd.read_csv(path)
+        return pd.read_csv(path, dtype=TEXT)
     except (OSError, ValueError, pd.errors.ParserError):
         return None
 
@@ -84,7 +85,7 @@ def load_run(folder: str | Path) -> dict:
         raise RunFolderError(f"{str(folder)!r} is not a run folder: it has no manifest.json (write one with mcrisk run)")
     try:
         manifest = json.loads((folder / "manifest.json").read_text())
-        summary, risk = pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "risk.csv")
+        summary, risk = pd.read_csv(folder / "summary.csv", dtype=TEXT), pd.read_csv(folder / "risk.csv", dtype=TEXT)
     except (OSError, ValueError) as exc:
         raise RunFolderError(f"cannot read the run folder {str(folder)!r}: {exc}") from None
     try:
@@ -353,16 +354,20 @@ def _stress(run: dict) -> str:
     if st is None or st.empty:
         return _note("This run has no stress.csv: add a stress: section to the study (named overrides) to see "
                      "the base case and each stress side by side on the same draws.")
-    cols = [c for c in ("npv_usd_p5", "npv_usd_p50", "npv_usd_p95", "npv_usd_p50_change", "p_loss", "cvar95_usd",
-                        "roi_multiple_p50", "irr_p50", "payback_months_p50", "cost_per_mtok_usd_p50",
-                        "operating_margin_p50") if c in st]
-    heads = {"npv_usd_p50_change": "NPV P50 vs base", "cvar95_usd": "CVaR 95%", "p_loss": "P(loss)"}
-    def metric(col: str) -> str:  # npv_usd_p50_change -> npv_usd
-        return next((col.removesuffix(x) for x in ("_p50_change", "_p5", "_p50", "_p95") if col.endswith(x)), col)
+    columns = {  # stress.csv column -> (its metric, header)
+        "npv_usd_p5": ("npv_usd", "NPV P5"), "npv_usd_p50": ("npv_usd", "NPV P50"), "npv_usd_p95": ("npv_usd", "NPV P95"),
+        "npv_usd_p50_change": ("npv_usd", "NPV P50 vs base"), "p_loss": ("p_loss", "P(loss)"),
+        "cvar95_usd": ("cvar95_usd", "CVaR 95%"), "roi_multiple_p50": ("roi_multiple", "ROI multiple P50"),
+        "irr_p50": ("irr", "IRR P50"), "payback_months_p50": ("payback_months", "payback P50"),
+        "cost_per_mtok_usd_p50": ("cost_per_mtok_usd", "$/Mtok P50"), "operating_margin_p50": ("operating_margin", "margin P50"),
+    }
+    cols = [c for c in columns if c in st]
+    def cell(c: str, x: float) -> str:
+        return ("+" if c.endswith("_change") and x > 0 else "") + fmt(columns[c][0], x)
 
-    rows = [[r["stress"], r["system"], *(fmt(metric(c), r[c]) for c in cols),
+    rows = [[r["stress"], r["system"], *(cell(c, r[c]) for c in cols),
              "" if pd.isna(r.get("overrides")) else r.get("overrides", "")] for r in st.to_dict("records")]
-    return _table(["stress", "system", *(heads.get(c, c.replace("_usd", "").replace("_", " ")) for c in cols), "overrides"], rows)
+    return _table(["stress", "system", *(columns[c][1] for c in cols), "overrides"], rows)
 
 
 def _breakeven(run: dict) -> str:
