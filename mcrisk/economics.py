@@ -64,6 +64,7 @@ class Flows(NamedTuple):
     tokens: jax.Array
     energy_kwh: jax.Array
     energy_usd: jax.Array
+    variable_energy_usd: jax.Array  # the part of energy_usd that scales with utilization
     cash_flow: jax.Array
 
 
@@ -77,6 +78,7 @@ class Totals(NamedTuple):
     pv_revenue: jax.Array  # sum R_t DF_t
     pv_tokens: jax.Array  # sum N_t DF_t
     pv_energy_usd: jax.Array  # sum energy_t DF_t
+    pv_variable_energy_usd: jax.Array  # sum DF_t of the utilization-driven part of energy_t
     cum_cash_flow: jax.Array  # sum_{j<=t} CF_j
     payback: jax.Array  # first t with cum CF >= capex, +inf until then
     sum_df: jax.Array  # (n,) sum DF_t
@@ -104,8 +106,9 @@ def month_flows(sp: SystemParams, pl: Plant, mkt: MarketMonth, t: jax.Array) -> 
     revenue = tokens * 1e-6 * mkt.price * sp.price_multiplier
     energy_kwh = pl.facility_kwh * (sp.idle + (1 - sp.idle) * mkt.utilization)
     energy_usd = energy_kwh * mkt.electricity
+    variable_energy_usd = pl.facility_kwh * (1 - sp.idle) * mkt.utilization * mkt.electricity
     opex = energy_usd + pl.colocation + pl.maintenance + pl.license
-    return Flows(revenue, tokens, energy_kwh, energy_usd, revenue - opex)
+    return Flows(revenue, tokens, energy_kwh, energy_usd, variable_energy_usd, revenue - opex)
 
 
 def discount_factor(rate: jax.Array, t: jax.Array) -> jax.Array:
@@ -116,7 +119,7 @@ def discount_factor(rate: jax.Array, t: jax.Array) -> jax.Array:
 def totals_init(shape: tuple[int, int]) -> Totals:
     z = jnp.zeros(shape, SUM)
     zn = jnp.zeros(shape[1:], SUM)
-    return Totals(z, z, z, z, z, z, z, z, jnp.full(shape, jnp.inf, SUM), zn, zn)
+    return Totals(z, z, z, z, z, z, z, z, z, jnp.full(shape, jnp.inf, SUM), zn, zn)
 
 
 def accumulate(tot: Totals, f: Flows, util: jax.Array, df: jax.Array, t: jax.Array, capex: jax.Array) -> Totals:
@@ -133,6 +136,7 @@ def accumulate(tot: Totals, f: Flows, util: jax.Array, df: jax.Array, t: jax.Arr
         pv_revenue=tot.pv_revenue + rev * df,
         pv_tokens=tot.pv_tokens + tok * df,
         pv_energy_usd=tot.pv_energy_usd + e_usd * df,
+        pv_variable_energy_usd=tot.pv_variable_energy_usd + f.variable_energy_usd.astype(SUM) * df,
         cum_cash_flow=cum,
         payback=jnp.where(reached, t.astype(SUM), tot.payback),
         sum_df=tot.sum_df + df,

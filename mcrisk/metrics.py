@@ -33,6 +33,7 @@ METRICS: tuple[str, ...] = (
     "cost_per_mtok_usd",
     "levelized_cost_per_mtok_usd",
     "breakeven_price_usd_per_mtok",
+    "breakeven_utilization",
     "energy_j_per_token",
     "mean_utilization",
     "revenue_per_unit_year_usd",
@@ -121,6 +122,22 @@ def _ratio(a: jax.Array, b: jax.Array) -> jax.Array:
     return a / b  # IEEE: x/0 = +-inf, 0/0 = NaN
 
 
+def breakeven_utilization(tot: Totals, pv_cost: jax.Array, months: int) -> jax.Array:
+    """The mean utilization at which NPV is 0 when the scenario's utilization path is scaled by one factor.
+
+    Revenue and the variable part of energy are proportional to U_t, everything else is not, so
+    NPV(lambda U) = -pv_cost_at_zero + lambda * (PV revenue - PV variable energy) is affine in
+    lambda: lambda* = pv_cost_at_zero / (PV revenue - PV variable energy), and the break-even
+    mean utilization is lambda* times the path's mean. +inf where selling more does not pay
+    (the bracket is <= 0); NaN where the path is 0 throughout (scaling cannot move it).
+    """
+    fixed_pv = pv_cost - tot.pv_variable_energy_usd  # capex net of residual, fixed opex, idle energy
+    margin_pv = tot.pv_revenue - tot.pv_variable_energy_usd
+    lam = jnp.where(margin_pv > 0, fixed_pv / jnp.where(margin_pv > 0, margin_pv, 1.0), jnp.inf)
+    lam = jnp.maximum(lam, 0.0)  # NPV >= 0 even with nothing sold: any utilization pays
+    return (tot.util_sum / months) * lam
+
+
 def compute(
     sp: SystemParams,
     site: SiteParams,
@@ -178,6 +195,7 @@ def compute(
         cost_per_mtok_usd=_ratio(depreciation + opex, tot.tokens / 1e6),
         levelized_cost_per_mtok_usd=_ratio(pv_cost, tot.pv_tokens / 1e6),
         breakeven_price_usd_per_mtok=f(price0) * _ratio(pv_cost, tot.pv_revenue),
+        breakeven_utilization=breakeven_utilization(tot, pv_cost, months),
         energy_j_per_token=_ratio(tot.energy_kwh * 3.6e6, tot.tokens),
         mean_utilization=full(tot.util_sum / T),
         revenue_per_unit_year_usd=_ratio(tot.revenue, full(units * years)),

@@ -270,7 +270,7 @@ def system_flows(
     """Monthly lines (each ``(n, T)``) and static quantities (each ``(n,)``) of one system.
 
     Monthly: ``price, electricity, utilization, speedup, capacity_tokens, tokens,
-    revenue, energy_kwh, energy_usd, colocation_usd, maintenance_usd,
+    revenue, energy_kwh, energy_usd, idle_energy_usd, colocation_usd, maintenance_usd,
     license_usd, opex, cash_flow, discount_factor``.
     Static: ``capex, residual, depreciation`` and the inputs they came from.
     """
@@ -309,6 +309,7 @@ def system_flows(
     revenue = tokens * (q / 1e6) * P  # R_t
     energy_kwh = (units * W * pue * HOURS_PER_MONTH) * (idle + (1.0 - idle) * U)  # Q_t
     energy_usd = energy_kwh * E
+    idle_energy_usd = (units * W * pue * HOURS_PER_MONTH) * idle * E  # Q_t * e_t at U_t = 0
     # The three fixed monthly costs are the same every month: read-only (n, T) views.
     colocation_usd = np.broadcast_to(units * W * colo, (n, T))
     maintenance_usd = np.broadcast_to(units * C * mnt / 12.0, (n, T))
@@ -334,6 +335,7 @@ def system_flows(
         "revenue": revenue,
         "energy_kwh": energy_kwh,
         "energy_usd": energy_usd,
+        "idle_energy_usd": idle_energy_usd,
         "colocation_usd": colocation_usd,
         "maintenance_usd": maintenance_usd,
         "license_usd": license_usd,
@@ -409,6 +411,12 @@ def system_metrics(
         out["breakeven_price_usd_per_mtok"] = f["initial_price"] * cost_pv / (f["revenue"] * DF).sum(axis=1)
         out["energy_j_per_token"] = out["energy_kwh"] * 3.6e6 / out["tokens"]
         out["mean_utilization"] = f["utilization"].mean(axis=1)
+        # NPV is affine in a factor x scaling the utilization path: solve from NPV at x = 0 and x = 1.
+        fixed = f["colocation_usd"][:, :1] + f["maintenance_usd"][:, :1] + f["license_usd"][:, :1]
+        npv_none = -I + V * DF_T - ((f["idle_energy_usd"] + fixed) * DF).sum(axis=1)
+        slope = out["npv_usd"] - npv_none
+        x_star = np.where(slope > 0, np.maximum(-npv_none / slope, 0.0), np.inf)
+        out["breakeven_utilization"] = x_star * out["mean_utilization"]
         out["revenue_per_unit_year_usd"] = out["revenue_usd"] / (f["units"] * T / 12.0)
         out["revenue_per_mw_year_usd"] = out["revenue_usd"] / (f["units"] * f["it_power_kw"] / 1000.0 * T / 12.0)
     return {k: np.asarray(out[k], dtype=np.float64) for k in METRICS}

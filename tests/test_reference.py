@@ -358,6 +358,25 @@ def test_breakeven_price_zeroes_the_npv():
     np.testing.assert_allclose(m2["irr"], market[RATE], rtol=1e-7)
 
 
+def test_breakeven_utilization_zeroes_the_npv():
+    """Without utilization shocks U_t = ramp_t u, so scaling the path is scaling u: at the break-even
+    mean utilization, u' = u * breakeven / mean_utilization gives NPV 0."""
+    market, system, eps = random_case(500, 48, seed=9)
+    market = {**market, UVOL: 0.0}
+    m = system_metrics(market, system, 48, *eps)
+    scale = m["breakeven_utilization"] / m["mean_utilization"]
+    ok = np.isfinite(scale) & (market[UTIL] * scale <= 1.0) & (scale > 0)
+    assert ok.sum() > 100  # most scenarios can break even at some utilization below 1
+    sub = lambda d: {k: (v[ok] if np.ndim(v) else v) for k, v in d.items()}  # noqa: E731
+    m2 = system_metrics({**sub(market), UTIL: market[UTIL][ok] * scale[ok]}, sub(system), 48, *(e[ok] for e in eps))
+    assert np.all(np.abs(m2["npv_usd"]) <= 1e-9 * m["capex_usd"][ok])
+    # a system that pays even idle breaks even at 0; one whose every sale loses money, never
+    rich = system_metrics({**market, UTIL: 0.5}, {**system, "residual_value_fraction": 50.0}, 48, *eps)
+    assert np.all(rich["breakeven_utilization"] == 0.0)
+    dear = system_metrics({**market, P0: 1e-9}, system, 48, *eps)
+    assert np.all(dear["breakeven_utilization"] == np.inf)
+
+
 def test_levelized_cost_and_breakeven_price():
     # With a flat price (d = sp = 0) the system earns q * P0 on every token, so the
     # breakeven *market* price is the levelized cost divided by the price multiplier.
