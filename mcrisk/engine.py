@@ -14,8 +14,8 @@ nor the device count changes any number.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +75,10 @@ SHOCKS = Shocks(
     electricity=("market.electricity.shock", "market.electricity.volatility"),
     utilization=("market.demand.shock", "market.demand.volatility"),
 )
+# Monthly bands: per system and month, a quantile sketch of each quantity (utilization is the
+# market's, one series per month). 0.5% relative accuracy; |x| <= 1e-6 counts as 0.
+MONTHLY = ("cumulative_cash_flow_usd", "revenue_usd", "utilization")
+MONTHLY_SKETCH = red.SketchSpec(rel_accuracy=5e-3, min_abs=1e-6, max_abs=1e15)
 # Exact tail counts kept per system: (name, metric, test).
 TAIL_COUNTS: tuple[tuple[str, str, Callable[[jax.Array], jax.Array]], ...] = (
     ("npv_below_0", "npv_usd", lambda x: x < 0),
@@ -94,7 +98,9 @@ class Plan:
     months: int
     systems: tuple[str, ...]
     inputs: tuple[Input, ...]  # every static input, study order (output columns)
-    uncertain: tuple[Input, ...]  # inputs with a distribution, sorted by path (sampler dimensions)
+    uncertain: tuple[Input, ...]  # inputs with a distribution, sorted by path
+    dims: tuple[str, ...]  # the sampler's dimensions, by study path (the uncertain inputs, or a base plan's first)
+    sample_cols: tuple[int, ...]  # the sampler column of each uncertain input
     fixed: dict[str, float]  # path -> value of fixed inputs
     plain: dict[str, tuple[float, ...]]  # system field -> value per system (units, gpus, depreciation)
     sampler: Any
@@ -103,11 +109,17 @@ class Plan:
     shocks_on: Shocks  # bool per shock stream
     chunk: int
     mesh: Mesh
+    monthly: bool = True
     sketch: red.SketchSpec = field(default_factory=red.SketchSpec)
 
     @property
     def n_series(self) -> int:
         return len(METRICS) * len(self.systems)
+
+    @property
+    def n_monthly(self) -> int:
+        """Monthly band series: (cumulative cash flow, revenue) x system x month, then utilization x month."""
+        return self.months * (2 * len(self.systems) + 1) if self.monthly else 0
 
 
 def default_chunk_size() -> int:
@@ -116,19 +128,31 @@ def default_chunk_size() -> int:
     return 1 << 20 if jax.default_backend() in ("gpu", "cuda", "rocm", "tpu") else 1 << 14
 
 
-def make_plan(study: Study, *, scenarios: int, seed: int, precision: str, chunk_size: int | None) -> Plan:
+def make_plan(
+    study: Study, *, scenarios: int, seed: int, precision: str, chunk_size: int | None,
+    monthly: bool = True, dims: Sequence[str] | None = None,
+) -> Plan:
+    """Fix everything a run needs before its first chunk.
+
+    `dims`: the sampler dimensions of a base run this one must share draws with (a stress or a
+    sweep point): its uncertain inputs keep those columns, new ones are appended. With the
+    random and Latin-hypercube samplers a column depends only on its path anyway; with Sobol'
+    it is what keeps an input's points the same when another input becomes fixed.
+    """
     inputs = tuple(study.inputs())
     uncertain = tuple(sorted((i for i in inputs if not i.dist.is_fixed), key=lambda i: i.path))
+    base = tuple(dims) if dims is not None else ()
+    dims = base + tuple(i.path for i in uncertain if i.path not in base)
+    col_of = {p: k for k, p in enumerate(dims)}
     fixed = {i.path: float(i.dist.mean()) for i in inputs if i.dist.is_fixed}
     systems = tuple(study.systems)
     plain = {
         f: tuple(float(getattr(study.systems[s], f)) for s in systems) for f in PLAIN_SYSTEM_FIELDS
     }
-    sampler = make_sampler(study.simulation.sampler, seed, tuple(stream_id(i.path) for i in uncertain), scenarios)
+    sampler = make_sampler(study.simulation.sampler, seed, tuple(stream_id(p) for p in dims), scenarios)
     cols, factor = (), None
     if study.correlations:
         names, corr = correlation_matrix({(a, b): rho for a, b, rho in study.correlations})
-        col_of = {i.path: k for k, i in enumerate(uncertain)}
         cols, factor = tuple(col_of[n] for n in names), copula_factor(corr)
     shocks_on = Shocks(*(not (vol in fixed and fixed[vol] == 0.0) for _, vol in SHOCKS))
     devices = np.array(jax.devices())
@@ -144,6 +168,8 @@ def make_plan(study: Study, *, scenarios: int, seed: int, precision: str, chunk_
         systems=systems,
         inputs=inputs,
         uncertain=uncertain,
+        dims=dims,
+        sample_cols=tuple(col_of[i.path] for i in uncertain),
         fixed=fixed,
         plain=plain,
         sampler=sampler,
@@ -152,6 +178,7 @@ def make_plan(study: Study, *, scenarios: int, seed: int, precision: str, chunk_
         shocks_on=shocks_on,
         chunk=chunk,
         mesh=Mesh(devices, ("scenarios",)),
+        monthly=monthly,
     )
 
 
@@ -171,6 +198,8 @@ def draw_inputs(plan: Plan, idx: jax.Array) -> dict[str, jax.Array]:
     if plan.copula_factor is not None:
         cols = jnp.asarray(plan.copula_cols)
         u = u.at[:, cols].set(apply_copula(u[:, cols], jnp.asarray(plan.copula_factor, plan.dtype)))
+    if plan.sample_cols != tuple(range(u.shape[1])):
+        u = u[:, jnp.asarray(plan.sample_cols, jnp.int32)]
     values = quantiles([inp.dist for inp in plan.uncertain], u)
     return {inp.path: v for inp, v in zip(plan.uncertain, values)}
 
@@ -219,8 +248,9 @@ def params(plan: Plan, values: dict[str, jax.Array], n: int) -> tuple[MarketPara
     return mp, site, sp
 
 
-def simulate(plan: Plan, draw: Sample, n: int) -> dict[str, jax.Array]:
-    """Market paths and cash flows month by month -> every metric, each (S, n) float64."""
+def simulate_months(plan: Plan, draw: Sample, n: int) -> tuple[dict[str, jax.Array], jax.Array | None]:
+    """Market paths and cash flows month by month -> every metric, each (S, n) float64, and the
+    monthly band values (n_monthly, n) float64 (None when the plan keeps no monthly bands)."""
     mp, site, sp = params(plan, draw.values, n)
     pl = plant(sp, site)
     S = len(plan.systems)
@@ -235,26 +265,53 @@ def simulate(plan: Plan, draw: Sample, n: int) -> dict[str, jax.Array]:
         state, mkt = market_step(mp, state, e, t)
         flows = month_flows(sp, pl, mkt, t)
         tot = accumulate(tot, flows, mkt.utilization, discount_factor(site.discount_rate, t), t, capex)
-        return (state, tot), flows.cash_flow
+        if not plan.monthly:
+            return (state, tot), flows.cash_flow
+        # The cumulative cash flow is the float64 running total itself (a sequential sum, the same
+        # whatever the chunk shape), not a cumsum XLA may reassociate.
+        return (state, tot), (flows.cash_flow, tot.cum_cash_flow, flows.revenue, mkt.utilization)
 
-    (_, tot), cash_flows = jax.lax.scan(step, (market_init(mp), totals_init((S, n))), (eps, months))
-    return metrics_mod.compute(sp, site, pl, tot, cash_flows, mp.price0, plan.months)
+    (_, tot), ys = jax.lax.scan(step, (market_init(mp), totals_init((S, n))), (eps, months))
+    cash_flows = ys[0] if plan.monthly else ys
+    out = metrics_mod.compute(sp, site, pl, tot, cash_flows, mp.price0, plan.months)
+    if not plan.monthly:
+        return out, None
+    _, cum, revenue, util = ys  # (T, S, n) x 3, (T, n)
+    cumulative = cum - capex[None]
+    per_system = jnp.stack([cumulative, revenue.astype(jnp.float64)])  # (2, T, S, n)
+    bands = jnp.concatenate([
+        jnp.transpose(per_system, (0, 2, 1, 3)).reshape(2 * S * plan.months, n),
+        util.astype(jnp.float64),
+    ])
+    return out, bands
+
+
+def simulate(plan: Plan, draw: Sample, n: int) -> dict[str, jax.Array]:
+    """Market paths and cash flows month by month -> every metric, each (S, n) float64."""
+    return simulate_months(replace(plan, monthly=False) if plan.monthly else plan, draw, n)[0]
 
 
 class Reduced(NamedTuple):
-    """Device-side running summaries: the reducer state and exact tail counts (len(TAIL_COUNTS), S)."""
+    """Device-side running summaries: the metric reducers, exact tail counts (len(TAIL_COUNTS), S),
+    and the monthly band reducers (None when the plan keeps none)."""
 
     state: red.ReduceState
     tails: jax.Array
+    monthly: red.ReduceState | None = None
 
 
 def reduce_init(plan: Plan) -> Reduced:
-    return Reduced(red.init_state(plan.n_series, plan.sketch), jnp.zeros((len(TAIL_COUNTS), len(plan.systems)), jnp.int64))
+    tails = jnp.zeros((len(TAIL_COUNTS), len(plan.systems)), jnp.int64)
+    monthly = red.init_state(plan.n_monthly, MONTHLY_SKETCH) if plan.monthly else None
+    return Reduced(red.init_state(plan.n_series, plan.sketch), tails, monthly)
 
 
-def reduce_chunk(plan: Plan, acc: Reduced, out: dict[str, jax.Array], mask: jax.Array) -> Reduced:
-    """Fold one chunk's metrics into the running summaries (series h = metric * S + system)."""
+def reduce_chunk(plan: Plan, acc: Reduced, out: dict[str, jax.Array], mask: jax.Array, bands: jax.Array | None = None) -> Reduced:
+    """Fold one chunk's metrics (series h = metric * S + system) and monthly band values into the running summaries."""
     stacked = jnp.stack([out[m] for m in METRICS])  # (M, S, n)
     state = red.update(acc.state, stacked.reshape(plan.n_series, -1), mask, plan.sketch)
     tails = jnp.stack([(test(out[m]) & mask).sum(axis=-1) for _, m, test in TAIL_COUNTS])
-    return Reduced(state, acc.tails + tails.astype(jnp.int64))
+    monthly = acc.monthly
+    if monthly is not None and bands is not None:
+        monthly = red.update(monthly, bands, mask, MONTHLY_SKETCH)
+    return Reduced(state, acc.tails + tails.astype(jnp.int64), monthly)

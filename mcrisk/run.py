@@ -23,8 +23,15 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from . import reduce as red
 from . import risk
+from .bands import monthly_table
+from .breakeven import breakeven_table
+from .convergence import mcse, parse_target, series_of
+from .overrides import apply as apply_overrides
+from .overrides import describe, raw_study
+from .stress import run_stresses, stress_table
 from .engine import (
     METRICS,
+    MONTHLY_SKETCH,
     PLAIN_SYSTEM_FIELDS,
     TAIL_COUNTS,
     Plan,
@@ -34,7 +41,7 @@ from .engine import (
     reduce_chunk,
     reduce_init,
     shock_streams,
-    simulate,
+    simulate_months,
 )
 from .processes import Shocks
 from .sampling import make_sampler, root_key, shock_normals, stream_id
@@ -47,6 +54,9 @@ DIAGNOSTIC_DRAWS = 1 << 14  # scenarios kept on the host for ArviZ (ESS, MCSE of
 # to whole chunks). The boundaries depend only on the options, so a resumed run does the same
 # float64 arithmetic as an uninterrupted one.
 CHECKPOINT_SCENARIOS = 1 << 22
+# The sensitivity and comparison tables of a run come from its first this many scenarios (all of
+# them in smaller runs), which bounds their cost; `mcrisk analyze` reads them all.
+ANALYSIS_SCENARIOS = 1 << 16
 Progress = Callable[[int, int], None]
 
 
@@ -59,6 +69,9 @@ class RunResult:
     risk: pd.DataFrame
     manifest: dict
     study: Study = field(repr=False)
+    breakeven: pd.DataFrame | None = None
+    stress: pd.DataFrame | None = None
+    monthly: pd.DataFrame | None = field(default=None, repr=False)
 
     def headline(self) -> pd.DataFrame:
         """P5/P50/P95 of the headline metrics and P(loss), one row per system."""
@@ -194,6 +207,11 @@ def run_study(
     shard: tuple[int, int] | None = None,
     columns: Sequence[str] | None = None,
     sample_fraction: float | None = None,
+    monthly: bool = True,
+    analyze: bool = True,
+    sampler_dims: Sequence[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    target_mcse: str | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
     """Simulate a study and write its run folder; return the summary and risk tables.
@@ -206,6 +224,12 @@ def run_study(
     outputs as an uninterrupted run (its study and options come from the partial folder).
     `shard=(i, k)` runs the i-th of k disjoint, contiguous slices of the chunks (for job
     arrays); `merge_runs` combines the k shard folders into the run a single job would write.
+    `target_mcse` ('METRIC:STAT:VALUE') stops at the first chunk where that MCSE is met for
+    every system, `scenarios` being the maximum (see mcrisk.convergence).
+    `overrides` (dotted study path -> value, `--set`) change the study before it runs; the run
+    folder's study.yaml is the study as run. A study's `stress:` section runs after the base
+    case on the same draws (stress.csv). `sampler_dims` are a base run's sampler dimensions,
+    for variants that must share its draws.
     `columns` keeps only those Parquet columns (scenario and system always stay) and
     `sample_fraction` only a fixed pseudo-random share of the scenarios (by index, so the same
     scenarios whatever the chunking); summaries always cover every scenario.
@@ -225,9 +249,16 @@ def run_study(
             raise RunFolderError(f"the study differs from the one the interrupted run in {out} was started with")
         opts = meta["options"]
     else:
-        st = load_study(default_study_path() if study is None else study)
+        source = default_study_path() if study is None else study
+        st = load_study(source)
+        if overrides:  # --set: applied to the study as written, so presets and sizing follow
+            st = apply_overrides(raw_study(source), overrides, label="--set")
         _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every, shard)
         _check_output_options(st, columns, sample_fraction)
+        if target_mcse is not None:
+            parse_target(target_mcse)
+            if shard is not None:
+                raise StudyError([Problem("--target-mcse", "cannot be combined with --shard (each shard would stop on its own)")], "options")
         sim = st.simulation
         opts = dict(
             scenarios=scenarios or sim.scenarios,
@@ -240,6 +271,11 @@ def run_study(
             shard=list(shard) if shard is not None else None,
             columns=list(columns) if columns is not None else None,
             sample_fraction=sample_fraction,
+            monthly=monthly,
+            sampler_dims=list(sampler_dims) if sampler_dims is not None else None,
+            overrides=dict(overrides) if overrides else None,  # a record: study.yaml already has them
+            target_mcse=target_mcse,
+            analyze=analyze,
         )
         folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
         folder.path("study.yaml").write_text(st.to_yaml())
@@ -264,6 +300,7 @@ def rerun_manifest(manifest: str | Path, *, out: str | Path | None = None, force
     if st.digest() != m["study_sha256"]:
         raise RunFolderError(f"{path.parent / 'study.yaml'} does not match the study hash in {path}")
     target = Path(out) if out is not None else path.parent.with_name(path.parent.name + "-rerun")
+    opts = {k: v for k, v in opts.items() if k != "overrides"}  # already in study.yaml
     return run_study(st, out=target, force=force, progress=progress, **opts)
 
 
@@ -272,31 +309,58 @@ def _flush(plan: Plan, acc, state: dict) -> Any:
     block = red.to_host(acc.state)
     state["host"] = block if state["host"] is None else red.merge(state["host"], block)
     state["tails"] = state["tails"] + np.asarray(jax.device_get(acc.tails))
+    if acc.monthly is not None:
+        block = red.to_host(acc.monthly)
+        state["monthly"] = block if state.get("monthly") is None else red.merge(state["monthly"], block)
     return reduce_init(plan)
 
 
-def _checkpoint_arrays(state: dict) -> dict[str, np.ndarray]:
-    host = state["host"]
-    arrays = {f"m_{k}": v for k, v in host.moments._asdict().items()}
+def _merge_states(a: dict, b: dict) -> dict:
+    """Two host states of disjoint scenario ranges, `a` before `b`, as one."""
+    monthly = None
+    if a.get("monthly") is not None and b.get("monthly") is not None:
+        monthly = red.merge(a["monthly"], b["monthly"])
+    return {"host": red.merge(a["host"], b["host"]), "tails": a["tails"] + b["tails"],
+            "retained": np.concatenate([a["retained"], b["retained"]], axis=1), "monthly": monthly}
+
+
+def _host_arrays(host: red.HostState, prefix: str) -> dict[str, np.ndarray]:
+    arrays = {f"{prefix}m_{k}": v for k, v in host.moments._asdict().items()}
     nz = np.flatnonzero(host.hist)  # the histogram is sparse: keep its non-zero bins
-    arrays.update(hist_shape=np.asarray(host.hist.shape), hist_idx=nz, hist_val=host.hist.reshape(-1)[nz])
+    arrays.update({f"{prefix}hist_shape": np.asarray(host.hist.shape), f"{prefix}hist_idx": nz,
+                   f"{prefix}hist_val": host.hist.reshape(-1)[nz]})
+    return arrays
+
+
+def _host_from(arrays: dict[str, np.ndarray], prefix: str) -> red.HostState | None:
+    if f"{prefix}hist_shape" not in arrays:
+        return None
+    shape = tuple(int(x) for x in arrays[f"{prefix}hist_shape"])
+    hist = np.zeros(int(np.prod(shape)), np.int64)
+    hist[arrays[f"{prefix}hist_idx"]] = arrays[f"{prefix}hist_val"]
+    moments = red.Moments(*(arrays[f"{prefix}m_{k}"] for k in red.Moments._fields))
+    return red.HostState(moments, hist.reshape(shape))
+
+
+def _checkpoint_arrays(state: dict) -> dict[str, np.ndarray]:
+    arrays = _host_arrays(state["host"], "")
+    if state.get("monthly") is not None:
+        arrays.update(_host_arrays(state["monthly"], "monthly_"))
     arrays.update(tails=state["tails"], retained=state["retained"])
     return arrays
 
 
 def _state_from(arrays: dict[str, np.ndarray]) -> dict:
-    hist = np.zeros(int(np.prod(arrays["hist_shape"])), np.int64)
-    hist[arrays["hist_idx"]] = arrays["hist_val"]
-    moments = red.Moments(*(arrays[f"m_{k}"] for k in red.Moments._fields))
-    host = red.HostState(moments, hist.reshape(tuple(arrays["hist_shape"])))
-    return {"host": host, "tails": arrays["tails"], "retained": arrays["retained"]}
+    return {"host": _host_from(arrays, ""), "monthly": _host_from(arrays, "monthly_"),
+            "tails": arrays["tails"], "retained": arrays["retained"]}
 
 
 def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_total) -> RunResult:
     times = dict.fromkeys(("plan", "compile", "sample", "simulate", "summarize", "transfer", "write"), 0.0)
     t0 = time.perf_counter()
     n_total, seed, precision = opts["scenarios"], opts["seed"], opts["precision"]
-    plan = make_plan(st, scenarios=n_total, seed=seed, precision=precision, chunk_size=opts["chunk_size"])
+    plan = make_plan(st, scenarios=n_total, seed=seed, precision=precision, chunk_size=opts["chunk_size"],
+                     monthly=opts.get("monthly", True), dims=opts.get("sampler_dims"))
     C = plan.chunk
     n_chunks = -(-n_total // C)
     every = opts["checkpoint_every"] or max(1, CHECKPOINT_SCENARIOS // C)
@@ -306,10 +370,12 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     digest = st.digest()
     n_diag = min(n_total, max(opts["diagnostic_draws"], 0))
     state = {"host": None, "tails": np.zeros((len(TAIL_COUNTS), len(plan.systems)), np.int64),
-             "retained": np.zeros((plan.n_series, 0))}
+             "retained": np.zeros((plan.n_series, 0)), "monthly": None}
     shard_i, shard_k = opts.get("shard") or (0, 1)
     lo, hi = shard_i * n_chunks // shard_k, (shard_i + 1) * n_chunks // shard_k
     start_chunk = lo
+    ck_trace: list[list[float]] = []
+    stopped = None  # the chunk a resumed --target-mcse run had already stopped at
     ck_meta = {"study_sha256": digest, "options": opts, "chunk_size": C, "n_chunks": n_chunks, "every": every}
     if resume:
         meta, arrays = load_checkpoint(folder.tmp)
@@ -319,6 +385,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
                 f"(now {C}); rerun with the same number of devices"
             )
         state, start_chunk = _state_from(arrays), meta["next_chunk"]
+        ck_trace, stopped = meta.get("trace", []), meta.get("stopped")
     meta = {"mcrisk.study_sha256": digest, "mcrisk.seed": seed, "mcrisk.version": _versions()["mcrisk"], "mcrisk.scenarios": n_total}
     writer = None
     if opts["write_scenarios"]:
@@ -333,8 +400,8 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     inputs_s = _Stage(lambda idx: draw_inputs(plan, idx), "sample", times)
     shocks_s = _Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype), "sample", times)
     shock_ids = [None if s is None else jnp.uint32(s) for s in shock_streams(plan)]
-    simulate_s = _Stage(lambda d: simulate(plan, d, C), "simulate", times)
-    reduce_s = _Stage(lambda acc, o, m: reduce_chunk(plan, acc, o, m), "summarize", times, donate=0)
+    simulate_s = _Stage(lambda d: simulate_months(plan, d, C), "simulate", times)
+    reduce_s = _Stage(lambda acc, o, m: reduce_chunk(plan, acc, o[0], m, o[1]), "summarize", times, donate=0)
     host_s = _Stage(to_host, "transfer", times)
     keep_s = None
     if opts.get("sample_fraction") is not None:  # a fixed random subset of scenarios, by index
@@ -342,15 +409,18 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
         fraction = opts["sample_fraction"]
         keep_s = _Stage(lambda idx: picker.uniforms(idx, jnp.float64)[:, 0] < fraction, "write", times)
 
+    target = parse_target(opts["target_mcse"]) if opts.get("target_mcse") else None
+    trace: list[list[float]] = ck_trace  # (scenarios so far, MCSE reached) after each chunk
+    stop, end = stopped, (stopped if stopped else hi)
     acc = reduce_init(plan)
-    for chunk in range(start_chunk, hi):
+    for chunk in range(start_chunk, hi if not stopped else start_chunk):
         start = chunk * C
         valid = min(C, n_total - start)
         idx = jax.device_put(np.arange(start, start + C, dtype=np.uint32), sharding)
         mask = jax.device_put(np.arange(start, start + C) < n_total, sharding)
         draw = Sample(inputs_s(idx), Shocks(*(None if s is None else shocks_s(idx, s) for s in shock_ids)))
-        out = simulate_s(draw)
-        acc = reduce_s(acc, out, mask)
+        out, bands = simulate_s(draw)
+        acc = reduce_s(acc, (out, bands), mask)
         if writer is not None or start < n_diag:
             casted = host_s(out, draw)
             t0 = time.perf_counter()
@@ -367,16 +437,26 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
                 cols = _rows(plan, start, sel, metrics_h, values_h, store)
                 times["write"] += time.perf_counter() - t0
                 writer.put(chunk, cols)  # waits only if the writer is two chunks behind
-        del draw, out
-        if (chunk + 1) % every == 0 or chunk + 1 == hi:
+        del draw, out, bands
+        if target is not None:
+            t0 = time.perf_counter()
+            reached = _target_mcse(plan, acc, state, target)
+            trace.append([min(n_total, (chunk + 1) * C), reached])
+            stop = bool(reached <= target.value)
+            times["summarize"] += time.perf_counter() - t0
+        if stop or (chunk + 1) % every == 0 or chunk + 1 == hi:
             t0 = time.perf_counter()
             acc = _flush(plan, acc, state)
             if writer is not None:
                 writer.drain()
-            save_checkpoint(folder.tmp, dict(ck_meta, next_chunk=chunk + 1), _checkpoint_arrays(state))
+            meta = dict(ck_meta, next_chunk=chunk + 1, stopped=chunk + 1 if stop else None, trace=trace)
+            save_checkpoint(folder.tmp, meta, _checkpoint_arrays(state))
             times["write"] += time.perf_counter() - t0
         if progress is not None:
             progress(min(n_total, (chunk + 1) * C) - lo * C, min(n_total, hi * C) - lo * C)
+        if stop:
+            end = chunk + 1
+            break
 
     if writer is not None:
         writer.close()
@@ -387,27 +467,79 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
         "checkpoint_every_chunks": every,
         "resumed_from_chunk": start_chunk if resume else None,
         "shard": {"index": shard_i, "count": shard_k, "chunks": [lo, hi]} if shard_k > 1 else None,
+        "scenarios_run": min(n_total, end * C) - lo * C if shard_k == 1 else None,
     }
+    if target is not None:
+        extra["convergence"] = {
+            "target": target.text(), "method": "sd/sqrt(N)" if target.prob is None else "order-statistic interval from the sketch",
+            "reached_mcse": trace[-1][1] if trace else None, "met": bool(trace and trace[-1][1] <= target.value),
+            "scenarios": min(n_total, end * C), "maximum": n_total, "trace": trace,
+        }
     if shard_k > 1:  # what `merge_runs` needs to combine the shards exactly
         save_checkpoint(folder.tmp, {"next_chunk": hi}, _checkpoint_arrays(state), name=SHARD_STATE)
-    return _finish(st, plan, folder, opts, state, times, t_total, extra)
+    stresses = None
+    if st.stress and shard_k == 1:
+        t0 = time.perf_counter()
+        n_run = extra["scenarios_run"]
+        stresses = run_stresses(st, st.resolved(), folder.path("stress"), dict(opts, scenarios=n_run), plan.dims, progress)
+        times["stress"] = time.perf_counter() - t0
+        extra["stress"] = {name: describe(o) for name, o in st.stress.items()}
+    return _finish(st, plan, folder, opts, state, times, t_total, extra, stresses)
 
 
-def _finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, times: dict, t_total: float, extra: dict) -> RunResult:
+def _analyze(folder: RunFolder, opts: dict) -> dict:
+    """sensitivity.csv and comparison.csv from the run's first ANALYSIS_SCENARIOS scenarios."""
+    from .analysis import analyze_run
+
+    try:
+        paths = analyze_run(folder.tmp, max_scenarios=ANALYSIS_SCENARIOS)
+    except (StudyError, RunFolderError, ValueError) as exc:  # e.g. --columns dropped what it needs
+        return {"sensitivity": None, "comparison": None, "analysis_skipped": str(exc).splitlines()[0]}
+    return {key: p.name for key, p in paths.items()} | {"analysis_scenarios": min(opts["scenarios"], ANALYSIS_SCENARIOS)}
+
+
+def _target_mcse(plan: Plan, acc, state: dict, target) -> float:
+    """The largest MCSE over systems of the target statistic, from the host and device reducers."""
+    rows = series_of(target, len(plan.systems))
+    dev = red.to_host(red.ReduceState(jax.tree.map(lambda a: a[rows], acc.state.moments), acc.state.hist[rows]))
+    host = state["host"]
+    if host is not None:
+        dev = red.merge(red.HostState(red.Moments(*(np.asarray(f)[rows] for f in host.moments)), host.hist[rows]), dev)
+    values = mcse(dev, target, plan.sketch)
+    return float(np.max(values)) if np.all(np.isfinite(values)) else float("inf")
+
+
+def _finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, times: dict, t_total: float, extra: dict,
+            stresses: list | None = None) -> RunResult:
     """Summaries, risk table, ArviZ data and manifest from the host reducers; publish the folder."""
-    n_total, seed, precision = opts["scenarios"], opts["seed"], opts["precision"]
+    seed, precision = opts["seed"], opts["precision"]
+    n_total = extra.get("scenarios_run") or opts["scenarios"]
     store = np.float64 if precision == "float64" else np.float32
     digest = st.digest()
     t0 = time.perf_counter()
     host_state, draws = state["host"], state["retained"]
     diag = risk.diagnostics(draws, n_total)
     summary = risk.summary_table(host_state, plan.systems, METRICS, diag, plan.sketch)
-    risk_df = risk.risk_table(host_state, state["tails"], [n for n, _, _ in TAIL_COUNTS], plan.systems, METRICS, plan.sketch)
+    tail_names = [n for n, _, _ in TAIL_COUNTS]
+    risk_df = risk.risk_table(host_state, state["tails"], tail_names, plan.systems, METRICS, plan.sketch)
+    breakeven = breakeven_table(st, host_state, state["tails"][tail_names.index("npv_below_0")], plan.systems, plan.sketch)
+    monthly = monthly_table(state["monthly"], plan.systems, plan.months) if state.get("monthly") is not None else None
     times["summarize"] += time.perf_counter() - t0
 
+    analysis = None
+    if opts["write_scenarios"] and opts.get("analyze", True) and not extra.get("shard"):
+        t0 = time.perf_counter()
+        analysis = _analyze(folder, opts)
+        times["analyze"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     summary.to_csv(folder.path("summary.csv"), index=False)
     risk_df.to_csv(folder.path("risk.csv"), index=False)
+    breakeven.to_csv(folder.path("breakeven.csv"), index=False)
+    stress = stress_table((summary, risk_df), stresses) if stresses is not None else None
+    if stress is not None:
+        stress.to_csv(folder.path("stress.csv"), index=False)
+    if monthly is not None:
+        monthly.to_parquet(folder.path("monthly.parquet"), index=False)
     attrs = {"mcrisk_study_sha256": digest, "mcrisk_seed": seed, "mcrisk_scenarios": n_total, "mcrisk_retained_draws": int(draws.shape[1])}
     if draws.shape[1] > 0:
         risk.inference_data(draws, plan.systems, METRICS, attrs).to_netcdf(str(folder.path("summary.nc")), engine="h5netcdf")
@@ -438,12 +570,17 @@ def _finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, t
             "scenarios": SCENARIOS_DIR if opts["write_scenarios"] else None,
             "summary": "summary.csv",
             "risk": "risk.csv",
+            "breakeven": "breakeven.csv",
+            "stress": "stress.csv" if stress is not None else None,
+            **(analysis or {"sensitivity": None, "comparison": None}),
+            "monthly": "monthly.parquet" if monthly is not None else None,
             "inference_data": "summary.nc" if draws.shape[1] else None,
             "study": "study.yaml",
         },
         "quantiles": {
             "method": "log-bucket sketch over all scenarios (inverted-CDF rank)",
             "relative_error": plan.sketch.rel_accuracy,
+            "monthly_relative_error": MONTHLY_SKETCH.rel_accuracy if monthly is not None else None,
         },
         "diagnostics": {"retained_draws": int(draws.shape[1]), "chains": risk.CHAINS, "scaled_to": n_total},
         "status": status,
@@ -452,7 +589,7 @@ def _finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, t
     }
     write_json(folder.path("manifest.json"), manifest)
     path = folder.publish()
-    return RunResult(folder=path, summary=summary, risk=risk_df, manifest=manifest, study=st)
+    return RunResult(folder=path, summary=summary, risk=risk_df, manifest=manifest, study=st, breakeven=breakeven, monthly=monthly, stress=stress)
 
 
 def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = False) -> RunResult:
@@ -488,18 +625,15 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
         raise RunFolderError(f"need each of the {k} shards exactly once, got shards {have}")
     st = load_study(shards[0][2] / "study.yaml")
     opts = dict(first["options"], shard=None)
-    plan = make_plan(st, scenarios=opts["scenarios"], seed=opts["seed"], precision=opts["precision"], chunk_size=opts["chunk_size"])
+    plan = make_plan(st, scenarios=opts["scenarios"], seed=opts["seed"], precision=opts["precision"],
+                     chunk_size=opts["chunk_size"], monthly=opts.get("monthly", True))
     folder = RunFolder(out, force=force)
     try:
         folder.path("study.yaml").write_text(st.to_yaml())
         state = None
         for _, arrays, _ in shards:
             s = _state_from(arrays)
-            if state is None:
-                state = s
-            else:
-                state = {"host": red.merge(state["host"], s["host"]), "tails": state["tails"] + s["tails"],
-                         "retained": np.concatenate([state["retained"], s["retained"]], axis=1)}
+            state = s if state is None else _merge_states(state, s)
         n_diag = min(opts["scenarios"], max(opts["diagnostic_draws"], 0))
         state["retained"] = state["retained"][:, :n_diag]
         if opts["write_scenarios"]:

@@ -1,0 +1,105 @@
+"""Monthly bands and the break-even table of a run, against exact computations on the same draws."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from mcrisk.bands import PERCENTILES, series_index
+from mcrisk.engine import MONTHLY, make_plan, sample, simulate_months
+from mcrisk.reference import system_flows
+from mcrisk.run import run_study
+from mcrisk.study import study_from_dict
+
+from .conftest import small_study
+
+N = 3000
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    raw = small_study(scenarios=N)
+    out = tmp_path_factory.mktemp("bands") / "run"
+    # three chunks, so the bands also go through the device-to-host merges
+    return raw, run_study(raw, out=out, chunk_size=1000, diagnostic_draws=0)
+
+
+@pytest.fixture(scope="module")
+def exact(run):
+    """Every monthly value of every scenario, from the engine's own stage on one chunk of N."""
+    raw, _ = run
+    plan = make_plan(study_from_dict(raw), scenarios=N, seed=3, precision="float32", chunk_size=N)
+    # jitted like the run's stages (op-by-op float32 rounding may differ from the fused kernels)
+    _, bands = jax.jit(lambda idx: simulate_months(plan, sample(plan, idx), N))(jnp.arange(N, dtype=jnp.uint32))
+    return plan, np.asarray(bands)
+
+
+def test_monthly_bands_match_exact_percentiles(run, exact):
+    _, result = run
+    plan, bands = exact
+    table = pd.read_parquet(result.folder / "monthly.parquet")
+    S, T = len(plan.systems), plan.months
+    assert len(table) == S * len(MONTHLY) * T
+    assert set(table.columns) >= {"system", "quantity", "month", "n", "mean", *(f"p{p}" for p in PERCENTILES)}
+    for row in table.itertuples():
+        h = series_index(row.quantity, plan.systems.index(row.system), row.month, S, T)
+        x = bands[h]
+        assert row.n == N
+        assert row.mean == pytest.approx(x.mean(), rel=1e-9, abs=1e-6)
+        want = np.percentile(x, PERCENTILES, method="inverted_cdf")
+        got = np.array([getattr(row, f"p{p}") for p in PERCENTILES])
+        # 0.5% relative accuracy, values within 1e-6 of 0 reported as 0
+        np.testing.assert_allclose(got, want, rtol=5.01e-3, atol=1e-6)
+
+
+def test_cumulative_cash_flow_band_agrees_with_the_float64_reference(run):
+    """The band's underlying values come from the model: rebuild scenario paths with the
+    independent NumPy model (inputs from scenarios.parquet, shocks from the engine) and compare."""
+    raw, result = run
+    plan = make_plan(study_from_dict(raw), scenarios=N, seed=3, precision="float32", chunk_size=N)
+    draw = sample(plan, jnp.arange(N, dtype=jnp.uint32))
+    rows = pd.read_parquet(result.folder / "scenarios.parquet")
+    rack = rows[rows.system == "rack"].sort_values("scenario")
+    market = {c: rack[c].to_numpy(np.float64) for c in rack.columns if c.startswith(("market.", "facility.", "finance."))}
+    system = {c.removeprefix("system."): rack[c].to_numpy(np.float64) for c in rack.columns if c.startswith("system.")}
+    eps = [np.asarray(e, np.float64) for e in draw.shocks]
+    f = system_flows(market, system, plan.months, *eps)
+    cum = np.cumsum(f["cash_flow"], axis=1) - f["capex"][:, None]
+    table = pd.read_parquet(result.folder / "monthly.parquet")
+    band = table[(table.system == "rack") & (table.quantity == "cumulative_cash_flow_usd")].sort_values("month")
+    for p in (5, 50, 95):
+        want = np.percentile(cum, p, axis=0, method="inverted_cdf")
+        scale = np.abs(f["capex"]).mean()
+        np.testing.assert_allclose(band[f"p{p}"].to_numpy(), want, rtol=6e-3, atol=1e-4 * scale)
+
+
+def test_breakeven_table(run):
+    raw, result = run
+    be = pd.read_csv(result.folder / "breakeven.csv")
+    summary = result.summary.set_index(["system", "metric"])
+    risk = result.risk.set_index("system")
+    assert list(be.quantity.unique()) == ["initial_token_price_usd_per_mtok", "mean_utilization"]
+    for row in be.itertuples():
+        metric = "breakeven_price_usd_per_mtok" if row.quantity.startswith("initial") else "breakeven_utilization"
+        for p in (5, 50, 95):
+            assert getattr(row, f"breakeven_p{p}") == pytest.approx(summary.loc[(row.system, metric), f"p{p}"], rel=1e-12)
+        # NPV is affine in both, so the market clears a scenario's break-even exactly when its NPV >= 0
+        assert row.p_market_clears == pytest.approx(1 - risk.loc[row.system, "p_loss"], abs=1e-12)
+        if row.quantity.startswith("initial"):
+            # the market side is the study's lognormal with P5 = 0.5 and P95 = 2.5, exactly
+            assert row.market_p5 == pytest.approx(0.5, rel=1e-9)
+            assert row.market_p95 == pytest.approx(2.5, rel=1e-9)
+            assert row.market_p50 == pytest.approx(stats.lognorm(s=np.log(5) / 3.2897072539029457, scale=np.sqrt(1.25)).median(), rel=1e-9)
+        else:
+            assert row.market_p50 == pytest.approx(summary.loc[(row.system, "mean_utilization"), "p50"], rel=1e-12)
+
+
+def test_no_monthly_skips_the_bands(tmp_path):
+    result = run_study(small_study(scenarios=200), out=tmp_path / "r", monthly=False, write_scenarios=False, diagnostic_draws=0)
+    assert not (result.folder / "monthly.parquet").exists()
+    assert result.manifest["outputs"]["monthly"] is None
+    assert (result.folder / "breakeven.csv").exists()
