@@ -28,7 +28,9 @@ import json, resource, sys, time
 import mcrisk
 args = json.loads(sys.argv[1])
 t0 = time.perf_counter()
-r = mcrisk.run_study(args["study"], out=args["out"], scenarios=args["n"], force=True,
+# The engine alone: the run's own sensitivity/comparison analysis (a fixed cost of its first
+# 65,536 scenarios) is measured by `mcrisk run` itself (manifest seconds.analyze), not here.
+r = mcrisk.run_study(args["study"], out=args["out"], scenarios=args["n"], force=True, analyze=False,
                      write_scenarios=args["write"], chunk_size=args["chunk"], precision=args["precision"])
 wall = time.perf_counter() - t0
 print(json.dumps({"wall": wall, "manifest": r.manifest,
@@ -36,14 +38,16 @@ print(json.dumps({"wall": wall, "manifest": r.manifest,
 """
 
 
-def run_one(study: str, n: int, write: bool, chunk: int | None, precision: str | None) -> dict:
+def run_one(study: str, n: int, write: bool, chunk: int | None, precision: str | None, keep: Path | None = None) -> dict:
+    """One run in a fresh process; its folder is deleted afterwards unless `keep` names where to put it."""
     with tempfile.TemporaryDirectory() as tmp:
-        args = dict(study=study, out=str(Path(tmp) / "run"), n=n, write=write, chunk=chunk, precision=precision)
+        folder = keep if keep is not None else Path(tmp) / "run"
+        args = dict(study=study, out=str(folder), n=n, write=write, chunk=chunk, precision=precision)
         proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"run of {n} scenarios failed:\n{proc.stderr}")
         out = json.loads(proc.stdout.strip().splitlines()[-1])
-        size = sum(f.stat().st_size for f in (Path(tmp) / "run").rglob("*") if f.is_file())
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     m = out["manifest"]
     secs = m["seconds"]
     months = m["horizon_months"]

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from . import catalog, reference
 from .errors import StudyError
 from .metrics import METRICS
+from .overrides import OverrideError, set_path
 from .errors import problems_from
 from .presets import leaves
 from .study import Study, parse_yaml, study_from_dict
@@ -201,19 +202,6 @@ def _resolve(tree: Any, path: str, lines: dict[str, str]) -> Any:
     return tree
 
 
-def _set_path(tree: dict, dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    node = tree
-    for p in parents:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise ClaimError(f"{dotted}: {p} is a value, not a section")
-    if value is None:
-        node.pop(last, None)
-    else:
-        node[last] = copy.deepcopy(value)
-
-
 def studies(name: str, claim: ClaimFile) -> tuple[dict, dict, dict[str, str], dict[str, str]]:
     """The point and uncertain studies of a claim file as plain dicts, and the catalog lines of each."""
     point = copy.deepcopy(claim.point)
@@ -222,7 +210,10 @@ def studies(name: str, claim: ClaimFile) -> tuple[dict, dict, dict[str, str], di
     uncertain = copy.deepcopy(point)
     uncertain["simulation"]["scenarios"] = claim.uncertain.scenarios
     for dotted, value in claim.uncertain.set.items():
-        _set_path(uncertain, dotted, value)
+        try:
+            set_path(uncertain, dotted, value)
+        except OverrideError as exc:
+            raise ClaimError(str(exc)) from None
     point_lines: dict[str, str] = {}
     uncertain_lines: dict[str, str] = {}
     return _resolve(point, "", point_lines), _resolve(uncertain, "", uncertain_lines), point_lines, uncertain_lines

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .errors import RunFolderError, StudyError
+from .errors import Problem, RunFolderError, StudyError
 from .presets import leaves
 
 app = typer.Typer(
@@ -93,6 +93,10 @@ def run(
     columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated Parquet columns to keep (scenario and system always stay)."),
     sample_fraction: Optional[float] = typer.Option(None, "--sample-fraction", help="Write only this share of the scenarios to Parquet (a fixed random subset); summaries use all."),
     report: bool = typer.Option(False, "--report", help="Also write report.html (the mcrisk report page) into the run folder."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a study value: PATH=VALUE (YAML, e.g. market.token_price.annual_decline=0.9); repeatable."),
+    target_mcse: Optional[str] = typer.Option(None, "--target-mcse", help="METRIC:STAT:VALUE, e.g. npv_usd:p5:50000: stop adding chunks once that MCSE is met for every system (--scenarios is the maximum)."),
+    no_monthly: bool = typer.Option(False, "--no-monthly", help="Skip the monthly percentile bands (monthly.parquet)."),
+    no_analyze: bool = typer.Option(False, "--no-analyze", help="Skip sensitivity.csv and comparison.csv."),
 ) -> None:
     """Simulate a study and write its run folder (scenarios.parquet, summary.csv, risk.csv, summary.nc, manifest.json)."""
     import signal
@@ -141,6 +145,10 @@ def run(
                     shard=shard_ik,
                     columns=[x.strip() for x in columns.split(",") if x.strip()] if columns else None,
                     sample_fraction=sample_fraction,
+                    overrides=_parse_sets(set_),
+                    target_mcse=target_mcse,
+                    monthly=not no_monthly,
+                    analyze=not no_analyze,
                     progress=progress,
                 )
     except (StudyError, RunFolderError) as exc:
@@ -151,6 +159,7 @@ def run(
         raise typer.Exit(130)
     if not quiet:
         print_headline(result)
+        print_sections(result)
         secs = result.manifest["seconds"]["total"]
         out_console.print(f"wrote {result.folder} in {secs:.1f} s", highlight=False)
     if report:
@@ -201,6 +210,7 @@ def merge(
         _fail(exc)
     if not quiet:
         print_headline(result)
+        print_sections(result)
         out_console.print(f"merged {len(shards)} shards into {result.folder}", highlight=False)
 
 
@@ -312,24 +322,13 @@ def print_claims(table) -> None:
             out_console.print(f"{r['check']}: {r['reproduction']}", markup=False, highlight=False)
 
 
-@app.command()
-def analyze(
-    run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run (with its scenarios.parquet)."),
-    metric: str = typer.Option("npv_usd", "--metric", "-m", help="The metric whose drivers to rank (a column of scenarios.parquet)."),
-    top: int = typer.Option(5, "--top", help="Drivers shown per system (sensitivity.csv holds them all)."),
-) -> None:
-    """Rank what drives a metric (sensitivity.csv) and compare the systems scenario by scenario (comparison.csv)."""
+def print_analysis(sens, comp, metric: str = "npv_usd", top: int = 5) -> None:
+    """The drivers of a metric (sensitivity.csv) and the P(A beats B) matrix (comparison.csv)."""
     import pandas as pd
     from rich.table import Table
 
-    from .analysis import analyze_run
     from .compare import win_matrix
 
-    try:
-        paths = analyze_run(run_dir, metric=metric)
-    except (StudyError, RunFolderError) as exc:
-        _fail(exc)
-    sens, comp = pd.read_csv(paths["sensitivity"]), pd.read_csv(paths["comparison"])
     t = Table(title=f"what drives {metric}: top {top} inputs per system (first-order share of its variance, 90% CI)")
     for col in ("system", "input", "Spearman", "first-order share", f"P50 {metric}: bottom -> top decile"):
         t.add_column(col, justify="left" if col in ("system", "input") else "right", overflow="fold")
@@ -347,6 +346,127 @@ def analyze(
         for a, row in wins.iterrows():
             m.add_row(str(a), *("-" if pd.isna(v) else f"{v:.1%}" for v in row))
         out_console.print(m)
+
+
+def print_sections(result) -> None:
+    """The decision-analytics sections of a finished run: what must be true, stress tests,
+    convergence, and the drivers and comparisons when the run has them."""
+    import pandas as pd
+    from rich.table import Table
+
+    if result.breakeven is not None:
+        t = Table(title="what must be true: break-even per scenario vs the market (P5 / P50 / P95)")
+        for col in ("system", "break-even P0 $/Mtok", "market P0", "break-even mean utilization", "market utilization", "P(market clears)"):
+            t.add_column(col, justify="left" if col == "system" else "right")
+        be = result.breakeven.set_index(["system", "quantity"])
+        for system in result.risk["system"]:
+            price, util = be.loc[(system, "initial_token_price_usd_per_mtok")], be.loc[(system, "mean_utilization")]
+            band = lambda r, side, f: " / ".join(f(r[f"{side}_p{p}"]) for p in (5, 50, 95))  # noqa: E731
+            t.add_row(system, band(price, "breakeven", _num4), band(price, "market", _num4),
+                      band(util, "breakeven", _pct), band(util, "market", _pct), f"{price['p_market_clears']:.1%}")
+        out_console.print(t)
+    if result.stress is not None:
+        t = Table(title="stress tests on the same scenarios")
+        for col in ("stress", "system", "NPV P5 / P50 / P95", "P(loss)", "ROI P50", "P50 NPV change"):
+            t.add_column(col, justify="left" if col in ("stress", "system") else "right")
+        for r in result.stress.to_dict("records"):
+            t.add_row(r["stress"], r["system"], " / ".join(money(r[f"npv_usd_p{p}"]) for p in (5, 50, 95)),
+                      f"{r['p_loss']:.1%}", f"{r['roi_multiple_p50']:.2f}x", money(r["npv_usd_p50_change"]))
+        out_console.print(t)
+    conv = result.manifest.get("convergence")
+    if conv:
+        verdict = "met" if conv["met"] else "NOT met (maximum reached)"
+        out_console.print(f"convergence: MCSE of {conv['target']} {verdict}: {conv['reached_mcse']:.4g} "
+                          f"after {conv['scenarios']:,} of at most {conv['maximum']:,} scenarios", highlight=False)
+    outputs = result.manifest["outputs"]
+    if outputs.get("sensitivity"):
+        print_analysis(pd.read_csv(result.folder / outputs["sensitivity"]), pd.read_csv(result.folder / outputs["comparison"]), top=3)
+
+
+def _num4(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if math.isfinite(x) else ("never" if x > 0 else "nan")
+
+
+def _parse_sets(items: Optional[list[str]], many: bool = False) -> dict | list | None:
+    """--set PATH=VALUE options: {path: value} (run), or [(path, [values])] with `many` (sweep)."""
+    from .overrides import parse_assignment
+
+    if not items:
+        return None
+    try:
+        pairs = [parse_assignment(x, many=many) for x in items]
+    except StudyError as exc:
+        _fail(exc)
+    paths = [p for p, _ in pairs]
+    dup = sorted({p for p in paths if paths.count(p) > 1})
+    if dup:
+        _fail(StudyError([Problem("--set", f"{dup[0]!r} is set twice")], "options"))
+    if many:
+        return pairs
+    return {path: values[0] for path, values in pairs}
+
+
+@app.command()
+def sweep(
+    study: Optional[Path] = typer.Argument(None, help="Study YAML file; the embedded default study if omitted."),
+    set_: list[str] = typer.Option(..., "--set", help="PATH=V1,V2,...: values of one study field (YAML); repeat for a grid."),
+    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", help="Scenarios per grid point (overrides simulation.scenarios)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Root seed, the same for every point (common random numbers)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Sweep folder (default outputs/<study name>-sweep/)."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Scenarios per chunk; never changes a result."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="float32 or float64."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing sweep folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table."),
+) -> None:
+    """Run a grid of study variants on the same scenarios and write sweep.csv (grid point x system x key statistics)."""
+    from rich.table import Table
+
+    from .stress import run_sweep
+
+    grid = _parse_sets(set_, many=True)
+
+    def point_done(k: int, total: int, point) -> None:
+        if not quiet:
+            err_console.print(f"point {k + 1}/{total} done: {point}", highlight=False, markup=False)
+
+    try:
+        folder, table = run_sweep(study, grid, out=out, scenarios=scenarios, seed=seed, chunk_size=chunk_size,
+                                  precision=precision, force=force, point_done=point_done)
+    except (StudyError, RunFolderError) as exc:
+        _fail(exc)
+    if quiet:
+        return
+    paths = [p for p, _ in grid]
+    t = Table(title=f"sweep: {len(table) // max(1, table['system'].nunique())} points x {table['system'].nunique()} systems, same scenarios")
+    for col in (*paths, "system", "NPV P5 / P50 / P95", "P(loss)", "ROI P50", "cost $/Mtok P50"):
+        t.add_column(col, justify="left" if col in (*paths, "system") else "right", overflow="fold")
+    for r in table.to_dict("records"):
+        t.add_row(*(str(r[p]) for p in paths), r["system"], " / ".join(money(r[f"npv_usd_p{p}"]) for p in (5, 50, 95)),
+                  f"{r['p_loss']:.1%}", f"{r['roi_multiple_p50']:.2f}x", f"{r['cost_per_mtok_usd_p50']:.4g}")
+    out_console.print(t)
+    out_console.print(f"wrote {folder / 'sweep.csv'}", highlight=False)
+
+
+@app.command()
+def analyze(
+    run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run (with its scenarios.parquet)."),
+    metric: str = typer.Option("npv_usd", "--metric", "-m", help="The metric whose drivers to rank (a column of scenarios.parquet)."),
+    top: int = typer.Option(5, "--top", help="Drivers shown per system (sensitivity.csv holds them all)."),
+) -> None:
+    """Rank what drives a metric (sensitivity.csv) and compare the systems scenario by scenario (comparison.csv)."""
+    import pandas as pd
+
+    from .analysis import analyze_run
+
+    try:
+        paths = analyze_run(run_dir, metric=metric)
+    except (StudyError, RunFolderError) as exc:
+        _fail(exc)
+    print_analysis(pd.read_csv(paths["sensitivity"]), pd.read_csv(paths["comparison"]), metric, top)
     out_console.print(f"wrote {paths['sensitivity']} and {paths['comparison']}", highlight=False)
 
 

@@ -127,24 +127,33 @@ def load_checkpoint(folder: Path, name: str = CHECKPOINT_DIR) -> tuple[dict, dic
 # --------------------------------------------------------------------------- scenario rows
 
 
+def writer_threads() -> int:
+    """Parquet writer threads: one per core beyond the first, at least 1 and at most 4."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
 class ScenarioWriter:
-    """Writes each chunk of scenario rows as its own Parquet file, from a background thread.
+    """Writes each chunk of scenario rows as its own Parquet file, from background threads.
 
     ``scenarios.parquet/part-000042.parquet`` holds chunk 42; each file is written under a
     temporary name and renamed, so a part is complete or absent. pyarrow releases the GIL
-    while encoding, so the next chunk is simulated meanwhile. `busy_seconds` is the time the
-    thread spent writing.
+    while encoding, so `threads` files are encoded at once while the next chunk is simulated;
+    at most `threads` + 1 more chunks wait in the queue, which bounds memory. `busy_seconds` is the
+    time the threads spent writing, summed over threads.
     """
 
-    def __init__(self, folder: Path, schema: pa.Schema, metadata: Mapping[str, str]):
+    def __init__(self, folder: Path, schema: pa.Schema, metadata: Mapping[str, str], threads: int | None = None):
         self.folder = folder
         folder.mkdir(exist_ok=True)
         self.schema = schema.with_metadata({k: str(v) for k, v in metadata.items()})
-        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self.threads = threads or writer_threads()
+        self._queue: queue.Queue = queue.Queue(maxsize=self.threads + 1)
         self._error: BaseException | None = None
+        self._lock = threading.Lock()
         self.busy_seconds = 0.0
-        self._thread = threading.Thread(target=self._loop, name="mcrisk-parquet", daemon=True)
-        self._thread.start()
+        self._pool = [threading.Thread(target=self._loop, name=f"mcrisk-parquet-{k}", daemon=True) for k in range(self.threads)]
+        for t in self._pool:
+            t.start()
 
     def _loop(self) -> None:
         while True:
@@ -159,7 +168,8 @@ class ScenarioWriter:
                     tmp = path.with_name(f".{path.name}.tmp")  # hidden: Parquet readers skip it
                     pq.write_table(table, tmp, compression="snappy", use_dictionary=["system"])
                     os.replace(tmp, path)
-                    self.busy_seconds += time.perf_counter() - t0
+                    with self._lock:
+                        self.busy_seconds += time.perf_counter() - t0
             except BaseException as exc:  # surfaced in put()/drain()/close()
                 self._error = exc
             finally:
@@ -169,7 +179,7 @@ class ScenarioWriter:
         if self._error is not None:
             raise self._error
         arrays = [c if isinstance(c := columns[f.name], pa.Array) else pa.array(c, type=f.type) for f in self.schema]
-        self._queue.put((chunk, pa.Table.from_arrays(arrays, schema=self.schema)))
+        self._queue.put((chunk, pa.Table.from_arrays(arrays, schema=self.schema)))  # waits while `threads` + 1 chunks are queued
 
     def drain(self) -> None:
         """Wait until every chunk handed over so far is on disk."""
@@ -178,7 +188,9 @@ class ScenarioWriter:
             raise self._error
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
+        for _ in self._pool:
+            self._queue.put(None)
+        for t in self._pool:
+            t.join()
         if self._error is not None:
             raise self._error

@@ -233,7 +233,17 @@ class Study(_Closed):
     sizing: Sizing | None = None
     systems: dict[str, System] = Field(min_length=1)
     correlations: list[tuple[str, str, Annotated[Float, Field(ge=-1.0, le=1.0)]]] = []
+    # Named stress tests: dotted study path -> value, each run on the base case's draws.
+    stress: dict[str, dict[str, Any]] = {}
     _provenance: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("stress")
+    @classmethod
+    def _stress_names(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        bad = [n for n in v if not _NAME.match(n) or n == "base"]
+        if bad:
+            raise ValueError(f"stress names must use letters, digits, '_' and '-' and not be 'base', got {bad}")
+        return v
 
     @field_validator("systems")
     @classmethod
@@ -371,6 +381,19 @@ def _check_correlations(study: Study) -> list[Problem]:
     return problems
 
 
+def _check_stress(raw: dict, study: Study) -> list[Problem]:
+    """Each stress must give a valid study when applied to this one; its problems carry its name."""
+    from .overrides import apply
+
+    problems: list[Problem] = []
+    for name, overrides in study.stress.items():
+        try:
+            apply(raw, overrides, label=f"stress.{name}")
+        except StudyError as exc:
+            problems += exc.problems
+    return problems
+
+
 # --------------------------------------------------------------------------- loading
 
 
@@ -387,6 +410,8 @@ def study_from_dict(raw: Any, source: str = "<study>") -> Study:
         raise StudyError(problems + explain_missing(problems_from(exc, Study), raw, failed), source) from None
     study, sizing_problems, sized = apply_sizing(study, raw)
     problems += sizing_problems + _check_correlations(study)
+    if not problems:
+        problems += _check_stress(raw, study)
     if problems:
         raise StudyError(problems, source)
     study._provenance = provenance_map(study, raw, {**filled, **sized})

@@ -17,7 +17,8 @@ from mcrisk.analysis import analyze_run
 from mcrisk.cli import app
 from mcrisk.errors import RunFolderError
 from mcrisk.figures import money
-from mcrisk.report import FIGURES, SECTIONS, _comparison, _drivers, load_run, scenario_sample, write_report
+from mcrisk.report import FIGURES, SECTIONS, _comparison, _drivers, write_report
+from mcrisk.report_data import load_run, scenario_sample
 
 from .conftest import small_study, write_study
 

@@ -1,0 +1,107 @@
+"""What writing the scenarios costs `mcrisk run`, against a plain multi-threaded pyarrow write.
+
+For one study at N scenarios (default: the embedded default study, 1e7 scenarios):
+
+1. `mcrisk run --no-scenarios`, and `mcrisk run` writing every scenario row; the difference of
+   their wall times is what writing costs the run end to end (row assembly, device-to-host
+   copies, Parquet encoding and I/O, minus what overlaps the simulation).
+2. The same rows, read back into one in-memory Arrow table, written by pyarrow alone: the
+   table cut into one slice per thread, each slice written to its own file by its own thread
+   (pyarrow releases the GIL while encoding), same compression (snappy).
+
+Prints a table and writes JSON (benchmarks/results/write-<time>.json). Each mcrisk run is a
+fresh process; the pyarrow baseline runs in this one.
+
+    python benchmarks/write.py                 # 1e7 scenarios
+    python benchmarks/write.py --scenarios 1e6 --threads 2 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench import HERE, run_one  # noqa: E402  (benchmarks/ is the script's folder)
+
+
+def pyarrow_write(table: pa.Table, folder: Path, threads: int) -> float:
+    """Seconds to write `table` as `threads` files, one slice per thread."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n = table.num_rows
+    bounds = [n * k // threads for k in range(threads + 1)]
+
+    def write(k: int) -> None:
+        pq.write_table(table.slice(bounds[k], bounds[k + 1] - bounds[k]), folder / f"part-{k:03d}.parquet",
+                       compression="snappy", use_dictionary=["system"])
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(write, range(threads)))
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study", default=None, help="study YAML (default: the embedded default study)")
+    ap.add_argument("--scenarios", type=float, default=1e7)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    n = int(args.scenarios)
+    study = args.study
+    if study is None:
+        from mcrisk.study import default_study_path
+
+        study = str(default_study_path())
+
+    summaries = run_one(study, n, write=False, chunk=None, precision=None)
+    with tempfile.TemporaryDirectory(dir=HERE.parent / "outputs" if (HERE.parent / "outputs").is_dir() else None) as tmp:
+        written = run_one(study, n, write=True, chunk=None, precision=None, keep=Path(tmp) / "run")
+        parts = Path(tmp) / "run" / "scenarios.parquet"
+        table = pq.read_table(parts)
+        rows, cols, nbytes = table.num_rows, table.num_columns, table.nbytes
+        baseline = {}
+        for t in args.threads:
+            out = Path(tmp) / f"pyarrow-{t}"
+            baseline[t] = pyarrow_write(table, out, t)
+            shutil.rmtree(out)
+        del table
+    extra = written["wall_s"] - summaries["wall_s"]
+    best = min(baseline.values())
+    result = {
+        "scenarios": n, "rows": rows, "columns": cols, "table_gib": nbytes / 2**30,
+        "mcrisk_wall_s": {"no_scenarios": summaries["wall_s"], "with_scenarios": written["wall_s"]},
+        "mcrisk_write_cost_s": extra,
+        "mcrisk_write_stage_s": written["stages_s"]["write"], "mcrisk_transfer_stage_s": written["stages_s"]["transfer"],
+        "pyarrow_write_s": {str(t): s for t, s in baseline.items()},
+        "ratio_to_best_pyarrow": extra / best,
+        "peak_rss_mib": {"no_scenarios": summaries["peak_rss_mib"], "with_scenarios": written["peak_rss_mib"]},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
+        "backend": written["backend"],
+    }
+    print(f"{n:.0e} scenarios: {rows:,} rows x {cols} columns ({nbytes / 2**30:.2f} GiB in Arrow)")
+    print(f"{'':40s} {'seconds':>8s}")
+    print(f"{'mcrisk run --no-scenarios (wall)':40s} {summaries['wall_s']:8.1f}")
+    print(f"{'mcrisk run, every row to Parquet (wall)':40s} {written['wall_s']:8.1f}")
+    print(f"{'  what writing adds to the run':40s} {extra:8.1f}")
+    for t, s in baseline.items():
+        print(f"{f'pyarrow alone, {t} thread(s), {t} file(s)':40s} {s:8.1f}")
+    print(f"ratio (what writing adds / best pyarrow): {extra / best:.2f}")
+    path = Path(args.json) if args.json else HERE / "results" / f"write-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

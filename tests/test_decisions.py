@@ -1,0 +1,240 @@
+"""Decision analytics with known answers: overrides, stress tests, sweeps, break-even, convergence."""
+
+from __future__ import annotations
+
+import copy
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from mcrisk.convergence import parse_target
+from mcrisk.engine import draw_inputs, make_plan
+from mcrisk.errors import StudyError
+from mcrisk.overrides import apply, grid, parse_assignment
+from mcrisk.run import run_study
+from mcrisk.stress import run_sweep
+from mcrisk.study import study_from_dict
+
+from .conftest import small_study
+
+P0 = "market.token_price.initial_usd_per_mtok"
+UTIL = "market.demand.utilization"
+
+
+def point_study() -> dict:
+    """Every input fixed, no shocks: one scenario is the whole answer."""
+    return {
+        "name": "point",
+        "simulation": {"scenarios": 1, "horizon_months": 36, "precision": "float64"},
+        "market": {
+            "token_price": {"initial_usd_per_mtok": 1.1, "annual_decline": 0.3},
+            "demand": {"utilization": 0.6, "ramp_months": 4},
+            "electricity": {"usd_per_kwh": 0.09},
+        },
+        "facility": {"pue": 1.25, "colocation_usd_per_kw_month": 180},
+        "systems": {
+            "rack": {"gpus_per_unit": 72, "capex_usd": 3.4e6, "it_power_kw": 132, "throughput_tokens_per_s_per_gpu": 2500,
+                     "maintenance_fraction_per_year": 0.03, "license_usd_per_gpu_year": 400, "residual_value_fraction": 0.1},
+        },
+    }
+
+
+def one(result, metric: str, system: str = "rack") -> float:
+    return float(result.summary.set_index(["system", "metric"]).loc[(system, metric), "mean"])
+
+
+# --------------------------------------------------------------------------- --set
+
+
+def test_parse_assignment_reads_yaml_values():
+    assert parse_assignment("market.token_price.annual_decline=0.9") == ("market.token_price.annual_decline", [0.9])
+    path, [v] = parse_assignment("systems.rack.capex_usd={dist: uniform, low: 3e6, high: 4e6}")
+    assert v == {"dist": "uniform", "low": 3e6, "high": 4e6}
+    assert parse_assignment("systems.rack.units=1,2,4", many=True)[1] == [1, 2, 4]
+    assert parse_assignment("facility.pue={dist: uniform, low: 1.1, high: 1.3},1.5", many=True)[1] == [
+        {"dist": "uniform", "low": 1.1, "high": 1.3}, 1.5]
+    with pytest.raises(StudyError, match="expected PATH=VALUE"):
+        parse_assignment("market.token_price.annual_decline")
+    with pytest.raises(StudyError, match="only market, facility"):
+        parse_assignment("simulation.seed=3")
+
+
+def test_override_problems_name_the_override():
+    raw = small_study()
+    with pytest.raises(StudyError) as e:
+        apply(raw, {"market.token_price.annual_decline": 1.5, "market.token_price.initial_usd_per_mtk": 1.0})
+    text = str(e.value)
+    assert "--set market.token_price.annual_decline" in text and "--set market.token_price.initial_usd_per_mtk" in text
+    with pytest.raises(StudyError, match="is a value, not a section"):
+        apply(raw, {"market.token_price.volatility.low": 1.0})
+    with pytest.raises(StudyError, match="is set twice"):
+        grid([("facility.pue", [1.1]), ("facility.pue", [1.2])])
+
+
+def test_set_on_run_changes_the_study_as_run(tmp_path):
+    base = run_study(point_study(), out=tmp_path / "a", diagnostic_draws=0)
+    doubled = run_study(point_study(), out=tmp_path / "b", diagnostic_draws=0, overrides={"systems.rack.units": 2})
+    assert one(doubled, "npv_usd") == pytest.approx(2 * one(base, "npv_usd"), rel=1e-12)
+    assert "units: 2" in (doubled.folder / "study.yaml").read_text()
+    assert doubled.manifest["options"]["overrides"] == {"systems.rack.units": 2}
+
+
+def test_breakeven_price_plugged_back_gives_npv_zero(tmp_path):
+    base = run_study(point_study(), out=tmp_path / "a", diagnostic_draws=0)
+    price = one(base, "breakeven_price_usd_per_mtok")
+    again = run_study(point_study(), out=tmp_path / "b", diagnostic_draws=0, overrides={P0: price})
+    assert abs(one(again, "npv_usd")) <= 1e-8 * one(base, "capex_usd")
+    assert one(again, "irr") == pytest.approx(0.10, abs=1e-9)  # the discount rate
+
+
+def test_breakeven_utilization_plugged_back_gives_npv_zero(tmp_path):
+    base = run_study(point_study(), out=tmp_path / "a", diagnostic_draws=0)
+    target = one(base, "breakeven_utilization")
+    assert 0 < target < 1
+    u = 0.6 * target / one(base, "mean_utilization")  # U_t = ramp_t u: scaling the path is scaling u
+    again = run_study(point_study(), out=tmp_path / "b", diagnostic_draws=0, overrides={UTIL: u})
+    assert abs(one(again, "npv_usd")) <= 1e-8 * one(base, "capex_usd")
+    assert one(again, "mean_utilization") == pytest.approx(target, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- stress
+
+
+STRESS = {
+    "nothing": {},
+    "price-war": {"market.token_price.annual_decline": 0.9},
+    "power-spike": {"market.electricity.usd_per_kwh": {"dist": "uniform", "low": 0.3, "high": 0.4}},
+}
+
+
+@pytest.fixture(scope="module")
+def stressed(tmp_path_factory):
+    raw = small_study(scenarios=1500)
+    raw["stress"] = STRESS
+    return run_study(raw, out=tmp_path_factory.mktemp("stress") / "run", write_scenarios=False, diagnostic_draws=0)
+
+
+def test_a_stress_that_overrides_nothing_equals_the_base_case(stressed):
+    table = stressed.stress
+    base = table[table.stress == "base"].drop(columns=["stress", "overrides"]).reset_index(drop=True)
+    none = table[table.stress == "nothing"].drop(columns=["stress", "overrides"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(base, none, check_exact=True)
+    sub = pd.read_csv(stressed.folder / "stress" / "nothing" / "summary.csv")
+    pd.testing.assert_frame_equal(sub.drop(columns=["ess", "r_hat", "mcse_p5"]),
+                                  stressed.summary.drop(columns=["ess", "r_hat", "mcse_p5"]), check_exact=True)
+
+
+def test_stresses_move_npv_the_way_they_should(stressed):
+    t = stressed.stress.set_index(["stress", "system"])
+    for system in ("rack", "server"):
+        assert t.loc[("price-war", system), "npv_usd_p50"] < t.loc[("base", system), "npv_usd_p50"]
+        assert t.loc[("power-spike", system), "npv_usd_p50"] < t.loc[("base", system), "npv_usd_p50"]
+        assert t.loc[("price-war", system), "npv_usd_p50_change"] < 0
+        # a power price changes no revenue: same scenarios, same ROI multiple
+        assert t.loc[("power-spike", system), "roi_multiple_p50"] == t.loc[("base", system), "roi_multiple_p50"]
+    assert (stressed.folder / "stress.csv").exists()
+    assert sorted(p.name for p in (stressed.folder / "stress").iterdir()) == sorted(STRESS)
+    assert t.loc[("price-war", "rack"), "overrides"] == "market.token_price.annual_decline=0.9"
+
+
+def test_stress_section_is_validated_at_load_time():
+    raw = small_study()
+    raw["stress"] = {"bad": {"market.token_price.annual_decline": 1.2, "market.nope": 1}, "base": {}}
+    with pytest.raises(StudyError) as e:
+        study_from_dict(raw)
+    text = str(e.value)
+    assert "stress: stress names must" in text and "'base'" in text
+    raw["stress"] = {"bad": {"market.token_price.annual_decline": 1.2, "market.nope": 1}}
+    with pytest.raises(StudyError) as e:
+        study_from_dict(raw)
+    paths = {p.path for p in e.value.problems}
+    assert "stress.bad.market.token_price.annual_decline" in paths and "stress.bad.market.nope" in paths
+    raw["stress"] = {"sim": {"simulation.seed": 4}}
+    with pytest.raises(StudyError, match="only market, facility"):
+        study_from_dict(raw)
+
+
+def test_variants_keep_the_base_case_draws_with_sobol():
+    """A stress that fixes one input leaves every other input's Sobol' points where they were."""
+    raw = small_study(sampler="sobol")
+    base = study_from_dict(raw)
+    variant = apply(raw, {"market.token_price.annual_decline": 0.9, "facility.pue": 1.2})
+    idx = jnp.arange(256, dtype=jnp.uint32)
+    p_base = make_plan(base, scenarios=256, seed=3, precision="float64", chunk_size=256)
+    p_var = make_plan(variant, scenarios=256, seed=3, precision="float64", chunk_size=256, dims=p_base.dims)
+    a, b = draw_inputs(p_base, idx), draw_inputs(p_var, idx)
+    assert set(a) - set(b) == {"market.token_price.annual_decline", "facility.pue"}
+    for path in b:
+        np.testing.assert_array_equal(np.asarray(a[path]), np.asarray(b[path]), err_msg=path)
+    # without the base dimensions the Sobol' columns shift, and the draws change
+    p_own = make_plan(variant, scenarios=256, seed=3, precision="float64", chunk_size=256)
+    c = draw_inputs(p_own, idx)
+    assert any(not np.array_equal(np.asarray(a[p]), np.asarray(c[p])) for p in c)
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def test_sweep_grid_on_common_random_numbers(tmp_path):
+    raw = small_study(scenarios=400)
+    folder, table = run_sweep(raw, [("systems.rack.units", [2, 4]), ("facility.pue", [1.2, 1.4])], out=tmp_path / "sw",
+                              chunk_size=200)
+    assert (folder / "sweep.csv").exists() and (folder / "manifest.json").exists()
+    assert list(table.columns[:4]) == ["point", "systems.rack.units", "facility.pue", "system"]
+    assert len(table) == 4 * 2 and sorted(table.point.unique()) == [0, 1, 2, 3]
+    t = table.set_index(["systems.rack.units", "facility.pue", "system"])
+    # twice the racks on the same scenarios: exactly twice the NPV of each scenario, so of its mean
+    assert t.loc[(4, 1.2, "rack"), "npv_usd_mean"] == pytest.approx(2 * t.loc[(2, 1.2, "rack"), "npv_usd_mean"], rel=1e-9)
+    assert t.loc[(4, 1.2, "server"), "npv_usd_mean"] == t.loc[(2, 1.2, "server"), "npv_usd_mean"]
+    assert t.loc[(2, 1.4, "rack"), "npv_usd_mean"] < t.loc[(2, 1.2, "rack"), "npv_usd_mean"]
+    # a grid point equals a plain run with the same --set values
+    single = run_study(copy.deepcopy(raw), out=tmp_path / "one", chunk_size=200, write_scenarios=False,
+                       overrides={"systems.rack.units": 4, "facility.pue": 1.4}, diagnostic_draws=0)
+    assert t.loc[(4, 1.4, "rack"), "npv_usd_p50"] == one_stat(single, "npv_usd", "p50")
+
+
+def one_stat(result, metric, stat, system="rack"):
+    return float(result.summary.set_index(["system", "metric"]).loc[(system, metric), stat])
+
+
+# --------------------------------------------------------------------------- convergence
+
+
+def test_target_mcse_stops_at_the_right_chunk(tmp_path):
+    raw = small_study(scenarios=20_000)
+    result = run_study(raw, out=tmp_path / "r", chunk_size=500, target_mcse="npv_usd:mean:400000", diagnostic_draws=0)
+    conv = result.manifest["convergence"]
+    n = conv["scenarios"]
+    assert conv["met"] and conv["reached_mcse"] <= 400_000 and n < 20_000 and n % 500 == 0
+    assert result.manifest["scenarios"] == n and int(result.summary["n"].iloc[0]) == n
+    # recompute the criterion after every chunk from the written scenarios
+    rows = pd.read_parquet(result.folder / "scenarios.parquet", columns=["scenario", "system", "npv_usd"])
+    assert rows.scenario.max() == n - 1
+    wide = rows.pivot(index="scenario", columns="system", values="npv_usd").to_numpy()
+    for k in range(1, n // 500 + 1):
+        x = wide[: 500 * k]
+        err = (x.std(axis=0, ddof=1) / np.sqrt(len(x))).max()
+        assert err == pytest.approx(conv["trace"][k - 1][1], rel=1e-6)  # Parquet keeps float32 values
+        assert (err <= 400_000) == (k == n // 500)
+
+
+def test_target_mcse_reports_when_the_maximum_is_reached(tmp_path):
+    result = run_study(small_study(scenarios=1000), out=tmp_path / "r", chunk_size=500, target_mcse="npv_usd:p5:1",
+                       write_scenarios=False, diagnostic_draws=0)
+    conv = result.manifest["convergence"]
+    assert not conv["met"] and conv["scenarios"] == 1000 and len(conv["trace"]) == 2
+    assert conv["reached_mcse"] > 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("npv_usd:p5", "expected METRIC:STAT:VALUE"),
+    ("npv:p5:100", "did you mean 'npv_usd'"),
+    ("npv_usd:p500:100", "STAT must be"),
+    ("npv_usd:median:100", "STAT must be"),
+    ("npv_usd:p5:-3", "VALUE must be a positive number"),
+])
+def test_target_mcse_errors(text, message):
+    with pytest.raises(StudyError, match=message):
+        parse_target(text)
