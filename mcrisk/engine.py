@@ -229,9 +229,24 @@ def _value(plan: Plan, values: dict[str, jax.Array], path: str) -> jax.Array:
     return jnp.asarray(plan.fixed[path], plan.dtype)
 
 
+def fixed_values(plan: Plan) -> dict[str, np.ndarray]:
+    """Every fixed input and plain system field by study path, as 0-d arrays of the path dtype.
+
+    Passed to the simulate stage as arguments (not baked in as constants), so that variants of a
+    study that differ only in fixed values (sweep points, stresses) share one compiled program.
+    """
+    out = {p: np.asarray(v, plan.dtype) for p, v in plan.fixed.items()}
+    for fld in PLAIN_SYSTEM_FIELDS:
+        out.update({f"systems.{s}.{fld}": np.asarray(v, plan.dtype) for s, v in zip(plan.systems, plan.plain[fld])})
+    return out
+
+
 def _system_param(plan: Plan, values: dict[str, jax.Array], fld: str, n: int) -> jax.Array:
     """One SystemParams field as (S, n), or (S, 1) when every system has it fixed."""
     if fld in PLAIN_SYSTEM_FIELDS:
+        paths = [f"systems.{s}.{fld}" for s in plan.systems]
+        if all(p in values for p in paths):
+            return jnp.stack([jnp.asarray(values[p], plan.dtype) for p in paths])[:, None]
         return jnp.asarray(plan.plain[fld], plan.dtype)[:, None]
     per = [_value(plan, values, f"systems.{s}.{fld}") for s in plan.systems]
     if all(p.ndim == 0 for p in per):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import platform
 import shutil
 import sys
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +39,7 @@ from .engine import (
     Plan,
     Sample,
     draw_inputs,
+    fixed_values,
     make_plan,
     reduce_chunk,
     reduce_init,
@@ -173,6 +176,25 @@ def _rows(plan: Plan, start: int, sel: np.ndarray, out: Mapping[str, np.ndarray]
     return cols
 
 
+_EXECUTABLES: OrderedDict[str, Any] = OrderedDict()  # HLO hash -> compiled program, most recent last
+_EXECUTABLES_KEPT = 16
+
+
+def _compile(lowered, args) -> Any:
+    """Compile a lowered stage, reusing the program of an identical one compiled earlier in this
+    process (a stress or a sweep point that differs from its base only in fixed values). The key
+    holds the arguments' shapes too: XLA drops unused arguments from the program text."""
+    avals = jax.tree.map(lambda a: (jnp.shape(a), str(jnp.result_type(a))), args)
+    key = hashlib.sha256(f"{jax.devices()}|{avals}|{lowered.as_text()}".encode()).hexdigest()
+    if key in _EXECUTABLES:
+        _EXECUTABLES.move_to_end(key)
+        return _EXECUTABLES[key]
+    compiled = _EXECUTABLES[key] = lowered.compile()
+    while len(_EXECUTABLES) > _EXECUTABLES_KEPT:
+        _EXECUTABLES.popitem(last=False)
+    return compiled
+
+
 class _Stage:
     """A jitted stage compiled on its first call (compile time booked apart) and timed per call."""
 
@@ -183,7 +205,7 @@ class _Stage:
     def __call__(self, *args):
         if self.compiled is None:
             t0 = time.perf_counter()
-            self.compiled = self.jitted.lower(*args).compile()
+            self.compiled = _compile(self.jitted.lower(*args), args)
             self.times["compile"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         out = jax.block_until_ready(self.compiled(*args))
@@ -412,6 +434,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     target = parse_target(opts["target_mcse"]) if opts.get("target_mcse") else None
     trace: list[list[float]] = ck_trace  # (scenarios so far, MCSE reached) after each chunk
     stop, end = stopped, (stopped if stopped else hi)
+    consts = jax.device_put(fixed_values(plan), NamedSharding(plan.mesh, PartitionSpec()))  # replicated
     acc = reduce_init(plan)
     for chunk in range(start_chunk, hi if not stopped else start_chunk):
         start = chunk * C
@@ -419,7 +442,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
         idx = jax.device_put(np.arange(start, start + C, dtype=np.uint32), sharding)
         mask = jax.device_put(np.arange(start, start + C) < n_total, sharding)
         draw = Sample(inputs_s(idx), Shocks(*(None if s is None else shocks_s(idx, s) for s in shock_ids)))
-        out, bands = simulate_s(draw)
+        out, bands = simulate_s(draw._replace(values={**draw.values, **consts}))
         acc = reduce_s(acc, (out, bands), mask)
         if writer is not None or start < n_diag:
             casted = host_s(out, draw)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-import mcrisk  # noqa: F401  (switches on float64 support before any test builds arrays)
+# The CLI's rich consoles read the width from COLUMNS: a fixed, wide one keeps table cells on one
+# line whatever runs the tests (a terminal, CI, pytest-xdist workers).
+os.environ["COLUMNS"] = "200"
+
+import mcrisk  # noqa: F401,E402  (switches on float64 support before any test builds arrays)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from mcrisk.bands import PERCENTILES, series_index
-from mcrisk.engine import MONTHLY, make_plan, sample, simulate_months
+from mcrisk.engine import MONTHLY, fixed_values, make_plan, sample, simulate_months
 from mcrisk.reference import system_flows
 from mcrisk.run import run_study
 from mcrisk.study import study_from_dict
@@ -33,8 +33,13 @@ def exact(run):
     """Every monthly value of every scenario, from the engine's own stage on one chunk of N."""
     raw, _ = run
     plan = make_plan(study_from_dict(raw), scenarios=N, seed=3, precision="float32", chunk_size=N)
-    # jitted like the run's stages (op-by-op float32 rounding may differ from the fused kernels)
-    _, bands = jax.jit(lambda idx: simulate_months(plan, sample(plan, idx), N))(jnp.arange(N, dtype=jnp.uint32))
+    # jitted like the run's stages, fixed values passed as arguments as the run does (op-by-op
+    # or constant-folded float32 rounding may differ from the run's kernels in the last bit)
+    def months(idx, consts):
+        draw = sample(plan, idx)
+        return simulate_months(plan, draw._replace(values={**draw.values, **consts}), N)
+
+    _, bands = jax.jit(months)(jnp.arange(N, dtype=jnp.uint32), fixed_values(plan))
     return plan, np.asarray(bands)
 
 
