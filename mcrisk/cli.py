@@ -97,6 +97,7 @@ def run(
     target_mcse: Optional[str] = typer.Option(None, "--target-mcse", help="METRIC:STAT:VALUE, e.g. npv_usd:p5:50000: stop adding chunks once that MCSE is met for every system (--scenarios is the maximum)."),
     no_monthly: bool = typer.Option(False, "--no-monthly", help="Skip the monthly percentile bands (monthly.parquet)."),
     no_analyze: bool = typer.Option(False, "--no-analyze", help="Skip sensitivity.csv and comparison.csv."),
+    no_stress: bool = typer.Option(False, "--no-stress", help="Skip the study's stress tests (stress.csv)."),
 ) -> None:
     """Simulate a study and write its run folder (scenarios.parquet, summary.csv, risk.csv, summary.nc, manifest.json)."""
     import signal
@@ -149,6 +150,7 @@ def run(
                     target_mcse=target_mcse,
                     monthly=not no_monthly,
                     analyze=not no_analyze,
+                    stress=not no_stress,
                     progress=progress,
                 )
     except (StudyError, RunFolderError) as exc:

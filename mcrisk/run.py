@@ -231,6 +231,7 @@ def run_study(
     sample_fraction: float | None = None,
     monthly: bool = True,
     analyze: bool = True,
+    stress: bool = True,
     sampler_dims: Sequence[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     target_mcse: str | None = None,
@@ -250,7 +251,7 @@ def run_study(
     every system, `scenarios` being the maximum (see mcrisk.convergence).
     `overrides` (dotted study path -> value, `--set`) change the study before it runs; the run
     folder's study.yaml is the study as run. A study's `stress:` section runs after the base
-    case on the same draws (stress.csv). `sampler_dims` are a base run's sampler dimensions,
+    case on the same draws (stress.csv) unless `stress=False`. `sampler_dims` are a base run's sampler dimensions,
     for variants that must share its draws.
     `columns` keeps only those Parquet columns (scenario and system always stay) and
     `sample_fraction` only a fixed pseudo-random share of the scenarios (by index, so the same
@@ -298,6 +299,7 @@ def run_study(
             overrides=dict(overrides) if overrides else None,  # a record: study.yaml already has them
             target_mcse=target_mcse,
             analyze=analyze,
+            stress=stress,
         )
         folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
         folder.path("study.yaml").write_text(st.to_yaml())
@@ -501,7 +503,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     if shard_k > 1:  # what `merge_runs` needs to combine the shards exactly
         save_checkpoint(folder.tmp, {"next_chunk": hi}, _checkpoint_arrays(state), name=SHARD_STATE)
     stresses = None
-    if st.stress and shard_k == 1:
+    if st.stress and shard_k == 1 and opts.get("stress", True):
         t0 = time.perf_counter()
         n_run = extra["scenarios_run"]
         stresses = run_stresses(st, st.resolved(), folder.path("stress"), dict(opts, scenarios=n_run), plan.dims, progress)

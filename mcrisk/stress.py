@@ -84,7 +84,8 @@ def run_stresses(study: Study, raw: Mapping, where: Path, opts: dict, dims: Sequ
         variant = ov.apply(raw, overrides, label=f"stress.{name}")
         result = run_study(
             variant, out=where / name, scenarios=opts["scenarios"], seed=opts["seed"], chunk_size=opts["chunk_size"],
-            precision=opts["precision"], write_scenarios=False, monthly=False, diagnostic_draws=opts["diagnostic_draws"],
+            # the base case's monthly setting keeps its simulate program (the fixed values are arguments)
+            precision=opts["precision"], write_scenarios=False, monthly=opts.get("monthly", True), diagnostic_draws=0,
             sampler_dims=dims, progress=progress,
         )
         out.append((name, overrides, result.summary, result.risk))

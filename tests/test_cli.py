@@ -30,7 +30,12 @@ def test_mcrisk_run_without_arguments_runs_the_default_study(tmp_path):
     for system in ("gb200_nvl72", "b200_hgx", "h200_hgx"):
         assert system in proc.stdout
     assert "P(loss)" in proc.stdout and "NPV" in proc.stdout
+    # the decision-analytics sections: what must be true, the default study's stresses, drivers
+    for section in ("what must be true", "stress tests on the same scenarios", "price-war", "what drives npv_usd", "P(row > column)"):
+        assert section in proc.stdout, section
     folder = tmp_path / "outputs" / "dsr1-rack-economics"
+    for name in ("breakeven.csv", "monthly.parquet", "stress.csv", "sensitivity.csv", "comparison.csv"):
+        assert (folder / name).is_file(), name
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["scenarios"] == 3000 and manifest["chunk_size"] == 1024
     # a second run into the same folder is refused, and leaves it alone

@@ -238,3 +238,33 @@ def test_target_mcse_reports_when_the_maximum_is_reached(tmp_path):
 def test_target_mcse_errors(text, message):
     with pytest.raises(StudyError, match=message):
         parse_target(text)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_cli_run_with_set_and_target_and_the_sweep_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from mcrisk.cli import app
+
+    from .conftest import write_study
+
+    runner = CliRunner()
+    study = write_study(tmp_path / "s.yaml", small_study(scenarios=4000))
+    r = runner.invoke(app, ["run", str(study), "--out", str(tmp_path / "r"), "--chunk-size", "1000", "--no-scenarios",
+                            "--set", "facility.pue=1.2", "--target-mcse", "npv_usd:mean:1e12"])
+    assert r.exit_code == 0, r.output
+    assert "what must be true" in r.output and "convergence: MCSE of npv_usd:mean:1e+12 met" in r.output
+    assert "after 1,000 of at most 4,000 scenarios" in r.output
+    assert "pue: 1.2" in (tmp_path / "r" / "study.yaml").read_text()
+    bad = runner.invoke(app, ["run", str(study), "--out", str(tmp_path / "bad"), "--set", "facility.pue=0.5"])
+    assert bad.exit_code == 2 and "--set facility.pue" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "bad").exists()
+    r = runner.invoke(app, ["sweep", str(study), "--out", str(tmp_path / "sw"), "-n", "300", "--chunk-size", "300",
+                            "--set", "systems.rack.units=1,3"])
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(tmp_path / "sw" / "sweep.csv")
+    assert len(table) == 4 and set(table["systems.rack.units"]) == {1, 3}
+    bad = runner.invoke(app, ["sweep", str(study), "--out", str(tmp_path / "sw2"), "--set", "systems.rack.units=1,0"])
+    assert bad.exit_code == 2 and "--set systems.rack.units" in bad.output and not (tmp_path / "sw2").exists()
