@@ -27,7 +27,8 @@ export PYTHONUNBUFFERED=1 MCRISK_CACHE_DIR=off
 } 2>&1 | tee "$OUT/gpu-device.txt"
 
 # 1. The numbers are right on the GPU: the worked checks and the independent float64 model.
-timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_run.py \
+# (-o addopts= : one process, no pytest-xdist needed on the device)
+timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_run.py \
   -k "seed_claims or independent or volatile or chunk_size" 2>&1 | tail -5 | tee "$OUT/gpu-tests.txt"
 
 # 2. Throughput: with Parquet at 1e6 and 1e7, summaries only at 1e7 and 1e8.
