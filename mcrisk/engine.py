@@ -265,7 +265,7 @@ def params(plan: Plan, values: dict[str, jax.Array], n: int) -> tuple[MarketPara
 
 def simulate_months(plan: Plan, draw: Sample, n: int) -> tuple[dict[str, jax.Array], jax.Array | None]:
     """Market paths and cash flows month by month -> every metric, each (S, n) float64, and the
-    monthly band values (n_monthly, n) float64 (None when the plan keeps no monthly bands)."""
+    monthly band values (n_monthly, n) in the path dtype (None when the plan keeps no monthly bands)."""
     mp, site, sp = params(plan, draw.values, n)
     pl = plant(sp, site)
     S = len(plan.systems)
@@ -292,11 +292,12 @@ def simulate_months(plan: Plan, draw: Sample, n: int) -> tuple[dict[str, jax.Arr
     if not plan.monthly:
         return out, None
     _, cum, revenue, util = ys  # (T, S, n) x 3, (T, n)
-    cumulative = cum - capex[None]
-    per_system = jnp.stack([cumulative, revenue.astype(jnp.float64)])  # (2, T, S, n)
+    # The sums stay float64; the band values are kept in the path dtype (the sketch resolves 0.5%).
+    cumulative = (cum - capex[None]).astype(plan.dtype)
+    per_system = jnp.stack([cumulative, revenue])  # (2, T, S, n)
     bands = jnp.concatenate([
         jnp.transpose(per_system, (0, 2, 1, 3)).reshape(2 * S * plan.months, n),
-        util.astype(jnp.float64),
+        util,
     ])
     return out, bands
 

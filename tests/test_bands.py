@@ -54,7 +54,7 @@ def test_monthly_bands_match_exact_percentiles(run, exact):
         h = series_index(row.quantity, plan.systems.index(row.system), row.month, S, T)
         x = bands[h]
         assert row.n == N
-        assert row.mean == pytest.approx(x.mean(), rel=1e-9, abs=1e-6)
+        assert row.mean == pytest.approx(x.astype(np.float64).mean(), rel=1e-9, abs=1e-6)
         want = np.percentile(x, PERCENTILES, method="inverted_cdf")
         got = np.array([getattr(row, f"p{p}") for p in PERCENTILES])
         # 0.5% relative accuracy, values within 1e-6 of 0 reported as 0
