@@ -105,7 +105,10 @@ def run(
     from .run import rerun_manifest, run_study
 
     # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the partial folder stays for --resume.
+    # SIGINT too, even where the parent ignores it (a background job, a pytest-xdist worker):
+    # an ignored SIGINT is inherited, and Python then installs no KeyboardInterrupt handler.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     show = not quiet and err_console.is_terminal
     bar = Progress(
