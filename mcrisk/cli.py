@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .errors import Problem, RunFolderError, StudyError
+from .errors import RunFolderError, StudyError
 from .presets import leaves
 
 app = typer.Typer(
@@ -398,18 +398,15 @@ def _pct(x: float) -> str:
 
 def _parse_sets(items: Optional[list[str]], many: bool = False) -> dict | list | None:
     """--set PATH=VALUE options: {path: value} (run), or [(path, [values])] with `many` (sweep)."""
-    from .overrides import parse_assignment
+    from .overrides import check_unique, parse_assignment
 
     if not items:
         return None
     try:
         pairs = [parse_assignment(x, many=many) for x in items]
+        check_unique([p for p, _ in pairs])
     except StudyError as exc:
         _fail(exc)
-    paths = [p for p, _ in pairs]
-    dup = sorted({p for p in paths if paths.count(p) > 1})
-    if dup:
-        _fail(StudyError([Problem("--set", f"{dup[0]!r} is set twice")], "options"))
     if many:
         return pairs
     return {path: values[0] for path, values in pairs}

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import Problem, StudyError
-from .study import Study, load_study, parse_yaml, study_from_dict
+from .study import Study, parse_yaml, study_from_dict
 
 # Sections an override may change; the rest (simulation, name, stress) defines the run itself.
 VARIABLE_SECTIONS = ("market", "facility", "finance", "systems", "sizing", "correlations")
@@ -81,14 +81,14 @@ def parse_assignment(text: str, *, many: bool = False, option: str = "--set") ->
 
 def raw_study(source: str | Any) -> dict:
     """The plain data of a study: the file's own mapping (so presets and sizing still apply to
-    overrides), or a loaded Study's resolved form."""
+    overrides), or a loaded Study's resolved form. Callers validate `source` first (load_study),
+    so that the file's own problems are reported against the file."""
     from pathlib import Path
 
     if isinstance(source, Study):
         return source.resolved()
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source))
-    load_study(source)  # the file's own problems first, reported against the file
     return parse_yaml(Path(source).read_text(encoding="utf-8"), str(source))
 
 
@@ -131,12 +131,17 @@ def apply(raw: Mapping, overrides: Mapping[str, Any], *, label: str = "--set") -
         raise StudyError([Problem(_where(label, p.path), p.message) for p in exc.problems], "options") from None
 
 
+def check_unique(paths: Sequence[str], hint: str = "") -> None:
+    """StudyError (option --set) if a path is given more than once."""
+    dup = sorted({p for p in paths if list(paths).count(p) > 1})
+    if dup:
+        raise StudyError([Problem("--set", f"{dup[0]!r} is set twice{hint}")], "options")
+
+
 def grid(assignments: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any]]:
     """Every combination of the assigned values, the first path varying slowest."""
     paths = [p for p, _ in assignments]
-    dup = sorted({p for p in paths if paths.count(p) > 1})
-    if dup:
-        raise StudyError([Problem("--set", f"{dup[0]!r} is set twice; give its values once, comma-separated")], "options")
+    check_unique(paths, "; give its values once, comma-separated")
     return [dict(zip(paths, combo)) for combo in itertools.product(*(v for _, v in assignments))]
 
 
