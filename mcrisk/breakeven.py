@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -47,8 +46,7 @@ COLUMNS = (
 
 def _price_quantiles(study: Study) -> np.ndarray:
     dist = study.market.token_price.initial_usd_per_mtok
-    u = jnp.asarray([p / 100 for p in PERCENTILES], jnp.float64)
-    return np.asarray(dist.quantile(u), np.float64) if not dist.is_fixed else np.full(len(PERCENTILES), float(dist.mean()))
+    return dist.ppf([p / 100 for p in PERCENTILES]) if not dist.is_fixed else np.full(len(PERCENTILES), float(dist.mean()))
 
 
 def breakeven_table(study: Study, host: red.HostState, npv_below_0: np.ndarray, systems: Sequence[str], spec: red.SketchSpec) -> pd.DataFrame:

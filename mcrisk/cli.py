@@ -96,6 +96,7 @@ def run(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a study value: PATH=VALUE (YAML, e.g. market.token_price.annual_decline=0.9); repeatable."),
     target_mcse: Optional[str] = typer.Option(None, "--target-mcse", help="METRIC:STAT:VALUE, e.g. npv_usd:p5:50000: stop adding chunks once that MCSE is met for every system (--scenarios is the maximum)."),
     no_monthly: bool = typer.Option(False, "--no-monthly", help="Skip the monthly percentile bands (monthly.parquet)."),
+    monthly_scenarios: Optional[str] = typer.Option(None, "--monthly-scenarios", help="Monthly bands from the first N scenarios, or 'all' (default 262144)."),
     no_analyze: bool = typer.Option(False, "--no-analyze", help="Skip sensitivity.csv and comparison.csv."),
     no_stress: bool = typer.Option(False, "--no-stress", help="Skip the study's stress tests (stress.csv)."),
 ) -> None:
@@ -130,6 +131,7 @@ def run(
 
     try:
         shard_ik = _parse_shard(shard) if shard is not None else None
+        band_n = _parse_monthly_scenarios(monthly_scenarios)
         with bar:
             if from_manifest is not None:
                 result = rerun_manifest(from_manifest, out=out, force=force, progress=progress)
@@ -152,6 +154,7 @@ def run(
                     overrides=_parse_sets(set_),
                     target_mcse=target_mcse,
                     monthly=not no_monthly,
+                    monthly_scenarios=band_n,
                     analyze=not no_analyze,
                     stress=not no_stress,
                     progress=progress,
@@ -187,6 +190,23 @@ def _value(v) -> str:
         args = ", ".join(f"{k}={_num(v[k]) if not isinstance(v[k], list) else v[k]}" for k in keys)
         return f"{v.get('dist', '')}({args})"
     return "-" if v is None else _num(v)
+
+
+def _parse_monthly_scenarios(text: str | None) -> int | None:
+    from .engine import MONTHLY_SCENARIOS
+    from .errors import Problem
+
+    if text is None:
+        return MONTHLY_SCENARIOS
+    if text.strip().lower() == "all":
+        return None
+    try:
+        n = int(float(text)) if float(text).is_integer() else None
+    except ValueError:
+        n = None
+    if n is None or n < 1:
+        raise StudyError([Problem("--monthly-scenarios", f"must be a whole number >= 1 or 'all', got {text!r}")], "options")
+    return n
 
 
 def _parse_shard(text: str) -> tuple[int, int]:

@@ -138,6 +138,12 @@ class _DistBase(BaseModel):
         """
         return self._quantile(clamp_uniform(u))
 
+    def ppf(self, probs: Sequence[float]) -> np.ndarray:
+        """float64 quantiles at `probs`, for tables: one compiled call on the host CPU (op by op,
+        each primitive would compile on its own: 1.3 s for a lognormal, against 0.14 s)."""
+        with jax.default_device(jax.devices("cpu")[0]):
+            return np.asarray(jax.jit(self.quantile)(np.asarray(probs, np.float64)), np.float64)
+
     def _quantile(self, u: jax.Array) -> jax.Array:
         # One formula serves one draw and many: a single form is a batch of one column.
         return type(self)._batch([self], u[..., None])[..., 0]

@@ -134,13 +134,13 @@ def init_state(n_series: int, spec: SketchSpec = SketchSpec()) -> ReduceState:
     if not (0.0 < spec.rel_accuracy < 1.0 and 1e-300 < spec.min_abs < spec.max_abs < 1e300):
         raise ValueError(f"invalid {spec}")
 
-    def full(v, dt):  # distinct buffers, so that the state can be donated
-        return jnp.full((n_series,), v, dtype=dt)
+    def full(v, dt):  # distinct buffers, so that the state can be donated; made on the host
+        return jnp.asarray(np.full((n_series,), v, dtype=dt))  # (a copy, where jnp.full compiles a kernel)
 
-    moments = Moments(*(full(0, jnp.int64) for _ in range(5)), full(0.0, jnp.float64),
-                      full(0.0, jnp.float64), full(jnp.inf, jnp.float64),
-                      full(-jnp.inf, jnp.float64))
-    return ReduceState(moments, jnp.zeros((n_series, spec.n_bins), dtype=jnp.int32))
+    moments = Moments(*(full(0, np.int64) for _ in range(5)), full(0.0, np.float64),
+                      full(0.0, np.float64), full(np.inf, np.float64),
+                      full(-np.inf, np.float64))
+    return ReduceState(moments, jnp.asarray(np.zeros((n_series, spec.n_bins), dtype=np.int32)))
 
 
 def _log_index(x: jax.Array, spec: SketchSpec) -> jax.Array:

@@ -170,6 +170,13 @@ def risk_table(
     return pd.DataFrame(rows)
 
 
+def rescale(diag: dict[str, np.ndarray], n_from: int, n_to: int) -> dict[str, np.ndarray]:
+    """Diagnostics computed as for `n_from` draws, restated for `n_to` independent draws (ESS
+    grows and MCSE shrinks with the count; R-hat does not change)."""
+    f = n_to / n_from if n_from else 1.0
+    return {"ess": diag["ess"] * f, "mcse_p5": diag["mcse_p5"] / np.sqrt(f), "r_hat": diag["r_hat"]}
+
+
 def inference_data(draws: np.ndarray, systems: Sequence[str], metrics: Sequence[str], attrs: dict):
     """ArviZ InferenceData of the retained draws: one variable per metric, dims (chain, draw, system)."""
     az = _az()

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -33,6 +34,7 @@ from .overrides import describe, raw_study
 from .stress import run_stresses, stress_table
 from .engine import (
     METRICS,
+    MONTHLY_SCENARIOS,
     MONTHLY_SKETCH,
     PLAIN_SYSTEM_FIELDS,
     TAIL_COUNTS,
@@ -55,8 +57,11 @@ from .study import Study, load_study
 DIAGNOSTIC_DRAWS = 1 << 14  # scenarios kept on the host for ArviZ (ESS, MCSE of p5, R-hat)
 # Reducers move to the host, and a checkpoint is written, every this many scenarios (rounded
 # to whole chunks). The boundaries depend only on the options, so a resumed run does the same
-# float64 arithmetic as an uninterrupted one.
+# float64 arithmetic as an uninterrupted one. A checkpoint costs about 0.25 s (65 MB of sketches
+# to the host and to disk): every 4M scenarios is about a minute of work on a 2-core CPU, and
+# every 128M a few seconds on a GPU (where 4M had made checkpoints a fifth of a 1e8 run).
 CHECKPOINT_SCENARIOS = 1 << 22
+CHECKPOINT_SCENARIOS_ACCELERATOR = 1 << 27
 # The sensitivity and comparison tables of a run come from its first this many scenarios (all of
 # them in smaller runs), which bounds their cost; `mcrisk analyze` reads them all.
 ANALYSIS_SCENARIOS = 1 << 16
@@ -101,8 +106,10 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every=None, shard=None) -> None:
+def _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every=None, shard=None, monthly_scenarios=None) -> None:
     problems = []
+    if monthly_scenarios is not None and not (isinstance(monthly_scenarios, int) and monthly_scenarios >= 1):
+        problems.append(Problem("--monthly-scenarios", f"must be a whole number >= 1 (or all), got {monthly_scenarios!r}"))
     if shard is not None and not (len(shard) == 2 and 1 <= shard[1] and 0 <= shard[0] < shard[1]):
         problems.append(Problem("--shard", f"must be i/k with 0 <= i < k, got {shard}"))
     if scenarios is not None and not (1 <= scenarios <= 2**32 - 1):
@@ -230,6 +237,7 @@ def run_study(
     columns: Sequence[str] | None = None,
     sample_fraction: float | None = None,
     monthly: bool = True,
+    monthly_scenarios: int | None = MONTHLY_SCENARIOS,
     analyze: bool = True,
     stress: bool = True,
     sampler_dims: Sequence[str] | None = None,
@@ -276,7 +284,7 @@ def run_study(
         st = load_study(source)
         if overrides:  # --set: applied to the study as written, so presets and sizing follow
             st = apply_overrides(raw_study(source), overrides, label="--set")
-        _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every, shard)
+        _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every, shard, monthly_scenarios)
         _check_output_options(st, columns, sample_fraction)
         if target_mcse is not None:
             parse_target(target_mcse)
@@ -295,6 +303,7 @@ def run_study(
             columns=list(columns) if columns is not None else None,
             sample_fraction=sample_fraction,
             monthly=monthly,
+            monthly_scenarios=monthly_scenarios,
             sampler_dims=list(sampler_dims) if sampler_dims is not None else None,
             overrides=dict(overrides) if overrides else None,  # a record: study.yaml already has them
             target_mcse=target_mcse,
@@ -325,6 +334,7 @@ def rerun_manifest(manifest: str | Path, *, out: str | Path | None = None, force
         raise RunFolderError(f"{path.parent / 'study.yaml'} does not match the study hash in {path}")
     target = Path(out) if out is not None else path.parent.with_name(path.parent.name + "-rerun")
     opts = {k: v for k, v in opts.items() if k != "overrides"}  # already in study.yaml
+    opts.setdefault("monthly_scenarios", None)  # runs from before the cap kept bands over every scenario
     return run_study(st, out=target, force=force, progress=progress, **opts)
 
 
@@ -387,7 +397,8 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
                      monthly=opts.get("monthly", True), dims=opts.get("sampler_dims"))
     C = plan.chunk
     n_chunks = -(-n_total // C)
-    every = opts["checkpoint_every"] or max(1, CHECKPOINT_SCENARIOS // C)
+    accelerated = jax.default_backend() != "cpu"
+    every = opts["checkpoint_every"] or max(1, (CHECKPOINT_SCENARIOS_ACCELERATOR if accelerated else CHECKPOINT_SCENARIOS) // C)
     every = min(every, max(1, (2**31 - 1) // C))  # int32 histogram bins never overflow
     store = np.float64 if precision == "float64" else np.float32
     sharding = NamedSharding(plan.mesh, PartitionSpec("scenarios"))
@@ -400,10 +411,11 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     start_chunk = lo
     ck_trace: list[list[float]] = []
     stopped = None  # the chunk a resumed --target-mcse run had already stopped at
-    ck_meta = {"study_sha256": digest, "options": opts, "chunk_size": C, "n_chunks": n_chunks, "every": every}
+    ck_meta = {"study_sha256": digest, "options": opts, "chunk_size": C, "n_chunks": n_chunks, "every": every,
+               "month_loop_unroll": plan.unroll}
     if resume:
         meta, arrays = load_checkpoint(folder.tmp)
-        if meta["chunk_size"] != C or meta["every"] != every:
+        if meta["chunk_size"] != C or meta["every"] != every or meta.get("month_loop_unroll", 1) != plan.unroll:
             raise RunFolderError(
                 f"cannot resume: the interrupted run used chunks of {meta['chunk_size']} on other devices "
                 f"(now {C}); rerun with the same number of devices"
@@ -425,7 +437,8 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     shocks_s = _Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype), "sample", times)
     shock_ids = [None if s is None else jnp.uint32(s) for s in shock_streams(plan)]
     simulate_s = _Stage(lambda d: simulate_months(plan, d, C), "simulate", times)
-    reduce_s = _Stage(lambda acc, o, m: reduce_chunk(plan, acc, o[0], m, o[1]), "summarize", times, donate=0)
+    reduce_s = _Stage(lambda acc, o, m, b: reduce_chunk(plan, acc, o[0], m, o[1], b), "summarize", times, donate=0)
+    band_cap = n_total if opts.get("monthly_scenarios") is None else min(n_total, opts["monthly_scenarios"])
     host_s = _Stage(to_host, "transfer", times)
     keep_s = None
     if opts.get("sample_fraction") is not None:  # a fixed random subset of scenarios, by index
@@ -437,15 +450,17 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     trace: list[list[float]] = ck_trace  # (scenarios so far, MCSE reached) after each chunk
     stop, end = stopped, (stopped if stopped else hi)
     consts = jax.device_put(fixed_values(plan), NamedSharding(plan.mesh, PartitionSpec()))  # replicated
+    diag_future = None
     acc = reduce_init(plan)
     for chunk in range(start_chunk, hi if not stopped else start_chunk):
         start = chunk * C
         valid = min(C, n_total - start)
         idx = jax.device_put(np.arange(start, start + C, dtype=np.uint32), sharding)
         mask = jax.device_put(np.arange(start, start + C) < n_total, sharding)
+        band_mask = jax.device_put(np.arange(start, start + C) < band_cap, sharding)
         draw = Sample(inputs_s(idx), Shocks(*(None if s is None else shocks_s(idx, s) for s in shock_ids)))
         out, bands = simulate_s(draw._replace(values={**draw.values, **consts}))
-        acc = reduce_s(acc, (out, bands), mask)
+        acc = reduce_s(acc, (out, bands), mask, band_mask)
         if writer is not None or start < n_diag:
             casted = host_s(out, draw)
             t0 = time.perf_counter()
@@ -456,6 +471,8 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
                 full = jax.device_get({m: out[m][:, :k] for m in METRICS})
                 block = np.stack([full[m] for m in METRICS]).reshape(plan.n_series, k)
                 state["retained"] = np.concatenate([state["retained"], block], axis=1)
+                if state["retained"].shape[1] == n_diag:  # ArviZ's diagnostics run while the device goes on
+                    diag_future = _background(risk.diagnostics, state["retained"], n_diag)
             if writer is not None:
                 t0 = time.perf_counter()
                 sel = np.arange(valid) if keep_s is None else np.flatnonzero(np.asarray(keep_s(idx))[:valid])
@@ -488,6 +505,8 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
         times["write"] += writer.busy_seconds  # encoding in the background thread
     extra = {
         "chunk_size": C,
+        "month_loop_unroll": plan.unroll,
+        "monthly_scenarios": band_cap if plan.monthly else None,
         "chunks": n_chunks,
         "checkpoint_every_chunks": every,
         "resumed_from_chunk": start_chunk if resume else None,
@@ -509,7 +528,21 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
         stresses = run_stresses(st, st.resolved(), folder.path("stress"), dict(opts, scenarios=n_run), plan.dims, progress)
         times["stress"] = time.perf_counter() - t0
         extra["stress"] = {name: describe(o) for name, o in st.stress.items()}
-    return _finish(st, plan, folder, opts, state, times, t_total, extra, stresses)
+    return _finish(st, plan, folder, opts, state, times, t_total, extra, stresses, diag_future)
+
+
+def _background(fn: Callable, *args) -> Future:
+    """Run fn(*args) in a daemon thread (host work that can overlap the device's)."""
+    future: Future = Future()
+
+    def target() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # re-raised by future.result() in the caller
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="mcrisk-host", daemon=True).start()
+    return future
 
 
 def _analyze(folder: RunFolder, opts: dict) -> dict:
@@ -535,7 +568,7 @@ def _target_mcse(plan: Plan, acc, state: dict, target) -> float:
 
 
 def _finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, times: dict, t_total: float, extra: dict,
-            stresses: list | None = None) -> RunResult:
+            stresses: list | None = None, diag_future: Future | None = None) -> RunResult:
     """Summaries, risk table, ArviZ data and manifest from the host reducers; publish the folder."""
     seed, precision = opts["seed"], opts["precision"]
     n_total = extra.get("scenarios_run") or opts["scenarios"]
@@ -543,7 +576,11 @@ def _finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, t
     digest = st.digest()
     t0 = time.perf_counter()
     host_state, draws = state["host"], state["retained"]
-    diag = risk.diagnostics(draws, n_total)
+    # As for the retained draws, then restated for all N (the same arithmetic whether it ran in
+    # the background during the run or here, after a resume or a merge).
+    n_diag = draws.shape[1]
+    diag = diag_future.result() if diag_future is not None else risk.diagnostics(draws, n_diag)
+    diag = risk.rescale(diag, n_diag, n_total)
     summary = risk.summary_table(host_state, plan.systems, METRICS, diag, plan.sketch)
     tail_names = [n for n, _, _ in TAIL_COUNTS]
     risk_df = risk.risk_table(host_state, state["tails"], tail_names, plan.systems, METRICS, plan.sketch)
@@ -606,6 +643,7 @@ def _finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, t
             "method": "log-bucket sketch over all scenarios (inverted-CDF rank)",
             "relative_error": plan.sketch.rel_accuracy,
             "monthly_relative_error": MONTHLY_SKETCH.rel_accuracy if monthly is not None else None,
+            "monthly_method": f"log-bucket sketch over the first {extra.get('monthly_scenarios')} scenarios" if monthly is not None else None,
         },
         "diagnostics": {"retained_draws": int(draws.shape[1]), "chains": risk.CHAINS, "scaled_to": n_total},
         "status": status,
@@ -640,9 +678,9 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
     shards.sort(key=lambda s: s[0]["shard"]["index"])
     first = shards[0][0]
     k = first["shard"]["count"]
-    same = ("study_sha256", "seed", "scenarios", "chunk_size")
+    same = ("study_sha256", "seed", "scenarios", "chunk_size", "month_loop_unroll")
     for m, _, path in shards:
-        bad = [key for key in same if m[key] != first[key]]
+        bad = [key for key in same if m.get(key) != first.get(key)]
         if bad or {o: v for o, v in m["options"].items() if o != "shard"} != {o: v for o, v in first["options"].items() if o != "shard"}:
             raise RunFolderError(f"{path} is a shard of another run ({', '.join(bad) or 'options'} differ)")
     if sorted(m["shard"]["index"] for m, _, _ in shards) != list(range(k)) or any(m["shard"]["count"] != k for m, _, _ in shards):
@@ -668,7 +706,9 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
                 for part in sorted((path / SCENARIOS_DIR).glob("part-*.parquet")):
                     shutil.copy2(part, parts / part.name)
         times = {key: sum(m["seconds"].get(key, 0.0) for m, _, _ in shards) for key in first["seconds"] if key != "total"}
-        extra = {"chunk_size": first["chunk_size"], "chunks": first["chunks"], "merged_from": [str(p) for _, _, p in shards]}
+        extra = {"chunk_size": first["chunk_size"], "month_loop_unroll": first.get("month_loop_unroll"),
+                 "monthly_scenarios": first.get("monthly_scenarios"), "chunks": first["chunks"],
+                 "merged_from": [str(p) for _, _, p in shards]}
         return _finish(st, plan, folder, opts, state, times, t_total, extra)
     except BaseException:
         folder.discard()

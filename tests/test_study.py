@@ -189,7 +189,7 @@ def test_all_problems_are_reported_at_once(tmp_path):
 @pytest.mark.parametrize(
     "flag",
     [["--scenarios", "0"], ["--chunk-size", "0"], ["--precision", "half"], ["--seed", "-1"], ["--shard", "3/2"], ["--shard", "x"],
-     ["--columns", "npv"], ["--sample-fraction", "0"]],
+     ["--columns", "npv"], ["--sample-fraction", "0"], ["--monthly-scenarios", "0"], ["--monthly-scenarios", "many"]],
 )
 def test_bad_cli_flags_exit_2(tmp_path, flag):
     path = write_study(tmp_path / "s.yaml", small_study())

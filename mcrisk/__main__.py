@@ -1,0 +1,5 @@
+"""`python -m mcrisk ...` is the `mcrisk` command."""
+
+from .cli import main
+
+main()
