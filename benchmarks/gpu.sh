@@ -7,9 +7,8 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#     -d .whl arviz==0.23.4 xarray-einstats pydantic pydantic-core annotated-types typing-inspection \
-#     pyyaml rich markdown-it-py mdurl pygments h5netcdf h5py pytest pluggy iniconfig hypothesis \
-#     sortedcontainers shellingham
+#     -d .whl arviz==0.23.4 xarray-einstats pydantic==2.13.4 pydantic-core==2.46.4 annotated-types \
+#     typing-inspection typing-extensions platformdirs h5netcdf
 # and name .whl in the run's carry list. Results land in $OUT (or benchmarks/results/).
 set -uo pipefail
 OUT=${OUT:-benchmarks/results}
@@ -21,16 +20,43 @@ else
   export PYTHONPATH=$PWD
 fi
 export PYTHONUNBUFFERED=1 MCRISK_CACHE_DIR=off
-{
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
-} 2>&1 | tee "$OUT/gpu-device.txt"
+S=configs/default.yaml  # (the package is not installed there, so the embedded default is named by path)
+MC="python3 -m mcrisk"
+TIMEFORMAT='%R s wall'
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
 
+# Most important first; each step has its own time limit, so one slow step cannot eat the rest.
 # 1. The numbers are right on the GPU: the worked checks and the independent float64 model.
 # (-o addopts= : one process, no pytest-xdist needed on the device)
-timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_run.py \
-  -k "seed_claims or independent or volatile or chunk_size" 2>&1 | tail -5 | tee "$OUT/gpu-tests.txt"
+timeout 90 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_run.py \
+  -k "seed_claims or independent or volatile or chunk_size" 2>&1 | tail -3
 
-# 2. Throughput: with Parquet at 1e6 and 1e7, summaries only at 1e7 and 1e8.
-timeout 300 python3 benchmarks/bench.py --sizes 1e6 1e7 --numpy-up-to 0 --json "$OUT/gpu-parquet.json"
-timeout 420 python3 benchmarks/bench.py --sizes 1e7 1e8 --no-scenarios --numpy-up-to 0 --json "$OUT/gpu-summaries.json"
+# 2. Where the time goes, stage by stage, on one chunk (month-loop unrolls, IRR share, compiling in threads).
+timeout 120 python3 benchmarks/kernels.py --study $S --chunk 1048576 --unroll 1 4 8 --json "$OUT/gpu-kernels.json"
+
+# 3. 1e8 scenarios, summaries only: the stage table (a fresh process, no compilation cache) ...
+timeout 90 python3 benchmarks/bench.py --study $S --sizes 1e8 --no-scenarios --numpy-up-to 0 --json "$OUT/gpu-1e8.json"
+# ... and the command itself, start to end: with no compilation cache, then with a warm one.
+time timeout 60 env MCRISK_CACHE_DIR=off $MC run $S --scenarios 100000000 --no-scenarios --no-stress --out /tmp/r-cold -q
+cp /tmp/r-cold/manifest.json "$OUT/gpu-1e8-cli-cold.json"
+export MCRISK_CACHE_DIR=/tmp/xla-cache
+timeout 60 $MC run $S --scenarios 100000000 --no-scenarios --no-stress --out /tmp/r-fill -q
+time timeout 60 $MC run $S --scenarios 100000000 --no-scenarios --no-stress --out /tmp/r-warm -q
+cp /tmp/r-warm/manifest.json "$OUT/gpu-1e8-cli-warm.json"
+export MCRISK_CACHE_DIR=off
+
+# 4. Parquet at 1e6 and 1e7; the NumPy implementation of the same model against mcrisk at 1e5.
+timeout 120 python3 benchmarks/bench.py --study $S --sizes 1e6 1e7 --numpy-up-to 0 --json "$OUT/gpu-parquet.json"
+timeout 90 python3 benchmarks/bench.py --study $S --sizes 1e5 --numpy-up-to 1e5 --json "$OUT/gpu-numpy.json"
+
+# 5. The default study as it stands (three stresses, each 1e8 more scenarios), warm cache.
+export MCRISK_CACHE_DIR=/tmp/xla-cache
+time timeout 90 $MC run $S --scenarios 100000000 --no-scenarios --out /tmp/r-stress -q
+export MCRISK_CACHE_DIR=off
+
+# 6. The optimized HLO of every stage, for reading offline.
+XLA_FLAGS="--xla_dump_to=/tmp/dump --xla_dump_hlo_as_text" timeout 60 python3 benchmarks/kernels.py --study $S \
+  --chunk 1048576 --unroll 4 --repeat 1 > /dev/null 2>&1
+tar czf "$OUT/gpu-hlo.tgz" -C /tmp/dump $(cd /tmp/dump 2>/dev/null && ls | grep after_optimizations.txt) 2>/dev/null
+ls -la "$OUT"

@@ -1,0 +1,137 @@
+"""Each stage of one chunk, timed alone on the device: where the time of a run goes.
+
+For the default study (or --study), one chunk of C scenarios: the sample stage (inputs and
+shocks), the simulate stage with several month-loop unrolls, with and without the monthly bands,
+and with the IRR solve left out (to see its share), and the reduce stage. Each variant is
+compiled once, run `--repeat` times on the same draws, and its median reported as
+scenario-months per second (C x months / seconds). A device-to-device copy gives the memory
+bandwidth ceiling of the card the numbers came from.
+
+    python benchmarks/kernels.py --chunk 1048576 --unroll 1 2 4 8 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+import mcrisk
+from mcrisk import engine
+from mcrisk import metrics as metrics_mod
+from mcrisk.engine import Sample, draw_inputs, draw_shocks, fixed_values, make_plan, reduce_chunk, reduce_init, simulate_months
+
+
+def timed(fn, *args, repeat: int) -> tuple[float, float, object]:
+    """(compile seconds, median run seconds, last output) of jax.jit(fn)(*args)."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    t_compile = time.perf_counter() - t0
+    out = jax.block_until_ready(compiled(*args))
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(*args))
+        runs.append(time.perf_counter() - t0)
+    return t_compile, statistics.median(runs), out
+
+
+def copy_bandwidth(gib: float = 2.0, repeat: int = 5) -> float:
+    """Bytes read plus written per second by a large device-to-device elementwise pass."""
+    x = jnp.ones((int(gib * 2**30) // 4,), jnp.float32) * 1.5
+    _, t, _ = timed(lambda a: a * 2.0 + 1.0, x, repeat=repeat)
+    return 2 * x.nbytes / t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study", default=None)
+    ap.add_argument("--chunk", type=int, default=None, help="scenarios per chunk (default: the engine's)")
+    ap.add_argument("--unroll", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    st = mcrisk.load_study(args.study or mcrisk.default_study_path())
+    C = args.chunk or engine.default_chunk_size()
+    plan = make_plan(st, scenarios=C, seed=st.simulation.seed, precision="float32", chunk_size=C)
+    T, S = plan.months, len(plan.systems)
+    sm = C * T  # scenario-months per chunk
+    idx = jnp.arange(C, dtype=jnp.uint32)
+    rows = []
+
+    def row(stage: str, variant: str, compile_s: float, run_s: float) -> None:
+        rows.append({"stage": stage, "variant": variant, "compile_s": compile_s, "run_s": run_s,
+                     "scenario_months_per_s": sm / run_s})
+        print(f"{stage:>9} | {variant:<28} | compile {compile_s:6.2f} s | run {run_s * 1e3:9.2f} ms | "
+              f"{sm / run_s:9.3g} scenario-months/s", flush=True)
+
+    c, t, values = timed(lambda i: draw_inputs(plan, i), idx, repeat=args.repeat)
+    row("sample", "static inputs", c, t)
+    c, t, shocks = timed(lambda i: draw_shocks(plan, i), idx, repeat=args.repeat)
+    row("sample", f"monthly shocks ({sum(s is not None for s in shocks)} x {T})", c, t)
+    draw = Sample({**values, **jax.device_put(fixed_values(plan))}, shocks)
+    del values
+
+    out = bands = None
+    for monthly in (True, False):
+        for u in args.unroll:
+            p = replace(plan, unroll=u, monthly=monthly)
+            c, t, res = timed(lambda d, p=p: simulate_months(p, d, C), draw, repeat=args.repeat)
+            row("simulate", f"unroll {u}, bands {'on' if monthly else 'off'}", c, t)
+            if monthly and u == args.unroll[0]:
+                out, bands = res
+            del res
+    real_irr = metrics_mod.irr
+    try:  # the IRR solve's share: the same stage with IRR replaced by a constant
+        metrics_mod.irr = lambda capex, cf, residual: jnp.zeros_like(capex)
+        p = replace(plan, unroll=args.unroll[0], monthly=False)
+        c, t, _ = timed(lambda d: simulate_months(p, d, C), draw, repeat=args.repeat)
+        row("simulate", f"unroll {args.unroll[0]}, bands off, no IRR", c, t)
+    finally:
+        metrics_mod.irr = real_irr
+
+    mask = jnp.ones((C,), bool)
+    acc = reduce_init(plan)
+    c, t, _ = timed(lambda a, o, b, m: reduce_chunk(plan, a, o, m, b), acc, out, bands, mask, repeat=args.repeat)
+    row("summarize", "metrics + monthly sketches", c, t)
+    c, t, _ = timed(lambda a, o, m: reduce_chunk(replace(plan, monthly=False), a._replace(monthly=None), o, m), acc, out, mask, repeat=args.repeat)
+    row("summarize", "metrics only", c, t)
+
+    # Compiling the four stages one after another, and at once in four threads (fresh functions
+    # each time, so that nothing comes from a cache): does XLA leave cores idle while compiling?
+    for how in ("one after another", "in 4 threads"):
+        lowered = [jax.jit(lambda i: draw_inputs(plan, i)).lower(idx), jax.jit(lambda i: draw_shocks(plan, i)).lower(idx),
+                   jax.jit(lambda d: simulate_months(plan, d, C)).lower(draw),
+                   jax.jit(lambda a, o, b, m: reduce_chunk(plan, a, o, m, b)).lower(acc, out, bands, mask)]
+        t0 = time.perf_counter()
+        if how == "in 4 threads":
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(lambda low: low.compile(), lowered))
+        else:
+            [low.compile() for low in lowered]
+        wall = time.perf_counter() - t0
+        rows.append({"stage": "compile", "variant": how, "compile_s": wall, "run_s": None, "scenario_months_per_s": None})
+        print(f"  compile | 4 stages {how:<19} | {wall:6.2f} s", flush=True)
+
+    bw = copy_bandwidth()
+    print(f"device-to-device copy: {bw / 1e12:.2f} TB/s (bytes read + written)")
+    record = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
+        "host": platform.platform(), "chunk": C, "months": T, "systems": S, "copy_bytes_per_s": bw, "rows": rows,
+    }
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
