@@ -237,6 +237,13 @@ def draw_shocks(plan: Plan, idx: jax.Array, normals: Callable = shock_normals) -
     return Shocks(*(None if s is None else normals(root, idx, s, plan.months, plan.dtype) for s in shock_streams(plan)))
 
 
+def chunk_indices(start: jax.Array, size: int, n_total: int, n_bands: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Scenario indices start .. start + size - 1 of a chunk (uint32), which of them are real
+    scenarios (< n_total; the last chunk is padded), and which count in the monthly bands (< n_bands)."""
+    i = jnp.asarray(start, jnp.int64) + jnp.arange(size, dtype=jnp.int64)
+    return i.astype(jnp.uint32), i < n_total, i < n_bands
+
+
 def sample(plan: Plan, idx: jax.Array) -> Sample:
     """Draw the static inputs and monthly shocks of scenarios `idx` (uint32, (n,))."""
     return Sample(draw_inputs(plan, idx), draw_shocks(plan, idx))

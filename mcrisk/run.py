@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import platform
 import shutil
 import sys
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -43,6 +41,7 @@ from .engine import (
     draw_inputs,
     fixed_values,
     make_plan,
+    chunk_indices,
     reduce_chunk,
     reduce_init,
     shock_streams,
@@ -51,6 +50,7 @@ from .engine import (
 from .processes import Shocks
 from .sampling import make_sampler, root_key, shock_normals, stream_id
 from .errors import Problem, RunFolderError, StudyError
+from .programs import Stage, compile_all
 from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, ScenarioWriter, load_checkpoint, save_checkpoint, write_json
 from .study import Study, load_study
 
@@ -181,43 +181,6 @@ def _rows(plan: Plan, start: int, sel: np.ndarray, out: Mapping[str, np.ndarray]
     for p in PLAIN_SYSTEM_FIELDS:
         cols[f"system.{p}"] = np.tile(np.asarray(plan.plain[p]), valid)
     return cols
-
-
-_EXECUTABLES: OrderedDict[str, Any] = OrderedDict()  # HLO hash -> compiled program, most recent last
-_EXECUTABLES_KEPT = 16
-
-
-def _compile(lowered, args) -> Any:
-    """Compile a lowered stage, reusing the program of an identical one compiled earlier in this
-    process (a stress or a sweep point that differs from its base only in fixed values). The key
-    holds the arguments' shapes too: XLA drops unused arguments from the program text."""
-    avals = jax.tree.map(lambda a: (jnp.shape(a), str(jnp.result_type(a))), args)
-    key = hashlib.sha256(f"{jax.devices()}|{avals}|{lowered.as_text()}".encode()).hexdigest()
-    if key in _EXECUTABLES:
-        _EXECUTABLES.move_to_end(key)
-        return _EXECUTABLES[key]
-    compiled = _EXECUTABLES[key] = lowered.compile()
-    while len(_EXECUTABLES) > _EXECUTABLES_KEPT:
-        _EXECUTABLES.popitem(last=False)
-    return compiled
-
-
-class _Stage:
-    """A jitted stage compiled on its first call (compile time booked apart) and timed per call."""
-
-    def __init__(self, fn: Callable, name: str, times: dict, donate: int | None = None):
-        self.jitted = jax.jit(fn, donate_argnums=donate) if donate is not None else jax.jit(fn)
-        self.name, self.times, self.compiled = name, times, None
-
-    def __call__(self, *args):
-        if self.compiled is None:
-            t0 = time.perf_counter()
-            self.compiled = _compile(self.jitted.lower(*args), args)
-            self.times["compile"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(self.compiled(*args))
-        self.times[self.name] += time.perf_counter() - t0
-        return out
 
 
 def run_study(
@@ -433,18 +396,22 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
         metrics = {m: out[m].astype(store) for m in METRICS}
         return metrics, {k: v.astype(store) for k, v in draw.values.items()}
 
-    inputs_s = _Stage(lambda idx: draw_inputs(plan, idx), "sample", times)
-    shocks_s = _Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype), "sample", times)
+    inputs_s = Stage(lambda idx: draw_inputs(plan, idx), "sample", times)
+    shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype), "sample", times)
     shock_ids = [None if s is None else jnp.uint32(s) for s in shock_streams(plan)]
-    simulate_s = _Stage(lambda d: simulate_months(plan, d, C), "simulate", times)
-    reduce_s = _Stage(lambda acc, o, m, b: reduce_chunk(plan, acc, o[0], m, o[1], b), "summarize", times, donate=0)
+    simulate_s = Stage(lambda d: simulate_months(plan, d, C), "simulate", times)
+    reduce_s = Stage(lambda acc, o, m, b: reduce_chunk(plan, acc, o[0], m, o[1], b), "summarize", times, donate=0)
     band_cap = n_total if opts.get("monthly_scenarios") is None else min(n_total, opts["monthly_scenarios"])
-    host_s = _Stage(to_host, "transfer", times)
+    # The chunk's scenario indices and masks, made on the device (no host arrays to copy per chunk).
+    index_s = Stage(lambda start: chunk_indices(start, C, n_total, band_cap), "sample", times, out_shardings=(sharding,) * 3)
+    host_s = Stage(to_host, "transfer", times)
     keep_s = None
     if opts.get("sample_fraction") is not None:  # a fixed random subset of scenarios, by index
         picker = make_sampler("random", seed, (stream_id("output.subsample"),), n_total)
         fraction = opts["sample_fraction"]
-        keep_s = _Stage(lambda idx: picker.uniforms(idx, jnp.float64)[:, 0] < fraction, "write", times)
+        keep_s = Stage(lambda idx: picker.uniforms(idx, jnp.float64)[:, 0] < fraction, "write", times)
+    k_diag = min(C, n_diag)  # the retained draws come from the first chunks, at most k_diag per chunk
+    retain_s = Stage(lambda o: {m: o[m][:, :k_diag] for m in METRICS}, "transfer", times)
 
     target = parse_target(opts["target_mcse"]) if opts.get("target_mcse") else None
     trace: list[list[float]] = ck_trace  # (scenarios so far, MCSE reached) after each chunk
@@ -452,33 +419,46 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     consts = jax.device_put(fixed_values(plan), NamedSharding(plan.mesh, PartitionSpec()))  # replicated
     diag_future = None
     acc = reduce_init(plan)
-    for chunk in range(start_chunk, hi if not stopped else start_chunk):
+    chunks = range(start_chunk, hi if not stopped else start_chunk)
+    if plan.mesh.size == 1 and len(chunks):  # compile every stage at once (one device: no shardings to match)
+        idx_a, mask_a = (jax.ShapeDtypeStruct((C,), dt, sharding=sharding) for dt in (jnp.uint32, jnp.bool_))
+        sid_a = jax.ShapeDtypeStruct((), jnp.uint32)
+        shocks_a = shocks_s.abstract(idx_a, sid_a)
+        draw_a = Sample(inputs_s.abstract(idx_a), Shocks(*(None if s is None else shocks_a for s in shock_ids)))
+        run_a = draw_a._replace(values={**draw_a.values, **consts})
+        out_a = simulate_s.abstract(run_a)
+        todo = [(index_s, (np.int64(0),)), (inputs_s, (idx_a,)), (simulate_s, (run_a,)), (reduce_s, (acc, out_a, mask_a, mask_a))]
+        todo += [(shocks_s, (idx_a, sid_a))] if any(s is not None for s in shock_ids) else []
+        todo += [(host_s, (out_a[0], draw_a))] if writer is not None else []
+        todo += [(retain_s, (out_a[0],))] if start_chunk * C < n_diag else []
+        todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
+        compile_all(todo, times)
+    for chunk in chunks:
         start = chunk * C
         valid = min(C, n_total - start)
-        idx = jax.device_put(np.arange(start, start + C, dtype=np.uint32), sharding)
-        mask = jax.device_put(np.arange(start, start + C) < n_total, sharding)
-        band_mask = jax.device_put(np.arange(start, start + C) < band_cap, sharding)
+        idx, mask, band_mask = index_s(np.int64(start))
         draw = Sample(inputs_s(idx), Shocks(*(None if s is None else shocks_s(idx, s) for s in shock_ids)))
         out, bands = simulate_s(draw._replace(values={**draw.values, **consts}))
         acc = reduce_s(acc, (out, bands), mask, band_mask)
-        if writer is not None or start < n_diag:
+        if start < n_diag:  # the first scenarios' metrics, float64, for ArviZ
+            k = min(valid, n_diag - start)
+            t0 = time.perf_counter()
+            full = jax.device_get(retain_s(out))
+            times["transfer"] += time.perf_counter() - t0
+            block = np.stack([full[m][:, :k] for m in METRICS]).reshape(plan.n_series, k)
+            state["retained"] = np.concatenate([state["retained"], block], axis=1)
+            if state["retained"].shape[1] == n_diag:  # ArviZ's diagnostics run while the device goes on
+                diag_future = _background(risk.diagnostics, state["retained"], n_diag)
+        if writer is not None:
             casted = host_s(out, draw)
             t0 = time.perf_counter()
             metrics_h, values_h = jax.device_get(casted)
             times["transfer"] += time.perf_counter() - t0
-            if start < n_diag:
-                k = min(valid, n_diag - start)
-                full = jax.device_get({m: out[m][:, :k] for m in METRICS})
-                block = np.stack([full[m] for m in METRICS]).reshape(plan.n_series, k)
-                state["retained"] = np.concatenate([state["retained"], block], axis=1)
-                if state["retained"].shape[1] == n_diag:  # ArviZ's diagnostics run while the device goes on
-                    diag_future = _background(risk.diagnostics, state["retained"], n_diag)
-            if writer is not None:
-                t0 = time.perf_counter()
-                sel = np.arange(valid) if keep_s is None else np.flatnonzero(np.asarray(keep_s(idx))[:valid])
-                cols = _rows(plan, start, sel, metrics_h, values_h, store)
-                times["write"] += time.perf_counter() - t0
-                writer.put(chunk, cols)  # waits only if the writer is two chunks behind
+            t0 = time.perf_counter()
+            sel = np.arange(valid) if keep_s is None else np.flatnonzero(np.asarray(keep_s(idx))[:valid])
+            cols = _rows(plan, start, sel, metrics_h, values_h, store)
+            times["write"] += time.perf_counter() - t0
+            writer.put(chunk, cols)  # waits only if the writer is two chunks behind
         del draw, out, bands
         if target is not None:
             t0 = time.perf_counter()

@@ -143,6 +143,21 @@ def test_rows_do_not_depend_on_chunk_size(tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_every_stage_is_compiled_ahead_and_used(tmp_path):
+    """The stages compile at once from abstract arguments before the first chunk; a stage whose
+    real arguments differed would compile again on its first call (a silent cost): none may."""
+    from mcrisk import programs
+
+    before = dict(programs.STATS)
+    result = run_study(small_study(scenarios=700), out=tmp_path / "r", chunk_size=256, sample_fraction=0.5,
+                       diagnostic_draws=300, stress=False)
+    used = programs.STATS["prepared_used"] - before["prepared_used"]
+    assert programs.STATS["prepared_missed"] == before["prepared_missed"]
+    # index, inputs, simulate, reduce, Parquet rows, retained draws, subsample (+ shocks if any)
+    assert used >= 7
+    assert result.manifest["seconds"]["compile"] > 0
+
+
 def test_rows_do_not_depend_on_the_order_of_systems(tmp_path):
     study = small_study()
     flipped = small_study()
