@@ -9,6 +9,7 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from .errors import Problem, RunFolderError, StudyError  # noqa: E402
+from .merge import merge_runs  # noqa: E402
 from .metrics import METRICS  # noqa: E402
 from .run import RunResult, run_study  # noqa: E402
 from .study import Study, default_study_path, load_study  # noqa: E402
@@ -29,6 +30,7 @@ __all__ = [
     "StudyError",
     "default_study_path",
     "load_study",
+    "merge_runs",
     "run_study",
     "__version__",
 ]

@@ -227,7 +227,7 @@ def merge(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table."),
 ) -> None:
     """Combine the shard folders of one run into the run folder a single job would have written."""
-    from .run import merge_runs
+    from .merge import merge_runs
 
     try:
         result = merge_runs(shards, out=out, force=force)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import difflib
 import json
 import platform
-import shutil
 import sys
 import threading
 import time
@@ -51,7 +50,8 @@ from .processes import Shocks
 from .sampling import make_sampler, root_key, shock_normals, stream_id
 from .errors import Problem, RunFolderError, StudyError
 from .programs import Stage, compile_all
-from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, ScenarioWriter, load_checkpoint, save_checkpoint, write_json
+from .runstate import checkpoint_arrays, flush, state_from
+from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, ScenarioWriter, load_checkpoint, save_checkpoint, scenario_columns, scenario_fields, write_json
 from .study import Study, load_study
 
 DIAGNOSTIC_DRAWS = 1 << 14  # scenarios kept on the host for ArviZ (ESS, MCSE of p5, R-hat)
@@ -139,48 +139,6 @@ def _check_output_options(st: Study, columns, sample_fraction) -> None:
                 problems.append(Problem("--columns", f"unknown column {c!r}{hint}"))
     if problems:
         raise StudyError(problems, "options")
-
-
-def _columns(plan: Plan, storage_dtype) -> list[pa.Field]:
-    f = [pa.field("scenario", pa.int64()), pa.field("system", pa.dictionary(pa.int32(), pa.string()))]
-    f += [pa.field(m, pa.from_numpy_dtype(storage_dtype)) for m in METRICS]
-    shared = [i for i in plan.inputs if i.system is None]
-    own = list(dict.fromkeys(i.column for i in plan.inputs if i.system is not None))
-    f += [pa.field(i.column, pa.from_numpy_dtype(storage_dtype)) for i in shared]
-    f += [pa.field(c, pa.from_numpy_dtype(storage_dtype)) for c in own]
-    f += [pa.field(f"system.{p}", pa.int64() if p != "depreciation_years" else pa.float64()) for p in PLAIN_SYSTEM_FIELDS]
-    return f
-
-
-def _rows(plan: Plan, start: int, sel: np.ndarray, out: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray], dtype) -> dict:
-    """Scenarios `sel` (offsets in the chunk) as columns of scenario-major rows (scenario 0: every system, ...)."""
-    S, valid = len(plan.systems), len(sel)
-    cols: dict[str, Any] = {
-        "scenario": np.repeat(start + sel.astype(np.int64), S),
-        "system": pa.DictionaryArray.from_arrays(
-            pa.array(np.tile(np.arange(S, dtype=np.int32), valid)), pa.array(list(plan.systems))
-        ),
-    }
-    for m in METRICS:
-        cols[m] = out[m][:, sel].T.reshape(-1)
-
-    def value(path: str) -> np.ndarray:
-        if path in values:
-            return values[path][sel]
-        return np.full(valid, plan.fixed[path], dtype)
-
-    for inp in plan.inputs:
-        if inp.system is None:
-            cols[inp.column] = np.repeat(value(inp.path), S)
-        elif inp.column not in cols:
-            per = []
-            for s in plan.systems:
-                path = f"systems.{s}.{inp.field}"
-                per.append(value(path) if (path in values or path in plan.fixed) else np.full(valid, np.nan, dtype))
-            cols[inp.column] = np.stack(per, axis=1).reshape(-1)
-    for p in PLAIN_SYSTEM_FIELDS:
-        cols[f"system.{p}"] = np.tile(np.asarray(plan.plain[p]), valid)
-    return cols
 
 
 def run_study(
@@ -301,57 +259,6 @@ def rerun_manifest(manifest: str | Path, *, out: str | Path | None = None, force
     return run_study(st, out=target, force=force, progress=progress, **opts)
 
 
-def _flush(plan: Plan, acc, state: dict) -> Any:
-    """Move the device reducers to the host at a chunk boundary; return fresh device reducers."""
-    block = red.to_host(acc.state)
-    state["host"] = block if state["host"] is None else red.merge(state["host"], block)
-    state["tails"] = state["tails"] + np.asarray(jax.device_get(acc.tails))
-    if acc.monthly is not None:
-        block = red.to_host(acc.monthly)
-        state["monthly"] = block if state.get("monthly") is None else red.merge(state["monthly"], block)
-    return reduce_init(plan)
-
-
-def _merge_states(a: dict, b: dict) -> dict:
-    """Two host states of disjoint scenario ranges, `a` before `b`, as one."""
-    monthly = None
-    if a.get("monthly") is not None and b.get("monthly") is not None:
-        monthly = red.merge(a["monthly"], b["monthly"])
-    return {"host": red.merge(a["host"], b["host"]), "tails": a["tails"] + b["tails"],
-            "retained": np.concatenate([a["retained"], b["retained"]], axis=1), "monthly": monthly}
-
-
-def _host_arrays(host: red.HostState, prefix: str) -> dict[str, np.ndarray]:
-    arrays = {f"{prefix}m_{k}": v for k, v in host.moments._asdict().items()}
-    nz = np.flatnonzero(host.hist)  # the histogram is sparse: keep its non-zero bins
-    arrays.update({f"{prefix}hist_shape": np.asarray(host.hist.shape), f"{prefix}hist_idx": nz,
-                   f"{prefix}hist_val": host.hist.reshape(-1)[nz]})
-    return arrays
-
-
-def _host_from(arrays: dict[str, np.ndarray], prefix: str) -> red.HostState | None:
-    if f"{prefix}hist_shape" not in arrays:
-        return None
-    shape = tuple(int(x) for x in arrays[f"{prefix}hist_shape"])
-    hist = np.zeros(int(np.prod(shape)), np.int64)
-    hist[arrays[f"{prefix}hist_idx"]] = arrays[f"{prefix}hist_val"]
-    moments = red.Moments(*(arrays[f"{prefix}m_{k}"] for k in red.Moments._fields))
-    return red.HostState(moments, hist.reshape(shape))
-
-
-def _checkpoint_arrays(state: dict) -> dict[str, np.ndarray]:
-    arrays = _host_arrays(state["host"], "")
-    if state.get("monthly") is not None:
-        arrays.update(_host_arrays(state["monthly"], "monthly_"))
-    arrays.update(tails=state["tails"], retained=state["retained"])
-    return arrays
-
-
-def _state_from(arrays: dict[str, np.ndarray]) -> dict:
-    return {"host": _host_from(arrays, ""), "monthly": _host_from(arrays, "monthly_"),
-            "tails": arrays["tails"], "retained": arrays["retained"]}
-
-
 def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_total) -> RunResult:
     times = dict.fromkeys(("plan", "compile", "sample", "simulate", "summarize", "transfer", "write"), 0.0)
     t0 = time.perf_counter()
@@ -383,12 +290,12 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
                 f"cannot resume: the interrupted run used chunks of {meta['chunk_size']} on other devices "
                 f"(now {C}); rerun with the same number of devices"
             )
-        state, start_chunk = _state_from(arrays), meta["next_chunk"]
+        state, start_chunk = state_from(arrays), meta["next_chunk"]
         ck_trace, stopped = meta.get("trace", []), meta.get("stopped")
     meta = {"mcrisk.study_sha256": digest, "mcrisk.seed": seed, "mcrisk.version": _versions()["mcrisk"], "mcrisk.scenarios": n_total}
     writer = None
     if opts["write_scenarios"]:
-        fields = [f for f in _columns(plan, store) if opts.get("columns") is None or f.name in ("scenario", "system", *opts["columns"])]
+        fields = [f for f in scenario_fields(plan, store) if opts.get("columns") is None or f.name in ("scenario", "system", *opts["columns"])]
         writer = ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(fields), meta)
     times["plan"] = time.perf_counter() - t0
 
@@ -456,7 +363,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
             times["transfer"] += time.perf_counter() - t0
             t0 = time.perf_counter()
             sel = np.arange(valid) if keep_s is None else np.flatnonzero(np.asarray(keep_s(idx))[:valid])
-            cols = _rows(plan, start, sel, metrics_h, values_h, store)
+            cols = scenario_columns(plan, start, sel, metrics_h, values_h, store)
             times["write"] += time.perf_counter() - t0
             writer.put(chunk, cols)  # waits only if the writer is two chunks behind
         del draw, out, bands
@@ -468,11 +375,11 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
             times["summarize"] += time.perf_counter() - t0
         if stop or (chunk + 1) % every == 0 or chunk + 1 == hi:
             t0 = time.perf_counter()
-            acc = _flush(plan, acc, state)
+            acc = flush(plan, acc, state)
             if writer is not None:
                 writer.drain()
             meta = dict(ck_meta, next_chunk=chunk + 1, stopped=chunk + 1 if stop else None, trace=trace)
-            save_checkpoint(folder.tmp, meta, _checkpoint_arrays(state))
+            save_checkpoint(folder.tmp, meta, checkpoint_arrays(state))
             times["write"] += time.perf_counter() - t0
         if progress is not None:
             progress(min(n_total, (chunk + 1) * C) - lo * C, min(n_total, hi * C) - lo * C)
@@ -500,7 +407,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
             "scenarios": min(n_total, end * C), "maximum": n_total, "trace": trace,
         }
     if shard_k > 1:  # what `merge_runs` needs to combine the shards exactly
-        save_checkpoint(folder.tmp, {"next_chunk": hi}, _checkpoint_arrays(state), name=SHARD_STATE)
+        save_checkpoint(folder.tmp, {"next_chunk": hi}, checkpoint_arrays(state), name=SHARD_STATE)
     stresses = None
     if st.stress and shard_k == 1 and opts.get("stress", True):
         t0 = time.perf_counter()
@@ -633,63 +540,3 @@ def _finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, t
     write_json(folder.path("manifest.json"), manifest)
     path = folder.publish()
     return RunResult(folder=path, summary=summary, risk=risk_df, manifest=manifest, study=st, breakeven=breakeven, monthly=monthly, stress=stress)
-
-
-def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = False) -> RunResult:
-    """Combine the k shard folders of one run into the run folder a single job would write.
-
-    Counts, exceedance probabilities and the quantile sketch merge exactly; means and sds are
-    merged with Chan's formulas in shard order, equal to a single run's to float64 rounding
-    (about 1e-15 relative); Parquet parts are copied; ESS/MCSE come from the same first
-    scenarios as in a single run.
-    """
-    t_total = time.perf_counter()
-    shards = []
-    for f in folders:
-        path = Path(f)
-        try:
-            m = json.loads((path / "manifest.json").read_text())
-            meta, arrays = load_checkpoint(path, name=SHARD_STATE)
-        except (OSError, ValueError, KeyError) as exc:
-            raise RunFolderError(f"{str(path)!r} is not a shard run folder (mcrisk run --shard i/k): {exc}") from None
-        if not m.get("shard"):
-            raise RunFolderError(f"{str(path)!r} is a whole run, not a shard (run it with --shard i/k)")
-        shards.append((m, arrays, path))
-    shards.sort(key=lambda s: s[0]["shard"]["index"])
-    first = shards[0][0]
-    k = first["shard"]["count"]
-    same = ("study_sha256", "seed", "scenarios", "chunk_size", "month_loop_unroll")
-    for m, _, path in shards:
-        bad = [key for key in same if m.get(key) != first.get(key)]
-        if bad or {o: v for o, v in m["options"].items() if o != "shard"} != {o: v for o, v in first["options"].items() if o != "shard"}:
-            raise RunFolderError(f"{path} is a shard of another run ({', '.join(bad) or 'options'} differ)")
-    if sorted(m["shard"]["index"] for m, _, _ in shards) != list(range(k)) or any(m["shard"]["count"] != k for m, _, _ in shards):
-        have = sorted(m["shard"]["index"] for m, _, _ in shards)
-        raise RunFolderError(f"need each of the {k} shards exactly once, got shards {have}")
-    st = load_study(shards[0][2] / "study.yaml")
-    opts = dict(first["options"], shard=None)
-    plan = make_plan(st, scenarios=opts["scenarios"], seed=opts["seed"], precision=opts["precision"],
-                     chunk_size=opts["chunk_size"], monthly=opts.get("monthly", True))
-    folder = RunFolder(out, force=force)
-    try:
-        folder.path("study.yaml").write_text(st.to_yaml())
-        state = None
-        for _, arrays, _ in shards:
-            s = _state_from(arrays)
-            state = s if state is None else _merge_states(state, s)
-        n_diag = min(opts["scenarios"], max(opts["diagnostic_draws"], 0))
-        state["retained"] = state["retained"][:, :n_diag]
-        if opts["write_scenarios"]:
-            parts = folder.path(SCENARIOS_DIR)
-            parts.mkdir()
-            for _, _, path in shards:
-                for part in sorted((path / SCENARIOS_DIR).glob("part-*.parquet")):
-                    shutil.copy2(part, parts / part.name)
-        times = {key: sum(m["seconds"].get(key, 0.0) for m, _, _ in shards) for key in first["seconds"] if key != "total"}
-        extra = {"chunk_size": first["chunk_size"], "month_loop_unroll": first.get("month_loop_unroll"),
-                 "monthly_scenarios": first.get("monthly_scenarios"), "chunks": first["chunks"],
-                 "merged_from": [str(p) for _, _, p in shards]}
-        return _finish(st, plan, folder, opts, state, times, t_total, extra)
-    except BaseException:
-        folder.discard()
-        raise

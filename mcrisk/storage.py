@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .engine import METRICS, PLAIN_SYSTEM_FIELDS, Plan
 from .errors import RunFolderError
 
 SCENARIOS_DIR = "scenarios.parquet"  # a folder of part-NNNNNN.parquet files, one per chunk
@@ -194,3 +195,46 @@ class ScenarioWriter:
             t.join()
         if self._error is not None:
             raise self._error
+
+
+def scenario_fields(plan: Plan, storage_dtype) -> list[pa.Field]:
+    """The Parquet schema of scenario rows: scenario, system, every metric, every input (docs/outputs.md)."""
+    f = [pa.field("scenario", pa.int64()), pa.field("system", pa.dictionary(pa.int32(), pa.string()))]
+    f += [pa.field(m, pa.from_numpy_dtype(storage_dtype)) for m in METRICS]
+    shared = [i for i in plan.inputs if i.system is None]
+    own = list(dict.fromkeys(i.column for i in plan.inputs if i.system is not None))
+    f += [pa.field(i.column, pa.from_numpy_dtype(storage_dtype)) for i in shared]
+    f += [pa.field(c, pa.from_numpy_dtype(storage_dtype)) for c in own]
+    f += [pa.field(f"system.{p}", pa.int64() if p != "depreciation_years" else pa.float64()) for p in PLAIN_SYSTEM_FIELDS]
+    return f
+
+
+def scenario_columns(plan: Plan, start: int, sel: np.ndarray, out: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray], dtype) -> dict:
+    """Scenarios `sel` (offsets in the chunk) as columns of scenario-major rows (scenario 0: every system, ...)."""
+    S, valid = len(plan.systems), len(sel)
+    cols: dict[str, Any] = {
+        "scenario": np.repeat(start + sel.astype(np.int64), S),
+        "system": pa.DictionaryArray.from_arrays(
+            pa.array(np.tile(np.arange(S, dtype=np.int32), valid)), pa.array(list(plan.systems))
+        ),
+    }
+    for m in METRICS:
+        cols[m] = out[m][:, sel].T.reshape(-1)
+
+    def value(path: str) -> np.ndarray:
+        if path in values:
+            return values[path][sel]
+        return np.full(valid, plan.fixed[path], dtype)
+
+    for inp in plan.inputs:
+        if inp.system is None:
+            cols[inp.column] = np.repeat(value(inp.path), S)
+        elif inp.column not in cols:
+            per = []
+            for s in plan.systems:
+                path = f"systems.{s}.{inp.field}"
+                per.append(value(path) if (path in values or path in plan.fixed) else np.full(valid, np.nan, dtype))
+            cols[inp.column] = np.stack(per, axis=1).reshape(-1)
+    for p in PLAIN_SYSTEM_FIELDS:
+        cols[f"system.{p}"] = np.tile(np.asarray(plan.plain[p]), valid)
+    return cols

@@ -193,7 +193,7 @@ def test_float32_and_float64_agree_on_the_default_study(tmp_path):
 
 def test_shards_merge_into_the_single_run(tmp_path):
     """--shard i/k slices, merged, equal one run: data and counts exactly, moments to rounding."""
-    from mcrisk.run import merge_runs
+    from mcrisk.merge import merge_runs
 
     study = small_study(scenarios=2500)
     single = run_study(study, out=tmp_path / "single", chunk_size=256)
