@@ -89,7 +89,7 @@ def run(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run of this run folder from its last checkpoint."),
     from_manifest: Optional[Path] = typer.Option(None, "--from-manifest", help="Run again what a manifest.json describes (its study, seed and options)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Chunks between checkpoints (default: about every 4M scenarios)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="Run slice i of k (i/k, 0-based) of the scenarios, for job arrays; combine with mcrisk merge."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="Run slice i of k (i/k, 0-based) of the scenarios, for job arrays, or auto (this process's slice under jax.distributed); {shard} in --out becomes i; combine with mcrisk merge."),
     columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated Parquet columns to keep (scenario and system always stay)."),
     sample_fraction: Optional[float] = typer.Option(None, "--sample-fraction", help="Write only this share of the scenarios to Parquet (a fixed random subset); summaries use all."),
     report: bool = typer.Option(False, "--report", help="Also write report.html (the mcrisk report page) into the run folder."),
@@ -131,6 +131,8 @@ def run(
 
     try:
         shard_ik = _parse_shard(shard) if shard is not None else None
+        if shard_ik is not None and out is not None:  # one folder per shard: --out runs/shard-{shard}
+            out = Path(str(out).replace("{shard}", str(shard_ik[0])))
         band_n = _parse_monthly_scenarios(monthly_scenarios)
         with bar:
             if from_manifest is not None:
@@ -212,10 +214,14 @@ def _parse_monthly_scenarios(text: str | None) -> int | None:
 def _parse_shard(text: str) -> tuple[int, int]:
     from .errors import Problem
 
+    if text.strip() == "auto":  # under jax.distributed: this process's index of the process count
+        from .merge import distributed_shard
+
+        return distributed_shard()
     try:
         i, k = (int(x) for x in text.split("/"))
     except ValueError:
-        raise StudyError([Problem("--shard", f"must be i/k (e.g. 0/8), got {text!r}")], "options") from None
+        raise StudyError([Problem("--shard", f"must be i/k (e.g. 0/8) or auto, got {text!r}")], "options") from None
     return i, k
 
 

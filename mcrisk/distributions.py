@@ -141,7 +141,7 @@ class _DistBase(BaseModel):
     def ppf(self, probs: Sequence[float]) -> np.ndarray:
         """float64 quantiles at `probs`, for tables: one compiled call on the host CPU (op by op,
         each primitive would compile on its own: 1.3 s for a lognormal, against 0.14 s)."""
-        with jax.default_device(jax.devices("cpu")[0]):
+        with jax.default_device(jax.local_devices(backend="cpu")[0]):
             return np.asarray(jax.jit(self.quantile)(np.asarray(probs, np.float64)), np.float64)
 
     def _quantile(self, u: jax.Array) -> jax.Array:

@@ -173,7 +173,7 @@ def make_plan(
         names, corr = correlation_matrix({(a, b): rho for a, b, rho in study.correlations})
         cols, factor = tuple(col_of[n] for n in names), copula_factor(corr)
     shocks_on = Shocks(*(not (vol in fixed and fixed[vol] == 0.0) for _, vol in SHOCKS))
-    devices = np.array(jax.devices())
+    devices = np.array(jax.local_devices())  # this process's (under jax.distributed each runs its own shard)
     chunk = chunk_size or default_chunk_size()
     chunk = min(chunk, max(scenarios, 1))
     chunk = -(-chunk // len(devices)) * len(devices)  # a multiple of the device count

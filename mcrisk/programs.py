@@ -47,7 +47,7 @@ def signature(args: Any) -> str:
 def compile_lowered(lowered: Any, args: Any) -> Any:
     """Compile a lowered stage, or reuse the program of an identical one compiled earlier in this
     process. The key holds the arguments' signature too: XLA drops unused arguments from the text."""
-    key = hashlib.sha256(f"{jax.devices()}|{signature(args)}|{lowered.as_text()}".encode()).hexdigest()
+    key = hashlib.sha256(f"{jax.local_devices()}|{signature(args)}|{lowered.as_text()}".encode()).hexdigest()
     with _LOCK:
         if key in _EXECUTABLES:
             _EXECUTABLES.move_to_end(key)

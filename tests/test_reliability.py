@@ -191,6 +191,47 @@ def test_float32_and_float64_agree_on_the_default_study(tmp_path):
     pd.testing.assert_series_equal(a["n_nan"], b["n_nan"])
 
 
+def test_shard_auto_under_jax_distributed_merges_into_the_single_run(tmp_path):
+    """Two processes joined by jax.distributed (on this machine's CPU), each `--shard auto`
+    with `{shard}` in --out, merge into the run one process writes."""
+    import socket
+
+    from mcrisk.merge import merge_runs
+
+    path = write_study(tmp_path / "s.yaml", small_study(scenarios=1200))
+    single = run_study(str(path), out=tmp_path / "single", chunk_size=256, analyze=False)
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, MCRISK_COORDINATOR=f"localhost:{port}", MCRISK_NUM_PROCESSES="2", MCRISK_PROCESS_ID=str(i),
+                   MCRISK_CACHE_DIR="off")
+        cmd = [sys.executable, "-m", "mcrisk", "run", str(path), "--shard", "auto", "--chunk-size", "256", "--no-analyze",
+               "--out", str(tmp_path / "shard-{shard}"), "-q"]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    for p in procs:
+        out, _ = p.communicate(timeout=300)
+        assert p.returncode == 0, out
+    manifests = [json.loads((tmp_path / f"shard-{i}" / "manifest.json").read_text()) for i in range(2)]
+    assert [m["shard"]["index"] for m in manifests] == [0, 1] and all(m["shard"]["count"] == 2 for m in manifests)
+    assert all(m["processes"]["count"] == 2 for m in manifests)
+    merged = merge_runs([tmp_path / "shard-0", tmp_path / "shard-1"], out=tmp_path / "merged")
+    assert data_hash(single.folder) == data_hash(merged.folder)
+    pd.testing.assert_frame_equal(pd.read_csv(single.folder / "risk.csv"), pd.read_csv(merged.folder / "risk.csv"))
+
+
+def test_shard_auto_without_a_cluster_is_a_clear_error(tmp_path):
+    path = write_study(tmp_path / "s.yaml", small_study(scenarios=100))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "MCRISK_COORDINATOR", "MCRISK_NUM", "MCRISK_PROCESS"))}
+    env["MCRISK_COORDINATOR"] = "localhost:1"  # only one of the three: refused before any connection
+    proc = subprocess.run([sys.executable, "-m", "mcrisk", "run", str(path), "--shard", "auto", "--out", str(tmp_path / "r")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--shard" in proc.stderr and "MCRISK_NUM_PROCESSES" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_shards_merge_into_the_single_run(tmp_path):
     """--shard i/k slices, merged, equal one run: data and counts exactly, moments to rounding."""
     from mcrisk.merge import merge_runs
