@@ -309,17 +309,17 @@ def simulate_months(plan: Plan, draw: Sample, n: int) -> tuple[dict[str, jax.Arr
         if not plan.monthly:
             return (state, tot), flows.cash_flow
         # The cumulative cash flow is the float64 running total itself (a sequential sum, the same
-        # whatever the chunk shape), not a cumsum XLA may reassociate.
-        return (state, tot), (flows.cash_flow, tot.cum_cash_flow, flows.revenue, mkt.utilization)
+        # whatever the chunk shape, not a cumsum XLA may reassociate), less capex, stored in the
+        # path dtype (the sketch resolves 0.5%): half the bytes of storing the float64 total.
+        cumulative = (tot.cum_cash_flow - capex).astype(plan.dtype)
+        return (state, tot), (flows.cash_flow, cumulative, flows.revenue, mkt.utilization)
 
     (_, tot), ys = jax.lax.scan(step, (market_init(mp), totals_init((S, n))), (eps, months), unroll=plan.unroll)
     cash_flows = ys[0] if plan.monthly else ys
     out = metrics_mod.compute(sp, site, pl, tot, cash_flows, mp.price0, plan.months)
     if not plan.monthly:
         return out, None
-    _, cum, revenue, util = ys  # (T, S, n) x 3, (T, n)
-    # The sums stay float64; the band values are kept in the path dtype (the sketch resolves 0.5%).
-    cumulative = (cum - capex[None]).astype(plan.dtype)
+    _, cumulative, revenue, util = ys  # (T, S, n) x 3, (T, n)
     per_system = jnp.stack([cumulative, revenue])  # (2, T, S, n)
     bands = jnp.concatenate([
         jnp.transpose(per_system, (0, 2, 1, 3)).reshape(2 * S * plan.months, n),

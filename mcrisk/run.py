@@ -303,11 +303,19 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
         metrics = {m: out[m].astype(store) for m in METRICS}
         return metrics, {k: v.astype(store) for k, v in draw.values.items()}
 
-    inputs_s = Stage(lambda idx: draw_inputs(plan, idx), "sample", times)
-    shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype), "sample", times)
-    shock_ids = [None if s is None else jnp.uint32(s) for s in shock_streams(plan)]
-    simulate_s = Stage(lambda d: simulate_months(plan, d, C), "simulate", times)
-    reduce_s = Stage(lambda acc, o, m, b: reduce_chunk(plan, acc, o[0], m, o[1], b), "summarize", times, donate=0)
+    # Every stage's outputs are placed explicitly: scenarios split over the devices along their
+    # scenario axis, the running summaries replicated. Then the abstract arguments the stages are
+    # compiled from (compile_all, below) are exactly what they are called with.
+    by_rows = NamedSharding(plan.mesh, PartitionSpec("scenarios", None))  # (n, T)
+    by_cols = NamedSharding(plan.mesh, PartitionSpec(None, "scenarios"))  # (S, n), (H, n)
+    replicated = NamedSharding(plan.mesh, PartitionSpec())
+    inputs_s = Stage(lambda idx: draw_inputs(plan, idx), "sample", times, out_shardings=sharding)
+    shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype), "sample", times,
+                     out_shardings=by_rows)
+    shock_ids = [None if s is None else jax.device_put(jnp.uint32(s), replicated) for s in shock_streams(plan)]
+    simulate_s = Stage(lambda d: simulate_months(plan, d, C), "simulate", times, out_shardings=by_cols)
+    reduce_s = Stage(lambda acc, o, m, b: reduce_chunk(plan, acc, o[0], m, o[1], b), "summarize", times, donate=0,
+                     out_shardings=replicated)
     band_cap = n_total if opts.get("monthly_scenarios") is None else min(n_total, opts["monthly_scenarios"])
     # The chunk's scenario indices and masks, made on the device (no host arrays to copy per chunk).
     index_s = Stage(lambda start: chunk_indices(start, C, n_total, band_cap), "sample", times, out_shardings=(sharding,) * 3)
@@ -323,13 +331,13 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     target = parse_target(opts["target_mcse"]) if opts.get("target_mcse") else None
     trace: list[list[float]] = ck_trace  # (scenarios so far, MCSE reached) after each chunk
     stop, end = stopped, (stopped if stopped else hi)
-    consts = jax.device_put(fixed_values(plan), NamedSharding(plan.mesh, PartitionSpec()))  # replicated
+    consts = jax.device_put(fixed_values(plan), replicated)
     diag_future = None
-    acc = reduce_init(plan)
+    acc = jax.device_put(reduce_init(plan), replicated)
     chunks = range(start_chunk, hi if not stopped else start_chunk)
-    if plan.mesh.size == 1 and len(chunks):  # compile every stage at once (one device: no shardings to match)
+    if len(chunks):  # compile every stage at once, from the shapes, dtypes and placements of their arguments
         idx_a, mask_a = (jax.ShapeDtypeStruct((C,), dt, sharding=sharding) for dt in (jnp.uint32, jnp.bool_))
-        sid_a = jax.ShapeDtypeStruct((), jnp.uint32)
+        sid_a = jax.ShapeDtypeStruct((), jnp.uint32, sharding=replicated)
         shocks_a = shocks_s.abstract(idx_a, sid_a)
         draw_a = Sample(inputs_s.abstract(idx_a), Shocks(*(None if s is None else shocks_a for s in shock_ids)))
         run_a = draw_a._replace(values={**draw_a.values, **consts})
@@ -375,7 +383,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
             times["summarize"] += time.perf_counter() - t0
         if stop or (chunk + 1) % every == 0 or chunk + 1 == hi:
             t0 = time.perf_counter()
-            acc = flush(plan, acc, state)
+            acc = jax.device_put(flush(plan, acc, state), replicated)
             if writer is not None:
                 writer.drain()
             meta = dict(ck_meta, next_chunk=chunk + 1, stopped=chunk + 1 if stop else None, trace=trace)

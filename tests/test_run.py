@@ -178,8 +178,11 @@ def test_rows_do_not_depend_on_device_count(tmp_path):
     script = textwrap.dedent(
         f"""
         import json, jax, mcrisk
+        from mcrisk import programs
         assert len(jax.devices()) == 4, jax.devices()
         mcrisk.run_study(json.load(open({str(study_path)!r})), out={str(tmp_path / 'four')!r}, chunk_size=512)
+        # compiled ahead from sharded abstract arguments, and each program used as compiled
+        assert programs.STATS["prepared_used"] >= 5 and programs.STATS["prepared_missed"] == 0, programs.STATS
         """
     )
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
