@@ -99,6 +99,7 @@ def run(
     monthly_scenarios: Optional[str] = typer.Option(None, "--monthly-scenarios", help="Monthly bands from the first N scenarios, or 'all' (default 262144)."),
     no_analyze: bool = typer.Option(False, "--no-analyze", help="Skip sensitivity.csv and comparison.csv."),
     no_stress: bool = typer.Option(False, "--no-stress", help="Skip the study's stress tests (stress.csv)."),
+    timings: bool = typer.Option(False, "--timings", help="Also print where the time went: each stage's seconds, share and throughput."),
 ) -> None:
     """Simulate a study and write its run folder (scenarios.parquet, summary.csv, risk.csv, summary.nc, manifest.json)."""
     import signal
@@ -172,6 +173,8 @@ def run(
         print_sections(result)
         secs = result.manifest["seconds"]["total"]
         out_console.print(f"wrote {result.folder} in {secs:.1f} s", highlight=False)
+    if timings:
+        print_timings(result.manifest)
     if report:
         _write_report(result.folder, quiet)
 
@@ -377,6 +380,32 @@ def print_analysis(sens, comp, metric: str = "npv_usd", top: int = 5) -> None:
         for a, row in wins.iterrows():
             m.add_row(str(a), *("-" if pd.isna(v) else f"{v:.1%}" for v in row))
         out_console.print(m)
+
+
+def print_timings(manifest: dict) -> None:
+    """Where a run's time went: each stage's seconds and share of the wall time, and the
+    scenario-months per second of the engine's stages (from the manifest's `seconds`)."""
+    from rich.table import Table
+
+    secs, wall = manifest["seconds"], manifest["seconds"]["total"]
+    n = manifest["scenarios"]
+    if manifest.get("shard"):  # this shard's scenarios only
+        lo, hi = manifest["shard"]["chunks"]
+        n = min(n, hi * manifest["chunk_size"]) - lo * manifest["chunk_size"]
+    work = n * manifest["horizon_months"]
+    t = Table(title=f"where the time went: {n:,} scenarios x {manifest['horizon_months']} months on "
+                    f"{len(manifest['devices'])} {manifest['backend']} device(s)")
+    for col in ("stage", "seconds", "share of wall", "scenario-months/s"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    for stage, v in secs.items():
+        if stage != "total" and v > 0:
+            rate = f"{work / v:.3g}" if stage in ("sample", "simulate", "summarize") else ""
+            t.add_row(stage, f"{v:.2f}", f"{v / wall:.0%}" if wall > 0 else "", rate)
+    engine_only = not (secs.get("stress") or secs.get("analyze"))
+    t.add_row("wall", f"{wall:.2f}", "100%", f"{work / wall:.3g}" if engine_only and wall > 0 else "")
+    out_console.print(t)
+    out_console.print("Stages are work done: Parquet is encoded in background threads while later chunks run, "
+                      "so the stages can add up to more than the wall time.", highlight=False)
 
 
 def print_sections(result) -> None:

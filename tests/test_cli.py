@@ -52,3 +52,19 @@ def test_validate_prints_the_resolved_study():
     assert result.exit_code == 0, result.stdout
     assert "idle_power_fraction: 0.3" in result.stdout  # a default, filled in
     assert "# valid: 2 system(s)" in result.stdout
+
+
+def test_timings_table_shows_each_stage_and_its_throughput(tmp_path):
+    from .conftest import small_study, write_study
+
+    path = write_study(tmp_path / "s.yaml", small_study(scenarios=600))
+    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "r"), "--no-stress", "--no-analyze", "--timings"])
+    assert result.exit_code == 0, result.stdout
+    text = result.stdout
+    assert "where the time went: 600 scenarios" in text
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    for stage in ("compile", "sample", "simulate", "summarize", "wall"):
+        assert f"│ {stage}" in text
+    # the simulate row's throughput is the manifest's scenario-months over its seconds
+    sim = manifest["seconds"]["simulate"]
+    assert f"{600 * manifest['horizon_months'] / sim:.3g}" in text
