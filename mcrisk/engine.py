@@ -129,10 +129,15 @@ class Plan:
         return self.months * (2 * len(self.systems) + 1) if self.monthly else 0
 
 
+def on_accelerator() -> bool:
+    """Whether JAX runs on a GPU or TPU here (the defaults that follow differ from a CPU's)."""
+    return jax.default_backend() != "cpu"
+
+
 def default_chunk_size() -> int:
     """Scenarios per chunk: large on accelerators; on CPUs small enough that a chunk's arrays stay
     in cache (16,384 ran 1e6 scenarios 15% faster than 65,536 on a 2-core EPYC; see RESULTS.md)."""
-    return 1 << 20 if jax.default_backend() in ("gpu", "cuda", "rocm", "tpu") else 1 << 14
+    return 1 << 20 if on_accelerator() else 1 << 14
 
 
 def default_unroll() -> int:
@@ -143,7 +148,7 @@ def default_unroll() -> int:
     benchmarks/RESULTS.md). On a 2-core CPU it gained nothing. XLA may round float32 paths
     differently when it fuses differently (relative 1e-5 here), so the unroll is part of the program
     and written to the manifest; on one backend every run uses the same."""
-    return 4 if jax.default_backend() in ("gpu", "cuda", "rocm", "tpu") else 1
+    return 4 if on_accelerator() else 1
 
 
 def make_plan(

@@ -41,6 +41,7 @@ from .engine import (
     fixed_values,
     make_plan,
     chunk_indices,
+    on_accelerator,
     reduce_chunk,
     reduce_init,
     shock_streams,
@@ -267,8 +268,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
                      monthly=opts.get("monthly", True), dims=opts.get("sampler_dims"))
     C = plan.chunk
     n_chunks = -(-n_total // C)
-    accelerated = jax.default_backend() != "cpu"
-    every = opts["checkpoint_every"] or max(1, (CHECKPOINT_SCENARIOS_ACCELERATOR if accelerated else CHECKPOINT_SCENARIOS) // C)
+    every = opts["checkpoint_every"] or max(1, (CHECKPOINT_SCENARIOS_ACCELERATOR if on_accelerator() else CHECKPOINT_SCENARIOS) // C)
     every = min(every, max(1, (2**31 - 1) // C))  # int32 histogram bins never overflow
     store = np.float64 if precision == "float64" else np.float32
     sharding = NamedSharding(plan.mesh, PartitionSpec("scenarios"))
