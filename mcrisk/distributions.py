@@ -3,6 +3,10 @@
 Every form maps a uniform u in (0, 1) to a value through `quantile(u)`, a pure
 JAX function (jit/vmap/grad safe) that keeps the dtype of `u`. Parameters are
 validated once, on the host, when a model is built; `quantile` never raises.
+
+`quantiles(dists, u, params)` evaluates many forms at once with their numbers as arguments
+(`quantile_params`): arrays whose shapes depend only on the forms, so studies that differ
+only in their distributions' values share one compiled program.
 """
 
 from __future__ import annotations
@@ -19,67 +23,15 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter
                       ValidationInfo, field_validator, model_validator)
 from scipy import special, stats
 
+from . import beta as beta_tables
+from .dist_checks import Num as _Num, above_low as _above_low, fmt_e as _e, fmt_g as _g
+from .dist_checks import mode_inside as _mode_inside, positive as _positive
+
 __all__ = ["Fixed", "Uniform", "LogUniform", "Triangular", "Pert", "Normal", "LogNormal",
-           "Beta", "Discrete", "Dist", "parse_dist", "quantiles", "clamp_uniform", "Z95"]
+           "Beta", "Discrete", "Dist", "parse_dist", "quantiles", "quantile_params", "clamp_uniform", "Z95"]
 
 Z95 = 1.6448536269514722
 """ndtri(0.95): a lognormal's p5 and p95 lie Z95 sigmas either side of its log-median."""
-
-
-# ---------------------------------------------------------------- formatting
-
-def _g(x: float) -> str:
-    """Shortest text that reads back as x exactly (3e+06 and 3000001 differ); plain between 1e-4 and 1e6."""
-    for p in range(1, 18):
-        s = f"{x:.{p}g}"
-        if float(s) == x:
-            break
-    exp = math.floor(math.log10(abs(x))) if x else 0
-    return f"{x:.{max(p, exp + 1)}g}" if 0 <= exp < 6 else s
-
-
-def _e(x: float) -> str:
-    """_g for messages: exponent forms keep a decimal point (3.0e+06), like the spec."""
-    s = _g(x)
-    if "e" in s:
-        mant, ex = s.split("e")
-        s = (mant if "." in mant else mant + ".0") + "e" + ex
-    return s
-
-
-# ---------------------------------------------------------------- shared rules
-# Field validators raise ValueError, so pydantic's error loc ends at the field.
-# A field that failed its own check is absent from info.data: its dependants
-# then skip the cross-field check instead of reporting a second, derived error.
-
-def _positive(cls, v, info: ValidationInfo):
-    if v is not None and not v > 0:
-        raise ValueError(f"must be > 0, got {_e(v)}")
-    return v
-
-
-def _above_low(cls, v, info: ValidationInfo):
-    low = info.data.get("low")
-    if v is not None and low is not None and not v > low:
-        raise ValueError(f"must be > low ({_e(low)}), got {_e(v)}")
-    return v
-
-
-def _mode_inside(cls, v, info: ValidationInfo):
-    low, high = info.data.get("low"), info.data.get("high")
-    if low is not None and high is not None and not low <= v <= high:
-        raise ValueError(f"must lie in [low, high] = [{_e(low)}, {_e(high)}], got {_e(v)}")
-    return v
-
-
-def _no_bool(v):
-    # pydantic's lax float accepts True as 1.0; a boolean in a study is a typo.
-    if isinstance(v, bool):
-        raise ValueError(f"must be a number, got {v}")
-    return v
-
-
-_Num = Annotated[float, BeforeValidator(_no_bool)]
 
 
 def clamp_uniform(u: jax.Array) -> jax.Array:
@@ -97,9 +49,16 @@ def clamp_uniform(u: jax.Array) -> jax.Array:
     return jnp.clip(u, eps, 1.0 - eps)
 
 
-def _cols(u: jax.Array, values: Sequence[float]) -> jax.Array:
-    """Host parameters of k columns as a (k,) array in u's dtype (computed in float64 first)."""
-    return jnp.asarray(np.asarray(values, np.float64), u.dtype)
+def _in_dtype(params: tuple, dtype) -> tuple:
+    """Parameters (float64 on the host, or already traced) in the dtype of the uniforms."""
+    return tuple(jnp.asarray(a, dtype) for a in params)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _ppf(kind: type, params: tuple, probs: jax.Array) -> jax.Array:
+    """Quantiles of one form of class `kind` at probs (p,), its parameters (`_pack`) as arguments:
+    one program per class, dtype and number of probabilities, whatever the values."""
+    return kind._batch(params, clamp_uniform(probs)[:, None])[:, 0]
 
 
 _PPF_KEPT: dict[tuple[str, tuple[float, ...]], np.ndarray] = {}
@@ -143,28 +102,38 @@ class _DistBase(BaseModel):
 
     def ppf(self, probs: Sequence[float]) -> np.ndarray:
         """float64 quantiles at `probs`, for tables: one compiled call on the host CPU (op by op,
-        each primitive would compile on its own: 1.3 s for a lognormal, against 0.14 s), kept
-        per form and probabilities (a study's stresses ask again for the same)."""
+        each primitive would compile on its own: 1.3 s for a lognormal, against 0.14 s), its
+        parameters as arguments (one program per class of form), kept per form and probabilities
+        (a study's stresses ask again for the same)."""
         key = (self.model_dump_json(), tuple(float(p) for p in probs))
         if key not in _PPF_KEPT:
             with jax.default_device(jax.local_devices(backend="cpu")[0]):
-                values = np.asarray(jax.jit(self.quantile)(np.asarray(key[1], np.float64)), np.float64)
+                values = np.asarray(_ppf(type(self), type(self)._pack([self]), np.asarray(key[1], np.float64)), np.float64)
             if len(_PPF_KEPT) >= 256:
                 _PPF_KEPT.clear()
             _PPF_KEPT[key] = values
         return _PPF_KEPT[key].copy()
 
     def _quantile(self, u: jax.Array) -> jax.Array:
-        # One formula serves one draw and many: a single form is a batch of one column.
-        return type(self)._batch([self], u[..., None])[..., 0]
+        # One formula serves one draw and many: a single form is a batch of one column, its
+        # parameters constants of the program.
+        return type(self)._batch(_in_dtype(type(self)._pack([self]), u.dtype), u[..., None])[..., 0]
+
+    def _params(self) -> tuple:
+        """This form's numbers as `_batch` reads them, worked out in float64 on the host: a vector
+        (bounds, widths, log-parameters), then any tables; their shapes depend on the form only."""
+        raise NotImplementedError
 
     @classmethod
-    def _batch(cls, dists: Sequence["_DistBase"], u: jax.Array) -> jax.Array:
-        """Inverse CDFs of k forms of this class at once: clamped u (..., k) -> (..., k).
+    def _pack(cls, dists: Sequence["_DistBase"]) -> tuple:
+        """The parameters of k forms of this class, float64: each of `_params` stacked to (k, ...)."""
+        return tuple(np.stack([np.asarray(a, np.float64) for a in arrays]) for arrays in zip(*(d._params() for d in dists)))
 
-        Forms with a vectorized formula override this (parameters become (k,) arrays);
-        the default evaluates column by column."""
-        return jnp.stack([d._quantile(u[..., j]) for j, d in enumerate(dists)], axis=-1)
+    @classmethod
+    def _batch(cls, params: tuple, u: jax.Array) -> jax.Array:
+        """Inverse CDFs of k forms of this class at once: their parameters (`_pack`, in u's dtype)
+        and clamped u (..., k) -> (..., k). A pure function of both: the parameters may be traced."""
+        raise NotImplementedError
 
 
 class Fixed(_DistBase):
@@ -186,8 +155,12 @@ class Fixed(_DistBase):
     def describe(self):
         return _g(self.value)
 
-    def _quantile(self, u):
-        return jnp.full_like(u, self.value)
+    def _params(self):
+        return ([self.value],)
+
+    @classmethod
+    def _batch(cls, params, u):
+        return jnp.broadcast_to(params[0][:, 0], u.shape)
 
 
 class Uniform(_DistBase):
@@ -201,10 +174,12 @@ class Uniform(_DistBase):
     def mean(self):
         return 0.5 * (self.low + self.high)
 
+    def _params(self):
+        return ([self.low, self.high, self.high - self.low],)
+
     @classmethod
-    def _batch(cls, dists, u):
-        lo, hi = _cols(u, [d.low for d in dists]), _cols(u, [d.high for d in dists])
-        width = _cols(u, [d.high - d.low for d in dists])
+    def _batch(cls, params, u):
+        lo, hi, width = params[0].T
         return jnp.clip(lo + u * width, lo, hi)
 
 
@@ -220,13 +195,13 @@ class LogUniform(_DistBase):
     def mean(self):
         return (self.high - self.low) / math.log(self.high / self.low)
 
+    def _params(self):
+        return ([math.log(self.low), math.log(self.high / self.low), self.low, self.high],)
+
     @classmethod
-    def _batch(cls, dists, u):
-        log_lo = _cols(u, [math.log(d.low) for d in dists])
-        log_ratio = _cols(u, [math.log(d.high / d.low) for d in dists])
-        x = jnp.exp(log_lo + u * log_ratio)
-        # exp may round just outside
-        return jnp.clip(x, _cols(u, [d.low for d in dists]), _cols(u, [d.high for d in dists]))
+    def _batch(cls, params, u):
+        log_lo, log_ratio, lo, hi = params[0].T
+        return jnp.clip(jnp.exp(log_lo + u * log_ratio), lo, hi)  # exp may round just outside
 
 
 class Triangular(_DistBase):
@@ -243,70 +218,23 @@ class Triangular(_DistBase):
     def mean(self):
         return (self.low + self.mode + self.high) / 3.0
 
+    def _params(self):
+        r = self.high - self.low
+        return ([self.low, self.high, (self.mode - self.low) / r, r * (self.mode - self.low), r * (self.high - self.mode)],)
+
     @classmethod
-    def _batch(cls, dists, u):
-        lo, hi = _cols(u, [d.low for d in dists]), _cols(u, [d.high for d in dists])
-        left = u < _cols(u, [(d.mode - d.low) / (d.high - d.low) for d in dists])
+    def _batch(cls, params, u):
+        lo, hi, split, left_area, right_area = params[0].T
+        left = u < split
         # Each sqrt gets a harmless 1 where its branch is not taken, so that the
         # untaken branch (sqrt(0) when mode == low or high) cannot put NaN in grad.
-        a = jnp.where(left, u * _cols(u, [(d.high - d.low) * (d.mode - d.low) for d in dists]), 1.0)
-        b = jnp.where(left, 1.0, (1.0 - u) * _cols(u, [(d.high - d.low) * (d.high - d.mode) for d in dists]))
+        a = jnp.where(left, u * left_area, 1.0)
+        b = jnp.where(left, 1.0, (1.0 - u) * right_area)
         return jnp.clip(jnp.where(left, lo + jnp.sqrt(a), hi - jnp.sqrt(b)), lo, hi)
 
 
-# ---------------------------------------------------------------- beta tables
-# JAX has no betaincinv and Newton on betainc is slow, so each (a, b) gets a
-# float64 table of y = logit(x) against t = logit(p), built once with scipy and
-# read by cubic Hermite interpolation. In these coordinates both tails are
-# almost straight lines (x ~ c p^(1/a) gives y ~ t/a), so the fit is uniform
-# from p = 1e-16 to 1 - 1e-16; x = sigmoid(y) then never leaves [0, 1].
-# Max |x - scipy beta.ppf| < 1e-10 for a, b >= 0.05 (2e-8 at a = 0.02, b = 0.03).
-# Nodes sit on multiples of 2**-6, so index and weight come from t exactly.
-
-_T_STEPS = 64                      # nodes per unit of t (a power of 2: exact floor)
-_T_MAX = 37.0                      # covers the float64 clamp: logit(1 - 2.2e-16) = 36.04
-_T_HALF = int(_T_MAX * _T_STEPS)   # node index of t = 0
-
-
-@functools.lru_cache(maxsize=256)
-def _beta_table(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
-    """Table of logit(x) and d logit(x)/dt of Beta(a, b) at t = logit(p); float64, (2*_T_HALF+1,) each."""
-    t = np.arange(-_T_HALF, _T_HALF + 1) / _T_STEPS
-    lp, lq = special.log_expit(t), special.log_expit(-t)  # log p, log(1 - p), both accurate
-    p, q, lower = np.exp(lp), np.exp(lq), t <= 0
-    # x and c = 1 - x, each from the routine that keeps its own tail accurate.
-    x = np.where(lower, special.betaincinv(a, b, p), special.betainccinv(a, b, q))
-    c = np.where(lower, special.betainccinv(b, a, p), special.betaincinv(b, a, q))
-    lbeta = special.betaln(a, b)
-    with np.errstate(divide="ignore"):
-        log_x = np.where(x < 0.5, np.log(x), np.log1p(-c))
-        log_c = np.where(c < 0.5, np.log(c), np.log1p(-x))
-    # x or c underflows to 0 deep in a tail when a or b is small: use the tail
-    # asymptote I_x(a, b) ~ x^a / (a B(a, b)), exact to O(x) there.
-    log_x = np.where(np.isfinite(log_x), log_x, (lp + np.log(a) + lbeta) / a)
-    log_c = np.where(np.isfinite(log_c), log_c, (lq + np.log(b) + lbeta) / b)
-    # dy/dt = p q / (pdf(x) x (1 - x)), in logs: finite even where pdf(x) is infinite.
-    dy = np.exp(lp + lq - a * log_x - b * log_c + lbeta)
-    y = log_x - log_c
-    y.flags.writeable = dy.flags.writeable = False  # shared by the cache
-    return y, dy
-
-
-def _beta_unit_quantile(shapes: Sequence[tuple[float, float]], u: jax.Array) -> jax.Array:
-    """Inverse CDFs of Beta(a_j, b_j) on [0, 1] for clamped u (..., k); same shape and dtype as u."""
-    tables = [_beta_table(a, b) for a, b in shapes]
-    nodes = 2 * _T_HALF + 1
-    y_tab = jnp.asarray(np.concatenate([t[0] for t in tables]), u.dtype)  # k tables end to end
-    dy_tab = jnp.asarray(np.concatenate([t[1] for t in tables]), u.dtype)
-    s = jnp.clip(jnp.log(u) - jnp.log1p(-u), -_T_MAX, _T_MAX) * _T_STEPS
-    i = jnp.clip(jnp.floor(s).astype(jnp.int32) + _T_HALF, 0, 2 * _T_HALF - 1)
-    w = s - (i - _T_HALF).astype(u.dtype)  # in [0, 1]; exact, as s is a multiple of 2**-6 apart
-    i = i + jnp.arange(len(tables), dtype=jnp.int32) * nodes  # column j reads table j
-    w2, w3, h = w * w, w * w * w, 1.0 / _T_STEPS
-    y = ((2 * w3 - 3 * w2 + 1) * y_tab[i] + (w3 - 2 * w2 + w) * h * dy_tab[i]
-         + (3 * w2 - 2 * w3) * y_tab[i + 1] + (w3 - w2) * h * dy_tab[i + 1])
-    return jax.nn.sigmoid(y)
-
+# ---------------------------------------------------------------- beta-shaped forms
+# Their inverse CDFs read a float64 table per (alpha, beta) (mcrisk/beta.py).
 
 class _BetaShaped(_DistBase):
     """A beta distribution rescaled to [low, high]; subclasses give shape_params()."""
@@ -315,11 +243,14 @@ class _BetaShaped(_DistBase):
         """The (alpha, beta) of the underlying Beta on [0, 1]."""
         raise NotImplementedError
 
+    def _params(self):
+        return ([self.low, self.high, self.high - self.low], *beta_tables.table(*self.shape_params()))
+
     @classmethod
-    def _batch(cls, dists, u):
-        x = _beta_unit_quantile([d.shape_params() for d in dists], u)
-        lo, hi = _cols(u, [d.low for d in dists]), _cols(u, [d.high for d in dists])
-        return jnp.clip(lo + _cols(u, [d.high - d.low for d in dists]) * x, lo, hi)
+    def _batch(cls, params, u):
+        bounds, y_tab, dy_tab = params
+        lo, hi, width = bounds.T
+        return jnp.clip(lo + width * beta_tables.unit_quantile(y_tab, dy_tab, u), lo, hi)
 
 
 class Pert(_BetaShaped):
@@ -445,16 +376,15 @@ class Normal(_DistBase):
         b = np.inf if self.high is None else (self.high - self.mean_) / self.sd
         return float(stats.truncnorm(a, b, loc=self.mean_, scale=self.sd).mean())
 
+    def _params(self):
+        mirror, pa, pb = _truncation(self.mean_, self.sd, self.low, self.high)
+        return ([pa, pb - pa, -self.sd if mirror else self.sd, self.mean_, *self.support()],)
+
     @classmethod
-    def _batch(cls, dists, u):
+    def _batch(cls, params, u):
         # Untruncated: pa = 0, pb = 1, so pa + u (pb - pa) is u exactly.
-        cuts = [_truncation(d.mean_, d.sd, d.low, d.high) for d in dists]
-        pa, width = _cols(u, [c[1] for c in cuts]), _cols(u, [c[2] - c[1] for c in cuts])
-        z = jax.scipy.special.ndtri(pa + u * width)
-        signed_sd = _cols(u, [-d.sd if c[0] else d.sd for d, c in zip(dists, cuts)])
-        x = _cols(u, [d.mean_ for d in dists]) + signed_sd * z
-        lo = _cols(u, [d.support()[0] for d in dists])
-        hi = _cols(u, [d.support()[1] for d in dists])
+        pa, width, signed_sd, mean, lo, hi = params[0].T
+        x = mean + signed_sd * jax.scipy.special.ndtri(pa + u * width)
         return jnp.clip(x, lo, hi)  # rounding in ndtri may step just outside
 
 
@@ -514,10 +444,12 @@ class LogNormal(_DistBase):
         mu, s = self.log_params()
         return math.exp(mu + 0.5 * s * s)
 
+    def _params(self):
+        return (list(self.log_params()),)
+
     @classmethod
-    def _batch(cls, dists, u):
-        mu = _cols(u, [d.log_params()[0] for d in dists])
-        s = _cols(u, [d.log_params()[1] for d in dists])
+    def _batch(cls, params, u):
+        mu, s = params[0].T
         return jnp.exp(mu + s * jax.scipy.special.ndtri(u))
 
 
@@ -569,13 +501,26 @@ class Discrete(_DistBase):
         return (f"discrete(values=[{', '.join(map(_g, self.values))}], "
                 f"weights=[{', '.join(map(_g, self.weights))}])")
 
-    def _quantile(self, u):
-        x, cdf = self.table()
-        # Q(u) = min{x_k : F(x_k) >= u}: u equal to a boundary F(x_k) gives x_k.
+    @classmethod
+    def _pack(cls, dists):
+        """(values, cdf), each (k, size): padded to a size that depends only on the number of values
+        (a power of 2, at least 8), the values with the last, the cdf with +inf (never < u)."""
+        tables = [d.table() for d in dists]
+        size = max(8, *(1 << (len(x) - 1).bit_length() for x, _ in tables))
+        x = np.stack([np.pad(x, (0, size - len(x)), mode="edge") for x, _ in tables])
+        cdf = np.stack([np.pad(c, (0, size - len(c)), constant_values=np.inf) for _, c in tables])
+        return x, cdf
+
+    @classmethod
+    def _batch(cls, params, u):
+        x, cdf = params
+        # Q(u) = min{x_k : F(x_k) >= u}: u equal to a boundary F(x_k) gives x_k. The padding is
+        # never below u, so it counts only where u is NaN, as the last value does.
         # compare_all (a count of cdf < u) is fastest for the few values a study lists and cheap to compile.
-        method = "compare_all" if len(x) <= 64 else "sort"
-        k = jnp.searchsorted(jnp.asarray(cdf, u.dtype), u, side="left", method=method)
-        return jnp.asarray(x, u.dtype)[jnp.clip(k, 0, len(x) - 1)]
+        method = "compare_all" if cdf.shape[-1] <= 64 else "sort"
+        find = jax.vmap(lambda c, v: jnp.searchsorted(c, v, side="left", method=method), in_axes=(0, -1), out_axes=-1)
+        k = jnp.clip(find(cdf, u), 0, cdf.shape[-1] - 1)
+        return x[jnp.arange(x.shape[0]), k]
 
 
 def _bare_number(obj: Any) -> Any:
@@ -602,20 +547,36 @@ def parse_dist(obj: Any) -> Dist:
     return _DIST_ADAPTER.validate_python(obj)
 
 
-def quantiles(dists: Sequence[Dist], u: jax.Array) -> list[jax.Array]:
+def _groups(dists: Sequence[Dist]) -> list[tuple[type, list[int]]]:
+    """The columns of each class of form (beta and PERT together), in order of first appearance."""
+    groups: dict[type, list[int]] = {}
+    for j, d in enumerate(dists):
+        groups.setdefault(type(d) if not isinstance(d, _BetaShaped) else _BetaShaped, []).append(j)
+    return list(groups.items())
+
+
+def quantile_params(dists: Sequence[Dist], dtype) -> list[tuple]:
+    """The numbers of `dists` as `quantiles` takes them: per class of form, a tuple of arrays in
+    `dtype` (worked out in float64 on the host, then rounded once). Their shapes depend only on
+    which forms sit in which columns (and a discrete form's padded size), not on their values."""
+    return [tuple(a.astype(np.dtype(dtype)) for a in kind._pack([dists[j] for j in cols])) for kind, cols in _groups(dists)]
+
+
+def quantiles(dists: Sequence[Dist], u: jax.Array, params: Sequence[tuple] | None = None) -> list[jax.Array]:
     """Inverse CDFs of many forms at once: u (n, k) uniforms -> k arrays (n,).
 
     Column j equals ``dists[j].quantile(u[:, j])``; forms of one class are evaluated together
     as one vectorized formula, so a study with 50 uncertain inputs compiles a handful of
-    kernels rather than 50.
+    kernels rather than 50. `params` (`quantile_params(dists, u.dtype)`, the default) may be
+    traced: a program that takes them as arguments serves any `dists` of the same forms.
     """
     u = clamp_uniform(u)
+    groups = _groups(dists)
+    if params is None:
+        params = quantile_params(dists, u.dtype)
     out: list[jax.Array | None] = [None] * len(dists)
-    groups: dict[type, list[int]] = {}
-    for j, d in enumerate(dists):
-        groups.setdefault(type(d) if not isinstance(d, _BetaShaped) else _BetaShaped, []).append(j)
-    for kind, cols in groups.items():
-        block = kind._batch([dists[j] for j in cols], u[:, jnp.asarray(cols)])
+    for (kind, cols), p in zip(groups, params, strict=True):
+        block = kind._batch(_in_dtype(p, u.dtype), u[:, jnp.asarray(cols)])
         for c, j in enumerate(cols):
             out[j] = block[:, c]
     return out
