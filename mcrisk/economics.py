@@ -3,6 +3,12 @@
 Arrays are (S, n): S systems by n scenarios. Paths run in the study's precision; the running
 totals of money, tokens and energy are float64 so that sums over 240 months stay exact to
 float64 rounding whatever the path precision.
+
+Energy is a system's facility kWh at full load times a market series (Q_t = Q (i + (1 - i) U_t),
+cost Q_t e_t), so its totals are kept once per scenario as sums of the market series (sum U_t,
+sum e_t, sum U_t e_t, and their discounted sums) and scaled per system at the end
+(:func:`energy_totals`): the month loop carries 4 float64 numbers per scenario where it carried
+4 per system, a sixth less memory traffic per month on a GPU.
 """
 
 from __future__ import annotations
@@ -64,25 +70,33 @@ class Flows(NamedTuple):
     tokens: jax.Array
     energy_kwh: jax.Array
     energy_usd: jax.Array
-    variable_energy_usd: jax.Array  # the part of energy_usd that scales with utilization
     cash_flow: jax.Array
 
 
 class Totals(NamedTuple):
-    """Running totals over months, (S, n) float64 unless noted."""
+    """Running totals over months, (S, n) float64 per system, (n,) float64 for market series."""
 
     revenue: jax.Array
     tokens: jax.Array
-    energy_kwh: jax.Array
-    energy_usd: jax.Array
     pv_revenue: jax.Array  # sum R_t DF_t
     pv_tokens: jax.Array  # sum N_t DF_t
-    pv_energy_usd: jax.Array  # sum energy_t DF_t
-    pv_variable_energy_usd: jax.Array  # sum DF_t of the utilization-driven part of energy_t
     cum_cash_flow: jax.Array  # sum_{j<=t} CF_j
     payback: jax.Array  # first t with cum CF >= capex, +inf until then
     sum_df: jax.Array  # (n,) sum DF_t
     util_sum: jax.Array  # (n,) sum U_t
+    elec_sum: jax.Array  # (n,) sum e_t
+    util_elec_sum: jax.Array  # (n,) sum U_t e_t
+    pv_elec: jax.Array  # (n,) sum e_t DF_t
+    pv_util_elec: jax.Array  # (n,) sum U_t e_t DF_t
+
+
+class EnergyTotals(NamedTuple):
+    """A system's energy over the horizon, (S, n) float64."""
+
+    kwh: jax.Array  # sum Q_t
+    usd: jax.Array  # sum Q_t e_t
+    pv_usd: jax.Array  # sum Q_t e_t DF_t
+    pv_variable_usd: jax.Array  # sum DF_t of the utilization-driven part of Q_t e_t
 
 
 def plant(sp: SystemParams, site: SiteParams) -> Plant:
@@ -106,9 +120,8 @@ def month_flows(sp: SystemParams, pl: Plant, mkt: MarketMonth, t: jax.Array) -> 
     revenue = tokens * 1e-6 * mkt.price * sp.price_multiplier
     energy_kwh = pl.facility_kwh * (sp.idle + (1 - sp.idle) * mkt.utilization)
     energy_usd = energy_kwh * mkt.electricity
-    variable_energy_usd = pl.facility_kwh * (1 - sp.idle) * mkt.utilization * mkt.electricity
     opex = energy_usd + pl.colocation + pl.maintenance + pl.license
-    return Flows(revenue, tokens, energy_kwh, energy_usd, variable_energy_usd, revenue - opex)
+    return Flows(revenue, tokens, energy_kwh, energy_usd, revenue - opex)
 
 
 def discount_factor(rate: jax.Array, t: jax.Array) -> jax.Array:
@@ -119,26 +132,40 @@ def discount_factor(rate: jax.Array, t: jax.Array) -> jax.Array:
 def totals_init(shape: tuple[int, int]) -> Totals:
     z = jnp.zeros(shape, SUM)
     zn = jnp.zeros(shape[1:], SUM)
-    return Totals(z, z, z, z, z, z, z, z, z, jnp.full(shape, jnp.inf, SUM), zn, zn)
+    return Totals(z, z, z, z, z, jnp.full(shape, jnp.inf, SUM), zn, zn, zn, zn, zn, zn)
 
 
-def accumulate(tot: Totals, f: Flows, util: jax.Array, df: jax.Array, t: jax.Array, capex: jax.Array) -> Totals:
+def accumulate(tot: Totals, f: Flows, mkt: MarketMonth, df: jax.Array, t: jax.Array, capex: jax.Array) -> Totals:
     """Add month t to the totals. `capex` is I = n C per system, (S, n) float64."""
     rev, tok = f.revenue.astype(SUM), f.tokens.astype(SUM)
-    e_usd = f.energy_usd.astype(SUM)
     cum = tot.cum_cash_flow + f.cash_flow.astype(SUM)
     reached = jnp.isinf(tot.payback) & (cum >= capex)
+    util, elec = mkt.utilization.astype(SUM), mkt.electricity.astype(SUM)
     return Totals(
         revenue=tot.revenue + rev,
         tokens=tot.tokens + tok,
-        energy_kwh=tot.energy_kwh + f.energy_kwh.astype(SUM),
-        energy_usd=tot.energy_usd + e_usd,
         pv_revenue=tot.pv_revenue + rev * df,
         pv_tokens=tot.pv_tokens + tok * df,
-        pv_energy_usd=tot.pv_energy_usd + e_usd * df,
-        pv_variable_energy_usd=tot.pv_variable_energy_usd + f.variable_energy_usd.astype(SUM) * df,
         cum_cash_flow=cum,
         payback=jnp.where(reached, t.astype(SUM), tot.payback),
         sum_df=tot.sum_df + df,
-        util_sum=tot.util_sum + util.astype(SUM),
+        util_sum=tot.util_sum + util,
+        elec_sum=tot.elec_sum + elec,
+        util_elec_sum=tot.util_elec_sum + util * elec,
+        pv_elec=tot.pv_elec + elec * df,
+        pv_util_elec=tot.pv_util_elec + util * elec * df,
+    )
+
+
+def energy_totals(tot: Totals, sp: SystemParams, pl: Plant, months: int) -> EnergyTotals:
+    """Each system's energy totals from the market sums: with Q the facility kWh at full load and
+    i the idle fraction, sum Q_t = Q (i T + (1 - i) sum U_t), sum Q_t e_t = Q (i sum e_t + (1 - i)
+    sum U_t e_t), and the same with DF_t for present values."""
+    q, idle = pl.facility_kwh.astype(SUM), sp.idle.astype(SUM)
+    busy = 1 - idle
+    return EnergyTotals(
+        kwh=q * (idle * months + busy * tot.util_sum),
+        usd=q * (idle * tot.elec_sum + busy * tot.util_elec_sum),
+        pv_usd=q * (idle * tot.pv_elec + busy * tot.pv_util_elec),
+        pv_variable_usd=q * busy * tot.pv_util_elec,
     )

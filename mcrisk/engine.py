@@ -22,9 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from . import fused
 from . import metrics as metrics_mod
 from . import reduce as red
-from .distributions import quantiles
+from .distributions import quantile_params, quantiles
 from .economics import SiteParams, SystemParams, accumulate, discount_factor, month_flows, plant, totals_init
 from .processes import MarketParams, Shocks, market_init, market_step
 from .sampling import apply_copula, copula_factor, make_sampler, root_key, shock_normals, stream_id
@@ -85,6 +86,9 @@ MONTHLY_SKETCH = red.SketchSpec(rel_accuracy=5e-3, min_abs=1e-6, max_abs=1e15)
 # (2 S + 1) T values per scenario, 5x the cost of the metric summaries on an H200, so capping
 # them is what keeps runs of 1e8 scenarios bound by the simulation (see docs/outputs.md).
 MONTHLY_SCENARIOS = 1 << 18
+# The month loop: lax.scan (everywhere; the reference, and what jax.grad differentiates), or one
+# fused Pallas kernel per block of scenarios (GPUs; see fused.py).
+MONTH_KERNELS = ("scan", "fused")
 # Exact tail counts kept per system: (name, metric, test).
 TAIL_COUNTS: tuple[tuple[str, str, Callable[[jax.Array], jax.Array]], ...] = (
     ("npv_below_0", "npv_usd", lambda x: x < 0),
@@ -118,6 +122,7 @@ class Plan:
     monthly: bool = True
     sketch: red.SketchSpec = field(default_factory=red.SketchSpec)
     unroll: int = 1  # months per step of the month loop (see default_unroll)
+    month_kernel: str = "scan"  # "scan" (lax.scan, everywhere) or "fused" (one Pallas kernel per block; GPUs; see fused.py)
 
     @property
     def n_series(self) -> int:
@@ -151,9 +156,15 @@ def default_unroll() -> int:
     return 4 if on_accelerator() else 1
 
 
+def irr_unroll(months: int) -> int:
+    """Months per pass of the IRR's Horner loop: all of them on accelerators, 4 on CPUs (see
+    :func:`mcrisk.metrics.irr`; the arithmetic is the same either way)."""
+    return max(1, months - 1) if on_accelerator() else 4
+
+
 def make_plan(
     study: Study, *, scenarios: int, seed: int, precision: str, chunk_size: int | None,
-    monthly: bool = True, dims: Sequence[str] | None = None, unroll: int | None = None,
+    monthly: bool = True, dims: Sequence[str] | None = None, unroll: int | None = None, month_kernel: str = "scan",
 ) -> Plan:
     """Fix everything a run needs before its first chunk.
 
@@ -181,7 +192,10 @@ def make_plan(
     devices = np.array(jax.local_devices())  # this process's (under jax.distributed each runs its own shard)
     chunk = chunk_size or default_chunk_size()
     chunk = min(chunk, max(scenarios, 1))
-    chunk = -(-chunk // len(devices)) * len(devices)  # a multiple of the device count
+    if month_kernel not in MONTH_KERNELS:
+        raise ValueError(f"month_kernel must be one of {', '.join(MONTH_KERNELS)}, got {month_kernel!r}")
+    step = len(devices) * (fused.BLOCK if month_kernel == "fused" else 1)
+    chunk = -(-chunk // step) * step  # a multiple of the device count (and of the fused kernel's block)
     return Plan(
         study=study,
         scenarios=scenarios,
@@ -203,6 +217,7 @@ def make_plan(
         mesh=Mesh(devices, ("scenarios",)),
         monthly=monthly,
         unroll=unroll or default_unroll(),
+        month_kernel=month_kernel,
     )
 
 
@@ -210,22 +225,36 @@ def make_plan(
 
 
 class Sample(NamedTuple):
-    """One chunk's draws: uncertain inputs by path (n,) and monthly shocks (n, T) (None if off)."""
+    """One chunk's draws: uncertain inputs by path (n,) and monthly shocks (T, n) (None if off)."""
 
     values: dict[str, jax.Array]
     shocks: Shocks
 
 
-def draw_inputs(plan: Plan, idx: jax.Array) -> dict[str, jax.Array]:
-    """The uncertain static inputs of scenarios `idx` (uint32, (n,)), by study path, each (n,)."""
+def sample_values(plan: Plan) -> dict[str, Any]:
+    """The numbers of the sample stage, in the path dtype: each distribution's parameters
+    (`quantile_params`) and the copula factor (None without correlations).
+
+    Passed to the sample stage as arguments (not baked in as constants), so that variants of a
+    study that differ only in distribution values (stresses, sweep points) share one compiled program.
+    """
+    factor = None if plan.copula_factor is None else np.asarray(plan.copula_factor, plan.dtype)
+    return {"dists": quantile_params([inp.dist for inp in plan.uncertain], plan.dtype), "copula": factor}
+
+
+def draw_inputs(plan: Plan, idx: jax.Array, values: dict[str, Any] | None = None) -> dict[str, jax.Array]:
+    """The uncertain static inputs of scenarios `idx` (uint32, (n,)), by study path, each (n,).
+
+    `values`: `sample_values(plan)`, the default (then constants of the program), or traced."""
+    values = sample_values(plan) if values is None else values
     u = plan.sampler.uniforms(idx, plan.dtype)
     if plan.copula_factor is not None:
         cols = jnp.asarray(plan.copula_cols)
-        u = u.at[:, cols].set(apply_copula(u[:, cols], jnp.asarray(plan.copula_factor, plan.dtype)))
+        u = u.at[:, cols].set(apply_copula(u[:, cols], jnp.asarray(values["copula"], plan.dtype)))
     if plan.sample_cols != tuple(range(u.shape[1])):
         u = u[:, jnp.asarray(plan.sample_cols, jnp.int32)]
-    values = quantiles([inp.dist for inp in plan.uncertain], u)
-    return {inp.path: v for inp, v in zip(plan.uncertain, values)}
+    drawn = quantiles([inp.dist for inp in plan.uncertain], u, values["dists"])
+    return {inp.path: v for inp, v in zip(plan.uncertain, drawn)}
 
 
 def shock_streams(plan: Plan) -> list[int | None]:
@@ -234,12 +263,13 @@ def shock_streams(plan: Plan) -> list[int | None]:
 
 
 def draw_shocks(plan: Plan, idx: jax.Array, normals: Callable = shock_normals) -> Shocks:
-    """Monthly shocks of scenarios `idx`, each (n, T), or None where switched off.
+    """Monthly shocks of scenarios `idx`, each (T, n) (one row per month), or None where switched off.
 
     The stream id is a traced argument of `normals`, so one compiled function serves all three.
     """
     root = root_key(plan.seed)
-    return Shocks(*(None if s is None else normals(root, idx, s, plan.months, plan.dtype) for s in shock_streams(plan)))
+    return Shocks(*(None if s is None else normals(root, idx, s, plan.months, plan.dtype, time_major=True)
+                    for s in shock_streams(plan)))
 
 
 def chunk_indices(start: jax.Array, size: int, n_total: int, n_bands: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -294,48 +324,72 @@ def params(plan: Plan, values: dict[str, jax.Array], n: int) -> tuple[MarketPara
     return mp, site, sp
 
 
-def simulate_months(plan: Plan, draw: Sample, n: int) -> tuple[dict[str, jax.Array], jax.Array | None]:
-    """Market paths and cash flows month by month -> every metric, each (S, n) float64, and the
-    monthly band values (n_monthly, n) in the path dtype (None when the plan keeps no monthly bands)."""
+def _month_loop(plan: Plan, draw: Sample, n: int, *, flows: bool, bands: bool):
+    """The month loop (``lax.scan``) of a chunk: the parameters, the running totals, and the
+    monthly outputs asked for: the cash flows (T, S, n) if `flows` (the IRR needs them), and the
+    band values (cumulative cash flow, revenue: (T, S, n); utilization: (T, n)) if `bands`."""
     mp, site, sp = params(plan, draw.values, n)
     pl = plant(sp, site)
     S = len(plan.systems)
     capex = jnp.broadcast_to((sp.units * sp.capex).astype(jnp.float64), (S, n))
     zeros = jnp.zeros((plan.months, n), plan.dtype)
-    eps = Shocks(*(s.T if s is not None else zeros for s in draw.shocks))
+    eps = Shocks(*(s if s is not None else zeros for s in draw.shocks))
     months = jnp.arange(1, plan.months + 1, dtype=plan.dtype)
 
     def step(carry, x):
         state, tot = carry
         e, t = x
         state, mkt = market_step(mp, state, e, t)
-        flows = month_flows(sp, pl, mkt, t)
-        tot = accumulate(tot, flows, mkt.utilization, discount_factor(site.discount_rate, t), t, capex)
-        if not plan.monthly:
-            return (state, tot), flows.cash_flow
-        # The cumulative cash flow is the float64 running total itself (a sequential sum, the same
-        # whatever the chunk shape, not a cumsum XLA may reassociate), less capex, stored in the
-        # path dtype (the sketch resolves 0.5%): half the bytes of storing the float64 total.
-        cumulative = (tot.cum_cash_flow - capex).astype(plan.dtype)
-        return (state, tot), (flows.cash_flow, cumulative, flows.revenue, mkt.utilization)
+        f = month_flows(sp, pl, mkt, t)
+        tot = accumulate(tot, f, mkt, discount_factor(site.discount_rate, t), t, capex)
+        ys = (f.cash_flow,) if flows else ()
+        if bands:
+            # The cumulative cash flow is the float64 running total itself (a sequential sum, the same
+            # whatever the chunk shape, not a cumsum XLA may reassociate), less capex, stored in the
+            # path dtype (the sketch resolves 0.5%): half the bytes of storing the float64 total.
+            ys += ((tot.cum_cash_flow - capex).astype(plan.dtype), f.revenue, mkt.utilization)
+        return (state, tot), ys
 
     (_, tot), ys = jax.lax.scan(step, (market_init(mp), totals_init((S, n))), (eps, months), unroll=plan.unroll)
-    cash_flows = ys[0] if plan.monthly else ys
-    out = metrics_mod.compute(sp, site, pl, tot, cash_flows, mp.price0, plan.months)
-    if not plan.monthly:
-        return out, None
-    _, cumulative, revenue, util = ys  # (T, S, n) x 3, (T, n)
+    return (mp, site, sp, pl), tot, ys
+
+
+def _band_rows(plan: Plan, cumulative: jax.Array, revenue: jax.Array, util: jax.Array) -> jax.Array:
+    """Monthly band values in series order (quantity, system, month), then utilization by month: (n_monthly, n)."""
+    T, S, n = cumulative.shape
     per_system = jnp.stack([cumulative, revenue])  # (2, T, S, n)
-    bands = jnp.concatenate([
-        jnp.transpose(per_system, (0, 2, 1, 3)).reshape(2 * S * plan.months, n),
-        util,
-    ])
-    return out, bands
+    return jnp.concatenate([jnp.transpose(per_system, (0, 2, 1, 3)).reshape(2 * S * T, n), util])
+
+
+def simulate_months(plan: Plan, draw: Sample, n: int) -> tuple[dict[str, jax.Array], jax.Array | None]:
+    """Market paths and cash flows month by month -> every metric, each (S, n) float64, and the
+    monthly band values (n_monthly, n) in the path dtype (None when the plan keeps no monthly bands)."""
+    if plan.month_kernel == "fused" and not plan.monthly:  # the month loop, IRR and metrics in one kernel
+        mp, site, sp = params(plan, draw.values, n)
+        out = fused.simulate(mp, site, sp, plant(sp, site), draw.shocks, n, plan.months, plan.dtype,
+                             mesh=plan.mesh, interpret=plan.mesh.devices.flat[0].platform == "cpu")
+        return out, None
+    (mp, site, sp, pl), tot, ys = _month_loop(plan, draw, n, flows=True, bands=plan.monthly)
+    out = metrics_mod.compute(sp, site, pl, tot, ys[0], mp.price0, plan.months, irr_unroll=irr_unroll(plan.months))
+    return out, (_band_rows(plan, *ys[1:]) if plan.monthly else None)
 
 
 def simulate(plan: Plan, draw: Sample, n: int) -> dict[str, jax.Array]:
     """Market paths and cash flows month by month -> every metric, each (S, n) float64."""
     return simulate_months(replace(plan, monthly=False) if plan.monthly else plan, draw, n)[0]
+
+
+def monthly_values(plan: Plan, draw: Sample, n: int) -> jax.Array:
+    """The monthly band values alone, (n_monthly, n): the month loop with no IRR and no metrics.
+
+    A run computes its metrics with :func:`simulate` in every chunk and the band values with this
+    in the chunks that hold band scenarios (the first 262,144 by default): on a GPU the band
+    outputs cost a quarter of the simulate stage's memory traffic (``benchmarks/traffic.py``), and
+    every chunk's metrics still come from the same program, so no number depends on which
+    chunk a scenario falls in.
+    """
+    _, _, ys = _month_loop(plan, draw, n, flows=False, bands=True)
+    return _band_rows(plan, *ys)
 
 
 class Reduced(NamedTuple):
@@ -362,8 +416,13 @@ def reduce_chunk(plan: Plan, acc: Reduced, out: dict[str, jax.Array], mask: jax.
     stacked = jnp.stack([out[m] for m in METRICS])  # (M, S, n)
     state = red.update(acc.state, stacked.reshape(plan.n_series, -1), mask, plan.sketch)
     tails = jnp.stack([(test(out[m]) & mask).sum(axis=-1) for _, m, test in TAIL_COUNTS])
-    monthly = acc.monthly
-    if monthly is not None and bands is not None:
+    acc = Reduced(state, acc.tails + tails.astype(jnp.int64), acc.monthly)
+    if acc.monthly is not None and bands is not None:
         keep = mask if band_mask is None else band_mask
-        monthly = jax.lax.cond(keep.any(), lambda m: red.update(m, bands, keep, MONTHLY_SKETCH), lambda m: m, monthly)
-    return Reduced(state, acc.tails + tails.astype(jnp.int64), monthly)
+        acc = jax.lax.cond(keep.any(), lambda a: reduce_bands(a, bands, keep), lambda a: a, acc)
+    return acc
+
+
+def reduce_bands(acc: Reduced, bands: jax.Array, band_mask: jax.Array) -> Reduced:
+    """Fold one chunk's monthly band values (n_monthly, n) of the scenarios in `band_mask` into the band sketches."""
+    return acc._replace(monthly=red.update(acc.monthly, bands, band_mask, MONTHLY_SKETCH))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .economics import SUM, Plant, SiteParams, SystemParams, Totals
+from .economics import SUM, EnergyTotals, Plant, SiteParams, SystemParams, Totals, energy_totals
 
 METRICS: tuple[str, ...] = (
     "capex_usd",
@@ -46,40 +46,95 @@ _IRR_GRID = 64
 _IRR_NEWTON = 5
 
 
-def npv_at(z: jax.Array, capex: jax.Array, cash_flows: jax.Array, residual: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """NPV and dNPV/dz at monthly discount factor z = 1/(1 + r_m), by Horner's rule.
-
-    z, capex, residual: (...,); cash_flows: (T, ...). NPV(z) = -I + sum_t CF_t z^t + V z^T.
-    """
-    T = cash_flows.shape[0]
+def _horner(z: jax.Array, capex: jax.Array, residual: jax.Array, cf_at, T: int, unroll: int) -> tuple[jax.Array, jax.Array]:
+    """NPV and dNPV/dz at z by Horner's rule; `cf_at(t)` is CF_{t+1} (0-based month t)."""
 
     def body(k, acc):
         p, dp = acc
-        cf = cash_flows[T - 1 - k].astype(z.dtype)
+        cf = cf_at(T - 1 - k).astype(z.dtype)
         # One Horner step: p <- p z + CF_t, dp <- dp z + p (highest month first).
         return p * z + cf, dp * z + p
 
-    # The residual is received with the last month's flow; unrolling lets XLA fuse 4 months per pass.
+    # The residual is received with the last month's flow.
     zero = jnp.zeros_like(z)
-    p0 = cash_flows[T - 1].astype(z.dtype) + residual
-    p, dp = jax.lax.fori_loop(1, T, body, (p0, zero), unroll=min(4, T))
+    p0 = cf_at(T - 1).astype(z.dtype) + residual
+    p, dp = jax.lax.fori_loop(1, T, body, (p0, zero), unroll=max(1, min(unroll, T - 1)))
     # p = sum_t CF_t z^(t-1); NPV = z p - I; dNPV/dz = p + z dp
     return z * p - capex, p + z * dp
 
 
-def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array) -> jax.Array:
+def npv_at(z: jax.Array, capex: jax.Array, cash_flows: jax.Array, residual: jax.Array,
+           unroll: int = 4) -> tuple[jax.Array, jax.Array]:
+    """NPV and dNPV/dz at monthly discount factor z = 1/(1 + r_m), by Horner's rule.
+
+    z, capex, residual: (...,); cash_flows: (T, ...). NPV(z) = -I + sum_t CF_t z^t + V z^T.
+    `unroll` months are fused per pass over the running (p, dp) (see :func:`irr`).
+    """
+    return _horner(z, capex, residual, lambda t: cash_flows[t], cash_flows.shape[0], unroll)
+
+
+def irr_grid(k: jax.Array) -> jax.Array:
+    """Monthly discount factor z of IRR grid point k (float64, 0 .. K-1): K points evenly spaced
+    in log z, ascending in z, from an annual rate of IRR_HIGH (k = 0) to IRR_LOW (k = K - 1)."""
+    lo, hi = -jnp.log1p(jnp.float64(IRR_HIGH)) / 12, -jnp.log1p(jnp.float64(IRR_LOW)) / 12
+    return jnp.exp(lo + k * ((hi - lo) / (_IRR_GRID - 1)))
+
+
+def irr_powers(months: int) -> tuple[jax.Array, jax.Array]:
+    """The grid's z (K,) and powers z^t (T, K), float64."""
+    z_grid = irr_grid(jnp.arange(_IRR_GRID, dtype=SUM))
+    t = jnp.arange(1, months + 1, dtype=SUM)
+    return z_grid, z_grid[None, :] ** t[:, None]
+
+
+def irr_refine(bracket: tuple, capex: jax.Array, residual: jax.Array, npv, nan: jax.Array) -> jax.Array:
+    """From the grid's bracket to the annual IRR: a secant start and safeguarded Newton steps.
+
+    bracket: (first, any_nonneg, z_lo, z_hi, f_lo, f_hi, f_top): the first grid point with NPV
+    >= 0 (0 if none), whether there is one, the bracket's ends and NPV there, and NPV at the top
+    rate. `npv(z)` returns (NPV, dNPV/dz) in float64; `nan` marks scenarios whose flows hold a NaN.
+    """
+    first, any_nonneg, z_lo, z_hi, f_lo, f_hi, f_top = bracket
+    # Start from the secant between the bracket ends, then Newton steps kept inside the bracket.
+    z = z_lo - f_lo * (z_hi - z_lo) / jnp.where(f_hi != f_lo, f_hi - f_lo, 1.0)
+
+    def newton(_, state):
+        z, lo, hi = state
+        f, df = npv(z)
+        lo = jnp.where(f < 0, z, lo)
+        hi = jnp.where(f >= 0, z, hi)
+        step = z - f / jnp.where(df != 0, df, 1.0)
+        # Closed bounds: at a root (f == 0) the step is z itself and must stay there.
+        inside = (step >= lo) & (step <= hi) & jnp.isfinite(step)
+        return jnp.where(inside, step, 0.5 * (lo + hi)), lo, hi
+
+    z, _, _ = jax.lax.fori_loop(0, _IRR_NEWTON, newton, (z, z_lo, z_hi))
+    rate = z ** (-12.0) - 1.0
+    rate = jnp.where(first == 0, IRR_HIGH, rate)
+    rate = jnp.where(f_top > 0, jnp.inf, jnp.where(any_nonneg, rate, -jnp.inf))
+    return jnp.where(nan, jnp.nan, rate)
+
+
+def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll: int = 4,
+        flows_nan: jax.Array | None = None) -> jax.Array:
     """Annual IRR in [-0.99, 100]: the largest root of NPV; +inf / -inf per the model's rules.
 
     capex, residual: (S, n) float64; cash_flows: (T, S, n). NPV is evaluated on a grid of
     64 monthly discount factors (one matrix product), the largest-rate sign change is bracketed
     and refined by safeguarded Newton steps to float64 precision.
+
+    `unroll`: months per pass of each Newton step's Horner loop. The arithmetic is the same
+    whatever it is; on a GPU each pass is a kernel that reads and writes the running float64
+    (p, dp), so unrolling all T months reads the cash flows once per step (the default
+    study's simulate stage moves 18% fewer bytes; ``benchmarks/traffic.py``), while on a CPU it
+    compiles 3x longer and runs slower, so CPUs keep 4.
+    `flows_nan`: (S, n), where a scenario's cash flows hold a NaN, if the caller knows it
+    already (the float64 running total of the cash flows is NaN exactly then, or when it
+    holds both +inf and -inf); else it is found from `cash_flows`, one more pass over them.
     """
     T = cash_flows.shape[0]
     cf = cash_flows  # kept in the path dtype; each use casts to float64 inside the fused loop
-    log_z = jnp.linspace(-jnp.log1p(IRR_HIGH) / 12, -jnp.log1p(IRR_LOW) / 12, _IRR_GRID, dtype=SUM)
-    z_grid = jnp.exp(log_z)  # ascending z = descending rate
-    t = jnp.arange(1, T + 1, dtype=SUM)
-    powers = z_grid[None, :] ** t[:, None]  # (T, K)
+    z_grid, powers = irr_powers(T)  # ascending z = descending rate
     # The grid only brackets the root and seeds Newton, so it runs in the path dtype (a float32
     # matrix product is 3x faster on CPUs); the Newton steps below evaluate NPV in float64.
     flows_pv = jnp.einsum("tk,tsn->ksn", powers.astype(cf.dtype), cf, precision=jax.lax.Precision.HIGHEST)
@@ -92,37 +147,18 @@ def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array) -> jax.Arr
     nonneg = flows_pv >= (capex - residual * z_T[:, None, None]).astype(cf.dtype)
     # The largest rate with NPV >= 0 is the first grid point (in ascending z) where NPV >= 0.
     first = jnp.argmax(nonneg, axis=0)
-    any_nonneg = nonneg.any(axis=0)
     k_hi = jnp.maximum(first, 1)
-    z_lo = z_grid[k_hi - 1]  # NPV < 0 here
-    z_hi = z_grid[k_hi]  # NPV >= 0 here
-    f_lo, f_hi = npv_grid(k_hi - 1), npv_grid(k_hi)
-    f_top = npv_grid(jnp.zeros_like(first))  # NPV at a = 100
-    # Start from the secant between the bracket ends, then Newton steps kept inside the bracket.
-    z = z_lo - f_lo * (z_hi - z_lo) / jnp.where(f_hi != f_lo, f_hi - f_lo, 1.0)
-
-    def newton(_, state):
-        z, lo, hi = state
-        f, df = npv_at(z, capex, cf, residual)
-        lo = jnp.where(f < 0, z, lo)
-        hi = jnp.where(f >= 0, z, hi)
-        step = z - f / jnp.where(df != 0, df, 1.0)
-        # Closed bounds: at a root (f == 0) the step is z itself and must stay there.
-        inside = (step >= lo) & (step <= hi) & jnp.isfinite(step)
-        return jnp.where(inside, step, 0.5 * (lo + hi)), lo, hi
-
-    z, _, _ = jax.lax.fori_loop(0, _IRR_NEWTON, newton, (z, z_lo, z_hi))
-    rate = z ** (-12.0) - 1.0
-    rate = jnp.where(first == 0, IRR_HIGH, rate)
-    rate = jnp.where(f_top > 0, jnp.inf, jnp.where(any_nonneg, rate, -jnp.inf))
-    return jnp.where(jnp.isnan(cf).any(axis=0), jnp.nan, rate)
+    bracket = (first, nonneg.any(axis=0), z_grid[k_hi - 1], z_grid[k_hi], npv_grid(k_hi - 1), npv_grid(k_hi),
+               npv_grid(jnp.zeros_like(first)))
+    nan = jnp.isnan(cf).any(axis=0) if flows_nan is None else flows_nan
+    return irr_refine(bracket, capex, residual, lambda z: npv_at(z, capex, cf, residual, unroll), nan)
 
 
 def _ratio(a: jax.Array, b: jax.Array) -> jax.Array:
     return a / b  # IEEE: x/0 = +-inf, 0/0 = NaN
 
 
-def breakeven_utilization(tot: Totals, pv_cost: jax.Array, months: int) -> jax.Array:
+def breakeven_utilization(tot: Totals, energy: EnergyTotals, pv_cost: jax.Array, months: int) -> jax.Array:
     """The mean utilization at which NPV is 0 when the scenario's utilization path is scaled by one factor.
 
     Revenue and the variable part of energy are proportional to U_t, everything else is not, so
@@ -131,8 +167,8 @@ def breakeven_utilization(tot: Totals, pv_cost: jax.Array, months: int) -> jax.A
     mean utilization is lambda* times the path's mean. +inf where selling more does not pay
     (the bracket is <= 0); NaN where the path is 0 throughout (scaling cannot move it).
     """
-    fixed_pv = pv_cost - tot.pv_variable_energy_usd  # capex net of residual, fixed opex, idle energy
-    margin_pv = tot.pv_revenue - tot.pv_variable_energy_usd
+    fixed_pv = pv_cost - energy.pv_variable_usd  # capex net of residual, fixed opex, idle energy
+    margin_pv = tot.pv_revenue - energy.pv_variable_usd
     lam = jnp.where(margin_pv > 0, fixed_pv / jnp.where(margin_pv > 0, margin_pv, 1.0), jnp.inf)
     lam = jnp.maximum(lam, 0.0)  # NPV >= 0 even with nothing sold: any utilization pays
     return (tot.util_sum / months) * lam
@@ -146,10 +182,14 @@ def compute(
     cash_flows: jax.Array,
     price0: jax.Array,
     months: int,
+    irr_unroll: int = 4,
+    irr_values: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Every metric of the model for S systems in n scenarios, each (S, n) float64.
 
-    cash_flows: (T, S, n) monthly CF_t; price0: (n,) initial token price of each scenario.
+    cash_flows: (T, S, n) monthly CF_t; price0: (n,) initial token price of each scenario;
+    irr_unroll: see :func:`irr`; irr_values: the IRR if the caller computed it already (the
+    fused month loop does; then `cash_flows` may be None).
     """
     f = lambda x: jnp.asarray(x, SUM)  # noqa: E731
     T = float(months)
@@ -164,8 +204,9 @@ def compute(
     colocation = full(f(pl.colocation) * T)
     maintenance = full(f(pl.maintenance) * T)
     license_ = full(f(pl.license) * T)
-    opex = tot.energy_usd + colocation + maintenance + license_
-    pv_opex = tot.pv_energy_usd + (f(pl.colocation) + f(pl.maintenance) + f(pl.license)) * tot.sum_df
+    energy = energy_totals(tot, sp, pl, months)
+    opex = energy.usd + colocation + maintenance + license_
+    pv_opex = energy.pv_usd + (f(pl.colocation) + f(pl.maintenance) + f(pl.license)) * tot.sum_df
     depreciation = full(capex * (1 - f(sp.residual)) * jnp.minimum(1.0, T / (12 * f(sp.depreciation_years))))
     ebitda = tot.revenue - opex
     op_profit = ebitda - depreciation
@@ -177,8 +218,8 @@ def compute(
         capex_usd=capex,
         revenue_usd=tot.revenue,
         tokens=tot.tokens,
-        energy_kwh=tot.energy_kwh,
-        energy_usd=tot.energy_usd,
+        energy_kwh=energy.kwh,
+        energy_usd=energy.usd,
         colocation_usd=colocation,
         maintenance_usd=maintenance,
         license_usd=license_,
@@ -188,15 +229,16 @@ def compute(
         operating_profit_usd=op_profit,
         operating_margin=jnp.where(tot.revenue == 0, jnp.nan, op_profit / jnp.where(tot.revenue == 0, 1.0, tot.revenue)),
         npv_usd=-capex + (tot.pv_revenue - pv_opex) + residual_pv,
-        irr=irr(capex, cash_flows, residual),
+        irr=irr(capex, cash_flows, residual, unroll=irr_unroll, flows_nan=jnp.isnan(tot.cum_cash_flow))
+        if irr_values is None else irr_values,
         roi_multiple=_ratio(tot.revenue, capex),
         net_roi=_ratio(cash_total + residual - capex, capex),
         payback_months=tot.payback,
         cost_per_mtok_usd=_ratio(depreciation + opex, tot.tokens / 1e6),
         levelized_cost_per_mtok_usd=_ratio(pv_cost, tot.pv_tokens / 1e6),
         breakeven_price_usd_per_mtok=f(price0) * _ratio(pv_cost, tot.pv_revenue),
-        breakeven_utilization=breakeven_utilization(tot, pv_cost, months),
-        energy_j_per_token=_ratio(tot.energy_kwh * 3.6e6, tot.tokens),
+        breakeven_utilization=breakeven_utilization(tot, energy, pv_cost, months),
+        energy_j_per_token=_ratio(energy.kwh * 3.6e6, tot.tokens),
         mean_utilization=full(tot.util_sum / T),
         revenue_per_unit_year_usd=_ratio(tot.revenue, full(units * years)),
         revenue_per_mw_year_usd=_ratio(tot.revenue, full(units * power / 1000 * years)),

@@ -6,8 +6,8 @@ four threads (``benchmarks/kernels.py``): XLA leaves most cores idle while it co
 program. So a run lowers its stages from abstract arguments (shapes and dtypes, known before
 any scenario is drawn), compiles them at once in threads (:func:`compile_all`), and each stage
 waits for its own program on its first call. Programs are kept per process, keyed by their
-HLO, so a stress or a sweep point that differs from its base only in fixed values (which are
-arguments, not constants) reuses them.
+HLO, so a stress or a sweep point that differs from its base only in values (fixed values,
+distribution parameters, the copula factor: arguments, not constants) reuses them.
 """
 
 from __future__ import annotations

@@ -31,21 +31,25 @@ from .overrides import describe, raw_study
 from .stress import run_stresses, stress_table
 from .engine import (
     METRICS,
+    MONTH_KERNELS,
     MONTHLY_SCENARIOS,
     MONTHLY_SKETCH,
     PLAIN_SYSTEM_FIELDS,
     TAIL_COUNTS,
     Plan,
     Sample,
+    chunk_indices,
     draw_inputs,
     fixed_values,
     make_plan,
-    chunk_indices,
+    monthly_values,
     on_accelerator,
+    reduce_bands,
     reduce_chunk,
     reduce_init,
+    sample_values,
     shock_streams,
-    simulate_months,
+    simulate,
 )
 from .processes import Shocks
 from .sampling import make_sampler, root_key, shock_normals, stream_id
@@ -107,8 +111,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every=None, shard=None, monthly_scenarios=None) -> None:
+def _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every=None, shard=None, monthly_scenarios=None,
+                  month_kernel="scan") -> None:
     problems = []
+    if month_kernel not in MONTH_KERNELS:
+        problems.append(Problem("--month-kernel", f"must be one of {', '.join(MONTH_KERNELS)}, got {month_kernel!r}"))
     if monthly_scenarios is not None and not (isinstance(monthly_scenarios, int) and monthly_scenarios >= 1):
         problems.append(Problem("--monthly-scenarios", f"must be a whole number >= 1 (or all), got {monthly_scenarios!r}"))
     if shard is not None and not (len(shard) == 2 and 1 <= shard[1] and 0 <= shard[0] < shard[1]):
@@ -160,6 +167,7 @@ def run_study(
     sample_fraction: float | None = None,
     monthly: bool = True,
     monthly_scenarios: int | None = MONTHLY_SCENARIOS,
+    month_kernel: str = "scan",
     analyze: bool = True,
     stress: bool = True,
     sampler_dims: Sequence[str] | None = None,
@@ -206,7 +214,7 @@ def run_study(
         st = load_study(source)
         if overrides:  # --set: applied to the study as written, so presets and sizing follow
             st = apply_overrides(raw_study(source), overrides, label="--set")
-        _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every, shard, monthly_scenarios)
+        _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every, shard, monthly_scenarios, month_kernel)
         _check_output_options(st, columns, sample_fraction)
         if target_mcse is not None:
             parse_target(target_mcse)
@@ -226,6 +234,7 @@ def run_study(
             sample_fraction=sample_fraction,
             monthly=monthly,
             monthly_scenarios=monthly_scenarios,
+            month_kernel=month_kernel,
             sampler_dims=list(sampler_dims) if sampler_dims is not None else None,
             overrides=dict(overrides) if overrides else None,  # a record: study.yaml already has them
             target_mcse=target_mcse,
@@ -265,7 +274,8 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     t0 = time.perf_counter()
     n_total, seed, precision = opts["scenarios"], opts["seed"], opts["precision"]
     plan = make_plan(st, scenarios=n_total, seed=seed, precision=precision, chunk_size=opts["chunk_size"],
-                     monthly=opts.get("monthly", True), dims=opts.get("sampler_dims"))
+                     monthly=opts.get("monthly", True), dims=opts.get("sampler_dims"),
+                     month_kernel=opts.get("month_kernel", "scan"))
     C = plan.chunk
     n_chunks = -(-n_total // C)
     every = opts["checkpoint_every"] or max(1, (CHECKPOINT_SCENARIOS_ACCELERATOR if on_accelerator() else CHECKPOINT_SCENARIOS) // C)
@@ -306,17 +316,24 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     # Every stage's outputs are placed explicitly: scenarios split over the devices along their
     # scenario axis, the running summaries replicated. Then the abstract arguments the stages are
     # compiled from (compile_all, below) are exactly what they are called with.
-    by_rows = NamedSharding(plan.mesh, PartitionSpec("scenarios", None))  # (n, T)
-    by_cols = NamedSharding(plan.mesh, PartitionSpec(None, "scenarios"))  # (S, n), (H, n)
+    by_cols = NamedSharding(plan.mesh, PartitionSpec(None, "scenarios"))  # (S, n), (H, n), shocks (T, n)
     replicated = NamedSharding(plan.mesh, PartitionSpec())
-    inputs_s = Stage(lambda idx: draw_inputs(plan, idx), "sample", times, out_shardings=sharding)
-    shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype), "sample", times,
-                     out_shardings=by_rows)
+    # The distributions' parameters and the copula factor are arguments, like the fixed values of
+    # the simulate stage: a stress or sweep point that changes only values compiles nothing new.
+    inputs_s = Stage(lambda idx, v: draw_inputs(plan, idx, v), "sample", times, out_shardings=sharding)
+    shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype, time_major=True),
+                     "sample", times, out_shardings=by_cols)
     shock_ids = [None if s is None else jax.device_put(jnp.uint32(s), replicated) for s in shock_streams(plan)]
-    simulate_s = Stage(lambda d: simulate_months(plan, d, C), "simulate", times, out_shardings=by_cols)
-    reduce_s = Stage(lambda acc, o, m, b: reduce_chunk(plan, acc, o[0], m, o[1], b), "summarize", times, donate=0,
+    # Every chunk's metrics come from one program; the monthly band values from a second, run only
+    # on the chunks that hold band scenarios (engine.monthly_values).
+    simulate_s = Stage(lambda d: simulate(plan, d, C), "simulate", times, out_shardings=by_cols)
+    reduce_s = Stage(lambda acc, o, m: reduce_chunk(plan, acc, o, m), "summarize", times, donate=0,
                      out_shardings=replicated)
     band_cap = n_total if opts.get("monthly_scenarios") is None else min(n_total, opts["monthly_scenarios"])
+    # (one program: the band values go from the month loop into the sketches without leaving the device)
+    bands_s = Stage(lambda acc, d, m: reduce_bands(acc, monthly_values(plan, d, C), m), "summarize", times, donate=0,
+                    out_shardings=replicated)
+    band_chunks = -(-band_cap // C) if plan.monthly else 0  # chunks 0 .. band_chunks - 1 hold band scenarios
     # The chunk's scenario indices and masks, made on the device (no host arrays to copy per chunk).
     index_s = Stage(lambda start: chunk_indices(start, C, n_total, band_cap), "sample", times, out_shardings=(sharding,) * 3)
     host_s = Stage(to_host, "transfer", times)
@@ -332,6 +349,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     trace: list[list[float]] = ck_trace  # (scenarios so far, MCSE reached) after each chunk
     stop, end = stopped, (stopped if stopped else hi)
     consts = jax.device_put(fixed_values(plan), replicated)
+    dist_values = jax.device_put(sample_values(plan), replicated)
     diag_future = None
     acc = jax.device_put(reduce_init(plan), replicated)
     chunks = range(start_chunk, hi if not stopped else start_chunk)
@@ -339,22 +357,28 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
         idx_a, mask_a = (jax.ShapeDtypeStruct((C,), dt, sharding=sharding) for dt in (jnp.uint32, jnp.bool_))
         sid_a = jax.ShapeDtypeStruct((), jnp.uint32, sharding=replicated)
         shocks_a = shocks_s.abstract(idx_a, sid_a)
-        draw_a = Sample(inputs_s.abstract(idx_a), Shocks(*(None if s is None else shocks_a for s in shock_ids)))
+        draw_a = Sample(inputs_s.abstract(idx_a, dist_values), Shocks(*(None if s is None else shocks_a for s in shock_ids)))
         run_a = draw_a._replace(values={**draw_a.values, **consts})
         out_a = simulate_s.abstract(run_a)
-        todo = [(index_s, (np.int64(0),)), (inputs_s, (idx_a,)), (simulate_s, (run_a,)), (reduce_s, (acc, out_a, mask_a, mask_a))]
+        todo = [(index_s, (np.int64(0),)), (inputs_s, (idx_a, dist_values)), (simulate_s, (run_a,)), (reduce_s, (acc, out_a, mask_a))]
+        if start_chunk < band_chunks:
+            todo += [(bands_s, (acc, run_a, mask_a))]
         todo += [(shocks_s, (idx_a, sid_a))] if any(s is not None for s in shock_ids) else []
-        todo += [(host_s, (out_a[0], draw_a))] if writer is not None else []
-        todo += [(retain_s, (out_a[0],))] if start_chunk * C < n_diag else []
+        todo += [(host_s, (out_a, draw_a))] if writer is not None else []
+        todo += [(retain_s, (out_a,))] if start_chunk * C < n_diag else []
         todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
         compile_all(todo, times)
     for chunk in chunks:
         start = chunk * C
         valid = min(C, n_total - start)
         idx, mask, band_mask = index_s(np.int64(start))
-        draw = Sample(inputs_s(idx), Shocks(*(None if s is None else shocks_s(idx, s) for s in shock_ids)))
-        out, bands = simulate_s(draw._replace(values={**draw.values, **consts}))
-        acc = reduce_s(acc, (out, bands), mask, band_mask)
+        draw = Sample(inputs_s(idx, dist_values), Shocks(*(None if s is None else shocks_s(idx, s) for s in shock_ids)))
+        run_draw = draw._replace(values={**draw.values, **consts})
+        out = simulate_s(run_draw)
+        acc = reduce_s(acc, out, mask)
+        if chunk < band_chunks:
+            acc = bands_s(acc, run_draw, band_mask)
+        del run_draw
         if start < n_diag:  # the first scenarios' metrics, float64, for ArviZ
             k = min(valid, n_diag - start)
             t0 = time.perf_counter()
@@ -374,7 +398,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
             cols = scenario_columns(plan, start, sel, metrics_h, values_h, store)
             times["write"] += time.perf_counter() - t0
             writer.put(chunk, cols)  # waits only if the writer is two chunks behind
-        del draw, out, bands
+        del draw, out
         if target is not None:
             t0 = time.perf_counter()
             reached = _target_mcse(plan, acc, state, target)
@@ -401,6 +425,7 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     extra = {
         "chunk_size": C,
         "month_loop_unroll": plan.unroll,
+        "month_kernel": plan.month_kernel,
         "monthly_scenarios": band_cap if plan.monthly else None,
         "chunks": n_chunks,
         "checkpoint_every_chunks": every,

@@ -51,19 +51,23 @@ def scenario_keys(root: jax.Array, idx: jax.Array) -> jax.Array:
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(root, jnp.asarray(idx, jnp.uint32))
 
 
-def shock_normals(root: jax.Array, idx: jax.Array, stream: int, months: int, dtype) -> jax.Array:
-    """(n, months) standard normals of a monthly shock stream; row i is
+def shock_normals(root: jax.Array, idx: jax.Array, stream: int, months: int, dtype, time_major: bool = False) -> jax.Array:
+    """(n, months) standard normals of a monthly shock stream ((months, n) if `time_major`, the
+    layout the month loop reads: one row per month); scenario i's draws are
     ndtri of the open uniforms made from random.bits(fold_in(fold_in(root, idx[i]), stream),
     (months,), uint32). Always pseudo-random. float32 uses the top 23 bits of each word and
     float64 all 32, so both precisions draw the same shocks up to rounding (a float64 run is a
     precision check of a float32 run, not another sample)."""
-    return _shock_normals(root, jnp.asarray(idx, jnp.uint32), jnp.asarray(stream, jnp.uint32), months, jnp.dtype(dtype))
+    return _shock_normals(root, jnp.asarray(idx, jnp.uint32), jnp.asarray(stream, jnp.uint32), months, jnp.dtype(dtype),
+                          time_major)
 
 
-@partial(jax.jit, static_argnames=("months", "dtype"))
-def _shock_normals(root, idx, stream, months: int, dtype) -> jax.Array:
+@partial(jax.jit, static_argnames=("months", "dtype", "time_major"))
+def _shock_normals(root, idx, stream, months: int, dtype, time_major: bool = False) -> jax.Array:
     keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(scenario_keys(root, idx), stream)
-    bits = jax.vmap(lambda k: jax.random.bits(k, (months,), jnp.uint32))(keys)
+    # The same bits either way; time-major output is written in that layout by the kernel that
+    # makes them (no transpose afterwards).
+    bits = jax.vmap(lambda k: jax.random.bits(k, (months,), jnp.uint32), out_axes=1 if time_major else 0)(keys)
     u = _open_unit(bits >> 9, 23, dtype) if dtype == jnp.float32 else _open_unit(bits, 32, dtype)
     return ndtri(u)
 

@@ -86,7 +86,7 @@ def run_stresses(study: Study, raw: Mapping, where: Path, opts: dict, dims: Sequ
             variant, out=where / name, scenarios=opts["scenarios"], seed=opts["seed"], chunk_size=opts["chunk_size"],
             # the base case's monthly setting keeps its simulate program (the fixed values are arguments)
             precision=opts["precision"], write_scenarios=False, monthly=opts.get("monthly", True),
-            monthly_scenarios=opts.get("monthly_scenarios"), diagnostic_draws=0,
+            monthly_scenarios=opts.get("monthly_scenarios"), month_kernel=opts.get("month_kernel", "scan"), diagnostic_draws=0,
             sampler_dims=dims, progress=progress,
         )
         out.append((name, overrides, result.summary, result.risk))

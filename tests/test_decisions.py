@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -154,6 +156,68 @@ def test_stress_section_is_validated_at_load_time():
     raw["stress"] = {"sim": {"simulation.seed": 4}}
     with pytest.raises(StudyError, match="only market, facility"):
         study_from_dict(raw)
+
+
+_COMPILING: list[list[str]] = []  # the lists xla_compilations() is filling
+_COMPILING_LISTENS: list[bool] = []
+
+
+def _on_event(event: str, duration: float, **kw) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        for names in _COMPILING:
+            names.append(kw.get("fun_name", "?"))
+
+
+@contextlib.contextmanager
+def xla_compilations():
+    """The names of the programs XLA compiles (or loads from a disk cache) inside the block."""
+    if not _COMPILING_LISTENS:  # registered once per process (older JAX cannot unregister)
+        jax.monitoring.register_event_duration_secs_listener(_on_event)
+        _COMPILING_LISTENS.append(True)
+    names: list[str] = []
+    _COMPILING.append(names)
+    try:
+        yield names
+    finally:
+        _COMPILING.remove(names)
+
+
+def test_a_variant_that_changes_only_distribution_values_compiles_nothing(tmp_path):
+    """Distribution parameters and the copula factor are arguments of the sample stage, as fixed
+    values are of the simulate stage: a second study with the same forms in the same columns (a
+    stress, a sweep point) compiles no program, and gives what it gives when run from scratch."""
+    from mcrisk import programs
+
+    raw = small_study(scenarios=600)
+    variant = copy.deepcopy(raw)
+    market, rack = variant["market"], variant["systems"]["rack"]
+    market["token_price"]["initial_usd_per_mtok"] = {"dist": "lognormal", "p5": 0.3, "p95": 3.0}
+    market["token_price"]["annual_decline"] = {"dist": "pert", "low": 0.4, "mode": 0.6, "high": 0.95}
+    market["demand"]["utilization"] = {"dist": "beta", "mean": 0.45, "sd": 0.1}
+    market["electricity"]["usd_per_kwh"] = {"dist": "triangular", "low": 0.1, "mode": 0.18, "high": 0.25}
+    variant["facility"]["colocation_usd_per_kw_month"] = {"dist": "normal", "mean": 150, "sd": 30, "low": 100, "high": 250}
+    rack["price_multiplier"] = {"dist": "discrete", "values": [0.8, 1.0, 1.1, 1.3], "weights": [1, 1, 2, 1]}
+    rack["software_speedup"]["ceiling"] = {"dist": "loguniform", "low": 1.2, "high": 2.0}
+    variant["correlations"] = [[a, b, -rho] for a, b, rho in raw["correlations"]]
+    opts = dict(chunk_size=200, diagnostic_draws=0, stress=False)
+    run_study(raw, out=tmp_path / "base", **opts)
+    with xla_compilations() as compiled:
+        reused = run_study(variant, out=tmp_path / "variant", **opts)
+    assert compiled == []
+    programs._EXECUTABLES.clear()  # from scratch: every stage compiled again, for the variant alone
+    with xla_compilations() as compiled:
+        fresh = run_study(copy.deepcopy(variant), out=tmp_path / "fresh", **opts)
+    assert compiled
+    a, b = (pd.read_parquet(r.folder / "scenarios.parquet") for r in (reused, fresh))
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_frame_equal(reused.summary, fresh.summary, check_exact=True)
+    # and the draws are those of a sample program with the values baked in as constants
+    plan = make_plan(study_from_dict(variant), scenarios=600, seed=3, precision="float32", chunk_size=200)
+    baked = jax.jit(lambda i: draw_inputs(plan, i))(jnp.arange(600, dtype=jnp.uint32))
+    for inp in plan.uncertain:
+        system = inp.path.split(".")[1] if inp.path.startswith("systems.") else "rack"
+        rows = a[a.system == system].sort_values("scenario")
+        np.testing.assert_array_equal(rows[inp.column].to_numpy(), np.asarray(baked[inp.path]), err_msg=inp.path)
 
 
 def test_variants_keep_the_base_case_draws_with_sobol():
