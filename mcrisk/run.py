@@ -316,13 +316,14 @@ def _execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t
     # Every stage's outputs are placed explicitly: scenarios split over the devices along their
     # scenario axis, the running summaries replicated. Then the abstract arguments the stages are
     # compiled from (compile_all, below) are exactly what they are called with.
-    by_cols = NamedSharding(plan.mesh, PartitionSpec(None, "scenarios"))  # (S, n), (H, n), shocks (T, n)
+    by_rows = NamedSharding(plan.mesh, PartitionSpec("scenarios", None))  # shocks (n, T) on CPUs
+    by_cols = NamedSharding(plan.mesh, PartitionSpec(None, "scenarios"))  # (S, n), (H, n), shocks (T, n) on accelerators
     replicated = NamedSharding(plan.mesh, PartitionSpec())
     # The distributions' parameters and the copula factor are arguments, like the fixed values of
     # the simulate stage: a stress or sweep point that changes only values compiles nothing new.
     inputs_s = Stage(lambda idx, v: draw_inputs(plan, idx, v), "sample", times, out_shardings=sharding)
-    shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype, time_major=True),
-                     "sample", times, out_shardings=by_cols)
+    shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype, time_major=plan.time_major_shocks),
+                     "sample", times, out_shardings=by_cols if plan.time_major_shocks else by_rows)
     shock_ids = [None if s is None else jax.device_put(jnp.uint32(s), replicated) for s in shock_streams(plan)]
     # Every chunk's metrics come from one program; the monthly band values from a second, run only
     # on the chunks that hold band scenarios (engine.monthly_values).
