@@ -31,12 +31,20 @@ python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
 # (-o addopts= : one process, no pytest-xdist needed on the device)
 timeout 90 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_run.py \
   -k "seed_claims or independent or volatile or chunk_size" 2>&1 | tail -3
+# ... and the fused month-loop kernel (Triton, compiled for this card) against the lax.scan loop.
+timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_fused.py -k "metrics or chunk_size_must" 2>&1 | tail -3
 
-# 2. Where the time goes, stage by stage, on one chunk (month-loop unrolls, IRR share, compiling in threads).
-timeout 120 python3 benchmarks/kernels.py --study $S --chunk 1048576 --unroll 1 4 8 --json "$OUT/gpu-kernels.json"
+# 2. Where the time goes, stage by stage, on one chunk (month-loop unrolls, the fused kernel in
+# three block shapes, IRR share, compiling in threads) ...
+timeout 150 python3 benchmarks/kernels.py --study $S --chunk 1048576 --unroll 1 4 8 --json "$OUT/gpu-kernels.json"
+# ... and the bytes each simulate variant moves, counted from the program compiled for this card
+# (the prediction benchmarks/traffic.py makes with no GPU, to set against the times above).
+timeout 60 python3 benchmarks/traffic.py --study $S --unroll 4 8 --json "$OUT/gpu-traffic.json"
 
 # 3. 1e8 scenarios, summaries only: the stage table (a fresh process, no compilation cache) ...
 timeout 90 python3 benchmarks/bench.py --study $S --sizes 1e8 --no-scenarios --numpy-up-to 0 --json "$OUT/gpu-1e8.json"
+timeout 90 python3 benchmarks/bench.py --study $S --sizes 1e8 --no-scenarios --numpy-up-to 0 --month-kernel fused \
+  --json "$OUT/gpu-1e8-fused.json"
 # ... and the command itself, start to end: with no compilation cache, then with a warm one.
 time timeout 60 env MCRISK_CACHE_DIR=off $MC run $S --scenarios 100000000 --no-scenarios --no-stress --out /tmp/r-cold -q
 cp /tmp/r-cold/manifest.json "$OUT/gpu-1e8-cli-cold.json"
@@ -44,6 +52,9 @@ export MCRISK_CACHE_DIR=/tmp/xla-cache
 timeout 60 $MC run $S --scenarios 100000000 --no-scenarios --no-stress --out /tmp/r-fill -q
 time timeout 60 $MC run $S --scenarios 100000000 --no-scenarios --no-stress --out /tmp/r-warm -q
 cp /tmp/r-warm/manifest.json "$OUT/gpu-1e8-cli-warm.json"
+timeout 60 $MC run $S --scenarios 100000000 --no-scenarios --no-stress --month-kernel fused --out /tmp/r-ffill -q
+time timeout 60 $MC run $S --scenarios 100000000 --no-scenarios --no-stress --month-kernel fused --out /tmp/r-fwarm -q
+cp /tmp/r-fwarm/manifest.json "$OUT/gpu-1e8-cli-fused-warm.json"
 export MCRISK_CACHE_DIR=off
 
 # 4. Parquet at 1e6 and 1e7; the NumPy implementation of the same model against mcrisk at 1e5.
