@@ -52,13 +52,11 @@ def test_fused_chunk_size_must_fit_its_blocks():
 
 
 def test_fused_rows_do_not_depend_on_chunk_size_or_device_count(tmp_path):
-    """One device with two chunk sizes, and four forced host devices (the kernel runs per device under shard_map)."""
+    """Chunks of 256 on one device against chunks of 512 on four forced host devices (the kernel
+    runs per device under shard_map, on 128 scenarios each): the same rows."""
     study = small_study(scenarios=600)
     one = run_study(study, out=tmp_path / "a", chunk_size=256, month_kernel="fused", stress=False, analyze=False)
-    big = run_study(study, out=tmp_path / "b", chunk_size=1024, month_kernel="fused", stress=False, analyze=False)
-    rows = lambda r: pq.read_table(r.folder / "scenarios.parquet").to_pandas().sort_values(["scenario", "system"]).reset_index(drop=True)  # noqa: E731
-    a = rows(one)
-    pd.testing.assert_frame_equal(a, rows(big))
+    a = pq.read_table(one.folder / "scenarios.parquet").to_pandas().sort_values(["scenario", "system"]).reset_index(drop=True)
     assert json.loads((one.folder / "manifest.json").read_text())["month_kernel"] == "fused"
     (tmp_path / "s.json").write_text(json.dumps(study))
     script = textwrap.dedent(
