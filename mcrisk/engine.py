@@ -360,7 +360,7 @@ def _month_loop(plan: Plan, draw: Sample, n: int, *, flows: bool, bands: bool):
     return (mp, site, sp, pl), tot, ys
 
 
-def _band_rows(plan: Plan, cumulative: jax.Array, revenue: jax.Array, util: jax.Array) -> jax.Array:
+def _band_rows(cumulative: jax.Array, revenue: jax.Array, util: jax.Array) -> jax.Array:
     """Monthly band values in series order (quantity, system, month), then utilization by month: (n_monthly, n)."""
     T, S, n = cumulative.shape
     per_system = jnp.stack([cumulative, revenue])  # (2, T, S, n)
@@ -378,7 +378,7 @@ def simulate_months(plan: Plan, draw: Sample, n: int) -> tuple[dict[str, jax.Arr
         return out, None
     (mp, site, sp, pl), tot, ys = _month_loop(plan, draw, n, flows=True, bands=plan.monthly)
     out = metrics_mod.compute(sp, site, pl, tot, ys[0], mp.price0, plan.months, irr_unroll=irr_unroll(plan.months))
-    return out, (_band_rows(plan, *ys[1:]) if plan.monthly else None)
+    return out, (_band_rows(*ys[1:]) if plan.monthly else None)
 
 
 def simulate(plan: Plan, draw: Sample, n: int) -> dict[str, jax.Array]:
@@ -396,7 +396,7 @@ def monthly_values(plan: Plan, draw: Sample, n: int) -> jax.Array:
     chunk a scenario falls in.
     """
     _, _, ys = _month_loop(plan, draw, n, flows=False, bands=True)
-    return _band_rows(plan, *ys)
+    return _band_rows(*ys)
 
 
 class Reduced(NamedTuple):

@@ -1,19 +1,22 @@
-"""The month loop as one fused GPU kernel (Pallas, Triton backend): an alternative to ``lax.scan``.
+"""The simulate stage as one fused GPU kernel (Pallas, Triton backend): ``--month-kernel fused``.
 
-On a GPU the ``lax.scan`` month loop is bound by memory traffic: each step runs about a dozen
-kernels that read and write the loop's state (the market state and the float64 running totals of
-every system) in device memory, about 300 bytes per scenario-month for the default study
-(``benchmarks/traffic.py``). This kernel gives each block of scenarios one program that keeps
-that state in registers for all T months: device memory sees only the parameters (once), the
-monthly shocks (read) and the monthly cash flows (written, for the IRR), about 30 bytes per
+On a GPU the ``lax.scan`` month loop is bound by memory traffic: each step runs kernels that
+read and write the loop's state (the market state and the float64 running totals) in device
+memory, and the IRR and the metrics read the monthly cash flows and totals back: 435 bytes per
+scenario-month for the default study, counted in the program compiled for an H100
+(``benchmarks/traffic.py``). This kernel gives each block of BLOCK scenarios one program that
+keeps the month state, the IRR's 64-point grid and the metrics in registers: device memory sees
+the parameters (once), the monthly shocks (read), the cash flows (written, and read back by the
+IRR's Newton steps while still in the L2 cache) and the 26 metrics (written), 52 bytes per
 scenario-month.
 
-It computes the same functions as the scan (``processes.market_step``, ``economics.month_flows``
-and ``economics.accumulate``, called here on one block of scenarios and one system at a time),
-so the model has one implementation; float32 results agree with the scan's to rounding (FMA
-contraction may differ), which ``tests/test_fused.py`` checks in Pallas' interpreter on CPU.
-The scan stays the default and the reference: it runs everywhere, and it is what ``jax.grad``
-differentiates (a Pallas kernel has no automatic derivative).
+It computes the same functions as the scan (``processes.market_step``, ``economics.month_flows``,
+``economics.accumulate``, ``metrics.irr_refine`` and ``metrics.compute``, called on one block of
+scenarios and one system at a time), so the model has one implementation; float32 results agree
+with the scan's to rounding, which ``tests/test_fused.py`` checks in Pallas' interpreter on CPU
+(and on a GPU, run by ``benchmarks/gpu.sh``). The scan stays the default and the reference: it
+runs everywhere, and it is what ``jax.grad`` differentiates (a Pallas kernel has no automatic
+derivative).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from .economics import SUM, Plant, SiteParams, SystemParams, accumulate, discoun
 from .processes import MarketParams, MarketState, Shocks, market_init, market_step
 
 BLOCK = 128  # scenarios per program
-WARPS = 8  # 256 threads: the grid of IRR rates (64 x BLOCK) fits their registers without spilling
+# 256 threads share the IRR grid (64 x BLOCK float32); ptxas: 255 registers a thread, 124 bytes
+# spilled (64 x 4 warps: 132; 32 x 2: 56; 128 x 4: 3.5 KB). gpu.sh times the first three.
+WARPS = 8
 
 
 def pack(mp: MarketParams, site: SiteParams, sp: SystemParams, pl: Plant, n: int, dtype) -> jax.Array:
