@@ -87,7 +87,7 @@ def _irr(s: int, S: int, T: int, sp: SystemParams, cum: jax.Array, pw_ref, cf_re
 
     bracket = (first, any_nonneg, z_of(k_hi - 1), z_of(k_hi), npv_grid(k_hi - 1), npv_grid(k_hi), npv_grid(jnp.zeros_like(first)))
     npv = lambda z: metrics._horner(z, capex, residual, cf_at, T, 1)  # noqa: E731
-    return metrics.irr_refine(bracket, capex, residual, npv, jnp.isnan(cum))
+    return metrics.irr_refine(bracket, npv, jnp.isnan(cum))
 
 
 def _kernel(S: int, T: int, shocks_on: tuple[bool, bool, bool], dtype):

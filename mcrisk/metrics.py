@@ -87,7 +87,7 @@ def irr_powers(months: int) -> tuple[jax.Array, jax.Array]:
     return z_grid, z_grid[None, :] ** t[:, None]
 
 
-def irr_refine(bracket: tuple, capex: jax.Array, residual: jax.Array, npv, nan: jax.Array) -> jax.Array:
+def irr_refine(bracket: tuple, npv, nan: jax.Array) -> jax.Array:
     """From the grid's bracket to the annual IRR: a secant start and safeguarded Newton steps.
 
     bracket: (first, any_nonneg, z_lo, z_hi, f_lo, f_hi, f_top): the first grid point with NPV
@@ -151,7 +151,7 @@ def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll:
     bracket = (first, nonneg.any(axis=0), z_grid[k_hi - 1], z_grid[k_hi], npv_grid(k_hi - 1), npv_grid(k_hi),
                npv_grid(jnp.zeros_like(first)))
     nan = jnp.isnan(cf).any(axis=0) if flows_nan is None else flows_nan
-    return irr_refine(bracket, capex, residual, lambda z: npv_at(z, capex, cf, residual, unroll), nan)
+    return irr_refine(bracket, lambda z: npv_at(z, capex, cf, residual, unroll), nan)
 
 
 def _ratio(a: jax.Array, b: jax.Array) -> jax.Array:
