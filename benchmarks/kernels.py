@@ -58,8 +58,8 @@ def main() -> None:
     ap.add_argument("--unroll", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json", default=None)
-    ap.add_argument("--fused", type=lambda s: tuple(int(x) for x in s.split("x")), nargs="*", default=[(128, 8), (64, 4), (32, 2)],
-                    help="fused-kernel configurations to time on a GPU, BLOCKxWARPS (default 128x8 64x4 32x2)")
+    ap.add_argument("--fused", type=lambda s: tuple(int(x) for x in s.split("x")), nargs="*", default=[(128, 8), (128, 4), (256, 8), (64, 4)],
+                    help="fused-kernel configurations to time on a GPU, BLOCKxWARPS (default 128x8 128x4 256x8 64x4)")
     args = ap.parse_args()
 
     st = mcrisk.load_study(args.study or mcrisk.default_study_path())

@@ -29,8 +29,12 @@ from .economics import SUM, Plant, SiteParams, SystemParams, accumulate, discoun
 from .processes import MarketParams, MarketState, Shocks, market_init, market_step
 
 BLOCK = 128  # scenarios per program
-# 256 threads share the IRR grid (64 x BLOCK float32); ptxas: 255 registers a thread, 124 bytes
-# spilled (64 x 4 warps: 132; 32 x 2: 56; 128 x 4: 3.5 KB). gpu.sh times the first three.
+# Threads share the IRR grid (64 x BLOCK float32). With 8 warps (256 threads) for 128 scenarios,
+# each scenario's month-loop values sit on two threads (the PTX indexes by tid & 127): half the
+# month loop's arithmetic is redundant, but the grid fits in registers. ptxas (H100): 128 x 8
+# uses 255 registers a thread, 124 bytes spilled (64 x 4: 132; 32 x 2: 56); one scenario a
+# thread spills more: 128 x 4 3.5 KB, 256 x 8 4.2 KB (128 registers). Which costs more is for a
+# GPU to tell: gpu.sh times 128x8, 128x4, 256x8 and 64x4 (benchmarks/kernels.py --fused).
 WARPS = 8
 
 
