@@ -35,8 +35,8 @@ timeout 90 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_run.p
 timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_fused.py -k "metrics or chunk_size_must" 2>&1 | tail -3
 
 # 2. Where the time goes, stage by stage, on one chunk (month-loop unrolls, the fused kernel in
-# three block shapes, IRR share, compiling in threads) ...
-timeout 150 python3 benchmarks/kernels.py --study $S --chunk 1048576 --unroll 1 4 8 --json "$OUT/gpu-kernels.json"
+# four block shapes, IRR share, compiling in threads) ...
+timeout 180 python3 benchmarks/kernels.py --study $S --chunk 1048576 --unroll 1 4 8 --json "$OUT/gpu-kernels.json"
 # ... and the bytes each simulate variant moves, counted from the program compiled for this card
 # (the prediction benchmarks/traffic.py makes with no GPU, to set against the times above).
 timeout 60 python3 benchmarks/traffic.py --study $S --unroll 4 8 --json "$OUT/gpu-traffic.json"
