@@ -13,7 +13,7 @@ from typing import Sequence
 
 from .engine import make_plan
 from .errors import Problem, RunFolderError, StudyError
-from .run import RunResult, _finish
+from .publish import RunResult, finish
 from .runstate import merge_states, state_from
 from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, load_checkpoint
 from .study import load_study
@@ -102,7 +102,7 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
                  "month_kernel": first.get("month_kernel", "scan"),
                  "monthly_scenarios": first.get("monthly_scenarios"), "chunks": first["chunks"],
                  "merged_from": [str(p) for _, _, p in shards]}
-        return _finish(st, plan, folder, opts, state, times, t_total, extra)
+        return finish(st, plan, folder, opts, state, times, t_total, extra)
     except BaseException:
         folder.discard()
         raise

@@ -1,0 +1,276 @@
+"""The chunk loop of a run: the stages compiled once, then sample, simulate and reduce chunk by chunk.
+
+A run's scenarios are cut into chunks of `Plan.chunk` (split over the local devices). Each chunk's
+inputs and shocks are drawn from its scenario indices, simulated and folded into the running
+summaries on the device; only the rows to write, the first scenarios' metrics (for ArviZ) and,
+at checkpoints, the summaries cross to the host. Checkpoint boundaries depend only on the
+options, so a resumed run does the same arithmetic as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import Future
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pyarrow as pa
+from jax.sharding import NamedSharding, PartitionSpec
+
+from . import reduce as red
+from . import risk
+from .convergence import mcse, parse_target, series_of
+from .engine import (
+    METRICS,
+    TAIL_COUNTS,
+    Plan,
+    Sample,
+    chunk_indices,
+    draw_inputs,
+    fixed_values,
+    make_plan,
+    monthly_values,
+    on_accelerator,
+    reduce_bands,
+    reduce_chunk,
+    reduce_init,
+    sample_values,
+    shock_streams,
+    simulate,
+)
+from .errors import RunFolderError
+from .overrides import describe
+from .processes import Shocks
+from .programs import Stage, compile_all
+from .publish import RunResult, finish, versions
+from .runstate import checkpoint_arrays, flush, state_from
+from .sampling import make_sampler, root_key, shock_normals, stream_id
+from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, ScenarioWriter, load_checkpoint, save_checkpoint, scenario_columns, scenario_fields
+from .stress import run_stresses
+from .study import Study
+
+# Reducers move to the host, and a checkpoint is written, every this many scenarios (rounded
+# to whole chunks). The boundaries depend only on the options, so a resumed run does the same
+# float64 arithmetic as an uninterrupted one. A checkpoint costs about 0.25 s (65 MB of sketches
+# to the host and to disk): every 4M scenarios is about a minute of work on a 2-core CPU, and
+# every 128M a few seconds on a GPU (where 4M had made checkpoints a fifth of a 1e8 run).
+CHECKPOINT_SCENARIOS = 1 << 22
+CHECKPOINT_SCENARIOS_ACCELERATOR = 1 << 27
+
+
+def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_total) -> RunResult:
+    """Run `opts["scenarios"]` scenarios of `st` chunk by chunk into `folder`, then publish it.
+
+    Every stage is compiled once, at once, from the abstract shapes of its arguments; each chunk
+    is sampled, simulated and reduced on the device, its rows (if written) handed to the
+    background Parquet writer; the reducers go to the host, and a checkpoint is saved, every
+    `every` chunks, so `resume=True` continues from the last one with the same arithmetic.
+    """
+    times = dict.fromkeys(("plan", "compile", "sample", "simulate", "summarize", "transfer", "write"), 0.0)
+    t0 = time.perf_counter()
+    n_total, seed, precision = opts["scenarios"], opts["seed"], opts["precision"]
+    plan = make_plan(st, scenarios=n_total, seed=seed, precision=precision, chunk_size=opts["chunk_size"],
+                     monthly=opts.get("monthly", True), dims=opts.get("sampler_dims"),
+                     month_kernel=opts.get("month_kernel", "scan"))
+    C = plan.chunk
+    n_chunks = -(-n_total // C)
+    every = opts["checkpoint_every"] or max(1, (CHECKPOINT_SCENARIOS_ACCELERATOR if on_accelerator() else CHECKPOINT_SCENARIOS) // C)
+    every = min(every, max(1, (2**31 - 1) // C))  # int32 histogram bins never overflow
+    store = np.float64 if precision == "float64" else np.float32
+    sharding = NamedSharding(plan.mesh, PartitionSpec("scenarios"))
+    digest = st.digest()
+    n_diag = min(n_total, max(opts["diagnostic_draws"], 0))
+    state = {"host": None, "tails": np.zeros((len(TAIL_COUNTS), len(plan.systems)), np.int64),
+             "retained": np.zeros((plan.n_series, 0)), "monthly": None}
+    shard_i, shard_k = opts.get("shard") or (0, 1)
+    lo, hi = shard_i * n_chunks // shard_k, (shard_i + 1) * n_chunks // shard_k
+    start_chunk = lo
+    ck_trace: list[list[float]] = []
+    stopped = None  # the chunk a resumed --target-mcse run had already stopped at
+    ck_meta = {"study_sha256": digest, "options": opts, "chunk_size": C, "n_chunks": n_chunks, "every": every,
+               "month_loop_unroll": plan.unroll}
+    if resume:
+        meta, arrays = load_checkpoint(folder.tmp)
+        if meta["chunk_size"] != C or meta["every"] != every or meta.get("month_loop_unroll", 1) != plan.unroll:
+            raise RunFolderError(
+                f"cannot resume: the interrupted run used chunks of {meta['chunk_size']} on other devices "
+                f"(now {C}); rerun with the same number of devices"
+            )
+        state, start_chunk = state_from(arrays), meta["next_chunk"]
+        ck_trace, stopped = meta.get("trace", []), meta.get("stopped")
+    meta = {"mcrisk.study_sha256": digest, "mcrisk.seed": seed, "mcrisk.version": versions()["mcrisk"], "mcrisk.scenarios": n_total}
+    writer = None
+    if opts["write_scenarios"]:
+        fields = [f for f in scenario_fields(plan, store) if opts.get("columns") is None or f.name in ("scenario", "system", *opts["columns"])]
+        writer = ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(fields), meta)
+    times["plan"] = time.perf_counter() - t0
+
+    def to_host(out, draw):
+        metrics = {m: out[m].astype(store) for m in METRICS}
+        return metrics, {k: v.astype(store) for k, v in draw.values.items()}
+
+    # Every stage's outputs are placed explicitly: scenarios split over the devices along their
+    # scenario axis, the running summaries replicated. Then the abstract arguments the stages are
+    # compiled from (compile_all, below) are exactly what they are called with.
+    by_rows = NamedSharding(plan.mesh, PartitionSpec("scenarios", None))  # shocks (n, T) on CPUs
+    by_cols = NamedSharding(plan.mesh, PartitionSpec(None, "scenarios"))  # (S, n), (H, n), shocks (T, n) on accelerators
+    replicated = NamedSharding(plan.mesh, PartitionSpec())
+    # The distributions' parameters and the copula factor are arguments, like the fixed values of
+    # the simulate stage: a stress or sweep point that changes only values compiles nothing new.
+    inputs_s = Stage(lambda idx, v: draw_inputs(plan, idx, v), "sample", times, out_shardings=sharding)
+    shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype, time_major=plan.time_major_shocks),
+                     "sample", times, out_shardings=by_cols if plan.time_major_shocks else by_rows)
+    shock_ids = [None if s is None else jax.device_put(jnp.uint32(s), replicated) for s in shock_streams(plan)]
+    # Every chunk's metrics come from one program; the monthly band values from a second, run only
+    # on the chunks that hold band scenarios (engine.monthly_values).
+    simulate_s = Stage(lambda d: simulate(plan, d, C), "simulate", times, out_shardings=by_cols)
+    reduce_s = Stage(lambda acc, o, m: reduce_chunk(plan, acc, o, m), "summarize", times, donate=0,
+                     out_shardings=replicated)
+    band_cap = n_total if opts.get("monthly_scenarios") is None else min(n_total, opts["monthly_scenarios"])
+    # (one program: the band values go from the month loop into the sketches without leaving the device)
+    bands_s = Stage(lambda acc, d, m: reduce_bands(acc, monthly_values(plan, d, C), m), "summarize", times, donate=0,
+                    out_shardings=replicated)
+    band_chunks = -(-band_cap // C) if plan.monthly else 0  # chunks 0 .. band_chunks - 1 hold band scenarios
+    # The chunk's scenario indices and masks, made on the device (no host arrays to copy per chunk).
+    index_s = Stage(lambda start: chunk_indices(start, C, n_total, band_cap), "sample", times, out_shardings=(sharding,) * 3)
+    host_s = Stage(to_host, "transfer", times)
+    keep_s = None
+    if opts.get("sample_fraction") is not None:  # a fixed random subset of scenarios, by index
+        picker = make_sampler("random", seed, (stream_id("output.subsample"),), n_total)
+        fraction = opts["sample_fraction"]
+        keep_s = Stage(lambda idx: picker.uniforms(idx, jnp.float64)[:, 0] < fraction, "write", times)
+    k_diag = min(C, n_diag)  # the retained draws come from the first chunks, at most k_diag per chunk
+    retain_s = Stage(lambda o: {m: o[m][:, :k_diag] for m in METRICS}, "transfer", times)
+
+    target = parse_target(opts["target_mcse"]) if opts.get("target_mcse") else None
+    trace: list[list[float]] = ck_trace  # (scenarios so far, MCSE reached) after each chunk
+    stop, end = stopped, (stopped if stopped else hi)
+    consts = jax.device_put(fixed_values(plan), replicated)
+    dist_values = jax.device_put(sample_values(plan), replicated)
+    diag_future = None
+    acc = jax.device_put(reduce_init(plan), replicated)
+    chunks = range(start_chunk, hi if not stopped else start_chunk)
+    if len(chunks):  # compile every stage at once, from the shapes, dtypes and placements of their arguments
+        idx_a, mask_a = (jax.ShapeDtypeStruct((C,), dt, sharding=sharding) for dt in (jnp.uint32, jnp.bool_))
+        sid_a = jax.ShapeDtypeStruct((), jnp.uint32, sharding=replicated)
+        shocks_a = shocks_s.abstract(idx_a, sid_a)
+        draw_a = Sample(inputs_s.abstract(idx_a, dist_values), Shocks(*(None if s is None else shocks_a for s in shock_ids)))
+        run_a = draw_a._replace(values={**draw_a.values, **consts})
+        out_a = simulate_s.abstract(run_a)
+        todo = [(index_s, (np.int64(0),)), (inputs_s, (idx_a, dist_values)), (simulate_s, (run_a,)), (reduce_s, (acc, out_a, mask_a))]
+        if start_chunk < band_chunks:
+            todo += [(bands_s, (acc, run_a, mask_a))]
+        todo += [(shocks_s, (idx_a, sid_a))] if any(s is not None for s in shock_ids) else []
+        todo += [(host_s, (out_a, draw_a))] if writer is not None else []
+        todo += [(retain_s, (out_a,))] if start_chunk * C < n_diag else []
+        todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
+        compile_all(todo, times)
+    for chunk in chunks:
+        start = chunk * C
+        valid = min(C, n_total - start)
+        idx, mask, band_mask = index_s(np.int64(start))
+        draw = Sample(inputs_s(idx, dist_values), Shocks(*(None if s is None else shocks_s(idx, s) for s in shock_ids)))
+        run_draw = draw._replace(values={**draw.values, **consts})
+        out = simulate_s(run_draw)
+        acc = reduce_s(acc, out, mask)
+        if chunk < band_chunks:
+            acc = bands_s(acc, run_draw, band_mask)
+        del run_draw
+        if start < n_diag:  # the first scenarios' metrics, float64, for ArviZ
+            k = min(valid, n_diag - start)
+            t0 = time.perf_counter()
+            full = jax.device_get(retain_s(out))
+            times["transfer"] += time.perf_counter() - t0
+            block = np.stack([full[m][:, :k] for m in METRICS]).reshape(plan.n_series, k)
+            state["retained"] = np.concatenate([state["retained"], block], axis=1)
+            if state["retained"].shape[1] == n_diag:  # ArviZ's diagnostics run while the device goes on
+                diag_future = _background(risk.diagnostics, state["retained"], n_diag)
+        if writer is not None:
+            casted = host_s(out, draw)
+            t0 = time.perf_counter()
+            metrics_h, values_h = jax.device_get(casted)
+            times["transfer"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            sel = np.arange(valid) if keep_s is None else np.flatnonzero(np.asarray(keep_s(idx))[:valid])
+            cols = scenario_columns(plan, start, sel, metrics_h, values_h, store)
+            times["write"] += time.perf_counter() - t0
+            writer.put(chunk, cols)  # waits only if the writer is two chunks behind
+        del draw, out
+        if target is not None:
+            t0 = time.perf_counter()
+            reached = _target_mcse(plan, acc, state, target)
+            trace.append([min(n_total, (chunk + 1) * C), reached])
+            stop = bool(reached <= target.value)
+            times["summarize"] += time.perf_counter() - t0
+        if stop or (chunk + 1) % every == 0 or chunk + 1 == hi:
+            t0 = time.perf_counter()
+            acc = jax.device_put(flush(plan, acc, state), replicated)
+            if writer is not None:
+                writer.drain()
+            meta = dict(ck_meta, next_chunk=chunk + 1, stopped=chunk + 1 if stop else None, trace=trace)
+            save_checkpoint(folder.tmp, meta, checkpoint_arrays(state))
+            times["write"] += time.perf_counter() - t0
+        if progress is not None:
+            progress(min(n_total, (chunk + 1) * C) - lo * C, min(n_total, hi * C) - lo * C)
+        if stop:
+            end = chunk + 1
+            break
+
+    if writer is not None:
+        writer.close()
+        times["write"] += writer.busy_seconds  # encoding in the background thread
+    extra = {
+        "chunk_size": C,
+        "month_loop_unroll": plan.unroll,
+        "month_kernel": plan.month_kernel,
+        "monthly_scenarios": band_cap if plan.monthly else None,
+        "chunks": n_chunks,
+        "checkpoint_every_chunks": every,
+        "resumed_from_chunk": start_chunk if resume else None,
+        "shard": {"index": shard_i, "count": shard_k, "chunks": [lo, hi]} if shard_k > 1 else None,
+        "scenarios_run": min(n_total, end * C) - lo * C if shard_k == 1 else None,
+    }
+    if target is not None:
+        extra["convergence"] = {
+            "target": target.text(), "method": "sd/sqrt(N)" if target.prob is None else "order-statistic interval from the sketch",
+            "reached_mcse": trace[-1][1] if trace else None, "met": bool(trace and trace[-1][1] <= target.value),
+            "scenarios": min(n_total, end * C), "maximum": n_total, "trace": trace,
+        }
+    if shard_k > 1:  # what `merge_runs` needs to combine the shards exactly
+        save_checkpoint(folder.tmp, {"next_chunk": hi}, checkpoint_arrays(state), name=SHARD_STATE)
+    stresses = None
+    if st.stress and shard_k == 1 and opts.get("stress", True):
+        t0 = time.perf_counter()
+        n_run = extra["scenarios_run"]
+        stresses = run_stresses(st, st.resolved(), folder.path("stress"), dict(opts, scenarios=n_run), plan.dims, progress)
+        times["stress"] = time.perf_counter() - t0
+        extra["stress"] = {name: describe(o) for name, o in st.stress.items()}
+    return finish(st, plan, folder, opts, state, times, t_total, extra, stresses, diag_future)
+
+
+def _background(fn: Callable, *args) -> Future:
+    """Run fn(*args) in a daemon thread (host work that can overlap the device's)."""
+    future: Future = Future()
+
+    def target() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # re-raised by future.result() in the caller
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="mcrisk-host", daemon=True).start()
+    return future
+
+
+def _target_mcse(plan: Plan, acc, state: dict, target) -> float:
+    """The largest MCSE over systems of the target statistic, from the host and device reducers."""
+    rows = series_of(target, len(plan.systems))
+    dev = red.to_host(red.ReduceState(jax.tree.map(lambda a: a[rows], acc.state.moments), acc.state.hist[rows]))
+    host = state["host"]
+    if host is not None:
+        dev = red.merge(red.HostState(red.Moments(*(np.asarray(f)[rows] for f in host.moments)), host.hist[rows]), dev)
+    values = mcse(dev, target, plan.sketch)
+    return float(np.max(values)) if np.all(np.isfinite(values)) else float("inf")
