@@ -34,8 +34,9 @@ share includes what the input carries of its partners, so shares can sum to more
 a system, drawn from ``seed`` and the system's name) with the bins held fixed, recompute the
 share, and take the 5% and 95% quantiles of its error against the resampling world's true
 share (the rows' own SSB/SST); the CI is the estimate minus those errors. Its cost is
-n_boot x N x inputs multiply-adds, done in batches through one sparse product (about 30 s for
-500,000 rows and 20 inputs at n_boot = 200 on one CPU core).
+3 x n_boot x N x inputs multiply-adds, done in batches through one sparse product (12 s for
+500,000 rows and 20 inputs at n_boot = 200 on a 2-core CPU; 26 s before the product walked
+the rows in order).
 """
 
 from __future__ import annotations
@@ -75,9 +76,25 @@ def _check(rows: pd.DataFrame, names: Sequence[str], what: str) -> None:
         raise ValueError("the scenarios table has no 'system' column (one row per scenario and system)")
 
 
-def bin_codes(x: np.ndarray, bins: int) -> tuple[np.ndarray, int]:
-    """Equal-count bin of each value of `x` (0..K-1) and K; tied values always share a bin."""
-    first = rankdata(x, method="min") - 1  # 0-based rank of the first of each run of ties
+def ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From one sort of `x`: the 0-based rank of the first of each value's run of ties, and the
+    average ranks (1-based, as ``rankdata(x)``)."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    new = np.concatenate([[True], xs[1:] != xs[:-1]])
+    starts = np.flatnonzero(new)
+    ends = np.concatenate([starts[1:], [len(x)]])  # one past each run's last position
+    run = np.cumsum(new) - 1
+    first, average = np.empty(len(x), np.int64), np.empty(len(x))
+    first[order] = starts[run]
+    average[order] = 0.5 * (starts + ends + 1)[run]
+    return first, average
+
+
+def bin_codes(x: np.ndarray, bins: int, first: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Equal-count bin of each value of `x` (0..K-1) and K; tied values always share a bin.
+    `first`: ``ranks(x)[0]``, if the caller has it."""
+    first = ranks(x)[0] if first is None else first  # 0-based rank of the first of each run of ties
     raw = (first * bins) // len(x)
     _, codes = np.unique(raw, return_inverse=True)
     return codes.astype(np.int64), int(codes.max()) + 1
@@ -108,14 +125,18 @@ def _first_order(codes: list[np.ndarray], kept: list[np.ndarray], y: np.ndarray,
     N, J = len(y), len(codes)
     sizes = np.array([int(c.max()) + 1 for c in codes])
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    indicator = sparse.csr_matrix(
-        (np.ones(sum(len(k) for k in kept)), (np.concatenate([c + o for c, o in zip(codes, offsets)]), np.concatenate(kept))),
-        shape=(offsets[-1], N),
+    bins, rows = np.concatenate([c + o for c, o in zip(codes, offsets)]), np.concatenate(kept)
+    # Three stacked indicators, weighted by 1, y and y^2: one product gives the per-bin counts,
+    # sums and sums of squares. CSC walks the rows in order (the weights are read once, and the
+    # few hundred bin totals stay in cache): 4x faster than CSR on 65,536 rows and 20 inputs.
+    K = offsets[-1]
+    indicator = sparse.csc_matrix(
+        (np.concatenate([np.ones(len(rows)), y[rows], (y * y)[rows]]), (np.concatenate([bins, bins + K, bins + 2 * K]), np.tile(rows, 3))),
+        shape=(3 * K, N),
     )
 
     def shares(w: np.ndarray, corrected: bool = True) -> np.ndarray:  # w: (N, B) multiplicities in B samples
-        sums = indicator @ np.concatenate([w, w * y[:, None], w * (y * y)[:, None]], axis=1)
-        n, s, q = np.split(sums, 3, axis=1)
+        n, s, q = np.split(indicator @ w, 3, axis=0)
         out = np.empty((w.shape[1], J))
         for j in range(J):
             g = slice(offsets[j], offsets[j + 1])
@@ -129,7 +150,9 @@ def _first_order(codes: list[np.ndarray], kept: list[np.ndarray], y: np.ndarray,
     batch = max(1, min(n_boot, _BATCH_CELLS // max(N, 1)))
     for b0 in range(0, n_boot, batch):
         b = min(batch, n_boot - b0)
-        w = np.stack([np.bincount(rng.integers(0, N, N), minlength=N) for _ in range(b)], axis=1).astype(np.float64)
+        w = np.empty((N, b))
+        for k in range(b):
+            w[:, k] = np.bincount(rng.integers(0, N, N), minlength=N)
         boot[b0 : b0 + b] = shares(w)
     # The rows' own between-bin share, SSB/SST, is the true share of the resampling world: the
     # resampled errors (boot - it) stand in for (estimate - truth). Percentiles of the raw
@@ -139,8 +162,8 @@ def _first_order(codes: list[np.ndarray], kept: list[np.ndarray], y: np.ndarray,
     return point, np.stack([point - e95, point - e5])
 
 
-def _spearman(x: np.ndarray, ry: np.ndarray) -> float:
-    rx = rankdata(x)
+def _spearman(rx: np.ndarray, ry: np.ndarray) -> float:
+    """Spearman's rho from the average ranks of the two variables."""
     rx, ry = rx - rx.mean(), ry - ry.mean()
     den = np.sqrt((rx * rx).sum() * (ry * ry).sum())
     return float((rx * ry).sum() / den) if den > 0 else float("nan")
@@ -205,8 +228,9 @@ def sensitivity(
             idx = np.flatnonzero(np.isfinite(x))
             if len(idx) < 2 or np.ptp(x[idx]) == 0:
                 continue
-            c, k = bin_codes(x[idx], bins)
-            found.append((name, x[idx], idx, k))
+            first, rx = ranks(x[idx])
+            c, k = bin_codes(x[idx], bins, first)
+            found.append((name, x[idx], idx, k, rx))
             codes.append(c)
             kept.append(idx)
         if not found:
@@ -214,12 +238,12 @@ def sensitivity(
         # each system's resamples derive from (seed, its name): adding a system changes no other CI
         rng = np.random.default_rng([seed, zlib.crc32(str(system).encode())])
         point, (lo, hi) = _first_order(codes, kept, y, n_boot, rng)
-        for j, (name, x, idx, k) in enumerate(found):
+        for j, (name, x, idx, k, rx) in enumerate(found):
             yj = y_all[ok_y][idx]
             out.append({
                 "system": str(system), "metric": metric, "input": name,
                 "n": len(idx), "n_dropped": len(y_all) - len(idx),
-                "spearman": _spearman(x, ry[idx] if len(idx) == len(y) else rankdata(yj)),
+                "spearman": _spearman(rx, ry[idx] if len(idx) == len(y) else rankdata(yj)),
                 "first_order": float(point[j]), "first_order_lo": float(lo[j]), "first_order_hi": float(hi[j]),
                 "bins": k, **_tornado(x, yj),
             })
