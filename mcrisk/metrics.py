@@ -145,10 +145,15 @@ def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll:
 
     # NPV >= 0 at grid point k, without materializing a float64 (K, S, n) array.
     nonneg = flows_pv >= (capex - residual * z_T[:, None, None]).astype(cf.dtype)
-    # The largest rate with NPV >= 0 is the first grid point (in ascending z) where NPV >= 0.
-    first = jnp.argmax(nonneg, axis=0)
+    # The largest rate with NPV >= 0 is the first grid point (in ascending z) where NPV >= 0: a
+    # min over k (K where there is none), as the fused kernel has it; an argmax (a reduction of
+    # (value, index) pairs) took twice as long on a CPU.
+    K = flows_pv.shape[0]
+    first = jnp.min(jnp.where(nonneg, jax.lax.broadcasted_iota(jnp.int32, nonneg.shape, 0), K), axis=0)
+    any_nonneg = first < K
+    first = jnp.where(any_nonneg, first, 0)
     k_hi = jnp.maximum(first, 1)
-    bracket = (first, nonneg.any(axis=0), z_grid[k_hi - 1], z_grid[k_hi], npv_grid(k_hi - 1), npv_grid(k_hi),
+    bracket = (first, any_nonneg, z_grid[k_hi - 1], z_grid[k_hi], npv_grid(k_hi - 1), npv_grid(k_hi),
                npv_grid(jnp.zeros_like(first)))
     nan = jnp.isnan(cf).any(axis=0) if flows_nan is None else flows_nan
     return irr_refine(bracket, lambda z: npv_at(z, capex, cf, residual, unroll), nan)
