@@ -56,8 +56,8 @@ class RunResult:
         return pd.DataFrame(rows)
 
 
-
 def versions() -> dict[str, str]:
+    """The versions of mcrisk, its main dependencies and Python, for the manifest."""
     out = {}
     for pkg in ("mcrisk", "jax", "jaxlib", "numpy", "arviz", "pyarrow", "pandas", "scipy", "pydantic"):
         try:
@@ -80,7 +80,7 @@ def _analyze(folder: RunFolder, opts: dict) -> dict:
 
 
 def finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, times: dict, t_total: float, extra: dict,
-            stresses: list | None = None, diag_future: Future | None = None) -> RunResult:
+           stresses: list | None = None, diag_future: Future | None = None) -> RunResult:
     """Summaries, risk table, ArviZ data and manifest from the host reducers; publish the folder."""
     seed, precision = opts["seed"], opts["precision"]
     n_total = extra.get("scenarios_run") or opts["scenarios"]
