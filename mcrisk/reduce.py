@@ -228,22 +228,34 @@ def update(state: ReduceState, values: jax.Array, mask: jax.Array,
     return ReduceState(moments, new_hist.reshape(H, B))
 
 
-def to_host(state: Union[ReduceState, HostState]) -> HostState:
-    m = state.moments
+def _host_moments(m: Moments) -> Moments:
     dt = (np.int64,) * 5 + (np.float64,) * 4
-    moments = Moments(*(np.array(f, dtype=d) for f, d in zip(m, dt)))
-    return HostState(moments, np.array(state.hist, dtype=np.int64))
+    return Moments(*(np.array(f, dtype=d) for f, d in zip(m, dt)))
+
+
+def to_host(state: Union[ReduceState, HostState]) -> HostState:
+    return HostState(_host_moments(state.moments), np.array(state.hist, dtype=np.int64))
+
+
+def _merge_moments(ma: Moments, mb: Moments) -> Moments:
+    n, mean, m2 = _chan(ma.n_finite, ma.mean, ma.m2, mb.n_finite, mb.mean, mb.m2, np)
+    return Moments(ma.count + mb.count, ma.nan + mb.nan, ma.posinf + mb.posinf,
+                   ma.neginf + mb.neginf, n, mean, m2,
+                   np.minimum(ma.min, mb.min), np.maximum(ma.max, mb.max))
 
 
 def merge(a: Union[HostState, ReduceState], b: Union[HostState, ReduceState]) -> HostState:
     """Exact merge: counts and hist add (associative, commutative), min/max, Chan."""
     a, b = _host(a), _host(b)
-    ma, mb = a.moments, b.moments
-    n, mean, m2 = _chan(ma.n_finite, ma.mean, ma.m2, mb.n_finite, mb.mean, mb.m2, np)
-    moments = Moments(ma.count + mb.count, ma.nan + mb.nan, ma.posinf + mb.posinf,
-                      ma.neginf + mb.neginf, n, mean, m2,
-                      np.minimum(ma.min, mb.min), np.maximum(ma.max, mb.max))
-    return HostState(moments, a.hist + b.hist)
+    return HostState(_merge_moments(a.moments, b.moments), a.hist + b.hist)
+
+
+def merge_into(a: HostState, b: Union[HostState, ReduceState]) -> HostState:
+    """``merge(a, b)``, adding b's histogram into a's in place: no new (series x bins) array, where
+    ``merge(a, to_host(b))`` makes two (for the metric sketches, 100 MB each). `a` is consumed."""
+    hist = a.hist
+    hist += np.asarray(b.hist)  # int32 counts of one flush interval into the int64 totals
+    return HostState(_merge_moments(a.moments, _host_moments(b.moments)), hist)
 
 
 def _host(state: Union[HostState, ReduceState]) -> HostState:

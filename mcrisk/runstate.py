@@ -20,13 +20,16 @@ from .engine import Plan, reduce_init
 
 def flush(plan: Plan, acc, state: dict) -> Any:
     """Move the device reducers to the host at a chunk boundary; return fresh device reducers."""
-    block = red.to_host(acc.state)
-    state["host"] = block if state["host"] is None else red.merge(state["host"], block)
+    state["host"] = _add(state["host"], acc.state)
     state["tails"] = state["tails"] + np.asarray(jax.device_get(acc.tails))
     if acc.monthly is not None:
-        block = red.to_host(acc.monthly)
-        state["monthly"] = block if state.get("monthly") is None else red.merge(state["monthly"], block)
+        state["monthly"] = _add(state.get("monthly"), acc.monthly)
     return reduce_init(plan)
+
+
+def _add(host: red.HostState | None, dev: red.ReduceState) -> red.HostState:
+    """The host totals plus a device state's, the histogram added in place (see reduce.merge_into)."""
+    return red.to_host(dev) if host is None else red.merge_into(host, dev)
 
 
 def merge_states(a: dict, b: dict) -> dict:

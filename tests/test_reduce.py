@@ -203,6 +203,18 @@ def test_merge_of_halves_equals_one_pass(data, one_pass):
     assert_moments_match(merged, data)
 
 
+def test_merge_into_equals_merge_and_adds_in_place(data):
+    first = stream(data[:, :7000], 4096)
+    second_dev = _update(red.init_state(data.shape[0], SPEC), jnp.asarray(data[:, 7000:]), jnp.ones(N - 7000, bool), SPEC)
+    want = red.merge(first, second_dev)
+    buffer = first.hist
+    got = red.merge_into(first, second_dev)  # what a run's flush does, the device counts int32
+    assert got.hist is buffer and got.hist.dtype == np.int64
+    assert_same(got, want)
+    for f, g in zip(want.moments, got.moments):
+        np.testing.assert_array_equal(g, f)
+
+
 def test_merge_is_associative_and_commutative(data):
     a, b, c = (stream(data[:, s], 4096) for s in (slice(0, 5000), slice(5000, 5001), slice(5001, N)))
     empty = red.to_host(red.init_state(data.shape[0], SPEC))
