@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mcrisk.sensitivity import COLUMNS, bin_codes, sensitivity
+from mcrisk.sensitivity import COLUMNS, bin_codes, ranks, sensitivity
 
 K = 20  # bins, the default
 Z90 = stats.norm.ppf(0.95)  # half-width of a 90% CI in standard errors
@@ -134,6 +134,14 @@ def test_a_discrete_input_gets_one_bin_per_value():
     assert r.n_bottom == (x == 0.9).sum() and r.n_top == (x == 1.2).sum()
     var_x = np.var(x)
     assert r.first_order == pytest.approx(16 * var_x / (16 * var_x + 0.01), abs=0.01)
+
+
+@pytest.mark.parametrize("x", [np.random.default_rng(3).standard_normal(1000), np.random.default_rng(4).integers(0, 7, 1000) / 3.0,
+                               np.array([2.0, 2.0, -1.0, 5.0, 2.0]), np.array([7.0])])
+def test_ranks_are_scipys_min_and_average_ranks(x):
+    first, average = ranks(x)
+    np.testing.assert_array_equal(first, stats.rankdata(x, method="min") - 1)
+    np.testing.assert_array_equal(average, stats.rankdata(x))
 
 
 def test_the_same_seed_gives_the_same_table():
