@@ -60,14 +60,14 @@ def tables(shapes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def unit_quantile(y_tab: jax.Array, dy_tab: jax.Array, u: jax.Array) -> jax.Array:
-    """Inverse CDFs of k betas on [0, 1] for clamped u (..., k), from their tables y_tab and dy_tab
-    ((k, NODES) each, in u's dtype; see `tables`); same shape and dtype as u."""
+    """Inverse CDFs of k betas on [0, 1] for clamped u (k, ...), row j from tables y_tab[j] and
+    dy_tab[j] ((k, NODES) each, in u's dtype; see `tables`); same shape and dtype as u."""
     k = y_tab.shape[0]
     y_flat, dy_flat = y_tab.reshape(-1), dy_tab.reshape(-1)  # k tables end to end
     s = jnp.clip(jnp.log(u) - jnp.log1p(-u), -T_MAX, T_MAX) * T_STEPS
     i = jnp.clip(jnp.floor(s).astype(jnp.int32) + T_HALF, 0, 2 * T_HALF - 1)
     w = s - (i - T_HALF).astype(u.dtype)  # in [0, 1]; exact, as s is a multiple of 2**-6 apart
-    i = i + jnp.arange(k, dtype=jnp.int32) * NODES  # column j reads table j
+    i = i + (jnp.arange(k, dtype=jnp.int32) * NODES).reshape((k,) + (1,) * (u.ndim - 1))  # row j reads table j
     w2, w3, h = w * w, w * w * w, 1.0 / T_STEPS
     y = ((2 * w3 - 3 * w2 + 1) * y_flat[i] + (w3 - 2 * w2 + w) * h * dy_flat[i]
          + (3 * w2 - 2 * w3) * y_flat[i + 1] + (w3 - w2) * h * dy_flat[i + 1])

@@ -54,11 +54,16 @@ def _in_dtype(params: tuple, dtype) -> tuple:
     return tuple(jnp.asarray(a, dtype) for a in params)
 
 
+def _cols(p: jax.Array, u: jax.Array) -> list[jax.Array]:
+    """The columns of a (k, m) parameter array, each shaped to broadcast along axis 0 of u (k, ...)."""
+    return [c.reshape((-1,) + (1,) * (u.ndim - 1)) for c in p.T]
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _ppf(kind: type, params: tuple, probs: jax.Array) -> jax.Array:
     """Quantiles of one form of class `kind` at probs (p,), its parameters (`_pack`) as arguments:
     one program per class, dtype and number of probabilities, whatever the values."""
-    return kind._batch(params, clamp_uniform(probs)[:, None])[:, 0]
+    return kind._batch(params, clamp_uniform(probs)[None])[0]
 
 
 _PPF_KEPT: dict[tuple[str, tuple[float, ...]], np.ndarray] = {}
@@ -117,7 +122,7 @@ class _DistBase(BaseModel):
     def _quantile(self, u: jax.Array) -> jax.Array:
         # One formula serves one draw and many: a single form is a batch of one column, its
         # parameters constants of the program.
-        return type(self)._batch(_in_dtype(type(self)._pack([self]), u.dtype), u[..., None])[..., 0]
+        return type(self)._batch(_in_dtype(type(self)._pack([self]), u.dtype), u[None])[0]
 
     def _params(self) -> tuple:
         """This form's numbers as `_batch` reads them, worked out in float64 on the host: a vector
@@ -132,7 +137,10 @@ class _DistBase(BaseModel):
     @classmethod
     def _batch(cls, params: tuple, u: jax.Array) -> jax.Array:
         """Inverse CDFs of k forms of this class at once: their parameters (`_pack`, in u's dtype)
-        and clamped u (..., k) -> (..., k). A pure function of both: the parameters may be traced."""
+        and clamped u (k, ...) -> (k, ...), form j on row j. A pure function of both: the
+        parameters may be traced. Forms along the first axis, so that each form's parameters are
+        one value across a contiguous row: XLA's CPU loops vectorize that, and not a parameter
+        that changes along the last axis (7 lognormals of 16,384 draws: 1.5 ms against 4.5)."""
         raise NotImplementedError
 
 
@@ -160,7 +168,7 @@ class Fixed(_DistBase):
 
     @classmethod
     def _batch(cls, params, u):
-        return jnp.broadcast_to(params[0][:, 0], u.shape)
+        return jnp.broadcast_to(_cols(params[0], u)[0], u.shape)
 
 
 class Uniform(_DistBase):
@@ -179,7 +187,7 @@ class Uniform(_DistBase):
 
     @classmethod
     def _batch(cls, params, u):
-        lo, hi, width = params[0].T
+        lo, hi, width = _cols(params[0], u)
         return jnp.clip(lo + u * width, lo, hi)
 
 
@@ -200,7 +208,7 @@ class LogUniform(_DistBase):
 
     @classmethod
     def _batch(cls, params, u):
-        log_lo, log_ratio, lo, hi = params[0].T
+        log_lo, log_ratio, lo, hi = _cols(params[0], u)
         return jnp.clip(jnp.exp(log_lo + u * log_ratio), lo, hi)  # exp may round just outside
 
 
@@ -224,7 +232,7 @@ class Triangular(_DistBase):
 
     @classmethod
     def _batch(cls, params, u):
-        lo, hi, split, left_area, right_area = params[0].T
+        lo, hi, split, left_area, right_area = _cols(params[0], u)
         left = u < split
         # Each sqrt gets a harmless 1 where its branch is not taken, so that the
         # untaken branch (sqrt(0) when mode == low or high) cannot put NaN in grad.
@@ -249,7 +257,7 @@ class _BetaShaped(_DistBase):
     @classmethod
     def _batch(cls, params, u):
         bounds, y_tab, dy_tab = params
-        lo, hi, width = bounds.T
+        lo, hi, width = _cols(bounds, u)
         return jnp.clip(lo + width * beta_tables.unit_quantile(y_tab, dy_tab, u), lo, hi)
 
 
@@ -383,7 +391,7 @@ class Normal(_DistBase):
     @classmethod
     def _batch(cls, params, u):
         # Untruncated: pa = 0, pb = 1, so pa + u (pb - pa) is u exactly.
-        pa, width, signed_sd, mean, lo, hi = params[0].T
+        pa, width, signed_sd, mean, lo, hi = _cols(params[0], u)
         x = mean + signed_sd * jax.scipy.special.ndtri(pa + u * width)
         return jnp.clip(x, lo, hi)  # rounding in ndtri may step just outside
 
@@ -449,7 +457,7 @@ class LogNormal(_DistBase):
 
     @classmethod
     def _batch(cls, params, u):
-        mu, s = params[0].T
+        mu, s = _cols(params[0], u)
         return jnp.exp(mu + s * jax.scipy.special.ndtri(u))
 
 
@@ -518,9 +526,9 @@ class Discrete(_DistBase):
         # never below u, so it counts only where u is NaN, as the last value does.
         # compare_all (a count of cdf < u) is fastest for the few values a study lists and cheap to compile.
         method = "compare_all" if cdf.shape[-1] <= 64 else "sort"
-        find = jax.vmap(lambda c, v: jnp.searchsorted(c, v, side="left", method=method), in_axes=(0, -1), out_axes=-1)
+        find = jax.vmap(lambda c, v: jnp.searchsorted(c, v, side="left", method=method))
         k = jnp.clip(find(cdf, u), 0, cdf.shape[-1] - 1)
-        return x[jnp.arange(x.shape[0]), k]
+        return jax.vmap(lambda row, i: row[i])(x, k)
 
 
 def _bare_number(obj: Any) -> Any:
@@ -576,7 +584,8 @@ def quantiles(dists: Sequence[Dist], u: jax.Array, params: Sequence[tuple] | Non
         params = quantile_params(dists, u.dtype)
     out: list[jax.Array | None] = [None] * len(dists)
     for (kind, cols), p in zip(groups, params, strict=True):
-        block = kind._batch(_in_dtype(p, u.dtype), u[:, jnp.asarray(cols)])
+        # (k, n): one row per form (see _DistBase._batch), from static column slices
+        block = kind._batch(_in_dtype(p, u.dtype), jnp.stack([u[:, j] for j in cols]))
         for c, j in enumerate(cols):
-            out[j] = block[:, c]
+            out[j] = block[c]
     return out

@@ -253,11 +253,14 @@ def draw_inputs(plan: Plan, idx: jax.Array, values: dict[str, Any] | None = None
     `values`: `sample_values(plan)`, the default (then constants of the program), or traced."""
     values = sample_values(plan) if values is None else values
     u = plan.sampler.uniforms(idx, plan.dtype)
+    # Columns by static slices, not index arrays: XLA compiles those to gathers and scatters,
+    # which are slow on CPUs.
+    columns = [u[:, j] for j in range(u.shape[1])]
     if plan.copula_factor is not None:
-        cols = jnp.asarray(plan.copula_cols)
-        u = u.at[:, cols].set(apply_copula(u[:, cols], jnp.asarray(values["copula"], plan.dtype)))
-    if plan.sample_cols != tuple(range(u.shape[1])):
-        u = u[:, jnp.asarray(plan.sample_cols, jnp.int32)]
+        z = apply_copula(jnp.stack([columns[j] for j in plan.copula_cols], axis=1), jnp.asarray(values["copula"], plan.dtype))
+        for k, j in enumerate(plan.copula_cols):
+            columns[j] = z[:, k]
+    u = jnp.stack([columns[j] for j in plan.sample_cols], axis=1) if plan.sample_cols else u[:, :0]
     drawn = quantiles([inp.dist for inp in plan.uncertain], u, values["dists"])
     return {inp.path: v for inp, v in zip(plan.uncertain, drawn)}
 
