@@ -79,17 +79,12 @@ def _irr(s: int, S: int, T: int, sp: SystemParams, cum: jax.Array, pw_ref, cf_re
     kk = jax.lax.broadcasted_iota(jnp.int32, acc.shape, 0)
     z_of = lambda k: metrics.irr_grid(k.astype(SUM))  # noqa: E731
     z_T = z_of(jax.lax.broadcasted_iota(jnp.int32, (K, 1), 0)) ** jnp.asarray(T, SUM)  # (K, 1)
-    nonneg = acc >= (capex[None, :] - residual[None, :] * z_T).astype(acc.dtype)
-    first = jnp.min(jnp.where(nonneg, kk, K), axis=0)
-    any_nonneg = first < K
-    first = jnp.where(any_nonneg, first, 0)
-    k_hi = jnp.maximum(first, 1)
 
-    def npv_grid(k):
-        pv = jnp.sum(jnp.where(kk == k[None, :], acc, 0), axis=0)
-        return pv.astype(SUM) + residual * z_of(k) ** jnp.asarray(T, SUM) - capex
+    def grid_at(k):  # no gathers in a Triton program: z from k, the grid NPV by a masked sum
+        z = z_of(k)
+        return z, jnp.sum(jnp.where(kk == k[None, :], acc, 0), axis=0), z ** jnp.asarray(T, SUM)
 
-    bracket = (first, any_nonneg, z_of(k_hi - 1), z_of(k_hi), npv_grid(k_hi - 1), npv_grid(k_hi), npv_grid(jnp.zeros_like(first)))
+    bracket = metrics.irr_bracket(acc, capex, residual, z_T, grid_at)
     npv = lambda z: metrics._horner(z, capex, residual, cf_at, T, 1)  # noqa: E731
     return metrics.irr_refine(bracket, npv, jnp.isnan(cum))
 

@@ -87,6 +87,32 @@ def irr_powers(months: int) -> tuple[jax.Array, jax.Array]:
     return z_grid, z_grid[None, :] ** t[:, None]
 
 
+def irr_bracket(flows_pv: jax.Array, capex: jax.Array, residual: jax.Array, z_T: jax.Array, grid_at) -> tuple:
+    """The bracket `irr_refine` starts from, out of the NPVs on the grid (shared by :func:`irr`
+    and the fused kernel, which differ only in how they read one grid point).
+
+    flows_pv: (K, ...) sum_t CF_t z_k^t in the path dtype; z_T: z_k^T (float64), broadcast against
+    flows_pv; grid_at(k) -> (z_k, flows_pv[k], z_k^T) at grid points k, an int array shaped like capex.
+    """
+    K = flows_pv.shape[0]
+    # NPV >= 0 at grid point k, without materializing a float64 (K, ...) array.
+    nonneg = flows_pv >= (capex - residual * z_T).astype(flows_pv.dtype)
+    # The largest rate with NPV >= 0 is the first grid point (in ascending z) where NPV >= 0: a
+    # min over k (K where there is none); an argmax (a reduction of (value, index) pairs) took
+    # twice as long on a CPU.
+    first = jnp.min(jnp.where(nonneg, jax.lax.broadcasted_iota(jnp.int32, nonneg.shape, 0), K), axis=0)
+    any_nonneg = first < K
+    first = jnp.where(any_nonneg, first, 0)
+    k_hi = jnp.maximum(first, 1)
+
+    def at(k):  # z and NPV (float64) at grid points k
+        z, pv, zT = grid_at(k)
+        return z, pv.astype(SUM) + residual * zT - capex
+
+    (z_lo, f_lo), (z_hi, f_hi), (_, f_top) = at(k_hi - 1), at(k_hi), at(jnp.zeros_like(first))
+    return first, any_nonneg, z_lo, z_hi, f_lo, f_hi, f_top
+
+
 def irr_refine(bracket: tuple, npv, nan: jax.Array) -> jax.Array:
     """From the grid's bracket to the annual IRR: a secant start and safeguarded Newton steps.
 
@@ -140,21 +166,9 @@ def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll:
     flows_pv = jnp.einsum("tk,tsn->ksn", powers.astype(cf.dtype), cf, precision=jax.lax.Precision.HIGHEST)
     z_T = powers[-1]
 
-    def npv_grid(k):  # NPV at grid points k (an int array broadcast against (S, n)), float64
-        return jnp.take_along_axis(flows_pv, k[None], 0)[0].astype(SUM) + residual * z_T[k] - capex
-
-    # NPV >= 0 at grid point k, without materializing a float64 (K, S, n) array.
-    nonneg = flows_pv >= (capex - residual * z_T[:, None, None]).astype(cf.dtype)
-    # The largest rate with NPV >= 0 is the first grid point (in ascending z) where NPV >= 0: a
-    # min over k (K where there is none), as the fused kernel has it; an argmax (a reduction of
-    # (value, index) pairs) took twice as long on a CPU.
-    K = flows_pv.shape[0]
-    first = jnp.min(jnp.where(nonneg, jax.lax.broadcasted_iota(jnp.int32, nonneg.shape, 0), K), axis=0)
-    any_nonneg = first < K
-    first = jnp.where(any_nonneg, first, 0)
-    k_hi = jnp.maximum(first, 1)
-    bracket = (first, any_nonneg, z_grid[k_hi - 1], z_grid[k_hi], npv_grid(k_hi - 1), npv_grid(k_hi),
-               npv_grid(jnp.zeros_like(first)))
+    # grid point k: its z, its NPV of the flows, and z^T (k an int array shaped like capex)
+    grid_at = lambda k: (z_grid[k], jnp.take_along_axis(flows_pv, k[None], 0)[0], z_T[k])  # noqa: E731
+    bracket = irr_bracket(flows_pv, capex, residual, z_T[:, None, None], grid_at)
     nan = jnp.isnan(cf).any(axis=0) if flows_nan is None else flows_nan
     return irr_refine(bracket, lambda z: npv_at(z, capex, cf, residual, unroll), nan)
 
