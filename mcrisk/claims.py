@@ -286,8 +286,9 @@ def run_claims(
     if None. ``scenarios`` and ``seed`` override each uncertain study's. Each claim's run
     folder is ``out/<claim>/`` and is replaced on every call.
     """
-    from .run import run_study
+    from .run import _check_counts, run_study
 
+    _check_counts(scenarios, seed, None, None)  # before anything is announced or run
     out = Path(out)
     loaded = [load_claim(n) for n in (names or claim_names())]
     rows, input_rows, folders = [], [], {}

@@ -39,6 +39,7 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def run(
+    ctx: typer.Context,
     study: Optional[Path] = typer.Argument(None, help="Study YAML file; the embedded default study if omitted."),
     scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", help="Number of scenarios (overrides simulation.scenarios)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Root seed (overrides simulation.seed)."),
@@ -94,6 +95,7 @@ def run(
         bar.update(task, completed=done, total=total, rate=rate)
 
     try:
+        _refuse_fixed_options(ctx, from_manifest, resume)
         shard_ik = _parse_shard(shard) if shard is not None else None
         if shard_ik is not None and out is not None:  # one folder per shard: --out runs/shard-{shard}
             out = Path(str(out).replace("{shard}", str(shard_ik[0])))
@@ -141,6 +143,41 @@ def run(
         print_timings(result.manifest)
     if report:
         _write_report(result.folder, quiet)
+
+
+# The options that go with --from-manifest and --resume; the manifest or the interrupted run fixes every other
+# (--resume also takes the study, checked against the one the run was started with).
+WITH_FROM_MANIFEST = {"from_manifest", "out", "force", "quiet", "report", "timings"}
+WITH_RESUME = {"resume", "study", "quiet", "report", "timings"}
+
+
+def _given(ctx: typer.Context) -> list:
+    """The parameters of the command that were given (on the command line or by environment), not defaulted."""
+    # By name: typer carries its own copy of click, whose ParameterSource is another class than click's.
+    given = ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+    return [p for p in ctx.command.params if getattr(ctx.get_parameter_source(p.name), "name", None) in given]
+
+
+def _flag(param) -> str:
+    """An option as the user writes it (--seed), an argument by its name (STUDY)."""
+    longs = [o for o in param.opts if o.startswith("--")]
+    return longs[0] if longs else str(param.name).upper()
+
+
+def _refuse_fixed_options(ctx: typer.Context, from_manifest: Optional[Path], resume: Optional[Path]) -> None:
+    """--from-manifest and --resume run what was already decided: refuse the options they would ignore."""
+    from .errors import Problem
+
+    if from_manifest is not None:
+        which, allowed, why = "--from-manifest", WITH_FROM_MANIFEST, "the manifest fixes the study, seed and options"
+    elif resume is not None:
+        which, allowed, why = "--resume", WITH_RESUME, "the interrupted run fixes its folder, seed and options"
+    else:
+        return
+    bad = [_flag(p) for p in _given(ctx) if p.name not in allowed]
+    if bad:
+        ok = ", ".join(_flag(p) for p in ctx.command.params if p.name in allowed and p.name not in ("from_manifest", "resume"))
+        raise StudyError([Problem(which, f"cannot be combined with {', '.join(bad)}: {why} (it takes only {ok})")], "options")
 
 
 def _parse_monthly_scenarios(text: str | None) -> int | None:
@@ -349,8 +386,11 @@ def analyze(
     import pandas as pd
 
     from .analysis import analyze_run
+    from .errors import Problem
 
     try:
+        if top < 1:
+            raise StudyError([Problem("--top", f"must be a whole number >= 1, got {top}")], "options")
         paths = analyze_run(run_dir, metric=metric)
     except (StudyError, RunFolderError) as exc:
         _fail(exc)

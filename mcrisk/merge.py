@@ -47,6 +47,11 @@ def distributed_shard() -> tuple[int, int]:
     return jax.process_index(), jax.process_count()
 
 
+# The manifest keys every shard must share, as the message names them when they differ.
+_PLURAL = {"study_sha256": "studies", "seed": "seeds", "scenarios": "scenario counts", "chunk_size": "chunk sizes",
+           "month_loop_unroll": "month loop unrolls"}
+
+
 def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = False) -> RunResult:
     """Combine the k shard folders of one run into the run folder a single job would write.
 
@@ -56,25 +61,35 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
     scenarios as in a single run.
     """
     t_total = time.perf_counter()
+    if not folders:
+        raise RunFolderError("merge needs the run folders of the shards (mcrisk run --shard i/k)")
+    if Path(out).resolve() in {Path(f).resolve() for f in folders}:
+        raise RunFolderError(f"the output folder {str(out)!r} is one of the shards being merged; choose another with --out")
     shards = []
     for f in folders:
         path = Path(f)
         try:
             m = json.loads((path / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise RunFolderError(f"{str(path)!r} is not a shard run folder (mcrisk run --shard i/k): {exc}") from None
+        if not isinstance(m, dict) or "study_sha256" not in m:
+            raise RunFolderError(f"{str(path)!r} is not a shard run folder (mcrisk run --shard i/k): its manifest.json is not a run's")
+        if not m.get("shard"):  # a whole run (or a merged one): read first, it has no reducer state to load
+            raise RunFolderError(f"{str(path)!r} is a whole run, not a shard (run it with --shard i/k)")
+        try:
             meta, arrays = load_checkpoint(path, name=SHARD_STATE)
         except (OSError, ValueError, KeyError) as exc:
-            raise RunFolderError(f"{str(path)!r} is not a shard run folder (mcrisk run --shard i/k): {exc}") from None
-        if not m.get("shard"):
-            raise RunFolderError(f"{str(path)!r} is a whole run, not a shard (run it with --shard i/k)")
+            raise RunFolderError(f"{str(path)!r} is not a complete shard run folder: {exc}") from None
         shards.append((m, arrays, path))
     shards.sort(key=lambda s: s[0]["shard"]["index"])
     first = shards[0][0]
     k = first["shard"]["count"]
-    same = ("study_sha256", "seed", "scenarios", "chunk_size", "month_loop_unroll")
+    same = tuple(_PLURAL)
     for m, _, path in shards:
         bad = [key for key in same if m.get(key) != first.get(key)]
         if bad or {o: v for o, v in m["options"].items() if o != "shard"} != {o: v for o, v in first["options"].items() if o != "shard"}:
-            raise RunFolderError(f"{path} is a shard of another run ({', '.join(bad) or 'options'} differ)")
+            differ = ", ".join(_PLURAL[key] for key in bad) or "options"
+            raise RunFolderError(f"{path} is a shard of another run ({differ} differ)")
     if sorted(m["shard"]["index"] for m, _, _ in shards) != list(range(k)) or any(m["shard"]["count"] != k for m, _, _ in shards):
         have = sorted(m["shard"]["index"] for m, _, _ in shards)
         raise RunFolderError(f"need each of the {k} shards exactly once, got shards {have}")
@@ -84,7 +99,7 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
                      chunk_size=opts["chunk_size"], monthly=opts.get("monthly", True), month_kernel=opts.get("month_kernel", "scan"))
     folder = RunFolder(out, force=force)
     try:
-        folder.path("study.yaml").write_text(st.to_yaml())
+        folder.write_study(st.to_yaml())
         state = None
         for _, arrays, _ in shards:
             s = state_from(arrays)

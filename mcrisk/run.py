@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
 import threading
 import time
@@ -111,6 +112,12 @@ def run_study(
     """
     from .study import default_study_path
 
+    if resume:  # the interrupted run fixes everything but the study (checked) and the progress callback
+        given = {k: v for k, v in locals().items() if k in _RESUME_FIXED}
+        fixed = [k for k, v in given.items() if v is not _RESUME_FIXED[k] and v != _RESUME_FIXED[k]]
+        if fixed:
+            raise StudyError([Problem("resume", f"cannot be combined with {', '.join(fixed)}: the interrupted run fixes "
+                                                "its seed and options")], "options")
     t_total = time.perf_counter()
     # ArviZ takes about a second to import and is needed only at the end: import it meanwhile.
     threading.Thread(target=risk.warm_imports, name="mcrisk-imports", daemon=True).start()
@@ -156,7 +163,7 @@ def run_study(
             stress=stress,
         )
         folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
-        folder.path("study.yaml").write_text(st.to_yaml())
+        folder.write_study(st.to_yaml())
     try:
         return execute(st, folder, opts, resume, progress, t_total)
     except (KeyboardInterrupt, SystemExit):
@@ -165,6 +172,11 @@ def run_study(
         folder.discard()
         raise
 
+
+
+# run_study's options that resume=True cannot take, with their defaults.
+_RESUME_FIXED = {k: p.default for k, p in inspect.signature(run_study).parameters.items()
+                 if k not in ("study", "out", "resume", "progress")}
 
 
 def rerun_manifest(manifest: str | Path, *, out: str | Path | None = None, force: bool = False, progress: Progress | None = None) -> RunResult:
@@ -178,7 +190,8 @@ def rerun_manifest(manifest: str | Path, *, out: str | Path | None = None, force
     st = load_study(path.parent / "study.yaml")
     if st.digest() != m["study_sha256"]:
         raise RunFolderError(f"{path.parent / 'study.yaml'} does not match the study hash in {path}")
-    target = Path(out) if out is not None else path.parent.with_name(path.parent.name + "-rerun")
+    run_dir = path.parent if path.parent.name else path.resolve().parent  # manifest.json given from inside its folder
+    target = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-rerun")
     opts = {k: v for k, v in opts.items() if k != "overrides"}  # already in study.yaml
     opts.setdefault("monthly_scenarios", None)  # runs from before the cap kept bands over every scenario
     return run_study(st, out=target, force=force, progress=progress, **opts)

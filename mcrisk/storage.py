@@ -33,12 +33,65 @@ def partial_path(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
+def is_run_folder(path: Path) -> bool:
+    """Whether `path` is a finished mcrisk folder (a run, merge or sweep): its manifest.json names a study hash."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "study_sha256" in manifest
+
+
+def is_partial_folder(path: Path) -> bool:
+    """Whether `path` is an interrupted run's partial folder: its study.yaml or checkpoint, or
+    nothing at all (a run killed right after creating it)."""
+    try:
+        return (path / "study.yaml").is_file() or (path / CHECKPOINT_DIR).is_dir() or not any(path.iterdir())
+    except OSError:
+        return False
+
+
+def _is_empty_folder(path: Path) -> bool:
+    try:
+        return not any(path.iterdir())
+    except OSError:
+        return False
+
+
+def _check_destination(final: Path) -> None:
+    """Refuse a destination that can never be published: the current folder or one that contains
+    it (it cannot be renamed while a process works inside it), a path without a folder name, or
+    one below a file."""
+    try:
+        target, cwd = final.resolve(), Path.cwd().resolve()
+    except (OSError, RuntimeError) as exc:
+        raise RunFolderError(f"cannot use the output folder {str(final)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+    if target == cwd or target in cwd.parents:
+        raise RunFolderError(
+            f"the output folder {str(final)!r} is the current folder or contains it, and cannot be replaced by a run; "
+            "choose another folder with --out"
+        )
+    if final.name in ("", ".."):
+        raise RunFolderError(f"the output folder {str(final)!r} must end in a plain folder name (choose another with --out)")
+    for parent in final.parents:
+        if parent.exists() and not parent.is_dir():
+            raise RunFolderError(f"cannot create the output folder {str(final)!r}: {str(parent)!r} is a file, not a folder")
+
+
 class RunFolder:
-    """A destination folder and the hidden partial folder a run writes into first."""
+    """A destination folder and the hidden partial folder a run writes into first.
+
+    Every check happens here, before anything is simulated: the destination must be a plain
+    folder name outside the current folder's ancestry, may exist only with `force` and only as
+    an mcrisk run folder (manifest.json) or an empty folder, and the partial folder must be
+    creatable. Whatever cannot be used raises RunFolderError and leaves the disk as it was.
+    """
 
     def __init__(self, out: str | Path, force: bool = False, resume: bool = False):
         self.final = Path(out)
         self.tmp = partial_path(self.final)
+        self._keep = False
+        _check_destination(self.final)
         if resume:
             if not (self.tmp / CHECKPOINT_DIR).is_dir():
                 raise RunFolderError(
@@ -52,33 +105,76 @@ class RunFolder:
                 f"the output folder {str(self.final)!r} already exists; pass --force to replace it "
                 "(or choose another folder with --out)"
             )
+        if self.final.is_dir() and not (is_run_folder(self.final) or _is_empty_folder(self.final)):
+            raise RunFolderError(
+                f"the output folder {str(self.final)!r} exists and is not an mcrisk run folder (it has no manifest.json); "
+                "--force only replaces a run folder: choose another folder with --out"
+            )
         if self.tmp.exists() and not force:
             raise RunFolderError(
                 f"an interrupted run of {str(self.final)!r} is waiting in {self.tmp.name}; continue it with "
                 f"--resume {self.final}, or pass --force to start over"
             )
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        if self.tmp.exists():
-            shutil.rmtree(self.tmp)
-        self.tmp.mkdir()
+        if self.tmp.exists() and not (self.tmp.is_dir() and is_partial_folder(self.tmp)):
+            raise RunFolderError(
+                f"{str(self.tmp)!r} is in the way of the run's partial folder and is not an interrupted mcrisk run; "
+                "move it away or choose another folder with --out"
+            )
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            if self.tmp.exists():
+                shutil.rmtree(self.tmp)
+            self.tmp.mkdir()
+        except OSError as exc:
+            raise RunFolderError(f"cannot create the output folder {str(self.final)!r}: {_reason(exc)}") from None
 
     def path(self, name: str) -> Path:
         return self.tmp / name
 
+    def write_study(self, text: str) -> None:
+        """The run's study.yaml, its first file: a folder that cannot take it fails here, before any simulation."""
+        try:
+            self.path("study.yaml").write_text(text)
+        except OSError as exc:
+            self.discard()
+            raise RunFolderError(f"cannot write into the output folder {str(self.final)!r}: {_reason(exc)}") from None
+
     def publish(self) -> Path:
-        """Move the finished run into place (replacing an old one only now, at the very end)."""
+        """Move the finished run into place (replacing an old one only now, at the very end).
+
+        If the rename fails, the old folder is put back and the finished run stays in the
+        partial folder (RunFolderError says where): nothing is lost."""
         shutil.rmtree(self.tmp / CHECKPOINT_DIR, ignore_errors=True)
         old = None
-        if self.final.exists():
-            old = self.final.parent / f".{self.final.name}.old-{os.getpid()}"
-            self.final.rename(old)
-        self.tmp.rename(self.final)
+        try:
+            if self.final.exists():
+                old = self.final.parent / f".{self.final.name}.old-{os.getpid()}"
+                self.final.rename(old)
+            self.tmp.rename(self.final)
+        except OSError as exc:
+            if old is not None and not self.final.exists():
+                try:
+                    old.rename(self.final)
+                except OSError:
+                    pass
+            self._keep = True
+            raise RunFolderError(
+                f"cannot move the finished run into {str(self.final)!r}: {_reason(exc)}; "
+                f"it is kept in {str(self.tmp)!r}"
+            ) from None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.final
 
     def discard(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not self._keep:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _reason(exc: OSError) -> str:
+    """An OSError as a short reason, with the path it concerns when that is not the one in the message."""
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({exc.filename})" if exc.filename else reason
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -132,7 +132,7 @@ def run_sweep(
     dims = make_plan(base, scenarios=n, seed=s, precision=prec, chunk_size=chunk_size, monthly=False).dims
     folder = RunFolder(Path(out) if out is not None else Path("outputs") / f"{base.name}-sweep", force=force)
     try:
-        folder.path("study.yaml").write_text(base.to_yaml())
+        folder.write_study(base.to_yaml())
         rows = []
         for k, (point, variant) in enumerate(zip(points, variants)):
             result = run_study(variant, out=folder.path(f"points/{k:03d}"), scenarios=n, seed=s, chunk_size=chunk_size,

@@ -23,7 +23,7 @@ import yaml
 from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from .distributions import Dist, Fixed, LogNormal
-from .errors import Problem, StudyError, problems_from
+from .errors import Problem, StudyError, _shown, problems_from
 from .presets import CATALOG_KEYS, apply_catalog, apply_sizing, explain_missing, provenance_map
 
 # --------------------------------------------------------------------------- YAML 1.2
@@ -220,7 +220,7 @@ class Sizing(_Closed):
         return self
 
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # fullmatch: a trailing newline is no letter
 
 
 class Study(_Closed):
@@ -237,10 +237,21 @@ class Study(_Closed):
     stress: dict[str, dict[str, Any]] = {}
     _provenance: dict[str, str] = PrivateAttr(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _study_name(cls, v: str) -> str:
+        # The name is the default run folder, outputs/<name>/: one plain folder name, never a path.
+        if not _NAME.fullmatch(v):
+            raise ValueError(
+                f"the study name must use letters, digits, '_' and '-' (no dots, slashes or spaces; it names "
+                f"the run folder outputs/<name>/), got {_shown(v)}"
+            )
+        return v
+
     @field_validator("stress")
     @classmethod
     def _stress_names(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        bad = [n for n in v if not _NAME.match(n) or n == "base"]
+        bad = [n for n in v if not _NAME.fullmatch(n) or n == "base"]
         if bad:
             raise ValueError(f"stress names must use letters, digits, '_' and '-' and not be 'base', got {bad}")
         return v
@@ -248,7 +259,7 @@ class Study(_Closed):
     @field_validator("systems")
     @classmethod
     def _system_names(cls, v: dict[str, System]) -> dict[str, System]:
-        bad = [n for n in v if not _NAME.match(n)]
+        bad = [n for n in v if not _NAME.fullmatch(n)]
         if bad:
             raise ValueError(
                 f"system names must use letters, digits, '_' and '-' (no dots), got {bad}"

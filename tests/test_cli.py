@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from mcrisk.cli import app
@@ -68,3 +69,85 @@ def test_timings_table_shows_each_stage_and_its_throughput(tmp_path):
     # the simulate row's throughput is the manifest's scenario-months over its seconds
     sim = manifest["seconds"]["simulate"]
     assert f"{600 * manifest['horizon_months'] / sim:.3g}" in text
+
+
+# --------------------------------------------------------------------------- options refused up front
+
+def _text(result) -> str:
+    return result.stdout + (result.stderr or "")
+
+
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    from mcrisk import run_study
+
+    from .conftest import small_study
+
+    root = tmp_path_factory.mktemp("cli")
+    return run_study(small_study(scenarios=600), out=root / "whole", analyze=False, stress=False).folder
+
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        (["-n", "500", "--seed", "99", "--no-scenarios", "--set", "facility.pue=1.5"], "--scenarios, --seed, --no-scenarios, --set"),
+        (["--shard", "0/2"], "--shard"),
+        (["STUDY"], "STUDY"),
+        (["--resume", "somewhere"], "--resume"),
+    ],
+    ids=["counts-and-overrides", "shard", "study", "resume"],
+)
+def test_from_manifest_refuses_the_options_it_fixes(tmp_path, whole_run, extra, named):
+    extra = [str(CONFIGS / "default.yaml") if x == "STUDY" else x for x in extra]
+    result = runner.invoke(app, ["run", "--from-manifest", str(whole_run / "manifest.json"), "--out", str(tmp_path / "E"), *extra])
+    text = _text(result)
+    assert result.exit_code == 2, text
+    assert f"--from-manifest: cannot be combined with {named}" in text and "Traceback" not in text
+    assert not (tmp_path / "E").exists() and not (tmp_path / ".E.partial").exists()
+
+
+def test_resume_refuses_the_options_it_fixes(tmp_path):
+    (tmp_path / ".run.partial" / "checkpoint").mkdir(parents=True)
+    result = runner.invoke(app, ["run", "--resume", str(tmp_path / "run"), "-n", "3", "--out", str(tmp_path / "B"), "--force"])
+    text = _text(result)
+    assert result.exit_code == 2, text
+    assert "--resume: cannot be combined with --scenarios, --out, --force" in text and "Traceback" not in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.partial"]
+
+
+def test_merge_of_a_whole_run_says_so(tmp_path, whole_run):
+    result = runner.invoke(app, ["merge", str(whole_run), "--out", str(tmp_path / "merged")])
+    text = _text(result)
+    assert result.exit_code == 2, text
+    assert "is a whole run, not a shard" in text and "checkpoint.json" not in text
+    assert not (tmp_path / "merged").exists()
+
+
+def test_merge_of_shards_of_different_runs_names_what_differs(tmp_path):
+    from mcrisk import run_study
+
+    from .conftest import small_study
+
+    a = run_study(small_study(scenarios=512), out=tmp_path / "a", chunk_size=256, shard=(0, 2), seed=1, stress=False)
+    b = run_study(small_study(scenarios=512), out=tmp_path / "b", chunk_size=256, shard=(1, 2), seed=2, stress=False)
+    result = runner.invoke(app, ["merge", str(a.folder), str(b.folder), "--out", str(tmp_path / "merged")])
+    text = _text(result)
+    assert result.exit_code == 2, text
+    assert "is a shard of another run (seeds differ)" in text
+    assert not (tmp_path / "merged").exists()
+
+
+def test_claims_check_the_scenario_count_before_running(tmp_path):
+    result = runner.invoke(app, ["claims", "-n", "0", "--out", str(tmp_path / "claims")])
+    text = _text(result)
+    assert result.exit_code == 2, text
+    assert "--scenarios: must be between 1" in text and "running" not in text
+    assert not (tmp_path / "claims").exists()
+
+
+def test_analyze_refuses_a_non_positive_top(whole_run):
+    result = runner.invoke(app, ["analyze", str(whole_run), "--top", "-3"])
+    text = _text(result)
+    assert result.exit_code == 2, text
+    assert "--top: must be a whole number >= 1, got -3" in text
+    assert not (whole_run / "sensitivity.csv").exists()

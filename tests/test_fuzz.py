@@ -316,7 +316,7 @@ def wrong_type(path: tuple):
     elif key in LITERALS:
         kinds += [word.filter(lambda s: s not in LITERALS[key]), st.booleans(), finite]
     elif key == "name" or re.fullmatch(r"correlations\.\d+\.[01]", key):
-        kinds += [st.booleans(), finite]  # any text is a name; a text in a pair is an input's name
+        kinds += [st.booleans(), finite]  # a text name is checked in test_study; a text in a pair is an input's name
     else:  # sections, systems, the correlations list and its pairs
         kinds += [word, st.booleans(), finite]
     return st.one_of(*kinds)

@@ -251,3 +251,121 @@ def test_shards_merge_into_the_single_run(tmp_path):
     with pytest.raises(RunFolderError, match="exactly once"):
         merge_runs([shards[0].folder, shards[1].folder], out=tmp_path / "incomplete")
     assert not (tmp_path / "incomplete").exists()
+
+
+# --------------------------------------------------------------------------- output folders
+
+
+def _precious(tmp_path: Path) -> Path:
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("important\n")
+    return folder
+
+
+def test_force_replaces_only_a_run_folder(tmp_path):
+    """--force replaces a run folder (manifest.json) or an empty one, never any other folder."""
+    from mcrisk.storage import RunFolder
+    from mcrisk.stress import run_sweep
+
+    precious = _precious(tmp_path)
+    study = small_study(scenarios=300)
+    with pytest.raises(RunFolderError, match="not an mcrisk run folder"):
+        run_study(study, out=precious, force=True)
+    with pytest.raises(RunFolderError, match="not an mcrisk run folder"):
+        run_sweep(study, [("facility.pue", [1.2, 1.3])], out=precious, force=True)
+    with pytest.raises(RunFolderError, match="not an mcrisk run folder"):
+        RunFolder(precious, force=True)  # as mcrisk merge opens its --out
+    assert (precious / "notes.txt").read_text() == "important\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]
+
+    # a folder in the way of the partial folder that is not an interrupted run is not removed either
+    (tmp_path / ".run.partial").mkdir()
+    (tmp_path / ".run.partial" / "notes.txt").write_text("mine\n")
+    with pytest.raises(RunFolderError, match="not an interrupted mcrisk run"):
+        run_study(study, out=tmp_path / "run", force=True)
+    assert (tmp_path / ".run.partial" / "notes.txt").read_text() == "mine\n"
+
+    # a run folder, and an empty folder, are replaced
+    first = run_study(study, out=tmp_path / "old", analyze=False, stress=False)
+    again = run_study(study, out=first.folder, seed=9, force=True, analyze=False, stress=False)
+    assert json.loads((again.folder / "manifest.json").read_text())["seed"] == 9
+    (tmp_path / "empty").mkdir()
+    assert run_study(study, out=tmp_path / "empty", force=True, analyze=False, stress=False).folder.is_dir()
+
+
+def test_force_on_a_plain_folder_exits_2_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from mcrisk.cli import app
+
+    precious = _precious(tmp_path)
+    path = write_study(tmp_path / "s.yaml", small_study(scenarios=300))
+    result = CliRunner().invoke(app, ["run", str(path), "--out", str(precious), "--force", "-q"])
+    text = result.stdout + (result.stderr or "")
+    assert result.exit_code == 2, text
+    assert "not an mcrisk run folder" in text and "Traceback" not in text
+    assert sorted(p.name for p in precious.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("where", ["below-a-file", "proc", "cwd", "parent-of-cwd", "dot-dot"])
+def test_an_unusable_output_folder_is_refused_before_simulating(tmp_path, monkeypatch, where):
+    from typer.testing import CliRunner
+
+    from mcrisk.cli import app
+
+    path = write_study(tmp_path / "s.yaml", small_study(scenarios=300))
+    (tmp_path / "afile").write_text("a file\n")
+    inside = tmp_path / "work" / "here"
+    inside.mkdir(parents=True)
+    (inside / "manifest.json").write_text(json.dumps({"study_sha256": "x"}))  # even a run folder: it holds the cwd
+    monkeypatch.chdir(inside)
+    out = {"below-a-file": str(tmp_path / "afile" / "run"), "proc": "/proc/mcrisk_test_run", "cwd": ".",
+           "parent-of-cwd": str(tmp_path / "work"), "dot-dot": "sub/.."}[where]
+    expected = {"below-a-file": "is a file, not a folder", "proc": "cannot create the output folder"}.get(
+        where, "is the current folder or contains it")
+    simulated = []
+    with pytest.raises(RunFolderError, match=expected):
+        run_study(str(path), out=out, force=True, progress=lambda done, total: simulated.append(done))
+    assert not simulated
+    result = CliRunner().invoke(app, ["run", str(path), "--out", out, "--force", "-q"])
+    text = result.stdout + (result.stderr or "")
+    assert result.exit_code == 2, text
+    assert expected in text and "Traceback" not in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "s.yaml", "work"]
+    assert sorted(p.name for p in inside.iterdir()) == ["manifest.json"]
+
+
+def test_a_run_that_cannot_be_published_is_kept(tmp_path, monkeypatch):
+    """If the final rename fails, the error says where the finished run is, and it is still there."""
+    out = tmp_path / "run"
+    real_rename = Path.rename
+
+    def busy(self, target):
+        if Path(target) == out:
+            raise OSError(16, "Device or resource busy", str(self))
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", busy)
+    with pytest.raises(RunFolderError, match=r"kept in .*\.run\.partial"):
+        run_study(small_study(scenarios=300), out=out, analyze=False, stress=False)
+    assert not out.exists()
+    assert (tmp_path / ".run.partial" / "manifest.json").is_file()
+    assert (tmp_path / ".run.partial" / "summary.csv").is_file()
+
+
+def test_resume_refuses_options_it_would_ignore(tmp_path):
+    from mcrisk.errors import StudyError
+
+    (tmp_path / ".run.partial" / "checkpoint").mkdir(parents=True)
+    with pytest.raises(StudyError, match="resume: cannot be combined with scenarios, seed"):
+        run_study(out=tmp_path / "run", resume=True, scenarios=10, seed=4)
+    assert sorted(p.name for p in (tmp_path / ".run.partial").iterdir()) == ["checkpoint"]
+
+
+def test_from_manifest_inside_the_run_folder_writes_beside_it(tmp_path, monkeypatch):
+    first = run_study(small_study(scenarios=300), out=tmp_path / "first", analyze=False, stress=False)
+    monkeypatch.chdir(first.folder)
+    again = rerun_manifest("manifest.json")
+    assert again.folder.resolve() == (tmp_path / "first-rerun").resolve()
+    same_outputs(first.folder, again.folder)

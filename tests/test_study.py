@@ -119,6 +119,12 @@ MALFORMED = [
     ("fractional-gpus", _set("systems.rack.gpus_per_unit", 2.5), "systems.rack.gpus_per_unit: must be a whole number"),
     ("zero-units", _set("systems.rack.units", 0), "systems.rack.units: must be >= 1"),
     ("dotted-system-name", _set("systems", {"a.b": small_study()["systems"]["server"]}), "no dots"),
+    # the name is the default run folder outputs/<name>/: one plain folder name, never a path
+    ("name-dot", _set("name", "."), "name: the study name must use letters, digits, '_' and '-'"),
+    ("name-parent-path", _set("name", "../../x"), "name: the study name must use letters, digits, '_' and '-'"),
+    ("name-absolute-path", _set("name", "/abs/path"), "name: the study name must use letters, digits, '_' and '-'"),
+    ("name-with-space", _set("name", "my run"), "name: the study name must use letters, digits, '_' and '-'"),
+    ("name-trailing-newline", _set("name", "run\n"), "name: the study name must use letters, digits, '_' and '-'"),
     ("correlation-unknown-input", _set("correlations", [["market.demand.utilisation", "facility.pue", 0.2]]), "correlations.0.0: unknown input 'market.demand.utilisation'; did you mean 'market.demand.utilization'"),
     ("correlation-fixed-input", _set("correlations", [["facility.pue", "systems.server.it_power_kw", 0.2]]), "correlations.0.1: 'systems.server.it_power_kw' is fixed"),
     ("correlation-out-of-range", _set("correlations", [["facility.pue", "finance.discount_rate", 1.5]]), "correlations.0.2: must be <= 1"),
