@@ -11,7 +11,7 @@ IRR's Newton steps while still in the L2 cache) and the 26 metrics (written), 52
 scenario-month.
 
 It computes the same functions as the scan (``processes.market_step``, ``economics.month_flows``,
-``economics.accumulate``, ``metrics.irr_refine`` and ``metrics.compute``, called on one block of
+``economics.accumulate``, ``metrics.irr_bracket``, ``metrics.irr_refine`` and ``metrics.compute``, called on one block of
 scenarios and one system at a time), so the model has one implementation; float32 results agree
 with the scan's to rounding, which ``tests/test_fused.py`` checks in Pallas' interpreter on CPU
 (and on a GPU, run by ``benchmarks/gpu.sh``). The scan stays the default and the reference: it
@@ -32,8 +32,9 @@ BLOCK = 128  # scenarios per program
 # Threads share the IRR grid (64 x BLOCK float32). With 8 warps (256 threads) for 128 scenarios,
 # each scenario's month-loop values sit on two threads (the PTX indexes by tid & 127): half the
 # month loop's arithmetic is redundant, but the grid fits in registers. ptxas (H100): 128 x 8
-# uses 255 registers a thread, 124 bytes spilled (64 x 4: 132; 32 x 2: 56); one scenario a
-# thread spills more: 128 x 4 3.5 KB, 256 x 8 4.2 KB (128 registers). Which costs more is for a
+# uses 255 registers a thread, 124 bytes spilled with one grid; 2,640 since the IRR also
+# accumulates the grid one point on (for its local maxima, metrics.grid_marks). One scenario a
+# thread spilled more with one grid: 128 x 4 3.5 KB, 256 x 8 4.2 KB. Which costs more is for a
 # GPU to tell: gpu.sh times 128x8, 128x4, 256x8 and 64x4 (benchmarks/kernels.py --fused).
 WARPS = 8
 
@@ -66,27 +67,41 @@ def _unpack(par, S: int):
 
 
 def _irr(s: int, S: int, T: int, sp: SystemParams, cum: jax.Array, pw_ref, cf_ref) -> jax.Array:
-    """System s's IRR in this block, as metrics.irr computes it: the grid NPVs accumulated month
-    by month in registers (K x BLOCK), the bracket found by reductions over the grid, then the
-    shared secant and Newton steps (metrics.irr_refine), reading back the cash flows this
-    program wrote (still in the L2 cache)."""
+    """System s's IRR in this block, as metrics.irr computes it: the grid NPVs (and those one grid
+    point on, which metrics.irr takes by a shift that Triton has no lowering for) accumulated
+    month by month in registers (K x BLOCK each), the bracket found by reductions over the grid,
+    then the shared steps (metrics.irr_bracket, metrics.irr_refine), reading back the cash flows
+    this program wrote (still in the L2 cache)."""
     K = metrics._IRR_GRID
     cf_at = lambda t: cf_ref[t * S + s, :]  # noqa: E731
     capex = sp.units.astype(SUM) * sp.capex.astype(SUM)  # as metrics.compute has it
     residual = capex * sp.residual.astype(SUM)
-    acc = jax.lax.fori_loop(0, T, lambda t, a: a + pw_ref[t, :][:, None] * cf_at(t)[None, :],
-                            jnp.zeros((K, cum.shape[0]), cf_ref.dtype))
+
+    def grid(t, acc):
+        cf = cf_at(t)[None, :]
+        return acc[0] + pw_ref[t, :K][:, None] * cf, acc[1] + pw_ref[t, K:][:, None] * cf
+
+    zeros = jnp.zeros((K, cum.shape[0]), cf_ref.dtype)
+    acc, acc_next = jax.lax.fori_loop(0, T, grid, (zeros, zeros))
     kk = jax.lax.broadcasted_iota(jnp.int32, acc.shape, 0)
     z_of = lambda k: metrics.irr_grid(k.astype(SUM))  # noqa: E731
-    z_T = z_of(jax.lax.broadcasted_iota(jnp.int32, (K, 1), 0)) ** jnp.asarray(T, SUM)  # (K, 1)
+    k_col = jax.lax.broadcasted_iota(jnp.int32, (K, 1), 0)
+    z_T, next_z_T = z_of(k_col) ** jnp.asarray(T, SUM), z_of(k_col + 1) ** jnp.asarray(T, SUM)  # (K, 1)
 
     def grid_at(k):  # no gathers in a Triton program: z from k, the grid NPV by a masked sum
         z = z_of(k)
         return z, jnp.sum(jnp.where(kk == k[None, :], acc, 0), axis=0), z ** jnp.asarray(T, SUM)
 
-    bracket = metrics.irr_bracket(acc, capex, residual, z_T, grid_at)
     npv = lambda z: metrics._horner(z, capex, residual, cf_at, T, 1)  # noqa: E731
-    return metrics.irr_refine(bracket, npv, jnp.isnan(cum))
+
+    def search(a, b, look):  # few blocks have a row to search (0.2% of rows in the default study)
+        none = lambda: (jnp.zeros_like(look), jnp.full_like(a, jnp.inf), jnp.full_like(a, -jnp.inf))  # noqa: E731
+        any_look = jnp.max(look.astype(jnp.int32)) > 0  # (Triton lowers no reduce_or)
+        return jax.lax.cond(any_look, lambda: metrics.peak_search(npv, a, b, look), none)
+
+    marks = metrics.grid_marks(acc, acc_next, capex, residual, z_T, next_z_T)
+    bracket = metrics.irr_bracket(*metrics.grid_points(*marks), capex, residual, grid_at, search)
+    return metrics.irr_refine(bracket, npv, jnp.isnan(cum), T)
 
 
 def _kernel(S: int, T: int, shocks_on: tuple[bool, bool, bool], dtype):
@@ -134,7 +149,9 @@ def simulate(mp: MarketParams, site: SiteParams, sp: SystemParams, pl: Plant, sh
     par = pack(mp, site, sp, pl, n, dtype)
     on = tuple(s is not None for s in shocks)
     eps = [s if s is not None else jnp.zeros((1, n), dtype) for s in shocks]
-    powers = metrics.irr_powers(months)[1].astype(dtype)  # (T, K), as metrics.irr's grid product uses them
+    powers = metrics.irr_powers(months)[1]  # (T, K), as metrics.irr's grid product uses them
+    # ... and at grid point k + 1 (the last column unused), side by side: (T, 2K)
+    powers = jnp.concatenate([powers, powers[:, 1:], powers[:, -1:]], axis=1).astype(dtype)
     call = lambda par, pw, *eps: _call(par, pw, eps, S, months, on, dtype, interpret)  # noqa: E731
     if mesh is not None:
         from jax.sharding import PartitionSpec as P

@@ -119,3 +119,52 @@ def test_adding_an_uncertain_input_changes_no_other_draw():
     assert set(b) - set(a) == {"systems.server.license_usd_per_gpu_year"}
     for path, values in a.items():
         np.testing.assert_array_equal(np.asarray(values), np.asarray(b[path]), err_msg=path)
+
+
+@pytest.mark.parametrize("eps, rows", [(1e3, 1), (1e1, 1), (1e1, 300)])
+def test_irr_finds_a_pair_of_roots_between_two_grid_points(eps, rows):
+    """-I + A z - B z^T peaks at +eps where the annual rate is 20% (A, B chosen so), between two
+    of the 64 grid rates: both roots lie within one grid cell, NPV < 0 at every grid point, and
+    the IRR is the larger root, not -inf. (300 rows: more than the searched rows gathered.)"""
+    from scipy.optimize import brentq
+
+    T, B = 48, 1.0e5
+    zs = 1.2 ** (-1 / 12)
+    A = T * zs ** (T - 1) * B
+    I = (T - 1) * zs**T * B - eps
+    cf = np.zeros((T, 1, rows))
+    cf[0], cf[-1] = A, -B
+
+    def npv(a):
+        z = (1 + a) ** (-1 / 12)
+        return -I + A * z - B * z**T
+
+    assert npv(0.2) == pytest.approx(eps)
+    want = brentq(npv, 0.2, IRR_HIGH, xtol=1e-15, rtol=1e-15)
+    got = np.asarray(irr(jnp.full((1, rows), I), jnp.asarray(cf), jnp.zeros((1, rows))))
+    np.testing.assert_allclose(got, want, rtol=1e-11)
+
+
+def test_irr_converges_over_long_horizons():
+    """240 months: the NPV polynomial has degree 240, and the refinement takes more Newton steps
+    (metrics.irr_newton_steps); every IRR agrees with the float64 reference's to 1e-10 in log(1 + a)."""
+    from mcrisk import engine
+    from mcrisk.reference_irr import irr_reference
+
+    n = 512
+    plan = make_plan(study_from_dict(small_study(scenarios=n, horizon_months=240)), scenarios=n, seed=5,
+                     precision="float64", chunk_size=n, monthly=False)
+    draw = sample(plan, jnp.arange(n, dtype=jnp.uint32))
+    draw = draw._replace(values={**draw.values, **engine.fixed_values(plan)})
+    out = simulate(plan, draw, n)
+    (_, _, sp, _), _, ys = engine._month_loop(plan, draw, n, flows=True, bands=False)
+    cf = np.asarray(ys[0])  # (T, S, n)
+    capex = np.asarray(out["capex_usd"])
+    residual = capex * np.broadcast_to(np.asarray(sp.residual), capex.shape)
+    got = np.asarray(out["irr"])
+    for s in range(cf.shape[1]):
+        want = irr_reference(capex[s], cf[:, s, :].T, residual[s])
+        np.testing.assert_array_equal(np.isfinite(got[s]), np.isfinite(want))
+        ok = np.isfinite(want)
+        assert ok.mean() > 0.5
+        np.testing.assert_allclose(np.log1p(got[s][ok]), np.log1p(want[ok]), rtol=0, atol=1e-10)
