@@ -186,6 +186,7 @@ def make_plan(
     plain = {
         f: tuple(float(getattr(study.systems[s], f)) for s in systems) for f in PLAIN_SYSTEM_FIELDS
     }
+    _check_range(uncertain, fixed, plain, systems, precision)
     sampler = make_sampler(study.simulation.sampler, seed, tuple(stream_id(p) for p in dims), scenarios)
     cols, factor = (), None
     if study.correlations:
@@ -223,6 +224,26 @@ def make_plan(
         month_kernel=month_kernel,
         time_major_shocks=on_accelerator(),
     )
+
+
+def _check_range(uncertain, fixed: dict, plain: dict, systems, precision: str) -> None:
+    """Every input must fit the path dtype: a float32 run turns 1e39 into inf, and every metric
+    that depends on it with it, with only a NumPy warning. StudyError names each input."""
+    from .errors import Problem, StudyError
+
+    big = float(np.finfo(np.float64 if precision == "float64" else np.float32).max)
+    values = dict(fixed)
+    values.update({f"systems.{s}.{f}": v for f, vs in plain.items() for s, v in zip(systems, vs)})
+    problems = [Problem(p, f"{v:g} is beyond the largest {precision} number ({big:.3g})")
+                for p, v in values.items() if abs(v) > big]
+    for i in uncertain:  # the draws' range: quantiles 1e-9 and 1 - 1e-9
+        lo, hi = (float(x) for x in i.dist.ppf([1e-9, 1 - 1e-9]))
+        if max(abs(lo), abs(hi)) > big:
+            problems.append(Problem(i.path, f"its draws reach {hi if abs(hi) > abs(lo) else lo:g}, beyond the largest "
+                                            f"{precision} number ({big:.3g})"))
+    if problems:
+        hint = " (a float64 run, --precision float64, holds up to 1.8e308)" if precision == "float32" else ""
+        raise StudyError(problems, f"for a {precision} run{hint}")
 
 
 # --------------------------------------------------------------------------- stages

@@ -151,3 +151,25 @@ def test_analyze_refuses_a_non_positive_top(whole_run):
     assert result.exit_code == 2, text
     assert "--top: must be a whole number >= 1, got -3" in text
     assert not (whole_run / "sensitivity.csv").exists()
+
+
+def test_an_input_beyond_float32_is_refused_by_name(tmp_path):
+    """1e39 kW would be inf in a float32 run, and every metric with it: refused, naming the
+    input and the way out (float64), before any folder is published."""
+    import yaml
+
+    from .conftest import small_study
+
+    study = small_study(scenarios=200)
+    study["systems"]["server"]["it_power_kw"] = 1.0e39
+    study["systems"]["rack"]["capex_usd"] = {"dist": "lognormal", "median": 1e36, "sigma": 1.0}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(study))
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--no-stress", "--no-analyze", "-q"])
+    assert res.exit_code == 2, res.output
+    assert "systems.server.it_power_kw" in res.output and "systems.rack.capex_usd" in res.output
+    assert "--precision float64" in res.output and "Traceback" not in res.output
+    assert not out.exists() and not (tmp_path / ".run.partial").exists()
+    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--precision", "float64", "--no-stress", "--no-analyze", "-q"])
+    assert res.exit_code == 0, res.output
