@@ -236,11 +236,12 @@ def _check_range(uncertain, fixed: dict, plain: dict, systems, precision: str) -
     values.update({f"systems.{s}.{f}": v for f, vs in plain.items() for s, v in zip(systems, vs)})
     problems = [Problem(p, f"{v:g} is beyond the largest {precision} number ({big:.3g})")
                 for p, v in values.items() if abs(v) > big]
-    for i in uncertain:  # the draws' range: quantiles 1e-9 and 1 - 1e-9
-        lo, hi = (float(x) for x in i.dist.ppf([1e-9, 1 - 1e-9]))
-        if max(abs(lo), abs(hi)) > big:
-            problems.append(Problem(i.path, f"its draws reach {hi if abs(hi) > abs(lo) else lo:g}, beyond the largest "
-                                            f"{precision} number ({big:.3g})"))
+    for i in uncertain:  # the draws' range: the support's bounds, or the mean where a bound is infinite
+        lo, hi = (float(x) for x in i.dist.support())
+        reach = max((abs(x) for x in (lo, hi) if np.isfinite(x)), default=0.0)
+        reach = max(reach, abs(float(i.dist.mean())) if not (np.isfinite(lo) and np.isfinite(hi)) else 0.0)
+        if reach > big:
+            problems.append(Problem(i.path, f"its draws reach {reach:g}, beyond the largest {precision} number ({big:.3g})"))
     if problems:
         hint = " (a float64 run, --precision float64, holds up to 1.8e308)" if precision == "float32" else ""
         raise StudyError(problems, f"for a {precision} run{hint}")

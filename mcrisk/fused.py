@@ -32,7 +32,7 @@ BLOCK = 128  # scenarios per program
 # Threads share the IRR grid (64 x BLOCK float32). With 8 warps (256 threads) for 128 scenarios,
 # each scenario's month-loop values sit on two threads (the PTX indexes by tid & 127): half the
 # month loop's arithmetic is redundant, but the grid fits in registers. ptxas (H100): 128 x 8
-# uses 255 registers a thread, 124 bytes spilled with one grid; 2,640 since the IRR also
+# uses 255 registers a thread, 124 bytes spilled with one grid; 2,504 since the IRR also
 # accumulates the grid one point on (for its local maxima, metrics.grid_marks). One scenario a
 # thread spilled more with one grid: 128 x 4 3.5 KB, 256 x 8 4.2 KB. Which costs more is for a
 # GPU to tell: gpu.sh times 128x8, 128x4, 256x8 and 64x4 (benchmarks/kernels.py --fused).
@@ -95,9 +95,12 @@ def _irr(s: int, S: int, T: int, sp: SystemParams, cum: jax.Array, pw_ref, cf_re
     npv = lambda z: metrics._horner(z, capex, residual, cf_at, T, 1)  # noqa: E731
 
     def search(a, b, look):  # few blocks have a row to search (0.2% of rows in the default study)
-        none = lambda: (jnp.zeros_like(look), jnp.full_like(a, jnp.inf), jnp.full_like(a, -jnp.inf))  # noqa: E731
-        any_look = jnp.max(look.astype(jnp.int32)) > 0  # (Triton lowers no reduce_or)
-        return jax.lax.cond(any_look, lambda: metrics.peak_search(npv, a, b, look), none)
+        def one(a, b, look):
+            none = lambda: (jnp.zeros_like(look), jnp.full_like(a, jnp.inf), jnp.full_like(a, -jnp.inf))  # noqa: E731
+            any_look = jnp.max(look.astype(jnp.int32)) > 0  # (Triton lowers no reduce_or)
+            return jax.lax.cond(any_look, lambda: metrics.peak_search(npv, a, b, look), none)
+
+        return [one(*x) for x in zip(a, b, look)]
 
     marks = metrics.grid_marks(acc, acc_next, capex, residual, z_T, next_z_T)
     bracket = metrics.irr_bracket(*metrics.grid_points(*marks), capex, residual, grid_at, search)

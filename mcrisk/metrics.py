@@ -175,16 +175,20 @@ def irr_bracket(first: jax.Array, peaks: list[jax.Array], capex: jax.Array, resi
         return z, pv.astype(SUM) + residual * zT - capex
 
     (z_lo, f_lo), (z_hi, f_hi), (_, f_top) = at(k_hi - 1), at(k_hi), at(jnp.zeros_like(first))
-    found = jnp.zeros(first.shape, bool)
+    ends, looks = [], []
     for peak in peaks:
         left, right = jnp.maximum(peak - 1, 0), jnp.minimum(peak + 1, K - 1)
         (z_a, f_a), (_, f_p), (z_b, f_b) = at(left), at(jnp.minimum(peak, K - 1)), at(right)
         near = jnp.minimum(jnp.where(peak > 0, f_a, jnp.inf), jnp.where(peak < K - 1, f_b, jnp.inf))
         # A parabola through three grid points rises at most a quarter of its smaller drop above
         # the middle one: a margin of 4x that.
-        look = ~found & (peak < before) & (f_p + (f_p - near) >= 0)
-        hit, z_x, f_x = search(z_a, z_b, look)
-        new = look & hit
+        looks.append((peak < before) & (f_p + (f_p - near) >= 0))
+        ends.append((peak, z_a, f_a, z_b))
+    # Every peak searched at once (a later one is wasted where an earlier one hits: few rows look).
+    hits = search([e[1] for e in ends], [e[3] for e in ends], looks)
+    found = jnp.zeros(first.shape, bool)
+    for (peak, z_a, f_a, _), look, (hit, z_x, f_x) in zip(ends, looks, hits):
+        new = look & hit & ~found
         # NPV < 0 at the left end (a grid point before the bracket), >= 0 at the point found.
         z_lo, f_lo = jnp.where(new, z_a, z_lo), jnp.where(new, f_a, f_lo)
         z_hi, f_hi = jnp.where(new, z_x, z_hi), jnp.where(new, f_x, f_hi)
@@ -247,33 +251,43 @@ def irr_refine(bracket: tuple, npv, nan: jax.Array, months: int) -> jax.Array:
     return jnp.where(nan, jnp.nan, rate)
 
 
-def _search_rows(capex, cf, residual, unroll: int, a, b, look) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """:func:`peak_search` on the rows where `look` only: they are few (0.2% of the default study's
-    rows at 48 months, 1.6% at 120), and each search evaluates NPV 14 times, each a pass over
-    the cash flows. Up to 1/32 of the rows are gathered and searched; where more look, all are
-    searched; where none, nothing is."""
-    shape, m = look.shape, look.size
+def _search_rows(capex, cf, residual, unroll: int, a: list, b: list, look: list) -> list:
+    """:func:`peak_search` of each peak's cell, on the rows that look only: they are few (0.2% of
+    the default study's rows at 48 months, 1.6% at 120), and each search evaluates NPV 14 times,
+    each a pass over the cash flows. They are gathered 1/32 of the rows at a time (no pass at
+    all where none looks). The search only brackets the root, so no gradient flows through it:
+    the Newton steps after it carry the IRR's derivative."""
+    R, shape = len(look), look[0].shape
+    cols = cf.shape[0], -1
+    cf, capex, residual = (jax.lax.stop_gradient(x) for x in (cf.reshape(cols), capex, residual))
+    flat = lambda xs: jnp.stack([jnp.broadcast_to(x, shape) for x in xs]).reshape(-1)  # noqa: E731
+    a, b, pending = flat(a), flat(b), flat(look)
+    m, sn = pending.size, pending.size // R
     cap = min(m, max(128, m // 32))
-    rows = lambda x: jnp.broadcast_to(x, shape).reshape(-1)  # noqa: E731
-    flat = rows(look)
+    whole = lambda x: jnp.broadcast_to(x, shape).reshape(-1)  # noqa: E731
 
-    def none(_):
-        return jnp.zeros(shape, bool), jnp.full(shape, jnp.inf, SUM), jnp.full(shape, -jnp.inf, SUM)
+    def batch(state):
+        pending, hit, z, f = state
+        # The first `cap` pending rows, by their ranks among the pending (padding: m, out of range).
+        rank = jnp.cumsum(pending, dtype=jnp.int32) - 1
+        slot = jnp.where(pending & (rank < cap), rank, cap)
+        idx = jnp.full(cap, m, jnp.int32).at[slot].set(jnp.arange(m, dtype=jnp.int32), mode="drop")
+        use = idx < m
+        idx = jnp.minimum(idx, m - 1)
+        col = idx % sn  # the row's column of the cash flows (peak-major stacking)
+        # Gathered once (a barrier: XLA would otherwise fuse the gather into each of the search's
+        # 14 passes, each then reading the cash flows' scattered columns anew).
+        rows = jax.lax.optimization_barrier((whole(capex)[col], cf[:, col], whole(residual)[col]))
+        npv = lambda z: npv_at(z, rows[0], rows[1], rows[2], unroll)  # noqa: E731
+        h, zx, fx = peak_search(npv, a[idx], b[idx], use)
+        idx = jnp.where(use, idx, m)  # padding: out of range, dropped
+        put = lambda x, v: x.at[idx].set(v, mode="drop")  # noqa: E731
+        return put(pending, False), put(hit, h), put(z, zx), put(f, fx)
 
-    def some(_):
-        (idx,) = jnp.nonzero(flat, size=cap, fill_value=m)  # m: out of range, dropped on the way back
-        take = lambda x: rows(x).at[idx].get(mode="fill", fill_value=0)  # noqa: E731
-        cfs = cf.reshape(cf.shape[0], -1).at[:, idx].get(mode="fill", fill_value=0)  # (T, cap)
-        npv = lambda z: npv_at(z, take(capex), cfs, take(residual), unroll)  # noqa: E731
-        out = peak_search(npv, take(a), take(b), take(look))
-        put = lambda v, fill: jnp.full((m,), fill, v.dtype).at[idx].set(v, mode="drop").reshape(shape)  # noqa: E731
-        return put(out[0], False), put(out[1], jnp.inf), put(out[2], -jnp.inf)
-
-    def every(_):
-        return peak_search(lambda z: npv_at(z, capex, cf, residual, unroll), a, b, look)
-
-    count = jnp.sum(flat)
-    return jax.lax.switch(jnp.where(count == 0, 0, jnp.where(count <= cap, 1, 2)), (none, some, every), None)
+    init = (pending, jnp.zeros(m, bool), jnp.full(m, jnp.inf, SUM), jnp.full(m, -jnp.inf, SUM))
+    _, hit, z, f = jax.lax.while_loop(lambda s: jnp.any(s[0]), batch, init)
+    split = lambda x: list(x.reshape((R,) + shape))  # noqa: E731
+    return list(zip(split(hit), split(z), split(f)))
 
 
 def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll: int = 4,
