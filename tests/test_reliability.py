@@ -177,8 +177,10 @@ def test_degenerate_inputs_give_defined_values_and_are_counted(tmp_path):
 
 def test_float32_and_float64_agree_on_the_default_study(tmp_path):
     """The summary statistics agree to 1e-4 relative (means) and to the sketch's accuracy (percentiles)."""
-    a = run_study(CONFIGS / "default.yaml", out=tmp_path / "f32", scenarios=4000, write_scenarios=False).summary
-    b = run_study(CONFIGS / "default.yaml", out=tmp_path / "f64", scenarios=4000, precision="float64", write_scenarios=False).summary
+    a = run_study(CONFIGS / "default.yaml", out=tmp_path / "f32", scenarios=4000, write_scenarios=False,
+                  stress=False, analyze=False).summary
+    b = run_study(CONFIGS / "default.yaml", out=tmp_path / "f64", scenarios=4000, precision="float64", write_scenarios=False,
+                  stress=False, analyze=False).summary
     key = ["system", "metric"]
     a, b = a.set_index(key), b.set_index(key)
     finite = np.isfinite(a["mean"]) & np.isfinite(b["mean"])
