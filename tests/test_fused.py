@@ -26,7 +26,7 @@ TOL = {"float32": dict(rtol=2e-5, atol=1e-3), "float64": dict(rtol=1e-11, atol=1
 
 @pytest.mark.parametrize("precision", ["float32", "float64"])
 def test_fused_kernel_gives_the_scans_metrics(precision):
-    n = 2 * fused.BLOCK
+    n = fused.BLOCK  # one block: the interpreter's time is per block (the invariance test below runs several)
     study = load_study(small_study(scenarios=n))
     scan = make_plan(study, scenarios=n, seed=3, precision=precision, chunk_size=n, monthly=False)
     kern = make_plan(study, scenarios=n, seed=3, precision=precision, chunk_size=n, monthly=False, month_kernel="fused")
