@@ -42,20 +42,17 @@ def is_run_folder(path: Path) -> bool:
     return isinstance(manifest, dict) and "study_sha256" in manifest
 
 
-def is_partial_folder(path: Path) -> bool:
-    """Whether `path` is an interrupted run's partial folder: its study.yaml or checkpoint, or
-    nothing at all (a run killed right after creating it)."""
-    try:
-        return (path / "study.yaml").is_file() or (path / CHECKPOINT_DIR).is_dir() or not any(path.iterdir())
-    except OSError:
-        return False
-
-
 def _is_empty_folder(path: Path) -> bool:
     try:
         return not any(path.iterdir())
     except OSError:
         return False
+
+
+def is_partial_folder(path: Path) -> bool:
+    """Whether `path` is an interrupted run's partial folder: its study.yaml or checkpoint, or
+    nothing at all (a run killed right after creating it)."""
+    return (path / "study.yaml").is_file() or (path / CHECKPOINT_DIR).is_dir() or _is_empty_folder(path)
 
 
 def _check_destination(final: Path) -> None:
