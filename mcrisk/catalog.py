@@ -14,8 +14,9 @@ import math
 from importlib import resources
 from typing import Any, ClassVar, Literal, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from . import yaml12
 
 TAGS = ("V", "I", "O", "D", "LQ")
 Tag = Literal["V", "I", "O", "D", "LQ"]
@@ -214,18 +215,13 @@ _FILES = (("systems.yaml", "systems", System), ("workloads.yaml", "workloads", W
 # --------------------------------------------------------------------------- loading
 
 
-class _Loader(yaml.SafeLoader):  # keeps an unquoted 2025-10-09 as the text written, not a date
-    yaml_implicit_resolvers = {c: [r for r in rs if r[0] != "tag:yaml.org,2002:timestamp"]
-                               for c, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-
-
 @functools.lru_cache(maxsize=1)
 def _catalog() -> dict[str, Entry]:
     """Every entry by name (names are unique across kinds), validated once and cached."""
     root = resources.files("mcrisk") / "data" / "catalog"
     entries: dict[str, Entry] = {}
     for fname, key, model in _FILES:
-        raw = yaml.load((root / fname).read_text(encoding="utf-8"), Loader=_Loader)
+        raw = yaml12.load((root / fname).read_text(encoding="utf-8"))  # an unquoted 2025-10-09 stays text
         if not isinstance(raw, dict) or set(raw) != {key}:
             raise ValueError(f"catalog {fname}: expected one top-level key {key!r}")
         for name, body in raw[key].items():

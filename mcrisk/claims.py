@@ -37,6 +37,7 @@ from . import catalog, reference
 from .errors import StudyError
 from .metrics import METRICS
 from .overrides import OverrideError, set_path
+from .dist_checks import Int, Num
 from .errors import problems_from
 from .presets import leaves
 from .study import Study, parse_yaml, study_from_dict
@@ -61,8 +62,8 @@ class Check(_Closed):
     system: str | None = None
     ratio: tuple[str, str] | None = None  # metric of the first system / metric of the second
     holds_if: Literal[">=", "<="]
-    published: float
-    rounding: float = Field(gt=0)  # unit of the published figure's last digit
+    published: Num
+    rounding: Num = Field(gt=0)  # unit of the published figure's last digit
     reproduction: str  # what the point case assumes, in words
 
     @model_validator(mode="after")
@@ -99,7 +100,7 @@ class Check(_Closed):
 
 
 class Uncertain(_Closed):
-    scenarios: int = Field(20_000, ge=1)
+    scenarios: Int = Field(20_000, ge=1)
     note: str
     set: dict[str, Any] = {}
 

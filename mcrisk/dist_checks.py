@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, ValidationInfo
 
-__all__ = ["fmt_g", "fmt_e", "positive", "above_low", "mode_inside", "Num"]
+__all__ = ["fmt_g", "fmt_e", "positive", "above_low", "mode_inside", "plain_number", "Num", "Int"]
 
 
 def fmt_g(x: float) -> str:
@@ -54,12 +54,16 @@ def mode_inside(cls, v, info: ValidationInfo):
     return v
 
 
-def _no_bool(v):
-    # pydantic's lax float accepts True as 1.0; a boolean in a study is a typo.
-    if isinstance(v, bool):
-        raise ValueError(f"must be a number, got {v}")
+def plain_number(v):
+    """A study's number as its file wrote it: pydantic's lax mode would take True as 1 and the
+    text '1000' as 1000, but a boolean or a quoted number in a study is a typo (and under YAML
+    1.2, which studies use, so are `1_000`, `1:30` and `yes`: they read as text)."""
+    if isinstance(v, (bool, str)):
+        raise ValueError(f"must be a number, got {v!r}")
     return v
 
 
-Num = Annotated[float, BeforeValidator(_no_bool)]
-"""A float field of a DIST form: a boolean is refused."""
+Num = Annotated[float, BeforeValidator(plain_number)]
+"""A float field of a DIST form, or of a study: a boolean or text is refused."""
+Int = Annotated[int, BeforeValidator(plain_number)]
+"""An int field of a study (a whole float such as 1e5 is taken): a boolean or text is refused."""

@@ -121,8 +121,16 @@ def _message(err: dict, root: type[BaseModel]) -> str:
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
         bound = next(iter(ctx.values()))
         return f"must be {op} {bound}, got {_shown(value)}"
-    if kind in ("too_short", "too_long"):
-        return f"{err['msg'][0].lower()}{err['msg'][1:]}"
+    if kind == "too_short":
+        n = ctx.get("min_length")
+        return f"must have at least {n} {'entry' if n == 1 else 'entries'}, got {ctx.get('actual_length')}"
+    if kind == "too_long":
+        n = ctx.get("max_length")
+        return f"must have at most {n} {'entry' if n == 1 else 'entries'}, got {ctx.get('actual_length')}"
+    if kind in ("list_type", "tuple_type"):
+        return f"must be a list such as [1, 2], got {_shown(value)}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"must be true or false, got {_shown(value)}"
     if kind == "model_attributes_type":  # a DIST given as something else than a number or a mapping
         return f"must be a number or a distribution such as {{dist: uniform, low: 1, high: 2}}, got {_shown(value)}"
     if kind in ("dict_type", "model_type"):

@@ -17,6 +17,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from . import yaml12
 from .errors import Problem, StudyError
 from .study import Study, parse_yaml, study_from_dict
 
@@ -147,9 +148,7 @@ def grid(assignments: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any
 
 def describe(overrides: Mapping[str, Any]) -> str:
     """'path=value; path=value', values in flow YAML."""
-    import yaml
-
     def flow(v):
-        return yaml.safe_dump(v, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+        return yaml12.dump(v, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 
     return "; ".join(f"{p}={flow(v)}" for p, v in overrides.items())

@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
-from . import figures as fg
+from . import figures as fg, yaml12
 from .errors import RunFolderError
 from .storage import SCENARIOS_DIR
 
@@ -49,7 +49,7 @@ def load_run(folder: str | Path) -> dict:
     except (OSError, ValueError) as exc:
         raise RunFolderError(f"cannot read the run folder {str(folder)!r}: {exc}") from None
     try:
-        study = yaml.safe_load((folder / "study.yaml").read_text()) or {}
+        study = yaml12.load((folder / "study.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
         study = {}
     run = {"folder": folder, "manifest": manifest, "summary": summary, "risk": risk, "study": study,

@@ -20,8 +20,10 @@ from typing import Annotated, Any, Literal, Mapping
 
 import numpy as np
 import yaml
-from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from . import yaml12
+from .dist_checks import Int, Num as Float
 from .distributions import Dist, Fixed, LogNormal
 from .errors import Problem, StudyError, _shown, problems_from
 from .presets import CATALOG_KEYS, apply_catalog, apply_sizing, explain_missing, provenance_map
@@ -29,43 +31,10 @@ from .presets import CATALOG_KEYS, apply_catalog, apply_sizing, explain_missing,
 # --------------------------------------------------------------------------- YAML 1.2
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe loader with YAML 1.2 floats (`3.0e6`, `1e5` are numbers) and no duplicate keys."""
-
-
-_FLOAT_12 = re.compile(
-    r"""^(?:[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
-    re.X,
-)
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
-
-
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict[Any, Any] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        try:
-            hash(key)
-        except TypeError:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a key must be plain text, not a list or mapping", key_node.start_mark
-            ) from None
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen[key] = True
-    return loader.construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def parse_yaml(text: str, source: str = "<study>") -> Any:
     """Parse YAML text safely (no code runs), raising StudyError on a syntax error."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
+        return yaml12.load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -117,17 +86,6 @@ UnitHalfOpen = Annotated[Dist, AfterValidator(InRange(0.0, 1.0, hi_open=True))]
 
 def _fixed(x: float) -> Fixed:
     return Fixed(dist="fixed", value=x)
-
-
-def _not_bool(v: Any) -> Any:
-    # YAML reads yes/no/on/off/true/false as booleans; a count or a rate is never one.
-    if isinstance(v, bool):
-        raise ValueError(f"must be a number, got {v!r}")
-    return v
-
-
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Float = Annotated[float, BeforeValidator(_not_bool)]
 
 
 class _Closed(BaseModel):
@@ -186,7 +144,7 @@ class System(_Closed):
     # dropped from `resolved()`, which spells every value out.
     preset: str | None = None
     workload: str | None = None
-    interactivity_tok_s_user: float | None = Field(None, gt=0, allow_inf_nan=False)
+    interactivity_tok_s_user: Float | None = Field(None, gt=0, allow_inf_nan=False)
     software_curve: str | None = None
     serving: str | None = None
     units: Int = Field(1, ge=1)
@@ -210,8 +168,8 @@ class System(_Closed):
 class Sizing(_Closed):
     """Equal-budget comparison: each system's units = floor(budget / the mean of its per-unit figure)."""
 
-    power_kw: float | None = Field(None, gt=0, allow_inf_nan=False)  # IT power, per unit it_power_kw
-    capex_usd: float | None = Field(None, gt=0, allow_inf_nan=False)  # per unit capex_usd
+    power_kw: Float | None = Field(None, gt=0, allow_inf_nan=False)  # IT power, per unit it_power_kw
+    capex_usd: Float | None = Field(None, gt=0, allow_inf_nan=False)  # per unit capex_usd
 
     @model_validator(mode="after")
     def _one_budget(self) -> "Sizing":
@@ -303,7 +261,7 @@ class Study(_Closed):
     def to_yaml(self, provenance: bool = True) -> str:
         """`resolved()` as YAML, followed (if asked) by comments naming the source of every value
         the study did not write itself (catalog entries, sizing)."""
-        text = yaml.safe_dump(self.resolved(), sort_keys=False, width=100)
+        text = yaml12.dump(self.resolved(), sort_keys=False, width=100)
         lines = [f"#   {p}: {src}" for p, src in self._provenance.items() if src not in ("study", "default")]
         if provenance and lines:
             text += "# Values not written in the study, and where they came from:\n" + "\n".join(lines) + "\n"

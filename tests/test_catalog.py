@@ -7,10 +7,9 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-import yaml
 from pydantic import ValidationError
 
-from mcrisk import catalog
+from mcrisk import catalog, yaml12
 from mcrisk.catalog import CatalogError, Sourced, check_dist
 
 SYSTEMS = ["hgx-h100", "hgx-h200", "hgx-b200", "hgx-b300", "gb200-nvl72", "gb300-nvl72", "mi300x", "mi325x", "mi355x"]
@@ -90,7 +89,7 @@ def _walk(node, sourced, path):
 
 @pytest.mark.parametrize("fname", FILES)
 def test_raw_yaml_has_no_unsourced_number(fname):
-    raw = yaml.load((DATA / fname).read_text(encoding="utf-8"), Loader=catalog._Loader)
+    raw = yaml12.load((DATA / fname).read_text(encoding="utf-8"))
     assert list(_walk(raw, False, fname)) == []
 
 

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mcrisk.cli import app
+from mcrisk.errors import StudyError
 from mcrisk.study import load_study, parse_yaml, study_from_dict
 
 from .conftest import CONFIGS, small_study, write_study
@@ -29,6 +30,66 @@ def test_yaml_12_numbers_are_numbers():
         "e": 12,
         "f": 0.5,
     }
+
+
+def test_yaml_11_forms_are_not_numbers_booleans_or_dates():
+    """PyYAML's YAML 1.1 reads 010 as 8, 1:30 as 90, `on` as True and 2025-10-01 as a date."""
+    got = parse_yaml("a: 010\nb: 1:30\nc: on\nd: yes\ne: 2025-10-01\nf: 0o17\ng: 0x1F\nh: 1__0\ni: =\nj: True\nk: ~")
+    assert got == {"a": 10, "b": "1:30", "c": "on", "d": "yes", "e": "2025-10-01", "f": 15, "g": 31, "h": "1__0",
+                   "i": "=", "j": True, "k": None}
+
+
+def test_merge_keys_copy_a_mapping_and_may_be_overridden():
+    got = parse_yaml("base: &b {low: 1, high: 2}\nx:\n  <<: *b\n  high: 3\n  dist: uniform\n")
+    assert got["x"] == {"low": 1, "high": 3, "dist": "uniform"}
+
+
+@pytest.mark.parametrize("text", ["a: 1\nb: 2\na: 3\n", "x: {<<: {a: 1}, a: 2, a: 3}\n"])
+def test_duplicate_keys_are_refused(text):
+    with pytest.raises(StudyError, match="duplicate key 'a'"):
+        parse_yaml(text)
+
+
+def test_what_mcrisk_writes_reads_back_the_same_in_yaml_11_and_12():
+    import yaml
+
+    from mcrisk import yaml12
+
+    data = {"s": ["1e5", "yes", "on", "010", "1_000", "1:30", "2025-10-01", "=", "~", "null", "True", "x"],
+            "n": [1e-5, 3.0e6, 12, float("inf"), -0.5, True, None]}
+    text = yaml12.dump(data)
+    assert yaml12.load(text) == data
+    assert yaml.safe_load(text) == data
+
+
+@pytest.mark.parametrize("field, value", [("simulation.scenarios", "'1000'"), ("simulation.seed", "1:30"),
+                                          ("simulation.scenarios", "yes"), ("systems.server.units", '"2"'),
+                                          ("systems.server.depreciation_years", "'3'")])
+def test_text_in_a_number_field_is_refused_by_name(tmp_path, field, value):
+    import yaml
+
+    study = small_study()
+    *parents, last = field.split(".")
+    node = study
+    for p in parents:
+        node = node[p]
+    node[last] = "@@"
+    text = yaml.safe_dump(study, sort_keys=False).replace("'@@'", value)
+    with pytest.raises(StudyError) as err:
+        study_from_dict(parse_yaml(text))
+    assert f"{field}: must be a number, got " in str(err.value)
+
+
+def test_a_whole_float_is_a_count_and_a_nonsense_container_is_named():
+    study = small_study(scenarios=1e3)
+    assert study_from_dict(study).simulation.scenarios == 1000
+    study["correlations"] = 5
+    with pytest.raises(StudyError, match="correlations: must be a list such as"):
+        study_from_dict(study)
+    study = small_study()
+    study["systems"] = {}
+    with pytest.raises(StudyError, match="systems: must have at least 1 entry, got 0"):
+        study_from_dict(study)
 
 
 @pytest.mark.parametrize("name", ["default.yaml", "seed_claims.yaml"])
