@@ -15,6 +15,39 @@ os.environ["COLUMNS"] = "200"
 
 import mcrisk  # noqa: F401,E402  (switches on float64 support before any test builds arrays)
 
+# --------------------------------------------------------------------------- one XLA cache per session
+# Many tests compile the same programs (the same study shapes, in several files and in the CLI's
+# subprocesses). One disk cache for the whole session, shared by the xdist workers and every
+# `mcrisk` subprocess (through MCRISK_CACHE_DIR), compiles each once; it is removed at the end.
+# Tests that check caching itself, or run without it, set MCRISK_CACHE_DIR themselves.
+_CACHE_KEY = "mcrisk_xla_cache"
+
+
+def pytest_configure(config):
+    import shutil
+    import tempfile
+
+    import jax
+
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None:  # the controller, or a run without xdist: it owns the folder
+        where = tempfile.mkdtemp(prefix="mcrisk-test-xla-")
+        config.add_cleanup(lambda: shutil.rmtree(where, ignore_errors=True))
+    else:
+        where = workerinput[_CACHE_KEY]
+    config.stash[_CACHE_STASH] = where
+    os.environ["MCRISK_CACHE_DIR"] = where
+    jax.config.update("jax_compilation_cache_dir", where)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):  # xdist: hand the controller's folder to each worker
+    node.workerinput[_CACHE_KEY] = node.config.stash[_CACHE_STASH]
+
+
+_CACHE_STASH = pytest.StashKey[str]()
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 
