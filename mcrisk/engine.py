@@ -148,6 +148,13 @@ def default_chunk_size() -> int:
     return 1 << 20 if on_accelerator() else 1 << 14
 
 
+def small_run_chunk(scenarios: int) -> int:
+    """The chunk of a run smaller than a chunk: the scenario count rounded up to a power of two, at
+    least 512. Runs of 10 and of 500 scenarios then compile the same programs (or load them from
+    the disk cache): compiling takes seconds, simulating the padding (masked out) microseconds."""
+    return max(512, 1 << max(0, scenarios - 1).bit_length())
+
+
 def default_unroll() -> int:
     """Months per step of the month loop (``lax.scan``'s unroll). On a GPU each step is a kernel
     that reads and writes the loop's state in device memory; fusing 4 months per step cuts that
@@ -194,8 +201,7 @@ def make_plan(
         cols, factor = tuple(col_of[n] for n in names), copula_factor(corr)
     shocks_on = Shocks(*(not (vol in fixed and fixed[vol] == 0.0) for _, vol in SHOCKS))
     devices = np.array(jax.local_devices())  # this process's (under jax.distributed each runs its own shard)
-    chunk = chunk_size or default_chunk_size()
-    chunk = min(chunk, max(scenarios, 1))
+    chunk = min(chunk_size or default_chunk_size(), small_run_chunk(scenarios))
     if month_kernel not in MONTH_KERNELS:
         raise ValueError(f"month_kernel must be one of {', '.join(MONTH_KERNELS)}, got {month_kernel!r}")
     step = len(devices) * (fused.BLOCK if month_kernel == "fused" else 1)
