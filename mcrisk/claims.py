@@ -34,11 +34,10 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import catalog, reference
-from .errors import StudyError
+from .dist_checks import Int, Num
+from .errors import StudyError, problems_from
 from .metrics import METRICS
 from .overrides import OverrideError, set_path
-from .dist_checks import Int, Num
-from .errors import problems_from
 from .presets import leaves
 from .study import Study, parse_yaml, study_from_dict
 

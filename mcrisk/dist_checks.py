@@ -56,8 +56,8 @@ def mode_inside(cls, v, info: ValidationInfo):
 
 def plain_number(v):
     """A study's number as its file wrote it: pydantic's lax mode would take True as 1 and the
-    text '1000' as 1000, but a boolean or a quoted number in a study is a typo (and under YAML
-    1.2, which studies use, so are `1_000`, `1:30` and `yes`: they read as text)."""
+    text '1000' as 1000, but a boolean or a quoted number in a study is a typo (as are `1:30`
+    and `yes`, text under the YAML 1.2 that studies are read with: mcrisk.yaml12)."""
     if isinstance(v, (bool, str)):
         raise ValueError(f"must be a number, got {v!r}")
     return v
