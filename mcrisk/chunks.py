@@ -120,30 +120,35 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     replicated = NamedSharding(plan.mesh, PartitionSpec())
     # The distributions' parameters and the copula factor are arguments, like the fixed values of
     # the simulate stage: a stress or sweep point that changes only values compiles nothing new.
-    inputs_s = Stage(lambda idx, v: draw_inputs(plan, idx, v), "sample", times, out_shardings=sharding)
+    inputs_s = Stage(lambda idx, v: draw_inputs(plan, idx, v), "sample", times, out_shardings=sharding, label="inputs")
     shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype, time_major=plan.time_major_shocks),
-                     "sample", times, out_shardings=by_cols if plan.time_major_shocks else by_rows)
+                     "sample", times, out_shardings=by_cols if plan.time_major_shocks else by_rows, label="shocks")
     shock_ids = [None if s is None else jax.device_put(jnp.uint32(s), replicated) for s in shock_streams(plan)]
     # Every chunk's metrics come from one program; the monthly band values from a second, run only
     # on the chunks that hold band scenarios (engine.monthly_values).
     simulate_s = Stage(lambda d: simulate(plan, d, C), "simulate", times, out_shardings=by_cols)
     reduce_s = Stage(lambda acc, o, m: reduce_chunk(plan, acc, o, m), "summarize", times, donate=0,
-                     out_shardings=replicated)
+                     out_shardings=replicated, label="reduce")
     band_cap = n_total if opts.get("monthly_scenarios") is None else min(n_total, opts["monthly_scenarios"])
     # (one program: the band values go from the month loop into the sketches without leaving the device)
     bands_s = Stage(lambda acc, d, m: reduce_bands(acc, monthly_values(plan, d, C), m), "summarize", times, donate=0,
-                    out_shardings=replicated)
+                    out_shardings=replicated, label="bands")
     band_chunks = -(-band_cap // C) if plan.monthly else 0  # chunks 0 .. band_chunks - 1 hold band scenarios
     # The chunk's scenario indices and masks, made on the device (no host arrays to copy per chunk).
-    index_s = Stage(lambda start: chunk_indices(start, C, n_total, band_cap), "sample", times, out_shardings=(sharding,) * 3)
+    # (the counts are arguments: runs of other sizes in the same chunk shape reuse the program)
+    index_s = Stage(lambda start, n, nb: chunk_indices(start, C, n, nb), "sample", times, out_shardings=(sharding,) * 3,
+                    label="indices")
+    counts = (np.int64(n_total), np.int64(band_cap))
     host_s = Stage(to_host, "transfer", times)
     keep_s = None
     if opts.get("sample_fraction") is not None:  # a fixed random subset of scenarios, by index
         picker = make_sampler("random", seed, (stream_id("output.subsample"),), n_total)
         fraction = opts["sample_fraction"]
-        keep_s = Stage(lambda idx: picker.uniforms(idx, jnp.float64)[:, 0] < fraction, "write", times)
-    k_diag = min(C, n_diag)  # the retained draws come from the first chunks, at most k_diag per chunk
-    retain_s = Stage(lambda o: {m: o[m][:, :k_diag] for m in METRICS}, "transfer", times)
+        keep_s = Stage(lambda idx: picker.uniforms(idx, jnp.float64)[:, 0] < fraction, "write", times, label="keep")
+    # The retained draws come from the first chunks, at most k_diag per chunk (a width that does
+    # not depend on the scenario count: runs of other sizes in this chunk shape reuse the program).
+    k_diag = min(C, max(opts["diagnostic_draws"], 0))
+    retain_s = Stage(lambda o: {m: o[m][:, :k_diag] for m in METRICS}, "transfer", times, label="retain")
 
     target = parse_target(opts["target_mcse"]) if opts.get("target_mcse") else None
     trace: list[list[float]] = ck_trace  # (scenarios so far, MCSE reached) after each chunk
@@ -160,7 +165,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         draw_a = Sample(inputs_s.abstract(idx_a, dist_values), Shocks(*(None if s is None else shocks_a for s in shock_ids)))
         run_a = draw_a._replace(values={**draw_a.values, **consts})
         out_a = simulate_s.abstract(run_a)
-        todo = [(index_s, (np.int64(0),)), (inputs_s, (idx_a, dist_values)), (simulate_s, (run_a,)), (reduce_s, (acc, out_a, mask_a))]
+        todo = [(index_s, (np.int64(0), *counts)), (inputs_s, (idx_a, dist_values)), (simulate_s, (run_a,)), (reduce_s, (acc, out_a, mask_a))]
         if start_chunk < band_chunks:
             todo += [(bands_s, (acc, run_a, mask_a))]
         todo += [(shocks_s, (idx_a, sid_a))] if any(s is not None for s in shock_ids) else []
@@ -171,7 +176,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     for chunk in chunks:
         start = chunk * C
         valid = min(C, n_total - start)
-        idx, mask, band_mask = index_s(np.int64(start))
+        idx, mask, band_mask = index_s(np.int64(start), *counts)
         draw = Sample(inputs_s(idx, dist_values), Shocks(*(None if s is None else shocks_s(idx, s) for s in shock_ids)))
         run_draw = draw._replace(values={**draw.values, **consts})
         out = simulate_s(run_draw)

@@ -309,7 +309,7 @@ def draw_shocks(plan: Plan, idx: jax.Array, normals: Callable = shock_normals) -
                     for s in shock_streams(plan)))
 
 
-def chunk_indices(start: jax.Array, size: int, n_total: int, n_bands: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def chunk_indices(start: jax.Array, size: int, n_total: jax.Array | int, n_bands: jax.Array | int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Scenario indices start .. start + size - 1 of a chunk (uint32), which of them are real
     scenarios (< n_total; the last chunk is padded), and which count in the monthly bands (< n_bands)."""
     i = jnp.asarray(start, jnp.int64) + jnp.arange(size, dtype=jnp.int64)

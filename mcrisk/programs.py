@@ -7,7 +7,9 @@ program. So a run lowers its stages from abstract arguments (shapes and dtypes, 
 any scenario is drawn), compiles them at once in threads (:func:`compile_all`), and each stage
 waits for its own program on its first call. Programs are kept per process, keyed by their
 HLO, so a stress or a sweep point that differs from its base only in values (fixed values,
-distribution parameters, the copula factor: arguments, not constants) reuses them.
+distribution parameters, the copula factor: arguments, not constants) reuses them, as does a
+run of another size in the same chunk shape (the scenario count is an argument too, and a run
+smaller than a chunk takes a power-of-two chunk: :func:`mcrisk.engine.small_run_chunk`).
 """
 
 from __future__ import annotations
@@ -63,12 +65,16 @@ def compile_lowered(lowered: Any, args: Any) -> Any:
 class Stage:
     """A jitted stage, compiled before or on its first call (compile time booked apart) and timed per call."""
 
-    def __init__(self, fn: Callable, name: str, times: dict, donate: int | None = None, out_shardings: Any = None):
+    def __init__(self, fn: Callable, name: str, times: dict, donate: int | None = None, out_shardings: Any = None,
+                 label: str | None = None):
+        """`name`: the stage its time is booked to; `label`: the program's own name (in compile
+        logs, profiles and XLA dumps: jit(simulate), not jit(<lambda>)), `name` by default."""
         kw: dict[str, Any] = {}
         if donate is not None:
             kw["donate_argnums"] = donate
         if out_shardings is not None:
             kw["out_shardings"] = out_shardings
+        fn.__name__ = fn.__qualname__ = label or name
         self.jitted = jax.jit(fn, **kw)
         self.name, self.times = name, times
         self.compiled: Any = None

@@ -220,6 +220,21 @@ def test_a_variant_that_changes_only_distribution_values_compiles_nothing(tmp_pa
         np.testing.assert_array_equal(rows[inp.column].to_numpy(), np.asarray(baked[inp.path]), err_msg=inp.path)
 
 
+def test_runs_of_other_sizes_in_one_chunk_shape_compile_nothing(tmp_path):
+    """A run smaller than a chunk takes a power-of-two chunk of at least 512 scenarios, and the
+    scenario count is an argument of its programs: a run of 500 after one of 300 compiles nothing,
+    and its first 300 rows are the smaller run's (the padding is masked out)."""
+    opts = dict(stress=False, analyze=False, diagnostic_draws=100)
+    small = run_study(small_study(scenarios=300), out=tmp_path / "small", **opts)
+    with xla_compilations() as compiled:
+        large = run_study(small_study(scenarios=500), out=tmp_path / "large", **opts)
+    assert compiled == []
+    assert small.manifest["chunk_size"] == large.manifest["chunk_size"] == 512
+    a, b = (pd.read_parquet(r.folder / "scenarios.parquet") for r in (small, large))
+    b = b[b.scenario < 300].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
 def test_variants_keep_the_base_case_draws_with_sobol():
     """A stress that fixes one input leaves every other input's Sobol' points where they were."""
     raw = small_study(sampler="sobol")
