@@ -139,7 +139,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     index_s = Stage(lambda start, n, nb: chunk_indices(start, C, n, nb), "sample", times, out_shardings=(sharding,) * 3,
                     label="indices")
     counts = (np.int64(n_total), np.int64(band_cap))
-    host_s = Stage(to_host, "transfer", times)
+    host_s = Stage(to_host, "transfer", times, label="to_host")
     keep_s = None
     if opts.get("sample_fraction") is not None:  # a fixed random subset of scenarios, by index
         picker = make_sampler("random", seed, (stream_id("output.subsample"),), n_total)

@@ -74,8 +74,12 @@ class Stage:
             kw["donate_argnums"] = donate
         if out_shardings is not None:
             kw["out_shardings"] = out_shardings
-        fn.__name__ = fn.__qualname__ = label or name
-        self.jitted = jax.jit(fn, **kw)
+
+        def program(*args: Any) -> Any:  # the caller's function keeps its own name
+            return fn(*args)
+
+        program.__name__ = program.__qualname__ = label or name
+        self.jitted = jax.jit(program, **kw)
         self.name, self.times = name, times
         self.compiled: Any = None
         self.pending: tuple[str, Future] | None = None

@@ -21,6 +21,7 @@ import mcrisk  # noqa: F401,E402  (switches on float64 support before any test b
 # `mcrisk` subprocess (through MCRISK_CACHE_DIR), compiles each once; it is removed at the end.
 # Tests that check caching itself, or run without it, set MCRISK_CACHE_DIR themselves.
 _CACHE_KEY = "mcrisk_xla_cache"
+_CACHE_STASH = pytest.StashKey[str]()
 
 
 def pytest_configure(config):
@@ -45,8 +46,6 @@ def pytest_configure(config):
 def pytest_configure_node(node):  # xdist: hand the controller's folder to each worker
     node.workerinput[_CACHE_KEY] = node.config.stash[_CACHE_STASH]
 
-
-_CACHE_STASH = pytest.StashKey[str]()
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
