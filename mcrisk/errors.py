@@ -121,12 +121,9 @@ def _message(err: dict, root: type[BaseModel]) -> str:
         op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[kind]
         bound = next(iter(ctx.values()))
         return f"must be {op} {bound}, got {_shown(value)}"
-    if kind == "too_short":
-        n = ctx.get("min_length")
-        return f"must have at least {n} {'entry' if n == 1 else 'entries'}, got {ctx.get('actual_length')}"
-    if kind == "too_long":
-        n = ctx.get("max_length")
-        return f"must have at most {n} {'entry' if n == 1 else 'entries'}, got {ctx.get('actual_length')}"
+    if kind in ("too_short", "too_long"):
+        bound, n = ("at least", ctx.get("min_length")) if kind == "too_short" else ("at most", ctx.get("max_length"))
+        return f"must have {bound} {n} {'entry' if n == 1 else 'entries'}, got {ctx.get('actual_length')}"
     if kind in ("list_type", "tuple_type"):
         return f"must be a list such as [1, 2], got {_shown(value)}"
     if kind in ("bool_type", "bool_parsing"):
