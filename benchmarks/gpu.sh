@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks and benchmarks in one call, for a session lent a GPU machine (see the device tool's
-# README). Run from the repository root on the device:  bash benchmarks/gpu.sh
+# README). Run from the repository root on the device:
+#   bash benchmarks/gpu.sh 2>&1 | tee $OUT/gpu-log.txt
 #
 # The device has Python 3.12 with JAX (CUDA), numpy, pandas, pyarrow, typer, scipy, xarray and
 # matplotlib. Carry the rest as wheels in .whl/ (ignored by git), prepared here once:
@@ -9,9 +10,17 @@
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
 #     -d .whl arviz==0.23.4 xarray-einstats pydantic==2.13.4 pydantic-core==2.46.4 annotated-types \
 #     typing-inspection typing-extensions platformdirs h5netcdf
-# and name .whl in the run's carry list. Results land in $OUT (or benchmarks/results/).
+# and name .whl in the run's carry list.
+#
+# The steps run most important first, each under its own time limit and all of them under one
+# budget (GPU_BUDGET seconds, default 540): a step that would start with too little time left is
+# skipped and says so, so the call ends inside the device tool's 600 s limit with everything it
+# measured. The JSON of every step is packed into one archive after each step (the device tool
+# brings back at most 8 files): $OUT/gpu-results.tgz, plus $OUT/gpu-hlo.tgz.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results}
+BUDGET=${GPU_BUDGET:-540}
+RES=$(mktemp -d)
 mkdir -p "$OUT"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -19,55 +28,84 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 else
   export PYTHONPATH=$PWD
 fi
-export PYTHONUNBUFFERED=1 MCRISK_CACHE_DIR=off
+export PYTHONUNBUFFERED=1 MCRISK_CACHE_DIR=off TIMEFORMAT='%R s from start to exit'
 S=configs/default.yaml  # (the package is not installed there, so the embedded default is named by path)
-MC="python3 -m mcrisk"
-TIMEFORMAT='%R s wall'
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
+N=${GPU_N:-100000000}  # (GPU_N, GPU_CHUNK: smaller, to try the script on a CPU)
+C=${GPU_CHUNK:-1048576}
 
-# Most important first; each step has its own time limit, so one slow step cannot eat the rest.
-# 1. The numbers are right on the GPU: the worked checks and the independent float64 model.
+step() {  # step LIMIT NAME COMMAND...: run COMMAND under min(LIMIT, what is left of the budget)
+  local limit=$1 name=$2 left=$((BUDGET - SECONDS)) t0=$SECONDS rc
+  shift 2
+  if ((left < 15)); then echo "## skipped: $name (${left} s of the budget left)"; return; fi
+  ((limit > left)) && limit=$left
+  echo "## [${SECONDS} s] $name (limit ${limit} s)"
+  timeout "$limit" "$@"
+  rc=$?
+  echo "## [${SECONDS} s] $name: exit $rc after $((SECONDS - t0)) s"
+  tar czf "$OUT/gpu-results.tgz" -C "$RES" . 2>/dev/null
+}
+mc() { python3 -m mcrisk "$@"; }  # for `bash -c "time mc ..."`: the command timed from start to exit
+export -f mc
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
+python3 -c "import jax, jaxlib; print('jax', jax.__version__, jax.devices())"
+
+# 1. Where the time goes, stage by stage, on one chunk: the month loop as lax.scan (4 and 8
+# months per step) and as the fused Pallas kernel in four block shapes, the IRR's share,
+# compiling in threads, and the card's copy rate.
+step 150 "kernels: each stage of one 2^20-scenario chunk" \
+  python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 8 --json "$RES/gpu-kernels.json"
+
+# 2. The numbers are right on this card: the fused kernel (Triton, compiled for it) against the
+# lax.scan loop, then the worked checks, the independent float64 model and chunk-size invariance.
 # (-o addopts= : one process, no pytest-xdist needed on the device)
-timeout 90 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_run.py \
-  -k "seed_claims or independent or volatile or chunk_size" 2>&1 | tail -3
-# ... and the fused month-loop kernel (Triton, compiled for this card) against the lax.scan loop.
-timeout 120 python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_fused.py -k "metrics or chunk_size_must" 2>&1 | tail -3
+step 100 "tests: the fused kernel on the GPU" \
+  python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_fused.py
+step 90 "tests: worked checks, float64 model, chunk sizes" \
+  python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_run.py \
+  -k "seed_claims or independent or volatile or chunk_size"
 
-# 2. Where the time goes, stage by stage, on one chunk (month-loop unrolls, the fused kernel in
-# four block shapes, IRR share, compiling in threads) ...
-timeout 180 python3 benchmarks/kernels.py --study $S --chunk 1048576 --unroll 1 4 8 --json "$OUT/gpu-kernels.json"
-# ... and the bytes each simulate variant moves, counted from the program compiled for this card
-# (the prediction benchmarks/traffic.py makes with no GPU, to set against the times above).
-timeout 60 python3 benchmarks/traffic.py --study $S --unroll 4 8 --json "$OUT/gpu-traffic.json"
+# 3. The issue's end-to-end target: 1e8 scenarios, summaries only, a fresh process with no
+# compilation cache, start to exit; the month loop as scan (the default) and fused.
+for k in scan fused; do
+  step 50 "mcrisk run 1e8 --no-scenarios, $k, no compilation cache" bash -c \
+    "time mc run $S --scenarios $N --no-scenarios --no-stress --month-kernel $k --out /tmp/r-cold-$k -q \
+     && cp /tmp/r-cold-$k/manifest.json $RES/gpu-1e8-cli-cold-$k.json"
+done
 
-# 3. 1e8 scenarios, summaries only: the stage table (a fresh process, no compilation cache) ...
-timeout 90 python3 benchmarks/bench.py --study $S --sizes 1e8 --no-scenarios --numpy-up-to 0 --json "$OUT/gpu-1e8.json"
-timeout 90 python3 benchmarks/bench.py --study $S --sizes 1e8 --no-scenarios --numpy-up-to 0 --month-kernel fused \
-  --json "$OUT/gpu-1e8-fused.json"
-# ... and the command itself, start to end: with no compilation cache, then with a warm one.
-time timeout 60 env MCRISK_CACHE_DIR=off $MC run $S --scenarios 100000000 --no-scenarios --no-stress --out /tmp/r-cold -q
-cp /tmp/r-cold/manifest.json "$OUT/gpu-1e8-cli-cold.json"
+# 4. The same as a stage table (benchmarks/bench.py: a fresh process each, peak RSS) ...
+step 60 "bench 1e8 --no-scenarios, scan" \
+  python3 benchmarks/bench.py --study $S --sizes $N --no-scenarios --numpy-up-to 0 --json "$RES/gpu-1e8.json"
+step 60 "bench 1e8 --no-scenarios, fused" \
+  python3 benchmarks/bench.py --study $S --sizes $N --no-scenarios --numpy-up-to 0 --month-kernel fused \
+  --json "$RES/gpu-1e8-fused.json"
+# ... and with a warm compilation cache (the second of two runs).
 export MCRISK_CACHE_DIR=/tmp/xla-cache
-timeout 60 $MC run $S --scenarios 100000000 --no-scenarios --no-stress --out /tmp/r-fill -q
-time timeout 60 $MC run $S --scenarios 100000000 --no-scenarios --no-stress --out /tmp/r-warm -q
-cp /tmp/r-warm/manifest.json "$OUT/gpu-1e8-cli-warm.json"
-timeout 60 $MC run $S --scenarios 100000000 --no-scenarios --no-stress --month-kernel fused --out /tmp/r-ffill -q
-time timeout 60 $MC run $S --scenarios 100000000 --no-scenarios --no-stress --month-kernel fused --out /tmp/r-fwarm -q
-cp /tmp/r-fwarm/manifest.json "$OUT/gpu-1e8-cli-fused-warm.json"
+for k in scan fused; do
+  step 40 "fill the compilation cache, $k" python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress --month-kernel $k --out /tmp/r-fill-$k -q
+  step 30 "mcrisk run 1e8 --no-scenarios, $k, warm compilation cache" bash -c \
+    "time mc run $S --scenarios $N --no-scenarios --no-stress --month-kernel $k --out /tmp/r-warm-$k -q \
+     && cp /tmp/r-warm-$k/manifest.json $RES/gpu-1e8-cli-warm-$k.json"
+done
 export MCRISK_CACHE_DIR=off
 
-# 4. Parquet at 1e6 and 1e7; the NumPy implementation of the same model against mcrisk at 1e5.
-timeout 120 python3 benchmarks/bench.py --study $S --sizes 1e6 1e7 --numpy-up-to 0 --json "$OUT/gpu-parquet.json"
-timeout 90 python3 benchmarks/bench.py --study $S --sizes 1e5 --numpy-up-to 1e5 --json "$OUT/gpu-numpy.json"
+# 5. Writing: 1e7 scenarios x 3 systems to Parquet against a plain multi-threaded pyarrow write
+# of the same table; then the NumPy implementation of the same model against mcrisk at 1e5.
+step 100 "write 1e7 scenarios against plain pyarrow" python3 benchmarks/write.py --study $S --scenarios ${GPU_WRITE_N:-1e7} --json "$RES/gpu-write.json"
+step 60 "numpy against mcrisk at 1e5" \
+  python3 benchmarks/bench.py --study $S --sizes 1e5 --numpy-up-to 1e5 --json "$RES/gpu-numpy.json"
 
-# 5. The default study as it stands (three stresses, each 1e8 more scenarios), warm cache.
+# 6. The bytes each simulate variant moves, counted from the programs compiled for this card's
+# kind, to set against the times of step 1; then the default study as it stands (three stresses,
+# each 1e8 more scenarios) with the warm cache; then the optimized HLO of every stage.
+step 45 "traffic: bytes per scenario-month" \
+  python3 benchmarks/traffic.py --study $S --unroll 4 8 --json "$RES/gpu-traffic.json"
 export MCRISK_CACHE_DIR=/tmp/xla-cache
-time timeout 90 $MC run $S --scenarios 100000000 --no-scenarios --out /tmp/r-stress -q
+step 60 "mcrisk run 1e8 with the study's stresses, warm cache" bash -c \
+  "time mc run $S --scenarios $N --no-scenarios --out /tmp/r-stress -q"
 export MCRISK_CACHE_DIR=off
-
-# 6. The optimized HLO of every stage, for reading offline.
-XLA_FLAGS="--xla_dump_to=/tmp/dump --xla_dump_hlo_as_text" timeout 60 python3 benchmarks/kernels.py --study $S \
-  --chunk 1048576 --unroll 4 --repeat 1 > /dev/null 2>&1
+step 45 "optimized HLO of each stage" env XLA_FLAGS="--xla_dump_to=/tmp/dump --xla_dump_hlo_as_text" \
+  python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 --repeat 1 --fused 128x8 > /dev/null
 tar czf "$OUT/gpu-hlo.tgz" -C /tmp/dump $(cd /tmp/dump 2>/dev/null && ls | grep after_optimizations.txt) 2>/dev/null
 ls -la "$OUT"
+echo "## done at ${SECONDS} s"
