@@ -31,20 +31,18 @@ t0 = time.perf_counter()
 # The engine alone: the run's own sensitivity/comparison analysis (a fixed cost of its first
 # 65,536 scenarios) and the study's stress tests (each a run of its own) are left out.
 r = mcrisk.run_study(args["study"], out=args["out"], scenarios=args["n"], force=True, analyze=False, stress=False,
-                     write_scenarios=args["write"], chunk_size=args["chunk"], precision=args["precision"],
-                     month_kernel=args["month_kernel"])
+                     write_scenarios=args["write"], chunk_size=args["chunk"], precision=args["precision"])
 wall = time.perf_counter() - t0
 print(json.dumps({"wall": wall, "manifest": r.manifest,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
-def run_one(study: str, n: int, write: bool, chunk: int | None, precision: str | None, keep: Path | None = None,
-            month_kernel: str = "scan") -> dict:
+def run_one(study: str, n: int, write: bool, chunk: int | None, precision: str | None, keep: Path | None = None) -> dict:
     """One run in a fresh process; its folder is deleted afterwards unless `keep` names where to put it."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = keep if keep is not None else Path(tmp) / "run"
-        args = dict(study=study, out=str(folder), n=n, write=write, chunk=chunk, precision=precision, month_kernel=month_kernel)
+        args = dict(study=study, out=str(folder), n=n, write=write, chunk=chunk, precision=precision)
         proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"run of {n} scenarios failed:\n{proc.stderr}")
@@ -59,7 +57,6 @@ def run_one(study: str, n: int, write: bool, chunk: int | None, precision: str |
         "months": months,
         "write_scenarios": write,
         "chunk_size": m["chunk_size"],
-        "month_kernel": m.get("month_kernel", "scan"),
         "wall_s": out["wall"],
         "scenario_months_per_s": n * months / out["wall"],
         "scenario_months_per_s_excl_compile": n * months / max(out["wall"] - secs["compile"], 1e-9),
@@ -105,7 +102,6 @@ def main() -> None:
     ap.add_argument("--no-scenarios", action="store_true", help="summaries only (no Parquet)")
     ap.add_argument("--chunk-size", type=int, default=None)
     ap.add_argument("--precision", default=None)
-    ap.add_argument("--month-kernel", choices=("scan", "fused"), default="scan", help="the month loop (see mcrisk run --month-kernel)")
     ap.add_argument("--numpy-up-to", type=float, default=1e5, help="run the NumPy baseline up to this N")
     ap.add_argument("--json", default=None, help="where to write the JSON (default benchmarks/results/<time>.json)")
     args = ap.parse_args()
@@ -116,7 +112,7 @@ def main() -> None:
     results = []
     for size in args.sizes:
         n = int(float(size))
-        r = run_one(study, n, not args.no_scenarios, args.chunk_size, args.precision, month_kernel=args.month_kernel)
+        r = run_one(study, n, not args.no_scenarios, args.chunk_size, args.precision)
         if n <= args.numpy_up_to:
             r["numpy_s"] = numpy_baseline(study, n)
             r["speedup_vs_numpy"] = r["numpy_s"] / r["wall_s"]

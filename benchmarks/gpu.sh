@@ -50,43 +50,32 @@ export -f mc
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
 python3 -c "import jax, jaxlib; print('jax', jax.__version__, jax.devices())"
 
-# 1. Where the time goes, stage by stage, on one chunk: the month loop as lax.scan (4 and 8
-# months per step) and as the fused Pallas kernel in four block shapes, the IRR's share,
-# compiling in threads, and the card's copy rate.
+# 1. Where the time goes, stage by stage, on one chunk: the month loop 4 and 8 months per step,
+# with and without the monthly bands, the IRR's share, compiling in threads, the card's copy rate.
 step 150 "kernels: each stage of one 2^20-scenario chunk" \
   python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 8 --json "$RES/gpu-kernels.json"
 
-# 2. The numbers are right on this card: the fused kernel (Triton, compiled for it) against the
-# lax.scan loop, then the worked checks, the independent float64 model and chunk-size invariance.
-# (-o addopts= : one process, no pytest-xdist needed on the device)
-step 100 "tests: the fused kernel on the GPU" \
-  python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_fused.py
+# 2. The numbers are right on this card: the worked checks, the independent float64 model,
+# the volatile paths and chunk-size invariance. (-o addopts= : one process, no pytest-xdist)
 step 90 "tests: worked checks, float64 model, chunk sizes" \
   python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_run.py \
   -k "seed_claims or independent or volatile or chunk_size"
 
 # 3. The issue's end-to-end target: 1e8 scenarios, summaries only, a fresh process with no
-# compilation cache, start to exit; the month loop as scan (the default) and fused.
-for k in scan fused; do
-  step 50 "mcrisk run 1e8 --no-scenarios, $k, no compilation cache" bash -c \
-    "time mc run $S --scenarios $N --no-scenarios --no-stress --month-kernel $k --out /tmp/r-cold-$k -q \
-     && cp /tmp/r-cold-$k/manifest.json $RES/gpu-1e8-cli-cold-$k.json"
-done
+# compilation cache, start to exit.
+step 50 "mcrisk run 1e8 --no-scenarios, no compilation cache" bash -c \
+  "time mc run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-cold -q \
+   && cp /tmp/r-cold/manifest.json $RES/gpu-1e8-cli-cold.json"
 
 # 4. The same as a stage table (benchmarks/bench.py: a fresh process each, peak RSS) ...
-step 60 "bench 1e8 --no-scenarios, scan" \
+step 60 "bench 1e8 --no-scenarios" \
   python3 benchmarks/bench.py --study $S --sizes $N --no-scenarios --numpy-up-to 0 --json "$RES/gpu-1e8.json"
-step 60 "bench 1e8 --no-scenarios, fused" \
-  python3 benchmarks/bench.py --study $S --sizes $N --no-scenarios --numpy-up-to 0 --month-kernel fused \
-  --json "$RES/gpu-1e8-fused.json"
 # ... and with a warm compilation cache (the second of two runs).
 export MCRISK_CACHE_DIR=/tmp/xla-cache
-for k in scan fused; do
-  step 40 "fill the compilation cache, $k" python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress --month-kernel $k --out /tmp/r-fill-$k -q
-  step 30 "mcrisk run 1e8 --no-scenarios, $k, warm compilation cache" bash -c \
-    "time mc run $S --scenarios $N --no-scenarios --no-stress --month-kernel $k --out /tmp/r-warm-$k -q \
-     && cp /tmp/r-warm-$k/manifest.json $RES/gpu-1e8-cli-warm-$k.json"
-done
+step 40 "fill the compilation cache" python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-fill -q
+step 30 "mcrisk run 1e8 --no-scenarios, warm compilation cache" bash -c \
+  "time mc run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-warm -q \
+   && cp /tmp/r-warm/manifest.json $RES/gpu-1e8-cli-warm.json"
 export MCRISK_CACHE_DIR=off
 
 # 5. Writing: 1e7 scenarios x 3 systems to Parquet against a plain multi-threaded pyarrow write
@@ -105,7 +94,7 @@ step 60 "mcrisk run 1e8 with the study's stresses, warm cache" bash -c \
   "time mc run $S --scenarios $N --no-scenarios --out /tmp/r-stress -q"
 export MCRISK_CACHE_DIR=off
 step 45 "optimized HLO of each stage" env XLA_FLAGS="--xla_dump_to=/tmp/dump --xla_dump_hlo_as_text" \
-  python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 --repeat 1 --fused 128x8 > /dev/null
+  python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 --repeat 1 > /dev/null
 tar czf "$OUT/gpu-hlo.tgz" -C /tmp/dump $(cd /tmp/dump 2>/dev/null && ls | grep after_optimizations.txt) 2>/dev/null
 ls -la "$OUT"
 echo "## done at ${SECONDS} s"

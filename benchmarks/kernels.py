@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 import mcrisk
-from mcrisk import engine, fused
+from mcrisk import engine
 from mcrisk import metrics as metrics_mod
 from mcrisk.engine import Sample, draw_inputs, draw_shocks, fixed_values, make_plan, reduce_chunk, reduce_init, simulate_months
 
@@ -64,8 +64,6 @@ def main() -> None:
     ap.add_argument("--unroll", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json", default=None)
-    ap.add_argument("--fused", type=lambda s: tuple(int(x) for x in s.split("x")), nargs="*", default=[(128, 8), (128, 4), (256, 8), (64, 4)],
-                    help="fused-kernel configurations to time on a GPU, BLOCKxWARPS (default 128x8 128x4 256x8 64x4)")
     args = ap.parse_args()
 
     st = mcrisk.load_study(args.study or mcrisk.default_study_path())
@@ -98,17 +96,6 @@ def main() -> None:
             if monthly and u == args.unroll[0]:
                 out, bands = res
             del res
-    # The fused month loop (one Pallas kernel per block of scenarios, the IRR inside), in the
-    # block and thread counts whose registers ptxas fits without spilling (benchmarks/traffic.py).
-    if jax.default_backend() == "gpu":
-        for block, warps in args.fused:
-            fused.BLOCK, fused.WARPS = block, warps
-            p = replace(plan, monthly=False, month_kernel="fused")
-            try:
-                c, t, _ = timed(lambda d, p=p: simulate_months(p, d, C), draw, repeat=args.repeat)
-                row("simulate", f"fused kernel, {block} x {warps} warps", c, t)
-            except Exception as e:  # noqa: BLE001  (a configuration Triton cannot compile: say so, go on)
-                print(f" simulate | fused kernel, {block} x {warps} warps: failed: {str(e).splitlines()[0][:200]}", flush=True)
     real_irr = metrics_mod.irr
     try:  # the IRR solve's share: the same stage with IRR replaced by a constant
         metrics_mod.irr = lambda capex, cf, residual, **kw: jnp.zeros_like(capex)

@@ -11,15 +11,15 @@ With no GPU attached it compiles for an H100 all the same ("deviceless" compilat
 is set here so that the plugin loads with no driver), from the device description in
 ``benchmarks/h100.txtpb``. So a change to the simulate stage can be judged on a CPU-only machine.
 
-For the fused kernel it also reports what ptxas (from the CUDA plugin's ``nvidia-cuda-nvcc``)
-says of its machine code: registers per thread and bytes spilled to local memory. A kernel
-that spills, or whose registers leave few warps per SM to hide memory latency, may run well
-below the predicted rate: the bytes it moves are a floor on its time, not a forecast.
+The bytes a program moves are a floor on its time, not a forecast: a kernel bound by latency
+runs below the predicted rate (a month loop fused into one Pallas kernel moved 52 bytes per
+scenario-month, and ran at a tenth of its predicted rate on an H200; RESULTS.md).
 
 How far to trust it: for the six month-loop variants measured on an H200 (2026-11-27, see
 RESULTS.md), the bytes counted here / 3.0 TB/s came within 15% of the measured time (10% over to
 15% under; benchmarks/results/traffic-calibration.json); the card's
-own copy rate was 3.4 TB/s. The count takes every operand as read once from device memory,
+own copy rate was 3.4 TB/s. On 2026-11-28 this script, run on an H200 with JAX 0.11.2, counted
+598 bytes per scenario-month for the scan, and the card ran it at exactly that rate at 3.0 TB/s. The count takes every operand as read once from device memory,
 except where a fused kernel only slices it, and a dynamic-update-slice as writing only its
 update (in place). It ignores the L2 cache and kernel launch latency (about 3 us each).
 
@@ -33,10 +33,7 @@ import argparse
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -152,26 +149,6 @@ def account(text: str) -> dict:
             "kernels": sorted(ks, key=lambda k: -k[2] * k[3])}
 
 
-def ptxas_report(dump: Path, kernel: str) -> dict | None:
-    """Registers per thread and spilled bytes of `kernel`, from the PTX XLA dumped, by ptxas -v."""
-    ptx = next((p for p in sorted(dump.glob("*.ptx")) if f".entry {kernel}(" in p.read_text()), None)
-    ptxas = shutil.which("ptxas")
-    try:
-        import nvidia.cuda_nvcc as nvcc
-
-        ptxas = ptxas or str(Path(list(nvcc.__path__)[0]) / "bin" / "ptxas")
-    except ImportError:
-        pass
-    if ptx is None or not ptxas or not Path(ptxas).exists():
-        return None
-    arch = re.search(r"^\.target (\w+)", ptx.read_text(), re.M).group(1)
-    out = subprocess.run([ptxas, f"-arch={arch}", "-v", "-o", os.devnull, str(ptx)], capture_output=True, text=True).stderr
-    block = out[out.find(f"entry function '{kernel}'"):]
-    regs = re.search(r"Used (\d+) registers", block)
-    spill = re.search(r"(\d+) bytes spill stores", block)
-    return {"registers": int(regs.group(1)) if regs else None, "spill_store_bytes": int(spill.group(1)) if spill else None}
-
-
 def gpu_mesh(target: Path):
     """A one-device mesh of the attached GPU, or of a compile-only GPU described by `target`."""
     import jax
@@ -195,8 +172,6 @@ def main() -> None:
     ap.add_argument("--unroll", type=int, nargs="+", default=[4], help="month-loop unrolls to compile")
     ap.add_argument("--bands", choices=("on", "off", "both"), default="off",
                     help="with the monthly band outputs (runs compute them apart, in the first chunks only)")
-    ap.add_argument("--kernel", nargs="+", choices=("scan", "fused"), default=["scan", "fused"],
-                    help="month loops to compile: lax.scan, or the fused Pallas kernel (bands off only)")
     ap.add_argument("--target", type=Path, default=Path(__file__).with_name("h100.txtpb"))
     ap.add_argument("--bandwidth", type=float, default=H200_BANDWIDTH, help="bytes/s for the predicted rate")
     ap.add_argument("--top", type=int, default=0, help="list the N kernels that move the most bytes (first variant)")
@@ -204,8 +179,6 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    dump = Path(tempfile.mkdtemp(prefix="mcrisk-traffic-"))
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={dump}".strip()
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -235,40 +208,29 @@ def main() -> None:
     print(f"{'variant':<28} | {'compile s':>9} | {'kernels':>7} | {'GB moved':>8} | {'B/scen-month':>12} | {'predicted scen-months/s':>23}")
     rows = []
     bands = {"on": (True,), "off": (False,), "both": (True, False)}[args.bands]
-    variants = [(k, m, u) for k in args.kernel for m in bands for u in (args.unroll if k == "scan" else [1])
-                if not (k == "fused" and m)]
-    for kernel, monthly, u in variants:
-        plan = replace(base, unroll=u, monthly=monthly, month_kernel=kernel)
-        for old in dump.glob("*"):
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+    for monthly, u in [(m, u) for m in bands for u in args.unroll]:
+        plan = replace(base, unroll=u, monthly=monthly)
         t0 = time.perf_counter()
         compiled = jax.jit(lambda d, p=plan: engine.simulate_months(p, d, C),
                            out_shardings=NamedSharding(mesh, PartitionSpec(None, "scenarios"))).lower(draw).compile()
         compile_s = time.perf_counter() - t0
         text = compiled.as_text()
-        variant = "fused kernel" if kernel == "fused" else f"scan, unroll {u}, bands {'on' if monthly else 'off'}"
+        variant = f"scan, unroll {u}, bands {'on' if monthly else 'off'}"
         if args.dump:
             args.dump.mkdir(parents=True, exist_ok=True)
             (args.dump / f"simulate-{variant.replace(', ', '-').replace(' ', '')}.hlo").write_text(text)
         acc = account(text)
         per_sm = acc["bytes"] / (C * T)
-        regs = ptxas_report(dump, "mcrisk_month_loop") if kernel == "fused" else None
-        rows.append({"variant": variant, "kernel": kernel, "unroll": u, "bands": monthly, "compile_s": compile_s, "launches": acc["launches"],
+        rows.append({"variant": variant, "unroll": u, "bands": monthly, "compile_s": compile_s, "launches": acc["launches"],
                      "bytes": acc["bytes"], "bytes_per_scenario_month": per_sm,
-                     "predicted_scenario_months_per_s": args.bandwidth / per_sm, "ptxas": regs,
-                     "fused_block": engine.fused.BLOCK if kernel == "fused" else None,
-                     "fused_warps": engine.fused.WARPS if kernel == "fused" else None,
+                     "predicted_scenario_months_per_s": args.bandwidth / per_sm,
                      "top": [{"kernel": k, "op": o, "bytes": b, "launches": c} for k, o, b, c in acc["kernels"][:max(args.top, 20)]]})
         print(f"{variant:<28} | {compile_s:9.1f} | {acc['launches']:7d} | {acc['bytes'] / 1e9:8.2f} | {per_sm:12.0f} | "
               f"{args.bandwidth / per_sm:23.3g}", flush=True)
-        if regs:
-            print(f"{'':<28}   ptxas: {regs['registers']} registers per thread, {regs['spill_store_bytes']} bytes spilled, "
-                  f"{engine.fused.BLOCK} scenarios x {engine.fused.WARPS} warps per block")
     if args.top:
         print(f"\nthe {args.top} kernels of '{rows[0]['variant']}' that move the most bytes:")
         for k in rows[0]["top"][:args.top]:
             print(f"  {k['bytes'] * k['launches'] / 1e9:7.2f} GB  {k['launches']:4d} x  {k['op']:<20} {k['kernel']}")
-    shutil.rmtree(dump, ignore_errors=True)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({

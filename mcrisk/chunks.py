@@ -73,8 +73,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     t0 = time.perf_counter()
     n_total, seed, precision = opts["scenarios"], opts["seed"], opts["precision"]
     plan = make_plan(st, scenarios=n_total, seed=seed, precision=precision, chunk_size=opts["chunk_size"],
-                     monthly=opts.get("monthly", True), dims=opts.get("sampler_dims"),
-                     month_kernel=opts.get("month_kernel", "scan"))
+                     monthly=opts.get("monthly", True), dims=opts.get("sampler_dims"))
     C = plan.chunk
     n_chunks = -(-n_total // C)
     every = opts["checkpoint_every"] or max(1, (CHECKPOINT_SCENARIOS_ACCELERATOR if on_accelerator() else CHECKPOINT_SCENARIOS) // C)
@@ -230,7 +229,6 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     extra = {
         "chunk_size": C,
         "month_loop_unroll": plan.unroll,
-        "month_kernel": plan.month_kernel,
         "monthly_scenarios": band_cap if plan.monthly else None,
         "chunks": n_chunks,
         "checkpoint_every_chunks": every,

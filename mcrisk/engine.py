@@ -22,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from . import fused
 from . import metrics as metrics_mod
 from . import reduce as red
 from .distributions import quantile_params, quantiles
@@ -86,9 +85,6 @@ MONTHLY_SKETCH = red.SketchSpec(rel_accuracy=5e-3, min_abs=1e-6, max_abs=1e15)
 # (2 S + 1) T values per scenario, 5x the cost of the metric summaries on an H200, so capping
 # them is what keeps runs of 1e8 scenarios bound by the simulation (see docs/outputs.md).
 MONTHLY_SCENARIOS = 1 << 18
-# The month loop: lax.scan (everywhere; the reference, and what jax.grad differentiates), or one
-# fused Pallas kernel per block of scenarios (GPUs; see fused.py).
-MONTH_KERNELS = ("scan", "fused")
 # Exact tail counts kept per system: (name, metric, test).
 TAIL_COUNTS: tuple[tuple[str, str, Callable[[jax.Array], jax.Array]], ...] = (
     ("npv_below_0", "npv_usd", lambda x: x < 0),
@@ -122,7 +118,6 @@ class Plan:
     monthly: bool = True
     sketch: red.SketchSpec = field(default_factory=red.SketchSpec)
     unroll: int = 1  # months per step of the month loop (see default_unroll)
-    month_kernel: str = "scan"  # "scan" (lax.scan, everywhere) or "fused" (one Pallas kernel per block; GPUs; see fused.py)
     # Monthly shocks drawn (T, n), the layout the month loop reads, on accelerators; (n, T) on CPUs,
     # where writing them month-major made the shock draws 35% slower than transposing them after.
     time_major_shocks: bool = False
@@ -174,7 +169,7 @@ def irr_unroll(months: int) -> int:
 
 def make_plan(
     study: Study, *, scenarios: int, seed: int, precision: str, chunk_size: int | None,
-    monthly: bool = True, dims: Sequence[str] | None = None, unroll: int | None = None, month_kernel: str = "scan",
+    monthly: bool = True, dims: Sequence[str] | None = None, unroll: int | None = None,
 ) -> Plan:
     """Fix everything a run needs before its first chunk.
 
@@ -202,10 +197,7 @@ def make_plan(
     shocks_on = Shocks(*(not (vol in fixed and fixed[vol] == 0.0) for _, vol in SHOCKS))
     devices = np.array(jax.local_devices())  # this process's (under jax.distributed each runs its own shard)
     chunk = min(chunk_size or default_chunk_size(), small_run_chunk(scenarios))
-    if month_kernel not in MONTH_KERNELS:
-        raise ValueError(f"month_kernel must be one of {', '.join(MONTH_KERNELS)}, got {month_kernel!r}")
-    step = len(devices) * (fused.BLOCK if month_kernel == "fused" else 1)
-    chunk = -(-chunk // step) * step  # a multiple of the device count (and of the fused kernel's block)
+    chunk = -(-chunk // len(devices)) * len(devices)  # a multiple of the device count
     return Plan(
         study=study,
         scenarios=scenarios,
@@ -227,7 +219,6 @@ def make_plan(
         mesh=Mesh(devices, ("scenarios",)),
         monthly=monthly,
         unroll=unroll or default_unroll(),
-        month_kernel=month_kernel,
         time_major_shocks=on_accelerator(),
     )
 
@@ -401,12 +392,6 @@ def _band_rows(cumulative: jax.Array, revenue: jax.Array, util: jax.Array) -> ja
 def simulate_months(plan: Plan, draw: Sample, n: int) -> tuple[dict[str, jax.Array], jax.Array | None]:
     """Market paths and cash flows month by month -> every metric, each (S, n) float64, and the
     monthly band values (n_monthly, n) in the path dtype (None when the plan keeps no monthly bands)."""
-    if plan.month_kernel == "fused" and not plan.monthly:  # the month loop, IRR and metrics in one kernel
-        mp, site, sp = params(plan, draw.values, n)
-        shocks = Shocks(*(s if s is None or plan.time_major_shocks else s.T for s in draw.shocks))
-        out = fused.simulate(mp, site, sp, plant(sp, site), shocks, n, plan.months, plan.dtype,
-                             mesh=plan.mesh, interpret=plan.mesh.devices.flat[0].platform == "cpu")
-        return out, None
     (mp, site, sp, pl), tot, ys = _month_loop(plan, draw, n, flows=True, bands=plan.monthly)
     out = metrics_mod.compute(sp, site, pl, tot, ys[0], mp.price0, plan.months, irr_unroll=irr_unroll(plan.months))
     return out, (_band_rows(*ys[1:]) if plan.monthly else None)

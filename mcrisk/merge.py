@@ -96,7 +96,7 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
     st = load_study(shards[0][2] / "study.yaml")
     opts = dict(first["options"], shard=None)
     plan = make_plan(st, scenarios=opts["scenarios"], seed=opts["seed"], precision=opts["precision"],
-                     chunk_size=opts["chunk_size"], monthly=opts.get("monthly", True), month_kernel=opts.get("month_kernel", "scan"))
+                     chunk_size=opts["chunk_size"], monthly=opts.get("monthly", True))
     folder = RunFolder(out, force=force)
     try:
         folder.write_study(st.to_yaml())
@@ -114,7 +114,6 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
                     shutil.copy2(part, parts / part.name)
         times = {key: sum(m["seconds"].get(key, 0.0) for m, _, _ in shards) for key in first["seconds"] if key != "total"}
         extra = {"chunk_size": first["chunk_size"], "month_loop_unroll": first.get("month_loop_unroll"),
-                 "month_kernel": first.get("month_kernel", "scan"),
                  "monthly_scenarios": first.get("monthly_scenarios"), "chunks": first["chunks"],
                  "merged_from": [str(p) for _, _, p in shards]}
         return finish(st, plan, folder, opts, state, times, t_total, extra)

@@ -113,23 +113,11 @@ def grid_marks(flows_pv: jax.Array, next_pv: jax.Array, capex: jax.Array, residu
 
 def grid_points(nonneg: jax.Array, falls: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
     """The first grid point with NPV >= 0 and the first :data:`_IRR_PEAKS` local maxima of the grid
-    NPV (a fall that follows a rise), each K where there is none, by min-reductions over k (an
-    argmax, a reduction of (value, index) pairs, took twice as long on a CPU). :func:`irr` finds
-    the same points from bit masks (:func:`_grid_points_bits`); this form is the fused kernel's."""
-    K = nonneg.shape[0]
-    kk = jax.lax.broadcasted_iota(jnp.int32, nonneg.shape, 0)
-    first = jnp.min(jnp.where(nonneg, kk, K), axis=0)
-    peaks, start = [], jnp.zeros_like(first)
-    for _ in range(_IRR_PEAKS):
-        peaks.append(jnp.min(jnp.where(falls & (kk >= start[None]), kk, K), axis=0))
-        start = jnp.min(jnp.where(~falls & (kk > peaks[-1][None]), kk, K), axis=0)  # the next rise
-    return first, peaks
+    NPV (a fall that follows a rise), each K where there is none.
 
-
-def _grid_points_bits(nonneg: jax.Array, falls: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
-    """:func:`grid_points` from one 64-bit mask per row and per mark: one pass over the (K, ...)
-    grid, where the min-reductions made one each (counted for an H100: 521 against 490 bytes per
-    scenario-month for the whole simulate stage)."""
+    Read from one 64-bit mask per row and per mark: one pass over the (K, ...) grid, where a
+    min-reduction over k per point made one pass each (counted for an H100: 490 against 521 bytes
+    per scenario-month for the whole simulate stage; an argmax took twice as long on a CPU)."""
     K = nonneg.shape[0]
     assert K <= 64, K
     bit = (jnp.uint64(1) << jnp.arange(K, dtype=jnp.uint64)).reshape((K,) + (1,) * (nonneg.ndim - 1))
@@ -152,8 +140,7 @@ def _grid_points_bits(nonneg: jax.Array, falls: jax.Array) -> tuple[jax.Array, l
 
 def irr_bracket(first: jax.Array, peaks: list[jax.Array], capex: jax.Array, residual: jax.Array, grid_at,
                 search) -> tuple:
-    """The bracket `irr_refine` starts from (shared by :func:`irr` and the fused kernel, which
-    differ only in how they read grid points).
+    """The bracket `irr_refine` starts from.
 
     first, peaks: :func:`grid_points`; grid_at(k) -> (z_k, flows_pv[k], z_k^T) at grid points k,
     an int array shaped like capex; search(a, b, look), lists with one array per peak -> a list
@@ -324,7 +311,7 @@ def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll:
     shift = lambda x: jnp.concatenate([x[1:], x[-1:]])  # noqa: E731  (grid point k + 1; k = K - 1 unused)
     search = lambda a, b, look: _search_rows(capex, cf, residual, unroll, a, b, look)  # noqa: E731
     marks = grid_marks(flows_pv, shift(flows_pv), capex, residual, z_T[:, None, None], shift(z_T)[:, None, None])
-    bracket = irr_bracket(*_grid_points_bits(*marks), capex, residual, grid_at, search)
+    bracket = irr_bracket(*grid_points(*marks), capex, residual, grid_at, search)
     nan = jnp.isnan(cf).any(axis=0) if flows_nan is None else flows_nan
     return irr_refine(bracket, npv, nan, T)
 
@@ -358,13 +345,11 @@ def compute(
     price0: jax.Array,
     months: int,
     irr_unroll: int = 4,
-    irr_values: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
     """Every metric of the model for S systems in n scenarios, each (S, n) float64.
 
     cash_flows: (T, S, n) monthly CF_t; price0: (n,) initial token price of each scenario;
-    irr_unroll: see :func:`irr`; irr_values: the IRR if the caller computed it already (the
-    fused month loop does; then `cash_flows` may be None).
+    irr_unroll: see :func:`irr`.
     """
     f = lambda x: jnp.asarray(x, SUM)  # noqa: E731
     T = float(months)
@@ -404,8 +389,7 @@ def compute(
         operating_profit_usd=op_profit,
         operating_margin=jnp.where(tot.revenue == 0, jnp.nan, op_profit / jnp.where(tot.revenue == 0, 1.0, tot.revenue)),
         npv_usd=-capex + (tot.pv_revenue - pv_opex) + residual_pv,
-        irr=irr(capex, cash_flows, residual, unroll=irr_unroll, flows_nan=jnp.isnan(tot.cum_cash_flow))
-        if irr_values is None else irr_values,
+        irr=irr(capex, cash_flows, residual, unroll=irr_unroll, flows_nan=jnp.isnan(tot.cum_cash_flow)),
         roi_multiple=_ratio(tot.revenue, capex),
         net_roi=_ratio(cash_total + residual - capex, capex),
         payback_months=tot.payback,

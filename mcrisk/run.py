@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 from . import risk
 from .chunks import execute
 from .convergence import parse_target
-from .engine import METRICS, MONTH_KERNELS, MONTHLY_SCENARIOS, PLAIN_SYSTEM_FIELDS
+from .engine import METRICS, MONTHLY_SCENARIOS, PLAIN_SYSTEM_FIELDS
 from .errors import Problem, RunFolderError, StudyError
 from .overrides import apply as apply_overrides
 from .overrides import raw_study
@@ -25,11 +25,8 @@ DIAGNOSTIC_DRAWS = 1 << 14  # scenarios kept on the host for ArviZ (ESS, MCSE of
 Progress = Callable[[int, int], None]
 
 
-def _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every=None, shard=None, monthly_scenarios=None,
-                  month_kernel="scan") -> None:
+def _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every=None, shard=None, monthly_scenarios=None) -> None:
     problems = []
-    if month_kernel not in MONTH_KERNELS:
-        problems.append(Problem("--month-kernel", f"must be one of {', '.join(MONTH_KERNELS)}, got {month_kernel!r}"))
     if monthly_scenarios is not None and not (isinstance(monthly_scenarios, int) and monthly_scenarios >= 1):
         problems.append(Problem("--monthly-scenarios", f"must be a whole number >= 1 (or all), got {monthly_scenarios!r}"))
     if shard is not None and not (len(shard) == 2 and 1 <= shard[1] and 0 <= shard[0] < shard[1]):
@@ -82,7 +79,6 @@ def run_study(
     sample_fraction: float | None = None,
     monthly: bool = True,
     monthly_scenarios: int | None = MONTHLY_SCENARIOS,
-    month_kernel: str = "scan",
     analyze: bool = True,
     stress: bool = True,
     sampler_dims: Sequence[str] | None = None,
@@ -135,7 +131,7 @@ def run_study(
         st = load_study(source)
         if overrides:  # --set: applied to the study as written, so presets and sizing follow
             st = apply_overrides(raw_study(source), overrides, label="--set")
-        _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every, shard, monthly_scenarios, month_kernel)
+        _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every, shard, monthly_scenarios)
         _check_output_options(st, columns, sample_fraction)
         if target_mcse is not None:
             parse_target(target_mcse)
@@ -155,7 +151,6 @@ def run_study(
             sample_fraction=sample_fraction,
             monthly=monthly,
             monthly_scenarios=monthly_scenarios,
-            month_kernel=month_kernel,
             sampler_dims=list(sampler_dims) if sampler_dims is not None else None,
             overrides=dict(overrides) if overrides else None,  # a record: study.yaml already has them
             target_mcse=target_mcse,

@@ -87,7 +87,7 @@ def run_stresses(study: Study, raw: Mapping, where: Path, opts: dict, dims: Sequ
             # No monthly bands (stress.csv does not use them; they were 0.7 s of each 200k-scenario
             # stress on a 2-core CPU); the simulate program is the base case's all the same.
             precision=opts["precision"], write_scenarios=False, monthly=False,
-            month_kernel=opts.get("month_kernel", "scan"), diagnostic_draws=0,
+            diagnostic_draws=0,
             sampler_dims=dims, progress=progress,
         )
         out.append((name, overrides, result.summary, result.risk))
