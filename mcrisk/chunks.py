@@ -105,7 +105,6 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     if opts["write_scenarios"]:
         fields = [f for f in scenario_fields(plan, store) if opts.get("columns") is None or f.name in ("scenario", "system", *opts["columns"])]
         writer = ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(fields), meta)
-    times["plan"] = time.perf_counter() - t0
 
     def to_host(out, draw):
         metrics = {m: out[m].astype(store) for m in METRICS}
@@ -156,14 +155,17 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     dist_values = jax.device_put(sample_values(plan), replicated)
     diag_future = None
     acc = jax.device_put(reduce_init(plan), replicated)
+    times["plan"] = time.perf_counter() - t0  # (on a GPU, with the device's start: its first arrays)
     chunks = range(start_chunk, hi if not stopped else start_chunk)
     if len(chunks):  # compile every stage at once, from the shapes, dtypes and placements of their arguments
+        t0 = time.perf_counter()  # tracing the stages for their abstract outputs is compile time too
         idx_a, mask_a = (jax.ShapeDtypeStruct((C,), dt, sharding=sharding) for dt in (jnp.uint32, jnp.bool_))
         sid_a = jax.ShapeDtypeStruct((), jnp.uint32, sharding=replicated)
         shocks_a = shocks_s.abstract(idx_a, sid_a)
         draw_a = Sample(inputs_s.abstract(idx_a, dist_values), Shocks(*(None if s is None else shocks_a for s in shock_ids)))
         run_a = draw_a._replace(values={**draw_a.values, **consts})
         out_a = simulate_s.abstract(run_a)
+        times["compile"] += time.perf_counter() - t0
         todo = [(index_s, (np.int64(0), *counts)), (inputs_s, (idx_a, dist_values)), (simulate_s, (run_a,)), (reduce_s, (acc, out_a, mask_a))]
         if start_chunk < band_chunks:
             todo += [(bands_s, (acc, run_a, mask_a))]
