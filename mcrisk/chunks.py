@@ -48,7 +48,7 @@ from .programs import Stage, compile_all
 from .publish import RunResult, finish, versions
 from .runstate import checkpoint_arrays, flush, state_from
 from .sampling import make_sampler, root_key, shock_normals, stream_id
-from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, ScenarioWriter, load_checkpoint, save_checkpoint, scenario_columns, scenario_fields
+from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, ScenarioWriter, load_checkpoint, save_checkpoint, part_scenarios, scenario_columns, scenario_fields
 from .stress import run_stresses
 from .study import Study
 
@@ -104,7 +104,9 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     writer = None
     if opts["write_scenarios"]:
         fields = [f for f in scenario_fields(plan, store) if opts.get("columns") is None or f.name in ("scenario", "system", *opts["columns"])]
-        writer = ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(fields), meta)
+        writer = ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(fields), meta,
+                                lambda start, sel, host: scenario_columns(plan, start, sel, *host, store),
+                                part_scenarios(len(plan.systems)))
 
     def to_host(out, draw):
         metrics = {m: out[m].astype(store) for m in METRICS}
@@ -199,11 +201,8 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
             t0 = time.perf_counter()
             metrics_h, values_h = jax.device_get(casted)
             times["transfer"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
             sel = np.arange(valid) if keep_s is None else np.flatnonzero(np.asarray(keep_s(idx))[:valid])
-            cols = scenario_columns(plan, start, sel, metrics_h, values_h, store)
-            times["write"] += time.perf_counter() - t0
-            writer.put(chunk, cols)  # waits only if the writer is two chunks behind
+            writer.put(chunk, start, valid, sel, (metrics_h, values_h))  # waits only while `threads` parts are queued
         del draw, out
         if target is not None:
             t0 = time.perf_counter()
@@ -227,7 +226,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
 
     if writer is not None:
         writer.close()
-        times["write"] += writer.busy_seconds  # encoding in the background thread
+        times["write"] += writer.busy_seconds  # row assembly and encoding in the writer's threads
     extra = {
         "chunk_size": C,
         "month_loop_unroll": plan.unroll,

@@ -143,6 +143,25 @@ def test_rows_do_not_depend_on_chunk_size(tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_chunks_written_in_several_parts_give_the_same_rows(tmp_path, monkeypatch):
+    """A chunk's rows are cut into Parquet parts of whole scenarios by offset in the chunk (so a
+    resumed run writes the same parts), written by several threads: the folder reads back as the
+    same table, in scenario order, with every row or a subsample."""
+    from mcrisk import storage
+
+    study = small_study(scenarios=2500)
+    kw = dict(chunk_size=1000, stress=False, analyze=False)
+    whole = rows(run_study(study, out=tmp_path / "a", **kw))
+    sub = rows(run_study(study, out=tmp_path / "b", sample_fraction=0.3, **kw))
+    monkeypatch.setattr(storage, "PART_ROWS", 600)  # 300 scenarios of 2 systems per part
+    parts = run_study(study, out=tmp_path / "c", **kw)
+    names = sorted(p.name for p in (parts.folder / "scenarios.parquet").glob("*.parquet"))
+    assert names == [f"part-{c:06d}-{k:03d}.parquet" for c, n_parts in ((0, 4), (1, 4), (2, 2)) for k in range(n_parts)]
+    assert pq.ParquetFile(parts.folder / "scenarios.parquet" / names[3]).metadata.num_rows == 2 * 100
+    pd.testing.assert_frame_equal(rows(parts), whole)
+    pd.testing.assert_frame_equal(rows(run_study(study, out=tmp_path / "d", sample_fraction=0.3, **kw)), sub)
+
+
 def test_every_stage_is_compiled_ahead_and_used(tmp_path):
     """The stages compile at once from abstract arguments before the first chunk; a stage whose
     real arguments differed would compile again on its first call (a silent cost): none may."""
@@ -234,7 +253,7 @@ def test_run_folder_contents(tmp_path):
     for name in ("summary.csv", "risk.csv", "summary.nc", "study.yaml", "manifest.json"):
         assert (folder / name).is_file(), name
     parts = sorted((folder / "scenarios.parquet").glob("part-*.parquet"))
-    assert [p.name for p in parts] == ["part-000000.parquet", "part-000001.parquet", "part-000002.parquet"]
+    assert [p.name for p in parts] == ["part-000000-000.parquet", "part-000001-000.parquet", "part-000002-000.parquet"]
     assert not list(tmp_path.glob(".run.partial*"))
     table = pq.read_table(folder / "scenarios.parquet")
     meta = table.schema.metadata
