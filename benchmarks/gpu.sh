@@ -88,7 +88,7 @@ step 60 "numpy against mcrisk at 1e5" \
 # kind, to set against the times of step 1; then the default study as it stands (three stresses,
 # each 1e8 more scenarios) with the warm cache; then the optimized HLO of every stage.
 step 45 "traffic: bytes per scenario-month" \
-  python3 benchmarks/traffic.py --study $S --unroll 4 8 --json "$RES/gpu-traffic.json"
+  python3 benchmarks/traffic.py --study $S --unroll 4 8 --stages --json "$RES/gpu-traffic.json"
 export MCRISK_CACHE_DIR=/tmp/xla-cache
 step 60 "mcrisk run 1e8 with the study's stresses, warm cache" bash -c \
   "time mc run $S --scenarios $N --no-scenarios --out /tmp/r-stress -q"

@@ -25,6 +25,12 @@ update (in place). It ignores the L2 cache and kernel launch latency (about 3 us
 
     python benchmarks/traffic.py                       # the default study, month-loop unroll 4
     python benchmarks/traffic.py --unroll 1 4 8 --top 12 --json out.json
+    python benchmarks/traffic.py --stages              # also compile every stage of a run, timed
+
+With ``--stages`` it also compiles each program of a run for that GPU, one after another, and
+reports its compile time, kernels and bytes per chunk: compiling is the largest fixed cost of a
+GPU run, and XLA's GPU compiler (its fusion pass, LLVM, ptxas) runs on the host, so the times
+taken here track it on a CPU-only machine (this 2-core host is slower than a GPU server's).
 """
 
 from __future__ import annotations
@@ -176,6 +182,7 @@ def main() -> None:
     ap.add_argument("--bandwidth", type=float, default=H200_BANDWIDTH, help="bytes/s for the predicted rate")
     ap.add_argument("--top", type=int, default=0, help="list the N kernels that move the most bytes (first variant)")
     ap.add_argument("--dump", type=Path, default=None, help="write each variant's optimized HLO into this folder")
+    ap.add_argument("--stages", action="store_true", help="also compile every stage of a run, timed")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -227,6 +234,32 @@ def main() -> None:
                      "top": [{"kernel": k, "op": o, "bytes": b, "launches": c} for k, o, b, c in acc["kernels"][:max(args.top, 20)]]})
         print(f"{variant:<28} | {compile_s:9.1f} | {acc['launches']:7d} | {acc['bytes'] / 1e9:8.2f} | {per_sm:12.0f} | "
               f"{args.bandwidth / per_sm:23.3g}", flush=True)
+    stages = []
+    if args.stages:
+        from mcrisk.sampling import root_key, shock_normals
+
+        by_cols = NamedSharding(mesh, PartitionSpec(None, "scenarios"))
+        dists = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=rep), engine.sample_values(base))
+        sid = jax.ShapeDtypeStruct((), jnp.uint32, sharding=rep)
+        idx_c, mask = (jax.ShapeDtypeStruct((C,), dt, sharding=cols) for dt in (jnp.uint32, jnp.bool_))
+        acc = jax.tree.map(lambda a: on(a, rep), engine.reduce_init(base))
+        out = {k: on(v, by_cols) for k, v in jax.eval_shape(lambda d: engine.simulate(base, d, C), draw).items()}
+        programs = {  # as chunks.execute builds them (the index, transfer and retention programs are small)
+            "sample: inputs": (lambda i, v: engine.draw_inputs(base, i, v), (idx_c, dists)),
+            "sample: shocks": (lambda i, k: shock_normals(root_key(base.seed), i, k, T, base.dtype, time_major=True), (idx_c, sid)),
+            "simulate": (lambda d: engine.simulate(base, d, C), (draw,)),
+            "summarize: metrics": (lambda a, o, m: engine.reduce_chunk(replace(base, monthly=False), a, o, m),
+                                   (acc._replace(monthly=None), out, mask)),
+            "summarize: bands": (lambda a, d, m: engine.reduce_bands(a, engine.monthly_values(base, d, C), m), (acc, draw, mask)),
+        }
+        print(f"\n{'program of a run':<28} | {'compile s':>9} | {'kernels':>7} | {'GB moved':>8}")
+        for name, (fn, fargs) in programs.items():
+            t0 = time.perf_counter()
+            text = jax.jit(fn).lower(*fargs).compile().as_text()
+            compile_s = time.perf_counter() - t0
+            acc_s = account(text)
+            stages.append({"program": name, "compile_s": compile_s, "launches": acc_s["launches"], "bytes": acc_s["bytes"]})
+            print(f"{name:<28} | {compile_s:9.1f} | {acc_s['launches']:7d} | {acc_s['bytes'] / 1e9:8.2f}", flush=True)
     if args.top:
         print(f"\nthe {args.top} kernels of '{rows[0]['variant']}' that move the most bytes:")
         for k in rows[0]["top"][:args.top]:
@@ -235,7 +268,8 @@ def main() -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "jax": jax.__version__, "target": kind, "chunk": C,
-            "months": T, "systems": len(base.systems), "bandwidth": args.bandwidth, "rows": rows}, indent=2) + "\n")
+            "months": T, "systems": len(base.systems), "bandwidth": args.bandwidth, "rows": rows,
+            "stages": stages}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
