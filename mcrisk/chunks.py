@@ -168,10 +168,13 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         run_a = draw_a._replace(values={**draw_a.values, **consts})
         out_a = simulate_s.abstract(run_a)
         times["compile"] += time.perf_counter() - t0
-        todo = [(index_s, (np.int64(0), *counts)), (inputs_s, (idx_a, dist_values)), (simulate_s, (run_a,)), (reduce_s, (acc, out_a, mask_a))]
+        # Longest compile first (simulate, then the inputs, the summaries, the bands, the shocks:
+        # benchmarks/traffic.py --stages), so that the threads finish together.
+        todo = [(simulate_s, (run_a,)), (inputs_s, (idx_a, dist_values)), (reduce_s, (acc, out_a, mask_a))]
         if start_chunk < band_chunks:
             todo += [(bands_s, (acc, run_a, mask_a))]
         todo += [(shocks_s, (idx_a, sid_a))] if any(s is not None for s in shock_ids) else []
+        todo += [(index_s, (np.int64(0), *counts))]
         todo += [(host_s, (out_a, draw_a))] if writer is not None else []
         todo += [(retain_s, (out_a,))] if start_chunk * C < n_diag else []
         todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
