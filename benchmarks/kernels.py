@@ -26,6 +26,8 @@ import jax.numpy as jnp
 
 import mcrisk
 from mcrisk import engine
+from mcrisk import reduce as red
+from mcrisk.engine import METRICS as METRICS_ORDER
 from mcrisk import metrics as metrics_mod
 from mcrisk.engine import Sample, draw_inputs, draw_shocks, fixed_values, make_plan, reduce_chunk, reduce_init, simulate_months
 
@@ -112,6 +114,21 @@ def main() -> None:
     c, t, _ = timed(lambda a, o, m: reduce_chunk(replace(plan, monthly=False), a, o, m), acc._replace(monthly=None), out, mask,
                     repeat=args.repeat, carry=True)
     row("summarize", "metrics only", c, t)
+    # ... and its parts, to tell where its time goes: the metrics stacked into (H, n) series
+    # (materialized), their moments, their sketch bins, and the histogram's scatter-add alone.
+    H, spec = plan.n_series, plan.sketch
+    stack = jax.jit(lambda o: jnp.stack([o[m] for m in METRICS_ORDER]).reshape(H, -1))
+    c, t, x = timed(lambda o: stack(o), out, repeat=args.repeat)
+    row("summarize", "part: stack into (H, n)", c, t)
+    c, t, _ = timed(lambda x: (x.sum(axis=1), jnp.where(jnp.isfinite(x), x, 0.0).min(axis=1), (x * x).sum(axis=1)), x, repeat=args.repeat)
+    row("summarize", "part: series sums", c, t)
+    c, t, flat = timed(lambda x: red.bin_index(x, spec) + (jnp.arange(H, dtype=jnp.int32) * spec.n_bins)[:, None], x, repeat=args.repeat)
+    row("summarize", "part: sketch bins", c, t)
+    hist = acc.state.hist
+    c, t, _ = timed(lambda h, f: h.reshape(-1).at[f.reshape(-1)].add(1, mode="promise_in_bounds").reshape(h.shape), hist, flat,
+                    repeat=args.repeat, carry=True)
+    row("summarize", "part: scatter-add", c, t)
+    del x, flat
 
     # Compiling the four stages one after another, and at once in four threads (fresh functions
     # each time, so that nothing comes from a cache): does XLA leave cores idle while compiling?
