@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
                       ValidationInfo, field_validator, model_validator)
-from scipy import special, stats
+from scipy import special
 
 from . import beta as beta_tables
 from .dist_checks import Num as _Num, above_low as _above_low, fmt_e as _e, fmt_g as _g
@@ -382,6 +382,8 @@ class Normal(_DistBase):
             return self.mean_
         a = -np.inf if self.low is None else (self.low - self.mean_) / self.sd
         b = np.inf if self.high is None else (self.high - self.mean_) / self.sd
+        from scipy import stats  # (here: scipy.stats takes 0.4 s to import, and every run would pay it)
+
         return float(stats.truncnorm(a, b, loc=self.mean_, scale=self.sd).mean())
 
     def _params(self):
