@@ -106,7 +106,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         fields = [f for f in scenario_fields(plan, store) if opts.get("columns") is None or f.name in ("scenario", "system", *opts["columns"])]
         writer = ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(fields), meta,
                                 lambda start, sel, host: scenario_columns(plan, start, sel, *host, store),
-                                part_scenarios(len(plan.systems)))
+                                part_scenarios(len(plan.systems)), n_chunks, C)
 
     def to_host(out, draw):
         metrics = {m: out[m].astype(store) for m in METRICS}

@@ -239,7 +239,9 @@ class ScenarioWriter:
 
     Chunk c's scenarios at offsets [k P, (k + 1) P) go to ``scenarios.parquet/part-CCCCCC-KKK.parquet``
     (P = `per_part` scenarios), so the parts a chunk is cut into depend only on the chunk and
-    the study, and a resumed run writes the same parts under the same names. Each part is
+    the study, and a resumed run writes the same parts under the same names. The numbers are
+    zero-padded to at least 6 and 3 digits, more if the run's `chunks` or the parts of a chunk of
+    `chunk_size` scenarios need them, so that the names sort in scenario order. Each part is
     assembled into rows (`rows(start, sel, host)` -> columns) and encoded by one of `threads`
     threads (numpy and pyarrow release the GIL for both), written under a temporary name and
     renamed: a part is complete or absent. The parts of one chunk are written at once, while
@@ -249,11 +251,13 @@ class ScenarioWriter:
     """
 
     def __init__(self, folder: Path, schema: pa.Schema, metadata: Mapping[str, str],
-                 rows: Callable[[int, np.ndarray, Any], Mapping[str, Any]], per_part: int, threads: int | None = None):
+                 rows: Callable[[int, np.ndarray, Any], Mapping[str, Any]], per_part: int, chunks: int, chunk_size: int,
+                 threads: int | None = None):
         self.folder = folder
         folder.mkdir(exist_ok=True)
         self.schema = schema.with_metadata({k: str(v) for k, v in metadata.items()})
         self.rows, self.per_part = rows, per_part
+        self._widths = (max(6, len(str(chunks - 1))), max(3, len(str(-(-chunk_size // per_part) - 1))))
         self.threads = threads or writer_threads()
         self._queue: queue.Queue = queue.Queue(maxsize=self.threads)
         self._error: BaseException | None = None
@@ -296,7 +300,7 @@ class ScenarioWriter:
         n_parts = max(1, -(-valid // self.per_part))
         cuts = np.searchsorted(sel, np.arange(1, n_parts) * self.per_part)
         for k, part in enumerate(np.split(sel, cuts)):
-            self._queue.put((f"part-{chunk:06d}-{k:03d}.parquet", start, part, host))
+            self._queue.put((f"part-{chunk:0{self._widths[0]}d}-{k:0{self._widths[1]}d}.parquet", start, part, host))
         with self._lock:
             self.busy_seconds += time.perf_counter() - t0
 

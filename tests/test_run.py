@@ -162,6 +162,24 @@ def test_chunks_written_in_several_parts_give_the_same_rows(tmp_path, monkeypatc
     pd.testing.assert_frame_equal(rows(run_study(study, out=tmp_path / "d", sample_fraction=0.3, **kw)), sub)
 
 
+def test_part_names_sort_in_scenario_order_however_many_there_are(tmp_path):
+    """Chunk and part numbers get as many digits as the run needs (12,345,678 chunks: 8;
+    1,001 parts of a chunk: 4), so the folder reads back in scenario order."""
+    import pyarrow as pa
+
+    from mcrisk.storage import ScenarioWriter
+
+    w = ScenarioWriter(tmp_path / "p", pa.schema([pa.field("scenario", pa.int64())]), {},
+                       lambda start, sel, host: {"scenario": start + sel}, per_part=1, chunks=12_345_678, chunk_size=1001, threads=2)
+    for chunk in (9, 10, 12_345_677):  # the last chunk of the run holds 12 scenarios
+        w.put(chunk, chunk * 1001, 12, np.arange(12), None)
+    w.close()
+    names = sorted(p.name for p in (tmp_path / "p").glob("*.parquet"))
+    assert names[0] == "part-00000009-0000.parquet" and len(names) == 36
+    scen = pq.read_table(tmp_path / "p").column("scenario").to_numpy()
+    assert len(scen) == 36 and (np.diff(scen) > 0).all()
+
+
 def test_every_stage_is_compiled_ahead_and_used(tmp_path):
     """The stages compile at once from abstract arguments before the first chunk; a stage whose
     real arguments differed would compile again on its first call (a silent cost): none may."""
