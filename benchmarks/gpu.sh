@@ -81,13 +81,13 @@ export MCRISK_CACHE_DIR=off
 # 5. Writing: 1e7 scenarios x 3 systems to Parquet against a plain multi-threaded pyarrow write
 # of the same table; then the NumPy implementation of the same model against mcrisk at 1e5.
 step 100 "write 1e7 scenarios against plain pyarrow" python3 benchmarks/write.py --study $S --scenarios ${GPU_WRITE_N:-1e7} --json "$RES/gpu-write.json"
-step 60 "numpy against mcrisk at 1e5" \
+step 75 "numpy against mcrisk at 1e5" \
   python3 benchmarks/bench.py --study $S --sizes 1e5 --numpy-up-to 1e5 --json "$RES/gpu-numpy.json"
 
 # 6. The bytes each simulate variant moves, counted from the programs compiled for this card's
 # kind, to set against the times of step 1; then the default study as it stands (three stresses,
 # each 1e8 more scenarios) with the warm cache; then the optimized HLO of every stage.
-step 45 "traffic: bytes per scenario-month" \
+step 75 "traffic: bytes and compile time of every program" \
   python3 benchmarks/traffic.py --study $S --unroll 4 8 --stages --json "$RES/gpu-traffic.json"
 export MCRISK_CACHE_DIR=/tmp/xla-cache
 step 60 "mcrisk run 1e8 with the study's stresses, warm cache" bash -c \
