@@ -229,7 +229,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
 
     if writer is not None:
         writer.close()
-        times["write"] += writer.busy_seconds  # row assembly and encoding in the writer's threads
+        times["write"] += writer.busy_seconds  # row assembly and encoding in the writer's threads, and handing parts over
     extra = {
         "chunk_size": C,
         "month_loop_unroll": plan.unroll,
