@@ -51,15 +51,17 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 python3 -c "import jax, jaxlib; print('jax', jax.__version__, jax.devices())"
 
 # 1. Where the time goes, stage by stage, on one chunk: the month loop 4 and 8 months per step,
-# with and without the monthly bands, the IRR's share, compiling in threads, the card's copy rate.
-step 150 "kernels: each stage of one 2^20-scenario chunk" \
+# with and without the monthly bands, the IRR's share, the summaries in each device layout of
+# their sketches (copies, interleaving), compiling in threads, the card's copy rate.
+step 180 "kernels: each stage of one 2^20-scenario chunk" \
   python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 8 --json "$RES/gpu-kernels.json"
 
 # 2. The numbers are right on this card: the worked checks, the independent float64 model,
-# the volatile paths and chunk-size invariance. (-o addopts= : one process, no pytest-xdist)
-step 90 "tests: worked checks, float64 model, chunk sizes" \
+# the volatile paths, chunk-size invariance, and the same summaries in either sketch layout.
+# (-o addopts= : one process, no pytest-xdist)
+step 100 "tests: worked checks, float64 model, chunk sizes, sketch layouts" \
   python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_run.py \
-  -k "seed_claims or independent or volatile or chunk_size"
+  -k "seed_claims or independent or volatile or chunk_size or sketch_layout"
 
 # 3. The end-to-end target: 1e8 scenarios, summaries only, a fresh process with no
 # compilation cache, start to exit.

@@ -2,7 +2,8 @@
 
 For the default study (or --study), one chunk of C scenarios: the sample stage (inputs and
 shocks), the simulate stage with several month-loop unrolls, with and without the monthly bands,
-and with the IRR solve left out (to see its share), and the reduce stage. Each variant is
+and with the IRR solve left out (to see its share), and the reduce stage, in each of several
+device layouts of its quantile sketches (mcrisk.reduce.Layout), and in parts. Each variant is
 compiled once, run `--repeat` times on the same draws, and its median reported as
 scenario-months per second (C x months / seconds). A device-to-device copy gives the memory
 bandwidth ceiling of the card the numbers came from.
@@ -108,11 +109,26 @@ def main() -> None:
 
     mask = jnp.ones((C,), bool)
     acc = reduce_init(plan)
+    lay = lambda lo: f"{lo.copies} cop{'y' if lo.copies == 1 else 'ies'}, " + (  # noqa: E731
+        f"{lo.interleave} scen. per series in turn" if lo.interleave else "series after series")
     c, t, _ = timed(lambda a, o, b, m: reduce_chunk(plan, a, o, m, b), acc, out, bands, mask, repeat=args.repeat, carry=True)
-    row("summarize", "metrics + monthly sketches", c, t)
-    c, t, _ = timed(lambda a, o, m: reduce_chunk(replace(plan, monthly=False), a, o, m), acc._replace(monthly=None), out, mask,
-                    repeat=args.repeat, carry=True)
-    row("summarize", "metrics only", c, t)
+    row("summarize", f"metrics + monthly sketches ({lay(plan.sketch_layout)})", c, t)
+    # The sketches' device layouts (mcrisk.reduce.Layout: copies of each histogram, and how the
+    # scatter's atomic additions are ordered): the same counts, in different times on a GPU.
+    layouts = dict.fromkeys([plan.sketch_layout, red.Layout(1, 0), red.Layout(1, 32), red.Layout(8, 0), red.Layout(8, 1),
+                             red.Layout(8, 32), red.Layout(32, 32)])
+    for lo in layouts:
+        p = replace(plan, monthly=False, sketch_layout=lo)
+        a0 = reduce_init(p)._replace(monthly=None)
+        c, t, _ = timed(lambda a, o, m, p=p: reduce_chunk(p, a, o, m), a0, out, mask, repeat=args.repeat, carry=True)
+        row("summarize", f"metrics only, {lay(lo)}", c, t)
+        del a0
+    for lo in (red.Layout(1, 0), plan.sketch_layout):  # the monthly bands: 336 series, coarser bins
+        p = replace(plan, sketch_layout=lo)
+        a0 = reduce_init(p)
+        c, t, _ = timed(lambda a, b, m, p=p: engine.reduce_bands(p, a, b, m), a0, bands, mask, repeat=args.repeat, carry=True)
+        row("summarize", f"monthly bands only, {lay(lo)}", c, t)
+        del a0
     # ... and its parts, to tell where its time goes: the metrics stacked into (H, n) series
     # (materialized), their moments, their sketch bins, and the histogram's scatter-add alone.
     H, spec = plan.n_series, plan.sketch
@@ -122,10 +138,10 @@ def main() -> None:
     row("summarize", "part: series sums", c, t)
     c, t, flat = timed(lambda x: red.bin_index(x, spec) + (jnp.arange(H, dtype=jnp.int32) * spec.n_bins)[:, None], x, repeat=args.repeat)
     row("summarize", "part: sketch bins", c, t)
-    hist = acc.state.hist
+    hist = red.init_state(H, spec).hist
     c, t, _ = timed(lambda h, f: h.reshape(-1).at[f.reshape(-1)].add(1, mode="promise_in_bounds").reshape(h.shape), hist, flat,
                     repeat=args.repeat, carry=True)
-    row("summarize", "part: scatter-add", c, t)
+    row("summarize", "part: scatter-add (1 copy, series after series)", c, t)
     del x, flat
 
     # Compiling the four stages one after another, and at once in four threads (fresh functions

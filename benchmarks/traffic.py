@@ -250,7 +250,7 @@ def main() -> None:
             "simulate": (lambda d: engine.simulate(base, d, C), (draw,)),
             "summarize: metrics": (lambda a, o, m: engine.reduce_chunk(replace(base, monthly=False), a, o, m),
                                    (acc._replace(monthly=None), out, mask)),
-            "summarize: bands": (lambda a, d, m: engine.reduce_bands(a, engine.monthly_values(base, d, C), m), (acc, draw, mask)),
+            "summarize: bands": (lambda a, d, m: engine.reduce_bands(base, a, engine.monthly_values(base, d, C), m), (acc, draw, mask)),
         }
         print(f"\n{'program of a run':<28} | {'compile s':>9} | {'kernels':>7} | {'GB moved':>8}")
         for name, (fn, fargs) in programs.items():

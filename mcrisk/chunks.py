@@ -127,12 +127,13 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     # Every chunk's metrics come from one program; the monthly band values from a second, run only
     # on the chunks that hold band scenarios (engine.monthly_values).
     simulate_s = Stage(lambda d: simulate(plan, d, C), "simulate", times, out_shardings=by_cols)
+    summaries = replicated
     reduce_s = Stage(lambda acc, o, m: reduce_chunk(plan, acc, o, m), "summarize", times, donate=0,
-                     out_shardings=replicated, label="reduce")
+                     out_shardings=summaries, label="reduce")
     band_cap = n_total if opts.get("monthly_scenarios") is None else min(n_total, opts["monthly_scenarios"])
     # (one program: the band values go from the month loop into the sketches without leaving the device)
-    bands_s = Stage(lambda acc, d, m: reduce_bands(acc, monthly_values(plan, d, C), m), "summarize", times, donate=0,
-                    out_shardings=replicated, label="bands")
+    bands_s = Stage(lambda acc, d, m: reduce_bands(plan, acc, monthly_values(plan, d, C), m), "summarize", times, donate=0,
+                    out_shardings=summaries, label="bands")
     band_chunks = -(-band_cap // C) if plan.monthly else 0  # chunks 0 .. band_chunks - 1 hold band scenarios
     # The chunk's scenario indices and masks, made on the device (no host arrays to copy per chunk).
     # (the counts are arguments: runs of other sizes in the same chunk shape reuse the program)
@@ -156,7 +157,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     consts = jax.device_put(fixed_values(plan), replicated)
     dist_values = jax.device_put(sample_values(plan), replicated)
     diag_future = None
-    acc = jax.device_put(reduce_init(plan), replicated)
+    acc = jax.device_put(reduce_init(plan), summaries)
     times["plan"] = time.perf_counter() - t0  # (on a GPU, with the device's start: its first arrays)
     chunks = range(start_chunk, hi if not stopped else start_chunk)
     if len(chunks):  # compile every stage at once, from the shapes, dtypes and placements of their arguments
@@ -215,7 +216,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
             times["summarize"] += time.perf_counter() - t0
         if stop or (chunk + 1) % every == 0 or chunk + 1 == hi:
             t0 = time.perf_counter()
-            acc = jax.device_put(flush(plan, acc, state), replicated)
+            acc = jax.device_put(flush(plan, acc, state), summaries)
             if writer is not None:
                 writer.drain()
             meta = dict(ck_meta, next_chunk=chunk + 1, stopped=chunk + 1 if stop else None, trace=trace)
@@ -275,7 +276,7 @@ def _background(fn: Callable, *args) -> Future:
 def _target_mcse(plan: Plan, acc, state: dict, target) -> float:
     """The largest MCSE over systems of the target statistic, from the host and device reducers."""
     rows = series_of(target, len(plan.systems))
-    dev = red.to_host(red.ReduceState(jax.tree.map(lambda a: a[rows], acc.state.moments), acc.state.hist[rows]))
+    dev = red.to_host(red.ReduceState(jax.tree.map(lambda a: a[rows], acc.state.moments), acc.state.hist[:, rows]))
     host = state["host"]
     if host is not None:
         dev = red.merge(red.HostState(red.Moments(*(np.asarray(f)[rows] for f in host.moments)), host.hist[rows]), dev)

@@ -118,6 +118,7 @@ class Plan:
     monthly: bool = True
     sketch: red.SketchSpec = field(default_factory=red.SketchSpec)
     unroll: int = 1  # months per step of the month loop (see default_unroll)
+    sketch_layout: red.Layout = red.Layout()  # how the device keeps the sketches (see default_sketch_layout)
     # Monthly shocks drawn (T, n), the layout the month loop reads, on accelerators; (n, T) on CPUs,
     # where writing them month-major made the shock draws 35% slower than transposing them after.
     time_major_shocks: bool = False
@@ -159,6 +160,27 @@ def default_unroll() -> int:
     differently when it fuses differently (relative 1e-5 here), so the unroll is part of the program
     and written to the manifest; on one backend every run uses the same."""
     return 4 if on_accelerator() else 1
+
+
+def default_sketch_layout() -> red.Layout:
+    """How the device keeps the quantile sketches (:class:`mcrisk.reduce.Layout`; no count depends on it).
+
+    CPUs: one histogram per series, filled series by series (a sequential loop; scenario by
+    scenario ran 2.8x slower on a 2-core EPYC, and copies gained nothing). Accelerators: 8 copies,
+    filled 32 scenarios (a warp) of each series in turn. There the sketch update is a scatter of atomic additions, and it
+    ran at 5-6e9 additions per second on an H200, for the metric sketches (13 ms per chunk of
+    2**20, as long as the whole simulate stage) and for the monthly bands alike, whatever their
+    bins: far below the card's rate for atomics to distinct addresses. Filled series by series,
+    the additions in flight at once all fall on one series' busy bins (a few cache slices), and in
+    the default study 3 of the 78 series are constant (a fixed licence cost) and 2 more put over
+    80% of their values in one bin (a payback beyond the horizon): 2**20 additions to one address
+    per chunk each. Interleaving the series spreads the additions in flight over all of them (a
+    warp still adds 32 neighbouring scenarios of one series, whose bins share cache lines), and
+    copies split each address's queue 8 ways, for 8x the device memory (414 MB for the metric
+    sketches, 104 MB for the bands). Unmeasured on a GPU when chosen: ``benchmarks/kernels.py``
+    times each layout on the card.
+    """
+    return red.Layout(copies=8, interleave=32) if on_accelerator() else red.Layout()
 
 
 def irr_unroll(months: int) -> int:
@@ -219,6 +241,7 @@ def make_plan(
         mesh=Mesh(devices, ("scenarios",)),
         monthly=monthly,
         unroll=unroll or default_unroll(),
+        sketch_layout=default_sketch_layout(),
         time_major_shocks=on_accelerator(),
     )
 
@@ -431,8 +454,9 @@ class Reduced(NamedTuple):
 
 def reduce_init(plan: Plan) -> Reduced:
     tails = jnp.zeros((len(TAIL_COUNTS), len(plan.systems)), jnp.int64)
-    monthly = red.init_state(plan.n_monthly, MONTHLY_SKETCH) if plan.monthly else None
-    return Reduced(red.init_state(plan.n_series, plan.sketch), tails, monthly)
+    copies = plan.sketch_layout.copies
+    monthly = red.init_state(plan.n_monthly, MONTHLY_SKETCH, copies) if plan.monthly else None
+    return Reduced(red.init_state(plan.n_series, plan.sketch, copies), tails, monthly)
 
 
 def reduce_chunk(plan: Plan, acc: Reduced, out: dict[str, jax.Array], mask: jax.Array, bands: jax.Array | None = None,
@@ -442,15 +466,15 @@ def reduce_chunk(plan: Plan, acc: Reduced, out: dict[str, jax.Array], mask: jax.
     `band_mask` (default `mask`) says which scenarios count in the monthly bands; a chunk with
     none skips their update at run time (one program serves every chunk)."""
     stacked = jnp.stack([out[m] for m in METRICS])  # (M, S, n)
-    state = red.update(acc.state, stacked.reshape(plan.n_series, -1), mask, plan.sketch)
+    state = red.update(acc.state, stacked.reshape(plan.n_series, -1), mask, plan.sketch, plan.sketch_layout.interleave)
     tails = jnp.stack([(test(out[m]) & mask).sum(axis=-1) for _, m, test in TAIL_COUNTS])
     acc = Reduced(state, acc.tails + tails.astype(jnp.int64), acc.monthly)
     if acc.monthly is not None and bands is not None:
         keep = mask if band_mask is None else band_mask
-        acc = jax.lax.cond(keep.any(), lambda a: reduce_bands(a, bands, keep), lambda a: a, acc)
+        acc = jax.lax.cond(keep.any(), lambda a: reduce_bands(plan, a, bands, keep), lambda a: a, acc)
     return acc
 
 
-def reduce_bands(acc: Reduced, bands: jax.Array, band_mask: jax.Array) -> Reduced:
+def reduce_bands(plan: Plan, acc: Reduced, bands: jax.Array, band_mask: jax.Array) -> Reduced:
     """Fold one chunk's monthly band values (n_monthly, n) of the scenarios in `band_mask` into the band sketches."""
-    return acc._replace(monthly=red.update(acc.monthly, bands, band_mask, MONTHLY_SKETCH))
+    return acc._replace(monthly=red.update(acc.monthly, bands, band_mask, MONTHLY_SKETCH, plan.sketch_layout.interleave))

@@ -52,10 +52,24 @@ Expected shortfall
     the zero bucket), i.e. alpha + 1e-7 relative when the tail has one sign.
     -inf if the tail holds -inf; +inf if it holds +inf and no -inf.
 
-Memory: (2K+3) int32 per series on the device (663 KB at the default
-alpha = 5e-4, K = 82894); int64 on the host.  The device histogram is int32:
-flush to the host (``to_host`` + ``merge``, then ``init_state``) before any bin
-can reach 2**31 (i.e. every < 2**31 scenarios).
+Memory: (2K+3) int32 per series and copy on the device (663 KB at the
+default alpha = 5e-4, K = 82894); int64 on the host.  The device histogram is
+int32: flush to the host (``to_host`` + ``merge``, then ``init_state``) before
+any bin can reach 2**31 (i.e. every < 2**31 scenarios).
+
+Device layout (:class:`Layout`; no count depends on it)
+    The device keeps ``copies`` histograms per series, shape (copies, H, 2K+3):
+    value j of a chunk is counted in copy j mod copies, and :func:`to_host` adds
+    the copies up.  On a GPU the histogram is a scatter of atomic additions, and
+    atomics to one address (or to the few cache slices holding one series' busy
+    bins) run one after another: a series whose values share a bin (a fixed
+    licence cost, a payback beyond the horizon) makes 2**20 additions to one
+    address per chunk.  Copies divide that queue; ``interleave`` = k orders the
+    additions k scenarios of one series, then k of the next, and so on (0: one
+    series after another), so that the additions in flight at once spread over
+    every series' bins.  On a CPU the scatter is a sequential loop and neither
+    helps (series by series, one copy, ran 2.8x faster there than scenario by
+    scenario).
 """
 from __future__ import annotations
 
@@ -88,6 +102,13 @@ class SketchSpec(NamedTuple):
         return 2 * self.n_buckets + 3
 
 
+class Layout(NamedTuple):
+    """How the device keeps the histograms (see the module docstring): no count depends on it."""
+
+    copies: int = 1  # histograms per series, added up by to_host
+    interleave: int = 0  # scatter k scenarios of each series in turn (0: series after series)
+
+
 class Moments(NamedTuple):
     """Exact per-series counts and float64 moments; every field has shape (H,)."""
 
@@ -104,7 +125,7 @@ class Moments(NamedTuple):
 
 class ReduceState(NamedTuple):
     moments: Moments
-    hist: jax.Array  # (H, 2K+3) int32 on the device
+    hist: jax.Array  # (copies, H, 2K+3) int32 on the device
 
 
 class HostState(NamedTuple):
@@ -128,11 +149,15 @@ def _representatives(spec: SketchSpec) -> np.ndarray:
     return np.concatenate([[-np.inf], -pos[::-1], [0.0], pos, [np.inf]])
 
 
-def init_state(n_series: int, spec: SketchSpec = SketchSpec()) -> ReduceState:
+def init_state(n_series: int, spec: SketchSpec = SketchSpec(), copies: int = 1, sharding=None) -> ReduceState:
+    """Empty reducers of `n_series` series, with `copies` histograms each (see :class:`Layout`),
+    the histograms placed with `sharding` if given (the moments are placed by the caller)."""
     if not jax.config.jax_enable_x64:
         raise RuntimeError("mcrisk.reduce needs jax_enable_x64 (import mcrisk first)")
     if not (0.0 < spec.rel_accuracy < 1.0 and 1e-300 < spec.min_abs < spec.max_abs < 1e300):
         raise ValueError(f"invalid {spec}")
+    if copies < 1 or copies * n_series * spec.n_bins >= 2**31:
+        raise ValueError(f"{copies} copies of {n_series} series of {spec.n_bins} bins do not fit int32 indices")
 
     def full(v, dt):  # distinct buffers, so that the state can be donated; made on the host
         return jnp.asarray(np.full((n_series,), v, dtype=dt))  # (a copy, where jnp.full compiles a kernel)
@@ -140,7 +165,12 @@ def init_state(n_series: int, spec: SketchSpec = SketchSpec()) -> ReduceState:
     moments = Moments(*(full(0, np.int64) for _ in range(5)), full(0.0, np.float64),
                       full(0.0, np.float64), full(np.inf, np.float64),
                       full(-np.inf, np.float64))
-    return ReduceState(moments, jnp.asarray(np.zeros((n_series, spec.n_bins), dtype=np.int32)))
+    shape = (copies, n_series, spec.n_bins)
+    if copies == 1 and sharding is None:  # made on the host, like the moments
+        return ReduceState(moments, jnp.asarray(np.zeros(shape, dtype=np.int32)))
+    # More copies are zeroed where they live: copying hundreds of MB from the host would take
+    # longer than compiling the kernel that zeroes them (once per shape and placement).
+    return ReduceState(moments, jnp.zeros(shape, jnp.int32, device=sharding))
 
 
 def _log_index(x: jax.Array, spec: SketchSpec) -> jax.Array:
@@ -188,20 +218,34 @@ def _sums(ops, inits, fns):
 
 
 def update(state: ReduceState, values: jax.Array, mask: jax.Array,
-           spec: SketchSpec = SketchSpec()) -> ReduceState:
+           spec: SketchSpec = SketchSpec(), interleave: int = 0) -> ReduceState:
     """Fold a chunk ``values`` (H, n) into ``state``; ``mask`` (n,) False = padding.
 
-    Pure; jit it with ``spec`` static (``jax.jit(update, static_argnums=3,
-    donate_argnums=0)``: donating the state updates the histogram in place).
+    Pure; jit it with ``spec`` and ``interleave`` static (``jax.jit(update,
+    static_argnums=(3, 4), donate_argnums=0)``: donating the state updates the
+    histogram in place).  The histogram's copies are the state's (see :class:`Layout`).
     """
     m, hist = state
-    H, B = hist.shape
-    if B != spec.n_bins or values.shape[0] != H:
+    _check(hist, values, spec)
+    return ReduceState(update_moments(m, values, mask), update_hist(hist, values, mask, spec, interleave))
+
+
+def _check(hist: jax.Array, values: jax.Array, spec: SketchSpec) -> None:
+    if hist.ndim != 3 or hist.shape[2] != spec.n_bins or values.shape[0] != hist.shape[1]:
         raise ValueError(f"state {hist.shape} does not fit values {values.shape} and {spec}")
+
+
+def _live_valid(values: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(H, n) masks of the values that are not padding, and of those that are not NaN either."""
+    live = jnp.broadcast_to(jnp.asarray(mask, dtype=jnp.bool_)[None, :], values.shape)
+    return live, live & ~jnp.isnan(values)
+
+
+def update_moments(m: Moments, values: jax.Array, mask: jax.Array) -> Moments:
+    """The counts and moments of :func:`update` alone."""
     x = values
     xd = x.astype(jnp.float64)
-    live = jnp.broadcast_to(jnp.asarray(mask, dtype=jnp.bool_)[None, :], x.shape)
-    valid = live & ~jnp.isnan(x)
+    live, valid = _live_valid(x, mask)
     fin = live & jnp.isfinite(x)
     i32, i64, f64 = jnp.int32, jnp.int64, jnp.float64
     add, inf = jnp.add, jnp.inf
@@ -216,16 +260,34 @@ def update(state: ReduceState, values: jax.Array, mask: jax.Array,
         (dev * dev, (live & (x == inf)).astype(i32), (live & (x == -inf)).astype(i32)),
         (f64(0.0), i32(0), i32(0)), (add, add, add))
     n_f, mean, m2 = _chan(m.n_finite, m.mean, m.m2, n_fin.astype(i64), mean_c, m2_c, jnp)
-    moments = Moments(
+    return Moments(
         count=m.count + n_val.astype(i64), nan=m.nan + (n_live - n_val).astype(i64),
         posinf=m.posinf + n_pos.astype(i64), neginf=m.neginf + n_neg.astype(i64),
         n_finite=n_f, mean=mean, m2=m2, min=jnp.minimum(m.min, lo), max=jnp.maximum(m.max, hi))
-    # Histogram: one scatter-add of 0/1 into the flat (H*B,) counts; invalid entries
-    # (NaN, padding) add 0 to their series' zero bin, so every index is in bounds.
+
+
+def update_hist(hist: jax.Array, values: jax.Array, mask: jax.Array, spec: SketchSpec,
+                interleave: int = 0) -> jax.Array:
+    """The histogram of :func:`update` alone: (copies, H, B) counts plus the chunk's values,
+    value j counted in copy j mod copies (on several devices, each runs this on its own
+    scenarios and copies: see ``mcrisk.engine.update_sketch``)."""
+    _check(hist, values, spec)
+    copies, H, B = hist.shape
+    x, i32 = values, jnp.int32
+    _, valid = _live_valid(x, mask)
+    # One scatter-add of 0/1 into the flat (copies*H*B,) counts; invalid entries (NaN, padding)
+    # add 0 to their series' zero bin, so every index is in bounds. (Giving them an index past
+    # the end, dropped, made the update 3-4x slower on a CPU: XLA no longer vectorized the index
+    # computation once the mask was in it.)
     flat = bin_index(x, spec) + (jnp.arange(H, dtype=i32) * B)[:, None]
-    new_hist = hist.reshape(-1).at[flat.reshape(-1)].add(
-        valid.astype(hist.dtype).reshape(-1), mode="promise_in_bounds")
-    return ReduceState(moments, new_hist.reshape(H, B))
+    if copies > 1:
+        flat = flat + (jnp.arange(x.shape[1], dtype=i32) % copies * (H * B))[None, :]
+    ones = valid.astype(hist.dtype)
+    k = math.gcd(interleave, x.shape[1])  # k scenarios of each series in turn (a divisor of n)
+    if interleave and k < x.shape[1]:
+        flat, ones = (a.reshape(H, -1, k).transpose(1, 0, 2) for a in (flat, ones))
+    new_hist = hist.reshape(-1).at[flat.reshape(-1)].add(ones.reshape(-1), mode="promise_in_bounds")
+    return new_hist.reshape(hist.shape)
 
 
 def _host_moments(m: Moments) -> Moments:
@@ -233,8 +295,18 @@ def _host_moments(m: Moments) -> Moments:
     return Moments(*(np.array(f, dtype=d) for f, d in zip(m, dt)))
 
 
+def _host_hist(hist) -> np.ndarray:
+    """A histogram on the host, (H, B): a device state's copies added up (on the device, so that
+    one copy's bytes cross to the host), a host state's as it is."""
+    if isinstance(hist, np.ndarray) and hist.ndim == 2:
+        return hist
+    if hist.shape[0] > 1:
+        hist = jnp.sum(hist, axis=0, dtype=hist.dtype)  # < 2**31 per bin (the flush rule above)
+    return np.asarray(hist).reshape(hist.shape[-2:])
+
+
 def to_host(state: Union[ReduceState, HostState]) -> HostState:
-    return HostState(_host_moments(state.moments), np.array(state.hist, dtype=np.int64))
+    return HostState(_host_moments(state.moments), np.array(_host_hist(state.hist), dtype=np.int64))
 
 
 def _merge_moments(ma: Moments, mb: Moments) -> Moments:
@@ -254,7 +326,7 @@ def merge_into(a: HostState, b: Union[HostState, ReduceState]) -> HostState:
     """``merge(a, b)``, adding b's histogram into a's in place: no new (series x bins) array, where
     ``merge(a, to_host(b))`` makes two (for the metric sketches, 100 MB each). `a` is consumed."""
     hist = a.hist
-    hist += np.asarray(b.hist)  # int32 counts of one flush interval into the int64 totals
+    hist += _host_hist(b.hist)  # int32 counts of one flush interval into the int64 totals
     return HostState(_merge_moments(a.moments, _host_moments(b.moments)), hist)
 
 

@@ -22,7 +22,7 @@ K = SPEC.n_buckets
 REL = SPEC.rel_accuracy + 1e-7  # documented relative error of a representative
 PROBS = [0.01, 0.05, 0.1, 0.5, 0.9, 0.95, 0.99]
 N = 20_000
-_update = jax.jit(red.update, static_argnums=3)
+_update = jax.jit(red.update, static_argnums=(3, 4))
 _bins = jax.jit(red.bin_index, static_argnums=1)
 
 
@@ -45,13 +45,13 @@ def datasets(seed: int = 0) -> np.ndarray:
     ])
 
 
-def stream(x: np.ndarray, chunk: int, seed: int = 1, dtype=np.float64) -> red.HostState:
+def stream(x: np.ndarray, chunk: int, seed: int = 1, dtype=np.float64, layout: red.Layout = red.Layout()) -> red.HostState:
     """Feed x (H, n) in chunks of `chunk` columns, each scattered into a wider block
     whose other columns hold garbage (NaN, inf, huge) and are masked off."""
     rng = np.random.default_rng(seed)
     H, n = x.shape
     width = chunk + 37
-    state = red.init_state(H, SPEC)
+    state = red.init_state(H, SPEC, layout.copies)
     for start in range(0, n, chunk):
         part = x[:, start:start + chunk]
         cols = np.sort(rng.choice(width, part.shape[1], replace=False))
@@ -59,7 +59,7 @@ def stream(x: np.ndarray, chunk: int, seed: int = 1, dtype=np.float64) -> red.Ho
         block[:, cols] = part
         mask = np.zeros(width, bool)
         mask[cols] = True
-        state = _update(state, jnp.asarray(block.astype(dtype)), jnp.asarray(mask), SPEC)
+        state = _update(state, jnp.asarray(block.astype(dtype)), jnp.asarray(mask), SPEC, layout.interleave)
     return red.to_host(state)
 
 
@@ -106,7 +106,7 @@ def test_layout_and_representatives():
     assert K == math.ceil(math.log(SPEC.max_abs / SPEC.min_abs) / math.log(SPEC.gamma)) == 82894
     assert SPEC.n_bins == 2 * K + 3
     state = red.init_state(4, SPEC)
-    assert state.hist.shape == (4, 2 * K + 3) and state.hist.dtype == jnp.int32
+    assert state.hist.shape == (1, 4, 2 * K + 3) and state.hist.dtype == jnp.int32
     assert state.moments.count.dtype == jnp.int64 and state.moments.mean.dtype == jnp.float64
     # every representative is within alpha of both edges of its bucket
     b = red._bounds(SPEC)
@@ -181,6 +181,25 @@ def test_chunk_size_and_padding_do_not_change_the_summary(data, one_pass):
         other = stream(data, chunk, seed=chunk)
         np.testing.assert_array_equal(other.hist, one_pass.hist)
         assert_same(other, one_pass)
+
+
+@pytest.mark.parametrize("layout", [red.Layout(1, 1), red.Layout(8, 0), red.Layout(3, 32), red.Layout(2, 6)])
+def test_device_layouts_count_the_same(data, one_pass, layout):
+    """Copies of the histogram and the scatter's order (the accelerators' layout) change no count:
+    the same summary, bit for bit, as one histogram filled series by series."""
+    state = red.init_state(data.shape[0], SPEC, layout.copies)
+    assert state.hist.shape == (layout.copies, data.shape[0], SPEC.n_bins)
+    other = stream(data, 4096, layout=layout)
+    assert other.hist.shape == one_pass.hist.shape
+    assert_same(other, one_pass)
+    # a flush adds a device state's copies into the host totals
+    dev = _update(state, jnp.asarray(data[:, 7000:]), jnp.ones(N - 7000, bool), SPEC, layout.interleave)
+    assert_same(red.merge_into(stream(data[:, :7000], 4096), dev), one_pass)
+
+
+def test_copies_must_fit_int32_indices():
+    with pytest.raises(ValueError, match="int32"):
+        red.init_state(200, SPEC, copies=200)
 
 
 def assert_same(a: red.HostState, b: red.HostState) -> None:

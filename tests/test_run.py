@@ -208,15 +208,43 @@ def test_rows_do_not_depend_on_the_order_of_systems(tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
+SUMMARY_FILES = ("summary.csv", "risk.csv", "breakeven.csv", "monthly.parquet")
+
+
+def _summaries(folder) -> dict[str, pd.DataFrame]:
+    return {f: pd.read_parquet(folder / f) if f.endswith(".parquet") else pd.read_csv(folder / f) for f in SUMMARY_FILES}
+
+
+def test_summaries_do_not_depend_on_the_sketch_layout(tmp_path, monkeypatch):
+    """CPUs keep one histogram per sketch, filled series after series; accelerators 8 copies, filled 32
+    scenarios of each series in turn (engine.default_sketch_layout). Every summary, percentile band and
+    tail count is the same either way, to the bit."""
+    from mcrisk import engine
+    from mcrisk import reduce as red
+
+    study = small_study(scenarios=1500)
+    kw = dict(chunk_size=512, stress=False, write_scenarios=False)
+    got = {}
+    for layout in (red.Layout(copies=1, interleave=0), red.Layout(copies=8, interleave=32)):
+        monkeypatch.setattr(engine, "default_sketch_layout", lambda layout=layout: layout)
+        got[layout] = _summaries(run_study(study, out=tmp_path / f"{layout.copies}", **kw).folder)
+    one, eight = got.values()
+    for name, frame in one.items():
+        pd.testing.assert_frame_equal(eight[name], frame, check_exact=True, obj=name)
+
+
 def test_rows_do_not_depend_on_device_count(tmp_path):
     study_path = tmp_path / "s.json"
     study_path.write_text(json.dumps(small_study(scenarios=1000)))
     one = rows(run_study(json.loads(study_path.read_text()), out=tmp_path / "one", chunk_size=512))
+    # The four devices keep the sketches in the accelerators' layout (8 copies, filled scenario by
+    # scenario), each sketch replicated and updated from scenarios sharded over the devices.
     script = textwrap.dedent(
         f"""
         import json, jax, mcrisk
-        from mcrisk import programs
+        from mcrisk import engine, programs, reduce as red
         assert len(jax.devices()) == 4, jax.devices()
+        engine.default_sketch_layout = lambda: red.Layout(copies=8, interleave=32)
         mcrisk.run_study(json.load(open({str(study_path)!r})), out={str(tmp_path / 'four')!r}, chunk_size=512)
         # compiled ahead from sharded abstract arguments, and each program used as compiled
         assert programs.STATS["prepared_used"] >= 5 and programs.STATS["prepared_missed"] == 0, programs.STATS
@@ -227,6 +255,7 @@ def test_rows_do_not_depend_on_device_count(tmp_path):
     assert proc.returncode == 0, proc.stderr
     four = pq.read_table(tmp_path / "four" / "scenarios.parquet").to_pandas()
     pd.testing.assert_frame_equal(one, four)
+
     manifest = json.loads((tmp_path / "four" / "manifest.json").read_text())
     assert len(manifest["devices"]) == 4
 
