@@ -37,6 +37,7 @@ from .engine import (
     reduce_bands,
     reduce_chunk,
     reduce_init,
+    reduce_shardings,
     sample_values,
     shock_streams,
     simulate,
@@ -113,8 +114,9 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         return metrics, {k: v.astype(store) for k, v in draw.values.items()}
 
     # Every stage's outputs are placed explicitly: scenarios split over the devices along their
-    # scenario axis, the running summaries replicated. Then the abstract arguments the stages are
-    # compiled from (compile_all, below) are exactly what they are called with.
+    # scenario axis, the running summaries replicated (but for the sketches' histograms, split by
+    # device). Then the abstract arguments the stages are compiled from (compile_all, below) are
+    # exactly what they are called with.
     by_rows = NamedSharding(plan.mesh, PartitionSpec("scenarios", None))  # shocks (n, T) on CPUs
     by_cols = NamedSharding(plan.mesh, PartitionSpec(None, "scenarios"))  # (S, n), (H, n), shocks (T, n) on accelerators
     replicated = NamedSharding(plan.mesh, PartitionSpec())
@@ -127,7 +129,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     # Every chunk's metrics come from one program; the monthly band values from a second, run only
     # on the chunks that hold band scenarios (engine.monthly_values).
     simulate_s = Stage(lambda d: simulate(plan, d, C), "simulate", times, out_shardings=by_cols)
-    summaries = replicated
+    summaries = reduce_shardings(plan)  # replicated, but for the sketches' histograms (split by device)
     reduce_s = Stage(lambda acc, o, m: reduce_chunk(plan, acc, o, m), "summarize", times, donate=0,
                      out_shardings=summaries, label="reduce")
     band_cap = n_total if opts.get("monthly_scenarios") is None else min(n_total, opts["monthly_scenarios"])

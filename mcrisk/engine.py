@@ -20,7 +20,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import metrics as metrics_mod
 from . import reduce as red
@@ -452,11 +452,42 @@ class Reduced(NamedTuple):
     monthly: red.ReduceState | None = None
 
 
+def sketch_copies(plan: Plan) -> tuple[int, NamedSharding | None]:
+    """Histograms per series on the device, and their placement: the layout's copies on each
+    device, split over the devices along the copies axis (each device counts its own scenarios
+    in its own copies; :func:`update_sketch`)."""
+    copies = plan.sketch_layout.copies * plan.mesh.size
+    return copies, NamedSharding(plan.mesh, PartitionSpec("scenarios")) if plan.mesh.size > 1 else None
+
+
 def reduce_init(plan: Plan) -> Reduced:
     tails = jnp.zeros((len(TAIL_COUNTS), len(plan.systems)), jnp.int64)
-    copies = plan.sketch_layout.copies
-    monthly = red.init_state(plan.n_monthly, MONTHLY_SKETCH, copies) if plan.monthly else None
-    return Reduced(red.init_state(plan.n_series, plan.sketch, copies), tails, monthly)
+    copies, placed = sketch_copies(plan)
+    monthly = red.init_state(plan.n_monthly, MONTHLY_SKETCH, copies, placed) if plan.monthly else None
+    return Reduced(red.init_state(plan.n_series, plan.sketch, copies, placed), tails, monthly)
+
+
+def reduce_shardings(plan: Plan) -> Reduced:
+    """Where the running summaries live: replicated, but for the histograms' copies (see :func:`sketch_copies`)."""
+    replicated = NamedSharding(plan.mesh, PartitionSpec())
+    hist = sketch_copies(plan)[1] or replicated
+    state = red.ReduceState(red.Moments(*(replicated,) * len(red.Moments._fields)), hist)
+    return Reduced(state, replicated, state if plan.monthly else None)
+
+
+def update_sketch(plan: Plan, state: red.ReduceState, values: jax.Array, mask: jax.Array,
+                  spec: red.SketchSpec) -> red.ReduceState:
+    """:func:`mcrisk.reduce.update` of a chunk split over the plan's devices. The counts and moments
+    are reduced over every device; each device adds its own scenarios to its own copies of the
+    histograms, so the summaries' cost is divided among the devices like the simulation's (a
+    replicated histogram had each device gather every index of the chunk and add them all)."""
+    interleave = plan.sketch_layout.interleave
+    if plan.mesh.size == 1:
+        return red.update(state, values, mask, spec, interleave)
+    by_copies, by_cols = PartitionSpec("scenarios"), PartitionSpec(None, "scenarios")
+    hist = jax.shard_map(lambda h, v, m: red.update_hist(h, v, m, spec, interleave), mesh=plan.mesh,
+                         in_specs=(by_copies, by_cols, by_copies), out_specs=by_copies)(state.hist, values, mask)
+    return red.ReduceState(red.update_moments(state.moments, values, mask), hist)
 
 
 def reduce_chunk(plan: Plan, acc: Reduced, out: dict[str, jax.Array], mask: jax.Array, bands: jax.Array | None = None,
@@ -466,7 +497,7 @@ def reduce_chunk(plan: Plan, acc: Reduced, out: dict[str, jax.Array], mask: jax.
     `band_mask` (default `mask`) says which scenarios count in the monthly bands; a chunk with
     none skips their update at run time (one program serves every chunk)."""
     stacked = jnp.stack([out[m] for m in METRICS])  # (M, S, n)
-    state = red.update(acc.state, stacked.reshape(plan.n_series, -1), mask, plan.sketch, plan.sketch_layout.interleave)
+    state = update_sketch(plan, acc.state, stacked.reshape(plan.n_series, -1), mask, plan.sketch)
     tails = jnp.stack([(test(out[m]) & mask).sum(axis=-1) for _, m, test in TAIL_COUNTS])
     acc = Reduced(state, acc.tails + tails.astype(jnp.int64), acc.monthly)
     if acc.monthly is not None and bands is not None:
@@ -477,4 +508,4 @@ def reduce_chunk(plan: Plan, acc: Reduced, out: dict[str, jax.Array], mask: jax.
 
 def reduce_bands(plan: Plan, acc: Reduced, bands: jax.Array, band_mask: jax.Array) -> Reduced:
     """Fold one chunk's monthly band values (n_monthly, n) of the scenarios in `band_mask` into the band sketches."""
-    return acc._replace(monthly=red.update(acc.monthly, bands, band_mask, MONTHLY_SKETCH, plan.sketch_layout.interleave))
+    return acc._replace(monthly=update_sketch(plan, acc.monthly, bands, band_mask, MONTHLY_SKETCH))

@@ -255,7 +255,9 @@ def test_rows_do_not_depend_on_device_count(tmp_path):
     assert proc.returncode == 0, proc.stderr
     four = pq.read_table(tmp_path / "four" / "scenarios.parquet").to_pandas()
     pd.testing.assert_frame_equal(one, four)
-
+    # percentiles and counts to the bit; means and spreads to float64 rounding (the devices sum apart)
+    for name, frame in _summaries(tmp_path / "one").items():
+        pd.testing.assert_frame_equal(_summaries(tmp_path / "four")[name], frame, check_exact=False, rtol=1e-12, obj=name)
     manifest = json.loads((tmp_path / "four" / "manifest.json").read_text())
     assert len(manifest["devices"]) == 4
 
