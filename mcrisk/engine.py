@@ -166,11 +166,12 @@ def default_sketch_layout() -> red.Layout:
     """How the device keeps the quantile sketches (:class:`mcrisk.reduce.Layout`; no count depends on it).
 
     CPUs: one histogram per series, filled series by series (a sequential loop; scenario by
-    scenario ran 2.8x slower on a 2-core EPYC, and copies gained nothing). Accelerators: 8 copies,
-    filled 32 scenarios (a warp) of each series in turn. There the sketch update is a scatter of atomic additions, and it
-    ran at 5-6e9 additions per second on an H200, for the metric sketches (13 ms per chunk of
-    2**20, as long as the whole simulate stage) and for the monthly bands alike, whatever their
-    bins: far below the card's rate for atomics to distinct addresses. Filled series by series,
+    scenario ran 2.8x slower on a 2-core EPYC, 32 scenarios at a time and 8 copies 20-60% slower).
+    Accelerators: 8 copies, filled 32 scenarios (a warp) of each series in turn. There the sketch
+    update is a scatter of atomic additions, and it ran at 5-6e9 additions per second on an
+    H200, for the metric sketches (13 ms per chunk of 2**20, as long as the whole simulate stage)
+    and for the monthly bands alike, whatever their bins: far below the card's rate for atomics
+    to distinct addresses. Filled series by series,
     the additions in flight at once all fall on one series' busy bins (a few cache slices), and in
     the default study 3 of the 78 series are constant (a fixed licence cost) and 2 more put over
     80% of their values in one bin (a payback beyond the horizon): 2**20 additions to one address
