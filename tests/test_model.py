@@ -145,6 +145,24 @@ def test_irr_finds_a_pair_of_roots_between_two_grid_points(eps, rows):
     np.testing.assert_allclose(got, want, rtol=1e-11)
 
 
+def test_grid_masks_are_the_same_read_in_one_reduction_or_row_by_row():
+    """Accelerators read the IRR grid's sign masks in one reduction, CPUs row by row in a loop
+    (metrics.grid_points): the same grid points, and the same IRRs."""
+    from mcrisk.metrics import grid_points
+
+    rng = np.random.default_rng(3)
+    nonneg, falls = (jnp.asarray(rng.random((64, 3, 500)) < p) for p in (0.1, 0.4))
+    falls = falls.at[-1].set(True)  # as grid_marks makes them
+    one = jax.jit(lambda a, b: grid_points(a, b))(nonneg, falls)
+    rows = jax.jit(lambda a, b: grid_points(a, b, 8))(nonneg, falls)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(rows)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    t = np.arange(1, 49)
+    cf = rng.uniform(0.5, 3, (256, 1)) * np.exp(-rng.uniform(0.0, 0.05, (256, 1)) * t) - rng.uniform(0.05, 0.6, (256, 1))
+    args = (jnp.asarray(rng.uniform(5, 100, (1, 256))), jnp.asarray(cf.T[:, None, :]), jnp.zeros((1, 256)))
+    np.testing.assert_array_equal(np.asarray(irr(*args)), np.asarray(irr(*args, mask_rows_per_pass=8)))
+
+
 def test_irr_converges_over_long_horizons():
     """240 months: the NPV polynomial has degree 240, and the refinement takes more Newton steps
     (metrics.irr_newton_steps). Revenue decaying at a random rate against a fixed cost, so that

@@ -237,8 +237,8 @@ def test_rows_do_not_depend_on_device_count(tmp_path):
     study_path = tmp_path / "s.json"
     study_path.write_text(json.dumps(small_study(scenarios=1000)))
     one = rows(run_study(json.loads(study_path.read_text()), out=tmp_path / "one", chunk_size=512))
-    # The four devices keep the sketches in the accelerators' layout (8 copies, filled scenario by
-    # scenario), each sketch replicated and updated from scenarios sharded over the devices.
+    # The four devices keep the sketches in the accelerators' layout (8 copies each, filled 32
+    # scenarios of each series in turn), each device adding its own scenarios to its own copies.
     script = textwrap.dedent(
         f"""
         import json, jax, mcrisk
