@@ -21,7 +21,7 @@ import pyarrow as pa
 from jax.sharding import NamedSharding, PartitionSpec
 
 from . import reduce as red
-from . import risk
+from . import interrupt, risk
 from .convergence import mcse, parse_target, series_of
 from .engine import (
     METRICS,
@@ -183,6 +183,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
         compile_all(todo, times)
     for chunk in chunks:
+        interrupt.check()  # a Ctrl-C whose KeyboardInterrupt was dropped (raised in a GC callback) still stops the run
         start = chunk * C
         valid = min(C, n_total - start)
         idx, mask, band_mask = index_s(np.int64(start), *counts)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .errors import RunFolderError, StudyError
+from .errors import RunFolderError, RunInterrupted, StudyError
 from .presets import leaves
 from .terminal import (money, out_console, print_analysis, print_claims, print_headline, print_sections, print_timings,
                        value_text)
@@ -65,15 +65,7 @@ def run(
     timings: bool = typer.Option(False, "--timings", help="Also print where the time went: each stage's seconds, share and throughput."),
 ) -> None:
     """Simulate a study and write its run folder (scenarios.parquet, summary.csv, risk.csv, summary.nc, manifest.json)."""
-    import signal
-
     from .run import rerun_manifest, run_study
-
-    # SIGTERM (a batch scheduler's stop) ends the run like Ctrl-C: the partial folder stays for --resume.
-    # SIGINT too, even where the parent ignores it (a background job, a pytest-xdist worker):
-    # an ignored SIGINT is inherited, and Python then installs no KeyboardInterrupt handler.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     show = not quiet and err_console.is_terminal
     bar = Progress(
@@ -128,10 +120,15 @@ def run(
                 )
     except (StudyError, RunFolderError) as exc:
         _fail(exc)
-    except KeyboardInterrupt:
-        where = resume or out or "outputs/<study name>"
-        err_console.print(f"interrupted: continue with  mcrisk run --resume {where}", highlight=False)
-        raise typer.Exit(130)
+    except RunInterrupted as exc:
+        if exc.resume_from is None:
+            err_console.print("interrupted before the run's first checkpoint: nothing was kept", highlight=False)
+        else:
+            err_console.print(f"interrupted: continue with  mcrisk run --resume {exc.resume_from}", highlight=False)
+        _interrupted()
+    except KeyboardInterrupt:  # before the run had a folder
+        err_console.print("interrupted", highlight=False)
+        _interrupted()
     if not quiet:
         print_headline(result)
         print_sections(result)
@@ -430,13 +427,40 @@ def _compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
+def _interrupted() -> None:
+    """Exit 130 after Ctrl-C or SIGTERM, now.
+
+    XLA cannot stop a compile once started, and the interpreter waits at exit for every thread
+    that compiles (on 2 cores Ctrl-C during compilation took 8 s to return). So the programs
+    not started are cancelled, and if one is still compiling the process leaves without
+    waiting (os._exit, once the output is flushed): a run folder is kept safe against SIGKILL
+    (checkpoints are written whole, then renamed), so against this too."""
+    import os
+
+    from .programs import cancel_pending, compiling
+
+    cancel_pending()
+    if compiling():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    raise typer.Exit(130)
+
+
 def main() -> None:
+    from . import interrupt
+
     _compilation_cache()
+    # SIGTERM (a batch scheduler's stop) ends a run like Ctrl-C: the partial folder stays for --resume.
+    interrupt.install()
     try:
         app()
     except KeyboardInterrupt:
         err_console.print("interrupted")
-        sys.exit(130)
+        try:
+            _interrupted()
+        except typer.Exit:
+            sys.exit(130)
 
 
 if __name__ == "__main__":

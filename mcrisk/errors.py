@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import reprlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -38,6 +39,16 @@ class StudyError(ValueError):
 
 class RunFolderError(RuntimeError):
     """The output folder cannot be used (exists without --force, or a resume does not match)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run. `resume_from`: the folder ``--resume`` continues, or None
+    where the run stopped before its first checkpoint (its partial folder was removed: nothing
+    to continue, and nothing in the way of running it again)."""
+
+    def __init__(self, resume_from: Path | None):
+        super().__init__(str(resume_from) if resume_from is not None else "")
+        self.resume_from = resume_from
 
 
 # --------------------------------------------------------------------------- pydantic errors as problems

@@ -32,6 +32,8 @@ _EXECUTABLES_KEPT = 16
 # differed from the abstract ones it was prepared with, so it compiled again): tests check the
 # second stays 0.
 STATS = {"prepared_used": 0, "prepared_missed": 0}
+# Compiles submitted by compile_all and not yet started or collected (see cancel_pending).
+_QUEUED: set[Future] = set()
 
 
 def signature(args: Any) -> str:
@@ -91,16 +93,21 @@ class Stage:
     def prepare(self, pool: ThreadPoolExecutor, *args: Any) -> None:
         """Lower now for these (abstract) arguments and compile in `pool`."""
         lowered = self.jitted.lower(*args)
-        self.pending = (signature(args), pool.submit(compile_lowered, lowered, args))
+        future = pool.submit(compile_lowered, lowered, args)
+        with _LOCK:
+            _QUEUED.add(future)
+        future.add_done_callback(_forget)
+        self.pending = (signature(args), future)
 
     def __call__(self, *args: Any) -> Any:
         if self.compiled is None:
             t0 = time.perf_counter()
-            if self.pending is not None and self.pending[0] == signature(args):
+            matches = self.pending is not None and self.pending[0] == signature(args)
+            if matches and not self.pending[1].cancelled():
                 self.compiled = self.pending[1].result()
                 STATS["prepared_used"] += 1
-            else:
-                STATS["prepared_missed"] += self.pending is not None
+            else:  # (a program cancelled by cancel_pending is compiled here, as if never prepared)
+                STATS["prepared_missed"] += self.pending is not None and not matches
                 self.compiled = compile_lowered(self.jitted.lower(*args), args)
             self.pending = None
             self.times["compile"] += time.perf_counter() - t0
@@ -108,6 +115,29 @@ class Stage:
         out = jax.block_until_ready(self.compiled(*args))
         self.times[self.name] += time.perf_counter() - t0
         return out
+
+
+def _forget(future: Future) -> None:
+    with _LOCK:
+        _QUEUED.discard(future)
+
+
+def cancel_pending() -> int:
+    """Cancel the compiles that compile_all queued and no thread has started; return how many.
+
+    For a run that fails or is interrupted: the process would otherwise wait at exit until
+    every queued program had compiled (8 s after Ctrl-C on 2 cores, for programs the run will
+    never call). Compiles already running cannot be stopped and finish. A stage whose program
+    was cancelled compiles it on its first call."""
+    with _LOCK:
+        queued = list(_QUEUED)
+    return sum(f.cancel() for f in queued)
+
+
+def compiling() -> bool:
+    """Whether a compile that compile_all queued is still running or waiting."""
+    with _LOCK:
+        return bool(_QUEUED)
 
 
 def compile_all(plans: Sequence[tuple[Stage, tuple]], times: dict) -> None:

@@ -10,13 +10,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import risk
+from . import interrupt, risk
 from .chunks import execute
 from .convergence import parse_target
 from .engine import METRICS, MONTHLY_SCENARIOS, PLAIN_SYSTEM_FIELDS
-from .errors import Problem, RunFolderError, StudyError
+from .errors import Problem, RunFolderError, RunInterrupted, StudyError
 from .overrides import apply as apply_overrides
 from .overrides import raw_study
+from .programs import cancel_pending
 from .publish import RunResult
 from .storage import RunFolder, load_checkpoint
 from .study import Study, load_study
@@ -158,12 +159,22 @@ def run_study(
             stress=stress,
         )
         folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
-        folder.write_study(st.to_yaml())
     try:
+        if not resume:
+            folder.write_study(st.to_yaml())
         return execute(st, folder, opts, resume, progress, t_total)
-    except (KeyboardInterrupt, SystemExit):
-        raise  # keep the partial folder: `--resume` continues from its last checkpoint
+    except KeyboardInterrupt:
+        interrupt.clear()
+        cancel_pending()  # no waiting at exit for programs this run will not call
+        if folder.resumable():  # keep the partial folder: `--resume` continues from its last checkpoint
+            raise RunInterrupted(folder.final) from None
+        folder.discard()  # stopped before its first checkpoint: nothing to continue
+        raise RunInterrupted(None) from None
+    except SystemExit:
+        cancel_pending()
+        raise
     except BaseException:
+        cancel_pending()
         folder.discard()
         raise
 

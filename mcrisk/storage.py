@@ -93,10 +93,10 @@ class RunFolder:
         self._keep = False
         _check_destination(self.final)
         if resume:
-            if not (self.tmp / CHECKPOINT_DIR).is_dir():
-                raise RunFolderError(
-                    f"nothing to resume at {str(self.final)!r}: no interrupted run ({self.tmp.name}) was found"
-                )
+            if not self.resumable():
+                found = (f"{self.tmp.name} holds no checkpoint: its run stopped before the first one, or is still "
+                         "running; start it again with --force" if self.tmp.is_dir() else f"no interrupted run ({self.tmp.name}) was found")
+                raise RunFolderError(f"nothing to resume at {str(self.final)!r}: {found}")
             return
         if self.final.exists() and not self.final.is_dir():
             raise RunFolderError(f"{str(self.final)!r} exists and is not a folder")
@@ -113,7 +113,9 @@ class RunFolder:
         if self.tmp.exists() and not force:
             raise RunFolderError(
                 f"an interrupted run of {str(self.final)!r} is waiting in {self.tmp.name}; continue it with "
-                f"--resume {self.final}, or pass --force to start over"
+                f"--resume {self.final}, or pass --force to start over" if self.resumable() else
+                f"a run of {str(self.final)!r} was started in {self.tmp.name} and has no checkpoint: it is still running, "
+                "or stopped before its first one; pass --force to start over"
             )
         if self.tmp.exists() and not (self.tmp.is_dir() and is_partial_folder(self.tmp)):
             raise RunFolderError(
@@ -165,6 +167,11 @@ class RunFolder:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.final
+
+    def resumable(self) -> bool:
+        """Whether the partial folder holds a checkpoint `--resume` can continue from (its JSON
+        is written last: a checkpoint is complete or absent)."""
+        return (self.tmp / CHECKPOINT_DIR / "checkpoint.json").is_file()
 
     def discard(self) -> None:
         if not self._keep:

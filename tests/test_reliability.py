@@ -119,10 +119,78 @@ def test_a_run_killed_before_its_first_checkpoint_says_so(setup, tmp_path):
     assert "Traceback" not in resumed.stderr
 
 
+def test_a_run_interrupted_before_its_first_checkpoint_keeps_nothing_and_says_so(setup, tmp_path):
+    """Ctrl-C before the first checkpoint: there is nothing to resume, so the partial folder goes
+    (a new run is not refused because of it) and the message does not offer --resume."""
+    _, study, env, _ = setup
+    out = tmp_path / "early"
+    partial = tmp_path / ".early.partial"
+    # 782 chunks and one checkpoint, at the end: the signal lands while compiling or simulating.
+    args = [str(study), "--out", str(out), "-n", "200000", "--chunk-size", str(CHUNK), "--checkpoint-every", "1000",
+            "--no-scenarios", "-q"]
+    proc = subprocess.Popen(_cli(*args, env=env), env=env, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (partial / "study.yaml").is_file() and proc.poll() is None and time.time() - t0 < 120:
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        pytest.skip("the run ended before it could be interrupted")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if (partial / "checkpoint" / "checkpoint.json").is_file() or out.exists():
+        pytest.skip(f"the run reached its checkpoint before the signal ({proc.returncode}: {err[-300:]})")
+    assert proc.returncode == 130, err
+    assert "nothing was kept" in err and "--resume" not in err and "Traceback" not in err
+    assert not partial.exists() and not out.exists()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped exception, on purpose
+def test_a_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_run(tmp_path):
+    """Python drops an exception raised in a garbage-collector callback (JAX runs one at every
+    collection): the signal handler's record of the request stops the run at the next chunk."""
+    import gc
+
+    from mcrisk import interrupt
+    from mcrisk.errors import RunInterrupted
+
+    def callback(phase, info):
+        interrupt._handler(signal.SIGINT, None)  # what a Ctrl-C during a collection does
+
+    gc.callbacks.append(callback)
+    try:
+        gc.collect()  # prints "Exception ignored in ...": the KeyboardInterrupt is lost
+    finally:
+        gc.callbacks.remove(callback)
+    assert interrupt.requested()
+    out = tmp_path / "run"
+    with pytest.raises(RunInterrupted) as stopped:
+        run_study(small_study(scenarios=64), out=out, analyze=False, stress=False)
+    assert stopped.value.resume_from is None  # stopped before its first checkpoint: nothing kept
+    assert not out.exists() and not (tmp_path / ".run.partial").exists()
+    assert not interrupt.requested()  # honoured, then forgotten: the next run goes on
+    assert run_study(small_study(scenarios=64), out=out, analyze=False, stress=False).folder == out
+
+
+def test_a_partial_folder_without_a_checkpoint_is_named_for_what_it_is(tmp_path):
+    """A run killed (SIGKILL) before its first checkpoint leaves a partial folder with its study
+    only: --resume and a new run both say there is no checkpoint in it, and --force starts over."""
+    out = tmp_path / "run"
+    partial = tmp_path / ".run.partial"
+    partial.mkdir()
+    (partial / "study.yaml").write_text("name: x\n")
+    with pytest.raises(RunFolderError, match="holds no checkpoint.*--force"):
+        run_study(small_study(scenarios=64), out=out, resume=True)
+    with pytest.raises(RunFolderError, match="has no checkpoint.*--force"):
+        run_study(small_study(scenarios=64), out=out, write_scenarios=False)
+    (partial / "checkpoint").mkdir()  # a checkpoint being written: its JSON comes last
+    with pytest.raises(RunFolderError, match="holds no checkpoint"):
+        run_study(small_study(scenarios=64), out=out, resume=True)
+
+
 def test_an_interrupted_run_is_not_silently_replaced(tmp_path):
     out = tmp_path / "run"
     partial = tmp_path / ".run.partial"
     (partial / "checkpoint").mkdir(parents=True)
+    (partial / "checkpoint" / "checkpoint.json").write_text("{}")
     with pytest.raises(RunFolderError, match="--resume"):
         run_study(small_study(scenarios=50), out=out)
     assert partial.is_dir()

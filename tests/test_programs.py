@@ -1,0 +1,42 @@
+"""The run's compiled programs: prepared at once in threads, and not waited for when a run stops."""
+
+from __future__ import annotations
+
+import threading
+
+import jax.numpy as jnp
+import pytest
+
+from mcrisk import programs
+from mcrisk.programs import Stage, cancel_pending, compile_all, compiling
+
+
+def test_a_stopped_run_cancels_the_compiles_not_started_and_its_stages_still_work(monkeypatch):
+    release = threading.Event()
+    real = programs.compile_lowered
+    started = []
+
+    def slow(lowered, args):  # the first compile holds the only thread until released
+        started.append(1)
+        release.wait(30)
+        return real(lowered, args)
+
+    monkeypatch.setattr(programs, "compile_lowered", slow)
+    monkeypatch.setattr(programs.os, "cpu_count", lambda: 1)
+    times = {"compile": 0.0, "sample": 0.0}
+    stages = [Stage(lambda x, k=k: x * k + 1, "sample", times, label=f"stage{k}") for k in range(3)]
+    x = jnp.arange(4.0)
+    compile_all([(s, (x,)) for s in stages], times)
+    try:
+        assert compiling()
+        assert cancel_pending() == 2  # the two queued behind the running one
+        assert compiling()  # the running compile cannot be stopped
+    finally:
+        release.set()
+    stages[0].pending[1].result(timeout=30)
+    assert not compiling()
+    missed = programs.STATS["prepared_missed"]
+    for k, s in enumerate(stages):  # cancelled programs are compiled on first call
+        assert s(x).tolist() == pytest.approx((x * k + 1).tolist())
+    assert programs.STATS["prepared_missed"] == missed  # a cancelled program is not a mismatch
+    assert cancel_pending() == 0
