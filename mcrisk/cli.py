@@ -37,21 +37,36 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(EXIT_INVALID)
 
 
+def _count(text: str) -> int:
+    """A count as 200000, 200_000 or 2e5: scenario counts are written in powers of ten (1e8)."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        pass
+    try:
+        x = float(text.strip().replace("_", ""))
+    except ValueError:
+        raise typer.BadParameter(f"must be a whole number (200000, 200_000 or 2e5), got {text!r}") from None
+    if not x.is_integer():
+        raise typer.BadParameter(f"must be a whole number, got {text!r}")
+    return int(x)
+
+
 @app.command()
 def run(
     ctx: typer.Context,
     study: Optional[Path] = typer.Argument(None, help="Study YAML file; the embedded default study if omitted."),
-    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", help="Number of scenarios (overrides simulation.scenarios)."),
+    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", parser=_count, metavar="N", help="Number of scenarios (overrides simulation.scenarios)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Root seed (overrides simulation.seed)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default outputs/<study name>/)."),
-    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Scenarios per chunk; changes no scenario row or percentile (means and SDs only by float64 rounding)."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", parser=_count, metavar="N", help="Scenarios per chunk; changes no scenario row or percentile (means and SDs only by float64 rounding)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="float32 or float64 (overrides simulation.precision)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
     no_scenarios: bool = typer.Option(False, "--no-scenarios", help="Write summaries only, no per-scenario Parquet (for very large N)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run of this run folder from its last checkpoint."),
     from_manifest: Optional[Path] = typer.Option(None, "--from-manifest", help="Run again what a manifest.json describes (its study, seed and options)."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Chunks between checkpoints (default: about every 4M scenarios)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", parser=_count, metavar="N", help="Chunks between checkpoints (default: about every 4M scenarios)."),
     shard: Optional[str] = typer.Option(None, "--shard", help="Run slice i of k (i/k, 0-based) of the scenarios, for job arrays, or auto (this process's slice under jax.distributed); {shard} in --out becomes i; combine with mcrisk merge."),
     columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated Parquet columns to keep (scenario and system always stay)."),
     sample_fraction: Optional[float] = typer.Option(None, "--sample-fraction", help="Write only this share of the scenarios to Parquet (a fixed random subset); summaries use all."),
@@ -291,7 +306,7 @@ def catalog_command(name: Optional[str] = typer.Argument(None, help="An entry to
 def claims(
     names: Optional[list[str]] = typer.Argument(None, help="Claims to run (shipped names or claim files); all shipped claims if omitted."),
     out: Path = typer.Option(Path("outputs") / "claims", "--out", "-o", help="Folder for claims.csv, inputs.csv and one run folder per claim (replaced)."),
-    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", help="Scenarios of each uncertain run (default: the claim's, 20,000)."),
+    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", parser=_count, metavar="N", help="Scenarios of each uncertain run (default: the claim's, 20,000)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Root seed of the uncertain runs (default: the claim's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or table."),
 ) -> None:
@@ -334,10 +349,10 @@ def _parse_sets(items: Optional[list[str]], many: bool = False) -> dict | list |
 def sweep(
     study: Optional[Path] = typer.Argument(None, help="Study YAML file; the embedded default study if omitted."),
     set_: list[str] = typer.Option(..., "--set", help="PATH=V1,V2,...: values of one study field (YAML); repeat for a grid."),
-    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", help="Scenarios per grid point (overrides simulation.scenarios)."),
+    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", parser=_count, metavar="N", help="Scenarios per grid point (overrides simulation.scenarios)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Root seed, the same for every point (common random numbers)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Sweep folder (default outputs/<study name>-sweep/)."),
-    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", help="Scenarios per chunk; changes no scenario row or percentile (means and SDs only by float64 rounding)."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", parser=_count, metavar="N", help="Scenarios per chunk; changes no scenario row or percentile (means and SDs only by float64 rounding)."),
     precision: Optional[str] = typer.Option(None, "--precision", help="float32 or float64."),
     force: bool = typer.Option(False, "--force", help="Replace an existing sweep folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table."),

@@ -58,8 +58,10 @@ def test_validate_prints_the_resolved_study():
 def test_timings_table_shows_each_stage_and_its_throughput(tmp_path):
     from .conftest import small_study, write_study
 
-    path = write_study(tmp_path / "s.yaml", small_study(scenarios=600))
-    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "r"), "--no-stress", "--no-analyze", "--timings"])
+    path = write_study(tmp_path / "s.yaml", small_study(scenarios=100))
+    # (counts as users write them: 6e2 is 600)
+    result = runner.invoke(app, ["run", str(path), "-n", "6e2", "--chunk-size", "1_024", "--out", str(tmp_path / "r"),
+                                 "--no-stress", "--no-analyze", "--timings"])
     assert result.exit_code == 0, result.stdout
     text = result.stdout
     assert "where the time went: 600 scenarios" in text
@@ -135,6 +137,15 @@ def test_merge_of_shards_of_different_runs_names_what_differs(tmp_path):
     assert result.exit_code == 2, text
     assert "is a shard of another run (seeds differ)" in text
     assert not (tmp_path / "merged").exists()
+
+
+@pytest.mark.parametrize("count, says", [("1.5", "must be a whole number, got '1.5'"), ("lots", "must be a whole number (200000, 200_000 or 2e5), got 'lots'")])
+def test_a_count_that_is_not_a_whole_number_is_refused_by_name(tmp_path, count, says):
+    result = runner.invoke(app, ["run", "-n", count, "--out", str(tmp_path / "r")])
+    text = " ".join(_text(result).replace("│", " ").split())  # (typer's box wraps the message)
+    assert result.exit_code == 2, text
+    assert "'--scenarios' / '-n'" in text and says in text and "Traceback" not in text
+    assert not (tmp_path / "r").exists() and not (tmp_path / ".r.partial").exists()
 
 
 def test_claims_check_the_scenario_count_before_running(tmp_path):
