@@ -322,6 +322,9 @@ def claims(
         result = run_claims(names or None, out=out, scenarios=scenarios, seed=seed, progress=progress)
     except (StudyError, RunFolderError, ClaimError) as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        _interrupted()
     if not quiet:
         print_claims(result.table)
         out_console.print(f"wrote {result.csv} and {result.inputs_csv}", highlight=False)
@@ -373,6 +376,9 @@ def sweep(
                                   precision=precision, force=force, point_done=point_done)
     except (StudyError, RunFolderError) as exc:
         _fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        _interrupted()
     if quiet:
         return
     paths = [p for p, _ in grid]
