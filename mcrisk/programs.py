@@ -127,17 +127,11 @@ def cancel_pending() -> int:
 
     For a run that fails or is interrupted: the process would otherwise wait at exit until
     every queued program had compiled (8 s after Ctrl-C on 2 cores, for programs the run will
-    never call). Compiles already running cannot be stopped and finish. A stage whose program
-    was cancelled compiles it on its first call."""
+    never call). Compiles already running cannot be stopped (the CLI does not wait for them:
+    ``cli._leave``). A stage whose program was cancelled compiles it on its first call."""
     with _LOCK:
         queued = list(_QUEUED)
     return sum(f.cancel() for f in queued)
-
-
-def compiling() -> bool:
-    """Whether a compile that compile_all queued is still running or waiting."""
-    with _LOCK:
-        return bool(_QUEUED)
 
 
 def compile_all(plans: Sequence[tuple[Stage, tuple]], times: dict) -> None:
