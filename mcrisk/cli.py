@@ -469,6 +469,8 @@ def _leave(code: int) -> None:
     import atexit
     import os
 
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        sys.exit(code)  # a profiler or debugger writes its results after the program returns
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
