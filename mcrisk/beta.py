@@ -35,9 +35,11 @@ def table(a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
     t = np.arange(-T_HALF, T_HALF + 1) / T_STEPS
     lp, lq = special.log_expit(t), special.log_expit(-t)  # log p, log(1 - p), both accurate
     p, q, lower = np.exp(lp), np.exp(lq), t <= 0
-    # x and c = 1 - x, each from the routine that keeps its own tail accurate.
-    x = np.where(lower, special.betaincinv(a, b, p), special.betainccinv(a, b, q))
-    c = np.where(lower, special.betainccinv(b, a, p), special.betaincinv(b, a, q))
+    # x and c = 1 - x, each from the routine that keeps its own tail accurate (each evaluated on
+    # its half of the nodes only: the inverses are most of the time a run spends before compiling).
+    x, c = np.empty_like(t), np.empty_like(t)
+    x[lower], x[~lower] = special.betaincinv(a, b, p[lower]), special.betainccinv(a, b, q[~lower])
+    c[lower], c[~lower] = special.betainccinv(b, a, p[lower]), special.betaincinv(b, a, q[~lower])
     lbeta = special.betaln(a, b)
     with np.errstate(divide="ignore"):
         log_x = np.where(x < 0.5, np.log(x), np.log1p(-c))
