@@ -145,8 +145,8 @@ class RunFolder:
         """Move the finished run into place (replacing an old one only now, at the very end).
 
         If the rename fails, the old folder is put back and the finished run stays in the
-        partial folder (RunFolderError says where): nothing is lost."""
-        shutil.rmtree(self.tmp / CHECKPOINT_DIR, ignore_errors=True)
+        partial folder (RunFolderError says where): nothing is lost. The checkpoint goes last, from
+        the published folder: until the rename, an interrupted run can still be resumed."""
         old = None
         try:
             if self.final.exists():
@@ -164,6 +164,7 @@ class RunFolder:
                 f"cannot move the finished run into {str(self.final)!r}: {_reason(exc)}; "
                 f"it is kept in {str(self.tmp)!r}"
             ) from None
+        shutil.rmtree(self.final / CHECKPOINT_DIR, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.final
