@@ -8,7 +8,7 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from .errors import Problem, RunFolderError, StudyError  # noqa: E402
+from .errors import Problem, RunFolderError, RunInterrupted, StudyError  # noqa: E402
 from .merge import merge_runs  # noqa: E402
 from .metrics import METRICS  # noqa: E402
 from .run import RunResult, run_study  # noqa: E402
@@ -25,6 +25,7 @@ __all__ = [
     "METRICS",
     "Problem",
     "RunFolderError",
+    "RunInterrupted",
     "RunResult",
     "Study",
     "StudyError",
