@@ -462,7 +462,7 @@ def _leave(code: int) -> None:
     output is flushed; the interpreter's teardown is skipped.
 
     That teardown took about 1 s after every command on 2 cores (every module, XLA's client and
-    its thread pools destroyed; a short run took 9.5 s from start to exit, now 8.5 s), and after
+    its thread pools destroyed; a short run took 8.95 s from start to exit, now 8.14 s), and after
     Ctrl-C it waited for a compile still running, which XLA cannot stop (8 s on 2 cores). Every
     file a command writes is complete before the command returns, and a run folder is kept safe
     against SIGKILL (checkpoints are written whole, then renamed), so against this too."""

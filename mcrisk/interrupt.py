@@ -23,9 +23,9 @@ def _handler(signum, frame) -> None:
 
 
 def install() -> None:
-    """Make SIGINT and SIGTERM stop the run (the CLI's commands call this; a library caller
-    keeps its own handlers). SIGINT too where the parent ignores it (a background job, a
-    pytest-xdist worker): an ignored SIGINT is inherited, and Python then installs no handler."""
+    """Make SIGINT and SIGTERM stop the run (the CLI's ``main`` calls this; a library caller keeps
+    its own handlers). SIGINT too where the parent ignores it (a background job, a pytest-xdist
+    worker): an ignored SIGINT is inherited, and Python then installs no handler."""
     _REQUESTED.clear()
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
