@@ -199,8 +199,8 @@ def _parse_monthly_scenarios(text: str | None) -> int | None:
     if text.strip().lower() == "all":
         return None
     try:
-        n = int(float(text)) if float(text).is_integer() else None
-    except ValueError:
+        n = _count(text)
+    except typer.BadParameter:
         n = None
     if n is None or n < 1:
         raise StudyError([Problem("--monthly-scenarios", f"must be a whole number >= 1 or 'all', got {text!r}")], "options")
