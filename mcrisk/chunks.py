@@ -42,7 +42,7 @@ from .engine import (
     shock_streams,
     simulate,
 )
-from .errors import RunFolderError
+from .errors import Problem, RunFolderError, StudyError
 from .overrides import describe
 from .processes import Shocks
 from .programs import Stage, compile_all
@@ -87,6 +87,10 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
              "retained": np.zeros((plan.n_series, 0)), "monthly": None}
     shard_i, shard_k = opts.get("shard") or (0, 1)
     lo, hi = shard_i * n_chunks // shard_k, (shard_i + 1) * n_chunks // shard_k
+    if hi <= lo:  # shards are slices of whole chunks
+        raise StudyError([Problem("--shard", f"shard {shard_i}/{shard_k} would hold no scenarios: {n_total:,} scenarios make "
+                                             f"{n_chunks:,} chunk(s) of {C:,}, so at most {n_chunks:,} shard(s); use fewer "
+                                             "shards or a smaller --chunk-size")], "options")
     start_chunk = lo
     ck_trace: list[list[float]] = []
     stopped = None  # the chunk a resumed --target-mcse run had already stopped at

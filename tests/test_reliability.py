@@ -190,6 +190,16 @@ def test_a_partial_folder_without_a_checkpoint_is_named_for_what_it_is(tmp_path)
         run_study(small_study(scenarios=64), out=out, resume=True)
 
 
+def test_a_shard_with_no_chunk_is_refused_by_name(tmp_path):
+    """Shards are slices of whole chunks: more shards than chunks leaves one empty (it crashed
+    writing its state); it is refused, naming --shard and what would fit, and nothing is left."""
+    from mcrisk.errors import StudyError
+
+    with pytest.raises(StudyError, match=r"--shard: shard 0/2 would hold no scenarios: 300 scenarios make 1 chunk\(s\) of 512"):
+        run_study(small_study(scenarios=300), out=tmp_path / "s0", shard=(0, 2))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_interrupted_run_is_not_silently_replaced(tmp_path):
     out = tmp_path / "run"
     partial = tmp_path / ".run.partial"
