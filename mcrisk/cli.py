@@ -140,10 +140,10 @@ def run(
             err_console.print("interrupted before the run's first checkpoint: nothing was kept", highlight=False)
         else:
             err_console.print(f"interrupted: continue with  mcrisk run --resume {exc.resume_from}", highlight=False)
-        _interrupted()
+        raise typer.Exit(130)  # (run_study cancelled its compiles; _leave does not wait for a running one)
     except KeyboardInterrupt:  # before the run had a folder
         err_console.print("interrupted", highlight=False)
-        _interrupted()
+        raise typer.Exit(130)
     if not quiet:
         print_headline(result)
         print_sections(result)
@@ -324,7 +324,7 @@ def claims(
         _fail(exc)
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
-        _interrupted()
+        raise typer.Exit(130)
     if not quiet:
         print_claims(result.table)
         out_console.print(f"wrote {result.csv} and {result.inputs_csv}", highlight=False)
@@ -378,7 +378,7 @@ def sweep(
         _fail(exc)
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
-        _interrupted()
+        raise typer.Exit(130)
     if quiet:
         return
     paths = [p for p, _ in grid]
@@ -448,15 +448,6 @@ def _compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
-def _interrupted() -> None:
-    """Exit 130 after Ctrl-C or SIGTERM, with the compiles not started cancelled (the one running,
-    if any, is not waited for: see :func:`_leave`)."""
-    from .programs import cancel_pending
-
-    cancel_pending()
-    raise typer.Exit(130)
-
-
 def _leave(code: int) -> None:
     """End the process now: the atexit handlers run (JAX's, a jax.distributed shutdown) and the
     output is flushed; the interpreter's teardown is skipped.
@@ -490,10 +481,7 @@ def main() -> None:
         app()
         code = 0
     except KeyboardInterrupt:  # outside a command (typer makes one inside a command exit 130)
-        from .programs import cancel_pending
-
         err_console.print("interrupted")
-        cancel_pending()
         code = 130
     except SystemExit as exc:  # how typer ends every command
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1

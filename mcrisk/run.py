@@ -165,18 +165,17 @@ def run_study(
         return execute(st, folder, opts, resume, progress, t_total)
     except KeyboardInterrupt:
         interrupt.clear()
-        cancel_pending()  # no waiting at exit for programs this run will not call
         if folder.resumable():  # keep the partial folder: `--resume` continues from its last checkpoint
             raise RunInterrupted(folder.final) from None
         folder.discard()  # stopped before its first checkpoint: nothing to continue
         raise RunInterrupted(None) from None
     except SystemExit:
-        cancel_pending()
         raise
     except BaseException:
-        cancel_pending()
         folder.discard()
         raise
+    finally:
+        cancel_pending()  # a failed or stopped run does not wait at exit for programs it will not call
 
 
 
