@@ -16,7 +16,8 @@
 # budget (GPU_BUDGET seconds, default 540): a step that would start with too little time left is
 # skipped and says so, so the call ends inside the device tool's 600 s limit with everything it
 # measured. The JSON of every step is packed into one archive after each step (the device tool
-# brings back at most 8 files): $OUT/gpu-results.tgz, plus $OUT/gpu-hlo.tgz.
+# brings back at most 8 files): $OUT/gpu-results.tgz, plus $OUT/gpu-hlo.tgz. GPU_STEPS names the steps
+# to run (their keys, below; default all), so that a lease can be split between two calls.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results}
 BUDGET=${GPU_BUDGET:-540}
@@ -33,9 +34,12 @@ S=configs/default.yaml  # (the package is not installed there, so the embedded d
 N=${GPU_N:-100000000}  # (GPU_N, GPU_CHUNK: smaller, to try the script on a CPU)
 C=${GPU_CHUNK:-1048576}
 
-step() {  # step LIMIT NAME COMMAND...: run COMMAND under min(LIMIT, what is left of the budget)
-  local limit=$1 name=$2 left=$((BUDGET - SECONDS)) t0=$SECONDS rc
-  shift 2
+STEPS=" ${GPU_STEPS:-kernels tests cold bench fill warm write numpy traffic stress hlo} "  # which steps run (GPU_STEPS)
+
+step() {  # step KEY LIMIT NAME COMMAND...: run COMMAND under min(LIMIT, what is left of the budget)
+  local key=$1 limit=$2 name=$3 left=$((BUDGET - SECONDS)) t0=$SECONDS rc
+  shift 3
+  if [[ $STEPS != *" $key "* ]]; then echo "## not asked for: $name"; return; fi
   if ((left < 15)); then echo "## skipped: $name (${left} s of the budget left)"; return; fi
   ((limit > left)) && limit=$left
   echo "## [${SECONDS} s] $name (limit ${limit} s)"
@@ -53,49 +57,49 @@ python3 -c "import jax, jaxlib; print('jax', jax.__version__, jax.devices())"
 # 1. Where the time goes, stage by stage, on one chunk: the month loop 4 and 8 months per step,
 # with and without the monthly bands, the IRR's share, the summaries in each device layout of
 # their sketches (copies, interleaving), compiling in threads, the card's copy rate.
-step 180 "kernels: each stage of one 2^20-scenario chunk" \
+step kernels 180 "kernels: each stage of one 2^20-scenario chunk" \
   python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 8 --json "$RES/gpu-kernels.json"
 
 # 2. The numbers are right on this card: the worked checks, the independent float64 model,
 # the volatile paths, chunk-size invariance, and the same summaries in either sketch layout.
 # (-o addopts= : one process, no pytest-xdist)
-step 100 "tests: worked checks, float64 model, chunk sizes, sketch layouts" \
+step tests 100 "tests: worked checks, float64 model, chunk sizes, sketch layouts" \
   python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_run.py \
   -k "seed_claims or independent or volatile or chunk_size or sketch_layout"
 
 # 3. The issue's end-to-end target: 1e8 scenarios, summaries only, a fresh process with no
 # compilation cache, start to exit.
-step 50 "mcrisk run 1e8 --no-scenarios, no compilation cache" bash -c \
+step cold 50 "mcrisk run 1e8 --no-scenarios, no compilation cache" bash -c \
   "time mc run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-cold -q \
    && cp /tmp/r-cold/manifest.json $RES/gpu-1e8-cli-cold.json"
 
 # 4. The same as a stage table (benchmarks/bench.py: a fresh process each, peak RSS) ...
-step 60 "bench 1e8 --no-scenarios" \
+step bench 60 "bench 1e8 --no-scenarios" \
   python3 benchmarks/bench.py --study $S --sizes $N --no-scenarios --numpy-up-to 0 --json "$RES/gpu-1e8.json"
 # ... and with a warm compilation cache (the second of two runs).
 export MCRISK_CACHE_DIR=/tmp/xla-cache
-step 40 "fill the compilation cache" python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-fill -q
-step 30 "mcrisk run 1e8 --no-scenarios, warm compilation cache" bash -c \
+step fill 40 "fill the compilation cache" python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-fill -q
+step warm 30 "mcrisk run 1e8 --no-scenarios, warm compilation cache" bash -c \
   "time mc run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-warm -q \
    && cp /tmp/r-warm/manifest.json $RES/gpu-1e8-cli-warm.json"
 export MCRISK_CACHE_DIR=off
 
 # 5. Writing: 1e7 scenarios x 3 systems to Parquet against a plain multi-threaded pyarrow write
 # of the same table; then the NumPy implementation of the same model against mcrisk at 1e5.
-step 100 "write 1e7 scenarios against plain pyarrow" python3 benchmarks/write.py --study $S --scenarios ${GPU_WRITE_N:-1e7} --json "$RES/gpu-write.json"
-step 75 "numpy against mcrisk at 1e5" \
+step write 100 "write 1e7 scenarios against plain pyarrow" python3 benchmarks/write.py --study $S --scenarios ${GPU_WRITE_N:-1e7} --json "$RES/gpu-write.json"
+step numpy 75 "numpy against mcrisk at 1e5" \
   python3 benchmarks/bench.py --study $S --sizes 1e5 --numpy-up-to 1e5 --json "$RES/gpu-numpy.json"
 
 # 6. The bytes each simulate variant moves, counted from the programs compiled for this card's
 # kind, to set against the times of step 1; then the default study as it stands (three stresses,
 # each 1e8 more scenarios) with the warm cache; then the optimized HLO of every stage.
-step 75 "traffic: bytes and compile time of every program" \
+step traffic 75 "traffic: bytes and compile time of every program" \
   python3 benchmarks/traffic.py --study $S --unroll 4 8 --stages --json "$RES/gpu-traffic.json"
 export MCRISK_CACHE_DIR=/tmp/xla-cache
-step 60 "mcrisk run 1e8 with the study's stresses, warm cache" bash -c \
+step stress 60 "mcrisk run 1e8 with the study's stresses, warm cache" bash -c \
   "time mc run $S --scenarios $N --no-scenarios --out /tmp/r-stress -q"
 export MCRISK_CACHE_DIR=off
-step 45 "optimized HLO of each stage" env XLA_FLAGS="--xla_dump_to=/tmp/dump --xla_dump_hlo_as_text" \
+step hlo 45 "optimized HLO of each stage" env XLA_FLAGS="--xla_dump_to=/tmp/dump --xla_dump_hlo_as_text" \
   python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 --repeat 1 > /dev/null
 tar czf "$OUT/gpu-hlo.tgz" -C /tmp/dump $(cd /tmp/dump 2>/dev/null && ls | grep after_optimizations.txt) 2>/dev/null
 ls -la "$OUT"
