@@ -49,7 +49,8 @@ from .programs import Stage, compile_all
 from .publish import RunResult, finish, versions
 from .runstate import checkpoint_arrays, flush, state_from
 from .sampling import make_sampler, root_key, shock_normals, stream_id
-from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, ScenarioWriter, load_checkpoint, save_checkpoint, part_scenarios, scenario_columns, scenario_fields
+from .storage import (SCENARIOS_DIR, SHARD_STATE, HostBlock, RunFolder, ScenarioRows, ScenarioWriter, load_checkpoint, part_scenarios,
+                      pinned_host, save_checkpoint, scenario_fields)
 from .stress import run_stresses
 from .study import Study
 
@@ -109,13 +110,10 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     writer = None
     if opts["write_scenarios"]:
         fields = [f for f in scenario_fields(plan, store) if opts.get("columns") is None or f.name in ("scenario", "system", *opts["columns"])]
+        rows = ScenarioRows(plan, fields)
         writer = ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(fields), meta,
-                                lambda start, sel, host: scenario_columns(plan, start, sel, *host, store),
+                                lambda start, sel, host: rows.columns(start, sel, host),
                                 part_scenarios(len(plan.systems)), n_chunks, C)
-
-    def to_host(out, draw):
-        metrics = {m: out[m].astype(store) for m in METRICS}
-        return metrics, {k: v.astype(store) for k, v in draw.values.items()}
 
     # Every stage's outputs are placed explicitly: scenarios split over the devices along their
     # scenario axis, the running summaries replicated (but for the sketches' histograms, split by
@@ -146,7 +144,9 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     index_s = Stage(lambda start, n, nb: chunk_indices(start, C, n, nb), "sample", times, out_shardings=(sharding,) * 3,
                     label="indices")
     counts = (np.int64(n_total), np.int64(band_cap))
-    host_s = Stage(to_host, "transfer", times, label="to_host")
+    # The float columns of a chunk's rows, assembled on the device into one block (ScenarioRows).
+    rows_s = Stage(lambda o, v: rows.block(o, v, store), "transfer", times, out_shardings=by_cols, label="rows")
+    pinned = pinned_host(by_cols)
     keep_s = None
     if opts.get("sample_fraction") is not None:  # a fixed random subset of scenarios, by index
         picker = make_sampler("random", seed, (stream_id("output.subsample"),), n_total)
@@ -182,7 +182,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
             todo += [(bands_s, (acc, run_a, mask_a))]
         todo += [(shocks_s, (idx_a, sid_a))] if any(s is not None for s in shock_ids) else []
         todo += [(index_s, (np.int64(0), *counts))]
-        todo += [(host_s, (out_a, draw_a))] if writer is not None else []
+        todo += [(rows_s, (out_a, run_a.values))] if writer is not None else []
         todo += [(retain_s, (out_a,))] if start_chunk * C < n_diag else []
         todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
         compile_all(todo, times)
@@ -197,6 +197,9 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         acc = reduce_s(acc, out, mask)
         if chunk < band_chunks:
             acc = bands_s(acc, run_draw, band_mask)
+        if writer is not None:  # the copy to the host starts now, and the writer's threads wait for it
+            sel = np.arange(valid) if keep_s is None else np.flatnonzero(np.asarray(keep_s(idx))[:valid])
+            writer.put(chunk, start, valid, sel, HostBlock(rows_s(out, run_draw.values), pinned))  # waits only while `threads` parts are queued
         del run_draw
         if start < n_diag:  # the first scenarios' metrics, float64, for ArviZ
             k = min(valid, n_diag - start)
@@ -207,13 +210,6 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
             state["retained"] = np.concatenate([state["retained"], block], axis=1)
             if state["retained"].shape[1] == n_diag:  # ArviZ's diagnostics run while the device goes on
                 diag_future = _background(risk.diagnostics, state["retained"], n_diag)
-        if writer is not None:
-            casted = host_s(out, draw)
-            t0 = time.perf_counter()
-            metrics_h, values_h = jax.device_get(casted)
-            times["transfer"] += time.perf_counter() - t0
-            sel = np.arange(valid) if keep_s is None else np.flatnonzero(np.asarray(keep_s(idx))[:valid])
-            writer.put(chunk, start, valid, sel, (metrics_h, values_h))  # waits only while `threads` parts are queued
         del draw, out
         if target is not None:
             t0 = time.perf_counter()
@@ -237,7 +233,8 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
 
     if writer is not None:
         writer.close()
-        times["write"] += writer.busy_seconds  # row assembly and encoding in the writer's threads, and handing parts over
+        times["transfer"] += writer.wait_seconds  # the writer's threads waiting for the blocks' copies
+        times["write"] += writer.busy_seconds - writer.wait_seconds  # encoding in the writer's threads, and handing parts over
     extra = {
         "chunk_size": C,
         "month_loop_unroll": plan.unroll,

@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -250,7 +252,8 @@ class ScenarioWriter:
     the study, and a resumed run writes the same parts under the same names. The numbers are
     zero-padded to at least 6 and 3 digits, more if the run's `chunks` or the parts of a chunk of
     `chunk_size` scenarios need them, so that the names sort in scenario order. Each part is
-    assembled into rows (`rows(start, sel, host)` -> columns) and encoded by one of `threads`
+    assembled into rows (`rows(start, sel, host)` -> columns; a :class:`HostBlock` `host` is
+    waited for first, in `wait_seconds`) and encoded by one of `threads`
     threads (numpy and pyarrow release the GIL for both), written under a temporary name and
     renamed: a part is complete or absent. The parts of one chunk are written at once, while
     the next chunks are simulated; at most `threads` parts wait in the queue, which bounds
@@ -271,6 +274,7 @@ class ScenarioWriter:
         self._error: BaseException | None = None
         self._lock = threading.Lock()
         self.busy_seconds = 0.0
+        self.wait_seconds = 0.0  # the part of busy_seconds spent waiting for HostBlocks' copies
         self._pool = [threading.Thread(target=self._loop, name=f"mcrisk-parquet-{k}", daemon=True) for k in range(self.threads)]
         for t in self._pool:
             t.start()
@@ -284,6 +288,10 @@ class ScenarioWriter:
                 if self._error is None:
                     t0 = time.perf_counter()
                     name, start, sel, host = item
+                    if isinstance(host, HostBlock):
+                        host = host.get()
+                        with self._lock:
+                            self.wait_seconds += time.perf_counter() - t0
                     columns = self.rows(start, sel, host)
                     arrays = [c if isinstance(c := columns[f.name], pa.Array) else pa.array(c, type=f.type) for f in self.schema]
                     path = self.folder / name
@@ -339,32 +347,102 @@ def scenario_fields(plan: Plan, storage_dtype) -> list[pa.Field]:
     return f
 
 
-def scenario_columns(plan: Plan, start: int, sel: np.ndarray, out: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray], dtype) -> dict:
-    """Scenarios `sel` (offsets in the chunk) as columns of scenario-major rows (scenario 0: every system, ...)."""
-    S, valid = len(plan.systems), len(sel)
-    cols: dict[str, Any] = {
-        "scenario": np.repeat(start + sel.astype(np.int64), S),
-        "system": pa.DictionaryArray.from_arrays(
-            pa.array(np.tile(np.arange(S, dtype=np.int32), valid)), pa.array(list(plan.systems))
-        ),
-    }
-    for m in METRICS:
-        cols[m] = out[m][:, sel].T.reshape(-1)
+# Columns the host makes for each part; the device assembles every other (float) column.
+HOST_COLUMNS = ("scenario", "system", *(f"system.{p}" for p in PLAIN_SYSTEM_FIELDS))
 
-    def value(path: str) -> np.ndarray:
-        if path in values:
-            return values[path][sel]
-        return np.full(valid, plan.fixed[path], dtype)
 
-    for inp in plan.inputs:
-        if inp.system is None:
-            cols[inp.column] = np.repeat(value(inp.path), S)
-        elif inp.column not in cols:
-            per = []
-            for s in plan.systems:
-                path = f"systems.{s}.{inp.field}"
-                per.append(value(path) if (path in values or path in plan.fixed) else np.full(valid, np.nan, dtype))
-            cols[inp.column] = np.stack(per, axis=1).reshape(-1)
-    for p in PLAIN_SYSTEM_FIELDS:
-        cols[f"system.{p}"] = np.tile(np.asarray(plan.plain[p]), valid)
-    return cols
+class ScenarioRows:
+    """How the scenario rows of a chunk are made, in two places.
+
+    The device assembles every float column of `fields` (the metrics and the inputs) into one
+    block (F, n S) of scenario-major rows (scenario 0: every system, ...) in the storage dtype:
+    :meth:`block`, a stage of the run. One copy moves the block to the host (:class:`HostBlock`),
+    and each Parquet part's columns are slices of it, which pyarrow wraps without copying. The
+    host adds the rest per part (:meth:`columns`): the scenario index, the system, and the plain
+    system fields. Before, the host transposed and repeated every column of every part, and on a
+    16-core GPU host that work, not the Parquet encoding, bounded the writer threads.
+    """
+
+    def __init__(self, plan: Plan, fields: list[pa.Field]):
+        self.plan = plan
+        self.names = [f.name for f in fields if f.name not in HOST_COLUMNS]  # the block's rows, in schema order
+        self.host_names = [f.name for f in fields if f.name in HOST_COLUMNS]
+        source: dict[str, tuple[str, Any]] = {m: ("metric", m) for m in METRICS}
+        for inp in plan.inputs:
+            if inp.system is None:
+                source[inp.column] = ("shared", inp.path)
+            else:
+                source.setdefault(inp.column, ("system", tuple(f"systems.{s}.{inp.field}" for s in plan.systems)))
+        self._source = source
+
+    def block(self, out: Mapping[str, jax.Array], values: Mapping[str, jax.Array], dtype) -> jax.Array:
+        """The float columns of a chunk's rows, (F, n S): `out` the metrics (S, n), `values` every
+        input by path, drawn (n,) or fixed (0-d). A system without the field gets NaN."""
+        S, n = out[METRICS[0]].shape
+        nan = jnp.asarray(np.nan, dtype)
+
+        def per_scenario(v: Any) -> jax.Array:  # (n,) or 0-d -> (n,)
+            return jnp.broadcast_to(jnp.asarray(v, dtype), (n,))
+
+        cols = []
+        for name in self.names:
+            kind, src = self._source[name]
+            if kind == "metric":
+                c = out[src].astype(dtype).T
+            elif kind == "shared":
+                c = jnp.broadcast_to(per_scenario(values[src])[:, None], (n, S))
+            else:
+                c = jnp.stack([per_scenario(values[p] if p in values else nan) for p in src], axis=1)
+            cols.append(c.reshape(n * S))
+        return jnp.stack(cols) if cols else jnp.zeros((0, n * S), dtype)
+
+    def columns(self, start: int, sel: np.ndarray, block: np.ndarray) -> dict[str, Any]:
+        """The columns of the rows of scenarios `sel` (ascending offsets in the chunk whose first
+        scenario is `start`), from the chunk's block on the host."""
+        plan, S, k = self.plan, len(self.plan.systems), len(sel)
+        if k and int(sel[-1]) - int(sel[0]) + 1 == k:  # a run of offsets: slices, no copy
+            part = block[:, int(sel[0]) * S:(int(sel[-1]) + 1) * S]
+        else:  # a subsample
+            part = block[:, (sel.astype(np.int64)[:, None] * S + np.arange(S)).reshape(-1)]
+        cols: dict[str, Any] = dict(zip(self.names, part))
+        host = {
+            "scenario": lambda: np.repeat(start + sel.astype(np.int64), S),
+            "system": lambda: pa.DictionaryArray.from_arrays(pa.array(np.tile(np.arange(S, dtype=np.int32), k)),
+                                                             pa.array(list(plan.systems))),
+            **{f"system.{p}": (lambda p=p: np.tile(np.asarray(plan.plain[p]), k)) for p in PLAIN_SYSTEM_FIELDS},
+        }
+        cols.update({name: host[name]() for name in self.host_names})
+        return cols
+
+
+class HostBlock:
+    """A chunk's row block on its way to the host: the copy starts at once, and the first part
+    that needs it waits for it (the others reuse it).
+
+    On a GPU the block goes to pinned (page-locked) host memory in one transfer, which the host
+    then reads in place: JAX's ordinary copy to a NumPy array stages through a bounce buffer,
+    and it moved 1.3 GB/s on an H200's host, which made the transfer, not the encoding, the
+    bound on writing rows. On CPUs the block is host memory already, read in place."""
+
+    def __init__(self, block: jax.Array, pinned: Any = None):
+        self._array = jax.device_put(block, pinned) if pinned is not None else block
+        if pinned is None:
+            self._array.copy_to_host_async()
+        self._host: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> np.ndarray:
+        with self._lock:
+            if self._host is None:
+                self._host = np.asarray(self._array)
+            return self._host
+
+
+def pinned_host(sharding: Any) -> Any:
+    """`sharding` in pinned host memory, where the devices are accelerators that have it; else None."""
+    devices = sharding.device_set
+    if all(d.platform == "cpu" for d in devices):
+        return None
+    if not all("pinned_host" in {m.kind for m in d.addressable_memories()} for d in devices):
+        return None
+    return sharding.with_memory_kind("pinned_host")

@@ -180,6 +180,29 @@ def test_part_names_sort_in_scenario_order_however_many_there_are(tmp_path):
     assert len(scen) == 36 and (np.diff(scen) > 0).all()
 
 
+def test_a_row_block_reaches_the_host_whole_by_either_copy():
+    """HostBlock: JAX's ordinary copy, or one transfer into pinned host memory (what a GPU run
+    uses; CPUs accept the memory kind too, so the path runs here), read once by many parts."""
+    import threading
+
+    import jax
+    import jax.numpy as jnp
+
+    from mcrisk.storage import HostBlock
+
+    x = jnp.arange(3 * 4096, dtype=jnp.float32).reshape(3, 4096) * 0.5
+    for pinned in (None, x.sharding.with_memory_kind("pinned_host")):
+        block = HostBlock(x, pinned)
+        seen = []
+        threads = [threading.Thread(target=lambda: seen.append(block.get())) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(seen) == 4 and all(s is seen[0] for s in seen)
+        np.testing.assert_array_equal(seen[0], np.asarray(x))
+
+
 def test_every_stage_is_compiled_ahead_and_used(tmp_path):
     """The stages compile at once from abstract arguments before the first chunk; a stage whose
     real arguments differed would compile again on its first call (a silent cost): none may."""
