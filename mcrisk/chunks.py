@@ -127,7 +127,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     inputs_s = Stage(lambda idx, v: draw_inputs(plan, idx, v), "sample", times, out_shardings=sharding, label="inputs")
     shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype, time_major=plan.time_major_shocks),
                      "sample", times, out_shardings=by_cols if plan.time_major_shocks else by_rows, label="shocks")
-    shock_ids = [None if s is None else jax.device_put(jnp.uint32(s), replicated) for s in shock_streams(plan)]
+    shock_ids = [None if s is None else jax.device_put(np.uint32(s), replicated) for s in shock_streams(plan)]
     # Every chunk's metrics come from one program; the monthly band values from a second, run only
     # on the chunks that hold band scenarios (engine.monthly_values).
     simulate_s = Stage(lambda d: simulate(plan, d, C), "simulate", times, out_shardings=by_cols)

@@ -470,7 +470,7 @@ def sketch_copies(plan: Plan) -> tuple[int, NamedSharding | None]:
 
 
 def reduce_init(plan: Plan) -> Reduced:
-    tails = jnp.zeros((len(TAIL_COUNTS), len(plan.systems)), jnp.int64)
+    tails = jax.device_put(np.zeros((len(TAIL_COUNTS), len(plan.systems)), np.int64))  # (jnp.zeros compiles a program)
     copies, placed = sketch_copies(plan)
     monthly = red.init_state(plan.n_monthly, MONTHLY_SKETCH, copies, placed) if plan.monthly else None
     return Reduced(red.init_state(plan.n_series, plan.sketch, copies, placed), tails, monthly)

@@ -159,15 +159,15 @@ def init_state(n_series: int, spec: SketchSpec = SketchSpec(), copies: int = 1, 
     if copies < 1 or copies * n_series * spec.n_bins >= 2**31:
         raise ValueError(f"{copies} copies of {n_series} series of {spec.n_bins} bins do not fit int32 indices")
 
-    def full(v, dt):  # distinct buffers, so that the state can be donated; made on the host
-        return jnp.asarray(np.full((n_series,), v, dtype=dt))  # (a copy, where jnp.full compiles a kernel)
+    def full(v, dt):  # distinct buffers, so that the state can be donated; made on the host and copied
+        return jax.device_put(np.full((n_series,), v, dtype=dt))  # (jnp.full and jnp.asarray each compile a program)
 
     moments = Moments(*(full(0, np.int64) for _ in range(5)), full(0.0, np.float64),
                       full(0.0, np.float64), full(np.inf, np.float64),
                       full(-np.inf, np.float64))
     shape = (copies, n_series, spec.n_bins)
     if copies == 1 and sharding is None:  # made on the host, like the moments
-        return ReduceState(moments, jnp.asarray(np.zeros(shape, dtype=np.int32)))
+        return ReduceState(moments, jax.device_put(np.zeros(shape, dtype=np.int32)))
     # More copies are zeroed where they live: copying hundreds of MB from the host would take
     # longer than compiling the kernel that zeroes them (once per shape and placement).
     return ReduceState(moments, jnp.zeros(shape, jnp.int32, device=sharding))
