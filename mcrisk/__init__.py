@@ -9,10 +9,28 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from .errors import Problem, RunFolderError, RunInterrupted, StudyError  # noqa: E402
-from .merge import merge_runs  # noqa: E402
-from .metrics import METRICS  # noqa: E402
-from .run import RunResult, run_study  # noqa: E402
-from .study import Study, default_study_path, load_study  # noqa: E402
+
+# The rest of the API is imported on first use (PEP 562): `import mcrisk.cli` then costs JAX and
+# little else, and the command can start the accelerator while it imports the engine (cli.main).
+_LAZY = {
+    "merge_runs": "merge", "METRICS": "metrics", "RunResult": "run", "run_study": "run",
+    "Study": "study", "default_study_path": "study", "load_study": "study",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 try:
     from importlib.metadata import version as _version

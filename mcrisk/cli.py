@@ -471,10 +471,43 @@ def _leave(code: int) -> None:
     os._exit(code)
 
 
+# Commands that simulate, and so start the accelerator (cli.main starts it early for them).
+SIMULATING = ("run", "claims", "sweep")
+
+
+def _start_backend_early(argv: list[str]) -> None:
+    """Start JAX's backend in a thread while the command imports the engine and reads its study.
+
+    On a GPU host the start (the driver, the CUDA libraries, the device memory pool) takes
+    seconds, and it runs outside the interpreter lock, so the imports, the study's validation and
+    the run folder's checks go on beside it. Only for commands that simulate (others never touch
+    the device), and never under `--shard auto`, whose jax.distributed must be set up before the
+    backend starts. A start that fails fails again, with its message, where the run needs it."""
+    import os
+    import threading
+
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in SIMULATING or "auto" in argv or "--shard=auto" in argv:
+        return
+    if any(os.environ.get(k) for k in ("MCRISK_COORDINATOR", "MCRISK_NUM_PROCESSES", "MCRISK_PROCESS_ID")):  # merge.COORDINATOR_ENV
+        return
+
+    def start() -> None:
+        import jax
+
+        try:
+            jax.devices()
+        except Exception:  # reported by the run itself
+            pass
+
+    threading.Thread(target=start, name="mcrisk-backend", daemon=True).start()
+
+
 def main() -> None:
     from . import interrupt
 
     _compilation_cache()
+    _start_backend_early(sys.argv[1:])
     # SIGTERM (a batch scheduler's stop) ends a run like Ctrl-C: the partial folder stays for --resume.
     interrupt.install()
     try:
