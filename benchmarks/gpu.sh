@@ -34,7 +34,7 @@ S=configs/default.yaml  # (the package is not installed there, so the embedded d
 N=${GPU_N:-100000000}  # (GPU_N, GPU_CHUNK: smaller, to try the script on a CPU)
 C=${GPU_CHUNK:-1048576}
 
-STEPS=" ${GPU_STEPS:-kernels tests cold bench fill warm write numpy traffic stress hlo} "  # which steps run (GPU_STEPS)
+STEPS=" ${GPU_STEPS:-kernels startup transfer tests cold compilelog bench fill warm write numpy traffic stress hlo} "  # which steps run (GPU_STEPS)
 
 step() {  # step KEY LIMIT NAME COMMAND...: run COMMAND under min(LIMIT, what is left of the budget)
   local key=$1 limit=$2 name=$3 left=$((BUDGET - SECONDS)) t0=$SECONDS rc
@@ -60,18 +60,30 @@ python3 -c "import jax, jaxlib; print('jax', jax.__version__, jax.devices())"
 step kernels 180 "kernels: each stage of one 2^20-scenario chunk" \
   python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 8 --json "$RES/gpu-kernels.json"
 
+# 1b. A process's start (importing, the backend and its memory pool, the first program), fresh
+# processes, with JAX's memory pool preallocated (its default) and not; then the copy of one
+# chunk's block of scenario rows to the host, by each way JAX offers.
+step startup 40 "start-up: import, backend, first program" bash -c \
+  "for e in true true false; do XLA_PYTHON_CLIENT_PREALLOCATE=\$e python3 benchmarks/startup.py --json $RES/gpu-startup.jsonl; done"
+step transfer 40 "a chunk's row block to the host" python3 benchmarks/transfer.py --json "$RES/gpu-transfer.json"
+
 # 2. The numbers are right on this card: the worked checks, the independent float64 model,
 # the volatile paths, chunk-size invariance, and the same summaries in either sketch layout.
 # (-o addopts= : one process, no pytest-xdist)
 step tests 100 "tests: worked checks, float64 model, chunk sizes, sketch layouts" \
   python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_run.py \
-  -k "seed_claims or independent or volatile or chunk_size or sketch_layout"
+  -k "seed_claims or independent or volatile or chunk_size or sketch_layout or subset_of_columns or row_block"
 
 # 3. The issue's end-to-end target: 1e8 scenarios, summaries only, a fresh process with no
 # compilation cache, start to exit.
 step cold 50 "mcrisk run 1e8 --no-scenarios, no compilation cache" bash -c \
   "time mc run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-cold -q \
    && cp /tmp/r-cold/manifest.json $RES/gpu-1e8-cli-cold.json"
+
+# ... and again with JAX's compile log: each program's tracing, lowering and compiling, in order.
+step compilelog 50 "mcrisk run 1e8 --no-scenarios, no cache, JAX's compile log" bash -c \
+  "JAX_LOG_COMPILES=1 python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-log -q 2> $RES/gpu-compile-log.txt; \
+   cp /tmp/r-log/manifest.json $RES/gpu-1e8-cli-log.json; grep -E 'Finished|Compiling' $RES/gpu-compile-log.txt | cut -c1-200"
 
 # 4. The same as a stage table (benchmarks/bench.py: a fresh process each, peak RSS) ...
 step bench 60 "bench 1e8 --no-scenarios" \

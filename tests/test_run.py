@@ -185,7 +185,6 @@ def test_a_row_block_reaches_the_host_whole_by_either_copy():
     uses; CPUs accept the memory kind too, so the path runs here), read once by many parts."""
     import threading
 
-    import jax
     import jax.numpy as jnp
 
     from mcrisk.storage import HostBlock
