@@ -34,7 +34,7 @@ S=configs/default.yaml  # (the package is not installed there, so the embedded d
 N=${GPU_N:-100000000}  # (GPU_N, GPU_CHUNK: smaller, to try the script on a CPU)
 C=${GPU_CHUNK:-1048576}
 
-STEPS=" ${GPU_STEPS:-kernels startup transfer tests cold compilelog bench fill warm write numpy traffic stress hlo} "  # which steps run (GPU_STEPS)
+STEPS=" ${GPU_STEPS:-kernels startup transfer tests cold compilelog bench fill warm write numpy traffic stress profile hlo} "  # which steps run (GPU_STEPS)
 
 step() {  # step KEY LIMIT NAME COMMAND...: run COMMAND under min(LIMIT, what is left of the budget)
   local key=$1 limit=$2 name=$3 left=$((BUDGET - SECONDS)) t0=$SECONDS rc
@@ -61,10 +61,12 @@ step kernels 180 "kernels: each stage of one 2^20-scenario chunk" \
   python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 8 --json "$RES/gpu-kernels.json"
 
 # 1b. A process's start (importing, the backend and its memory pool, the first program), fresh
-# processes, with JAX's memory pool preallocated (its default) and not; then the copy of one
+# processes: the backend started after the imports or beside them (--early, as mcrisk run does),
+# and with JAX's memory pool not preallocated; then the copy of one
 # chunk's block of scenario rows to the host, by each way JAX offers.
 step startup 40 "start-up: import, backend, first program" bash -c \
-  "for e in true true false; do XLA_PYTHON_CLIENT_PREALLOCATE=\$e python3 benchmarks/startup.py --json $RES/gpu-startup.jsonl; done"
+  "for a in '' --early '' --early; do python3 benchmarks/startup.py \$a --json $RES/gpu-startup.jsonl; done; \
+   XLA_PYTHON_CLIENT_PREALLOCATE=false python3 benchmarks/startup.py --json $RES/gpu-startup.jsonl"
 step transfer 40 "a chunk's row block to the host" python3 benchmarks/transfer.py --json "$RES/gpu-transfer.json"
 
 # 2. The numbers are right on this card: the worked checks, the independent float64 model,
@@ -77,12 +79,12 @@ step tests 100 "tests: worked checks, float64 model, chunk sizes, sketch layouts
 # 3. The issue's end-to-end target: 1e8 scenarios, summaries only, a fresh process with no
 # compilation cache, start to exit.
 step cold 50 "mcrisk run 1e8 --no-scenarios, no compilation cache" bash -c \
-  "time mc run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-cold -q \
+  "time mc run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-cold -q --force \
    && cp /tmp/r-cold/manifest.json $RES/gpu-1e8-cli-cold.json"
 
 # ... and again with JAX's compile log: each program's tracing, lowering and compiling, in order.
 step compilelog 50 "mcrisk run 1e8 --no-scenarios, no cache, JAX's compile log" bash -c \
-  "JAX_LOG_COMPILES=1 python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-log -q 2> $RES/gpu-compile-log.txt; \
+  "JAX_LOG_COMPILES=1 python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-log -q --force 2> $RES/gpu-compile-log.txt; \
    cp /tmp/r-log/manifest.json $RES/gpu-1e8-cli-log.json; grep -E 'Finished|Compiling' $RES/gpu-compile-log.txt | cut -c1-200"
 
 # 4. The same as a stage table (benchmarks/bench.py: a fresh process each, peak RSS) ...
@@ -90,9 +92,9 @@ step bench 60 "bench 1e8 --no-scenarios" \
   python3 benchmarks/bench.py --study $S --sizes $N --no-scenarios --numpy-up-to 0 --json "$RES/gpu-1e8.json"
 # ... and with a warm compilation cache (the second of two runs).
 export MCRISK_CACHE_DIR=/tmp/xla-cache
-step fill 40 "fill the compilation cache" python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-fill -q
+step fill 40 "fill the compilation cache" python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-fill -q --force
 step warm 30 "mcrisk run 1e8 --no-scenarios, warm compilation cache" bash -c \
-  "time mc run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-warm -q \
+  "time mc run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-warm -q --force \
    && cp /tmp/r-warm/manifest.json $RES/gpu-1e8-cli-warm.json"
 export MCRISK_CACHE_DIR=off
 
@@ -109,8 +111,10 @@ step traffic 75 "traffic: bytes and compile time of every program" \
   python3 benchmarks/traffic.py --study $S --unroll 4 8 --stages --json "$RES/gpu-traffic.json"
 export MCRISK_CACHE_DIR=/tmp/xla-cache
 step stress 60 "mcrisk run 1e8 with the study's stresses, warm cache" bash -c \
-  "time mc run $S --scenarios $N --no-scenarios --out /tmp/r-stress -q"
+  "time mc run $S --scenarios $N --no-scenarios --out /tmp/r-stress -q --force"
 export MCRISK_CACHE_DIR=off
+# 7. Where a run's device time goes, program by program and kernel by kernel (JAX's profiler).
+step profile 60 "profile of a 1e7 run" python3 benchmarks/profile.py --study $S --scenarios ${GPU_PROFILE_N:-1e7} --json "$RES/gpu-profile.json"
 step hlo 45 "optimized HLO of each stage" env XLA_FLAGS="--xla_dump_to=/tmp/dump --xla_dump_hlo_as_text" \
   python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 --repeat 1 > /dev/null
 tar czf "$OUT/gpu-hlo.tgz" -C /tmp/dump $(cd /tmp/dump 2>/dev/null && ls | grep after_optimizations.txt) 2>/dev/null
