@@ -34,7 +34,7 @@ S=configs/default.yaml  # (the package is not installed there, so the embedded d
 N=${GPU_N:-100000000}  # (GPU_N, GPU_CHUNK: smaller, to try the script on a CPU)
 C=${GPU_CHUNK:-1048576}
 
-STEPS=" ${GPU_STEPS:-kernels startup transfer tests cold compilelog bench fill warm write numpy traffic stress profile hlo} "  # which steps run (GPU_STEPS)
+STEPS=" ${GPU_STEPS:-kernels startup transfer irr tests cold compilelog bench fill warm write numpy traffic stress profile hlo} "  # which steps run (GPU_STEPS)
 
 step() {  # step KEY LIMIT NAME COMMAND...: run COMMAND under min(LIMIT, what is left of the budget)
   local key=$1 limit=$2 name=$3 left=$((BUDGET - SECONDS)) t0=$SECONDS rc
@@ -68,6 +68,8 @@ step startup 40 "start-up: import, backend, first program" bash -c \
   "for a in '' --early '' --early; do python3 benchmarks/startup.py \$a --json $RES/gpu-startup.jsonl; done; \
    XLA_PYTHON_CLIENT_PREALLOCATE=false python3 benchmarks/startup.py --json $RES/gpu-startup.jsonl"
 step transfer 40 "a chunk's row block to the host" python3 benchmarks/transfer.py --json "$RES/gpu-transfer.json"
+# 1c. The IRR's Horner unroll: the simulate stage's compile time against its run time.
+step irr 60 "the IRR's unroll: compile against run" python3 benchmarks/irr_unroll.py --study $S --chunk $C --json "$RES/gpu-irr-unroll.json"
 
 # 2. The numbers are right on this card: the worked checks, the independent float64 model,
 # the volatile paths, chunk-size invariance, and the same summaries in either sketch layout.

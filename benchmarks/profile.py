@@ -22,6 +22,7 @@ from pathlib import Path
 import jax
 
 import mcrisk
+import mcrisk.cli
 
 
 def device_events(trace: dict) -> list[dict]:
@@ -54,6 +55,7 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
+    mcrisk.cli.backend_defaults()  # the backend as `mcrisk run` starts it
     study = args.study or str(mcrisk.default_study_path())
     n = int(args.scenarios)
     kw = dict(scenarios=n, write_scenarios=False, stress=False, analyze=False, force=True)
@@ -78,6 +80,14 @@ def main() -> None:
         k[0] += e["dur"] / 1e6
         k[1] += 1
     busy = busy_seconds(events)
+    host_pids = {e["pid"] for e in trace["traceEvents"] if e.get("ph") == "M" and e.get("name") == "process_name"
+                 and "/host:" in e["args"]["name"]}
+    host: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # the host's own spans (they nest: not additive)
+    for e in trace["traceEvents"]:
+        if e.get("ph") == "X" and "dur" in e and e["pid"] in host_pids and "hlo_op" not in e.get("args", {}):
+            h = host[e["name"].split("(")[0][:60]]
+            h[0] += e["dur"] / 1e6
+            h[1] += 1
     stages = result.manifest["seconds"]
     print(f"{n:,} scenarios on {jax.devices()[0].device_kind}: wall {wall:.2f} s traced, device busy {busy:.2f} s, "
           f"{len(events):,} device events; the run's stages: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
@@ -88,6 +98,10 @@ def main() -> None:
     print(f"\n{'program':<24} {'kernel':<48} {'calls':>6} {'s':>8} {'us/call':>9}")
     for (p, name), (s, calls) in top:
         print(f"{p[:24]:<24} {name[:48]:<48} {calls:6d} {s:8.3f} {s / calls * 1e6:9.1f}")
+    print(f"\n{'host span (nested spans overlap)':<60} {'calls':>6} {'s':>8}")
+    host_top = sorted(host.items(), key=lambda kv: -kv[1][0])[:args.top]
+    for name, (sec, calls) in host_top:
+        print(f"{name:<60} {calls:6d} {sec:8.3f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
@@ -95,6 +109,7 @@ def main() -> None:
             "scenarios": n, "wall_traced_s": wall, "device_busy_s": busy, "stages_s": stages,
             "programs_s": dict(sorted(by_program.items(), key=lambda kv: -kv[1])),
             "kernels": [{"program": p, "name": name, "calls": c, "seconds": s} for (p, name), (s, c) in top],
+            "host_spans": [{"name": name, "calls": c, "seconds": s} for name, (s, c) in host_top],
         }, indent=2) + "\n")
 
 
