@@ -26,8 +26,6 @@ STAGES = ("compile", "sample", "simulate", "summarize", "transfer", "write")
 CHILD = """
 import json, resource, sys, time
 import mcrisk
-import mcrisk.cli
-mcrisk.cli.backend_defaults()  # the backend as `mcrisk run` starts it
 args = json.loads(sys.argv[1])
 t0 = time.perf_counter()
 # The engine alone: the run's own sensitivity/comparison analysis (a fixed cost of its first

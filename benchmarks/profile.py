@@ -22,7 +22,6 @@ from pathlib import Path
 import jax
 
 import mcrisk
-import mcrisk.cli
 
 
 def device_events(trace: dict) -> list[dict]:
@@ -55,7 +54,6 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    mcrisk.cli.backend_defaults()  # the backend as `mcrisk run` starts it
     study = args.study or str(mcrisk.default_study_path())
     n = int(args.scenarios)
     kw = dict(scenarios=n, write_scenarios=False, stress=False, analyze=False, force=True)

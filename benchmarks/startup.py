@@ -1,8 +1,7 @@
 """What a process spends before its first computation: importing JAX and mcrisk, starting the
 backend (on a GPU: the driver, the CUDA libraries, the memory pool), and the first small
 program. One line of JSON per call; run it in fresh processes, with the environment to compare
-(XLA_PYTHON_CLIENT_PREALLOCATE=false, say: `mcrisk run` sets it unless the environment
-does; this script leaves JAX's default). With --early the backend starts in a thread right
+(XLA_PYTHON_CLIENT_PREALLOCATE=false, say). With --early the backend starts in a thread right
 after JAX is imported, while mcrisk is imported, as `mcrisk run` does (mcrisk.cli.main).
 
     python benchmarks/startup.py [--early] [--json out.json]

@@ -473,19 +473,6 @@ def _leave(code: int) -> None:
 
 # Commands that simulate, and so start the accelerator (cli.main starts it early for them).
 SIMULATING = ("run", "claims", "sweep")
-# The backend settings the command uses unless the environment sets them. JAX preallocates 75% of
-# a GPU's memory when it starts; on an H200 (105 GB) that made the first program take 1.6-2.8 s
-# instead of 0.24 s (benchmarks/startup.py), and it was most of a cold run's plan stage (2.3 s
-# of 11 s at 1e8 scenarios). A run needs a few GB, which the allocator takes as it goes.
-BACKEND_DEFAULTS = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
-
-
-def backend_defaults() -> None:
-    """Set :data:`BACKEND_DEFAULTS` where the environment does not; before the backend starts."""
-    import os
-
-    for key, value in BACKEND_DEFAULTS.items():
-        os.environ.setdefault(key, value)
 
 
 def _start_backend_early(argv: list[str]) -> None:
@@ -520,7 +507,6 @@ def main() -> None:
     from . import interrupt
 
     _compilation_cache()
-    backend_defaults()
     _start_backend_early(sys.argv[1:])
     # SIGTERM (a batch scheduler's stop) ends a run like Ctrl-C: the partial folder stays for --resume.
     interrupt.install()
