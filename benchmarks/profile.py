@@ -47,6 +47,24 @@ def busy_seconds(events: list[dict]) -> float:
     return total / 1e6
 
 
+def time_stage_calls() -> dict[str, list[float]]:
+    """Record every stage call's wall seconds by program name (mcrisk.programs.Stage), first call
+    included: the run's stage table sums them, this tells a fixed cost from a per-chunk one."""
+    from mcrisk import programs
+
+    calls: dict[str, list[float]] = defaultdict(list)
+    call = programs.Stage.__call__
+
+    def timed_call(self, *a):
+        t0 = time.perf_counter()
+        out = call(self, *a)
+        calls[self.jitted.__name__].append(time.perf_counter() - t0)
+        return out
+
+    programs.Stage.__call__ = timed_call
+    return calls
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--study", default=None)
@@ -59,6 +77,7 @@ def main() -> None:
     kw = dict(scenarios=n, write_scenarios=False, stress=False, analyze=False, force=True)
     with tempfile.TemporaryDirectory() as tmp:
         mcrisk.run_study(study, out=Path(tmp) / "warm", **kw)  # compiles every program
+        stage_calls = time_stage_calls()
         t0 = time.perf_counter()
         options = jax.profiler.ProfileOptions()
         options.python_tracer_level = 0  # (Python's calls would fill the trace's million events)
@@ -96,6 +115,10 @@ def main() -> None:
     print(f"\n{'program':<24} {'kernel':<48} {'calls':>6} {'s':>8} {'us/call':>9}")
     for (p, name), (s, calls) in top:
         print(f"{p[:24]:<24} {name[:48]:<48} {calls:6d} {s:8.3f} {s / calls * 1e6:9.1f}")
+    print(f"\n{'stage program':<16} {'calls':>6} {'total s':>8} {'first ms':>9} {'others ms':>10}")
+    for name, ts in stage_calls.items():
+        rest = sum(ts[1:]) / max(1, len(ts) - 1) * 1e3
+        print(f"{name:<16} {len(ts):6d} {sum(ts):8.3f} {ts[0] * 1e3:9.1f} {rest:10.1f}")
     print(f"\n{'host span (nested spans overlap)':<60} {'calls':>6} {'s':>8}")
     host_top = sorted(host.items(), key=lambda kv: -kv[1][0])[:args.top]
     for name, (sec, calls) in host_top:
@@ -107,6 +130,7 @@ def main() -> None:
             "scenarios": n, "wall_traced_s": wall, "device_busy_s": busy, "stages_s": stages,
             "programs_s": dict(sorted(by_program.items(), key=lambda kv: -kv[1])),
             "kernels": [{"program": p, "name": name, "calls": c, "seconds": s} for (p, name), (s, c) in top],
+            "stage_calls_s": dict(stage_calls),
             "host_spans": [{"name": name, "calls": c, "seconds": s} for name, (s, c) in host_top],
         }, indent=2) + "\n")
 
