@@ -29,6 +29,7 @@ from .engine import (
     Plan,
     Sample,
     chunk_indices,
+    collapse_copies,
     draw_inputs,
     fixed_values,
     make_plan,
@@ -41,6 +42,7 @@ from .engine import (
     sample_values,
     shock_streams,
     simulate,
+    sketch_copies,
 )
 from .errors import Problem, RunFolderError, StudyError
 from .overrides import describe
@@ -146,6 +148,8 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     counts = (np.int64(n_total), np.int64(band_cap))
     # The float columns of a chunk's rows, assembled on the device into one block (ScenarioRows).
     rows_s = Stage(lambda o, v: rows.block(o, v, store), "transfer", times, out_shardings=by_cols, label="rows")
+    # Sketches kept in several copies on the device are added into one before they move to the host.
+    collapse_s = Stage(collapse_copies, "write", times, out_shardings=replicated, label="collapse") if sketch_copies(plan)[0] > 1 else None
     pinned = pinned_host(by_cols)
     keep_s = None
     if opts.get("sample_fraction") is not None:  # a fixed random subset of scenarios, by index
@@ -185,6 +189,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         todo += [(rows_s, (out_a, run_a.values))] if writer is not None else []
         todo += [(retain_s, (out_a,))] if start_chunk * C < n_diag else []
         todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
+        todo += [(collapse_s, (acc,))] if collapse_s is not None else []
         compile_all(todo, times)
     for chunk in chunks:
         interrupt.check()  # a Ctrl-C whose KeyboardInterrupt was dropped (raised in a GC callback) still stops the run
@@ -219,7 +224,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
             times["summarize"] += time.perf_counter() - t0
         if stop or (chunk + 1) % every == 0 or chunk + 1 == hi:
             t0 = time.perf_counter()
-            acc = jax.device_put(flush(plan, acc, state), summaries)
+            acc = jax.device_put(flush(plan, acc if collapse_s is None else collapse_s(acc), state), summaries)
             if writer is not None:
                 writer.drain()
             meta = dict(ck_meta, next_chunk=chunk + 1, stopped=chunk + 1 if stop else None, trace=trace)
