@@ -359,8 +359,9 @@ class ScenarioRows:
     :meth:`block`, a stage of the run. One copy moves the block to the host (:class:`HostBlock`),
     and each Parquet part's columns are slices of it, which pyarrow wraps without copying. The
     host adds the rest per part (:meth:`columns`): the scenario index, the system, and the plain
-    system fields. Before, the host transposed and repeated every column of every part, and on a
-    16-core GPU host that work, not the Parquet encoding, bounded the writer threads.
+    system fields. Before, the host transposed and repeated every column of every part: on the
+    H200's 16-core host, writing 1e7 scenarios took the writer threads 101 thread-seconds, and 30
+    this way (benchmarks/RESULTS.md).
     """
 
     def __init__(self, plan: Plan, fields: list[pa.Field]):
@@ -420,9 +421,11 @@ class HostBlock:
     that needs it waits for it (the others reuse it).
 
     On a GPU the block goes to pinned (page-locked) host memory in one transfer, which the host
-    then reads in place: JAX's ordinary copy to a NumPy array stages through a bounce buffer,
-    and it moved 1.3 GB/s on an H200's host, which made the transfer, not the encoding, the
-    bound on writing rows. On CPUs the block is host memory already, read in place."""
+    then reads in place: JAX's ordinary copy to a NumPy array stages through a bounce buffer
+    into freshly faulted pages, and it moved a chunk's block (0.64 GB) at 1.5 GB/s on an H200's
+    host, against 52 GB/s into pinned memory (benchmarks/transfer.py). The writer's queue holds
+    at most a few chunks' blocks (about 2 GB for the default study). On CPUs the block is host
+    memory already, read in place."""
 
     def __init__(self, block: jax.Array, pinned: Any = None):
         self._array = jax.device_put(block, pinned) if pinned is not None else block

@@ -184,3 +184,28 @@ def test_an_input_beyond_float32_is_refused_by_name(tmp_path):
     assert not out.exists() and not (tmp_path / ".run.partial").exists()
     res = runner.invoke(app, ["run", str(path), "--out", str(out), "--precision", "float64", "--no-stress", "--no-analyze", "-q"])
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("argv, starts", [
+    (["run", "-n", "1e4"], True),
+    (["-q", "claims"], True),
+    (["sweep", "s.yaml", "--grid", "a=1,2"], True),
+    (["report", "outputs/run"], False),  # never touches the device
+    (["validate", "s.yaml"], False),
+    ([], False),
+    (["run", "--shard", "auto"], False),  # jax.distributed must start first
+    (["run", "--shard=auto"], False),
+])
+def test_the_backend_starts_early_only_for_commands_that_simulate(monkeypatch, argv, starts):
+    from mcrisk import cli
+
+    started = []
+    monkeypatch.setattr("threading.Thread", lambda target, name, daemon: type("T", (), {"start": lambda self: started.append(name)})())
+    for key in ("MCRISK_COORDINATOR", "MCRISK_NUM_PROCESSES", "MCRISK_PROCESS_ID"):
+        monkeypatch.delenv(key, raising=False)
+    cli._start_backend_early(argv)
+    assert started == (["mcrisk-backend"] if starts else [])
+    monkeypatch.setenv("MCRISK_COORDINATOR", "host:1234")  # under jax.distributed's launcher: never
+    started.clear()
+    cli._start_backend_early(argv)
+    assert started == []
