@@ -163,6 +163,20 @@ def test_grid_masks_are_the_same_read_in_one_reduction_or_row_by_row():
     np.testing.assert_array_equal(np.asarray(irr(*args)), np.asarray(irr(*args, mask_rows_per_pass=8)))
 
 
+def test_irr_does_not_depend_on_the_horner_unroll():
+    """CPUs unroll the IRR's Horner loop 4 months per pass and accelerators 8 (engine.irr_unroll):
+    the same operations in the same order, so the same IRRs to the bit, whatever the unroll."""
+    rng = np.random.default_rng(11)
+    t = np.arange(1, 49)
+    cf = rng.uniform(0.5, 3, (300, 1)) * np.exp(-rng.uniform(0.0, 0.05, (300, 1)) * t) - rng.uniform(0.05, 0.6, (300, 1))
+    cf[::7, rng.integers(0, 48)] *= -4  # sign changes: some scenarios with two roots or none
+    args = (jnp.asarray(rng.uniform(5, 100, (1, 300))), jnp.asarray(cf.T[:, None, :]), jnp.asarray(rng.uniform(0, 5, (1, 300))))
+    got = {u: np.asarray(jax.jit(lambda a, b, c, u=u: irr(a, b, c, unroll=u))(*args)) for u in (1, 4, 8, 47)}
+    assert np.isfinite(got[4]).sum() > 200
+    for u in (1, 8, 47):
+        np.testing.assert_array_equal(got[u], got[4])
+
+
 def test_irr_converges_over_long_horizons():
     """240 months: the NPV polynomial has degree 240, and the refinement takes more Newton steps
     (metrics.irr_newton_steps). Revenue decaying at a random rate against a fixed cost, so that
