@@ -211,7 +211,7 @@ def _parse_shard(text: str) -> tuple[int, int]:
     from .errors import Problem
 
     if text.strip() == "auto":  # under jax.distributed: this process's index of the process count
-        from .merge import distributed_shard
+        from .cluster import distributed_shard
 
         return distributed_shard()
     try:
@@ -486,10 +486,12 @@ def _start_backend_early(argv: list[str]) -> None:
     import os
     import threading
 
+    from .cluster import COORDINATOR_ENV
+
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in SIMULATING or "auto" in argv or "--shard=auto" in argv:
         return
-    if any(os.environ.get(k) for k in ("MCRISK_COORDINATOR", "MCRISK_NUM_PROCESSES", "MCRISK_PROCESS_ID")):  # merge.COORDINATOR_ENV
+    if any(os.environ.get(k) for k in COORDINATOR_ENV):  # set for --shard auto's jax.distributed
         return
 
     def start() -> None:

@@ -1,50 +1,20 @@
-"""Runs split across processes and machines: which slice a process runs (`--shard auto` under
-`jax.distributed`) and `mcrisk merge`, which combines the shard folders of one run
-(`mcrisk run --shard i/k`) into the run folder a single job would write."""
+"""`mcrisk merge`: the shard folders of one run (`mcrisk run --shard i/k`, or `--shard auto`
+under `jax.distributed`: mcrisk.cluster) combined into the run folder a single job would write."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Sequence
 
 from .engine import make_plan
-from .errors import Problem, RunFolderError, StudyError
+from .errors import RunFolderError
 from .publish import RunResult, finish
 from .runstate import merge_states, state_from
 from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, load_checkpoint
 from .study import load_study
-
-
-# Where a launcher gives no cluster JAX detects on its own (Slurm, Open MPI and TPU pods it does).
-COORDINATOR_ENV = ("MCRISK_COORDINATOR", "MCRISK_NUM_PROCESSES", "MCRISK_PROCESS_ID")
-
-
-def distributed_shard() -> tuple[int, int]:
-    """(this process's index, the process count) under ``jax.distributed``, initialized here:
-    from MCRISK_COORDINATOR (host:port), MCRISK_NUM_PROCESSES and MCRISK_PROCESS_ID where set,
-    else from the cluster JAX detects. Each process then runs its own slice on its own devices
-    (`--shard auto`); no data crosses between processes until `mcrisk merge`. Must run before
-    any JAX computation in the process."""
-    import jax
-
-    env = {k: os.environ[k] for k in COORDINATOR_ENV if os.environ.get(k)}
-    try:
-        if env:
-            if len(env) != len(COORDINATOR_ENV):
-                raise ValueError(f"set all of {', '.join(COORDINATOR_ENV)} or none")
-            jax.distributed.initialize(coordinator_address=env["MCRISK_COORDINATOR"],
-                                       num_processes=int(env["MCRISK_NUM_PROCESSES"]),
-                                       process_id=int(env["MCRISK_PROCESS_ID"]))
-        else:
-            jax.distributed.initialize()
-    except Exception as exc:  # JAX raises ValueError/RuntimeError with its own message
-        raise StudyError([Problem("--shard", f"auto needs a cluster jax.distributed can join (Slurm, Open MPI, "
-                                  f"or {', '.join(COORDINATOR_ENV)}): {exc}")], "options") from None
-    return jax.process_index(), jax.process_count()
 
 
 # The manifest keys every shard must share, as the message names them when they differ.

@@ -201,7 +201,9 @@ def test_the_backend_starts_early_only_for_commands_that_simulate(monkeypatch, a
 
     started = []
     monkeypatch.setattr("threading.Thread", lambda target, name, daemon: type("T", (), {"start": lambda self: started.append(name)})())
-    for key in ("MCRISK_COORDINATOR", "MCRISK_NUM_PROCESSES", "MCRISK_PROCESS_ID"):
+    from mcrisk.cluster import COORDINATOR_ENV
+
+    for key in COORDINATOR_ENV:
         monkeypatch.delenv(key, raising=False)
     cli._start_backend_early(argv)
     assert started == (["mcrisk-backend"] if starts else [])
