@@ -27,6 +27,9 @@ CHILD = """
 import json, resource, sys, time
 import mcrisk
 args = json.loads(sys.argv[1])
+if args.get("part_rows"):  # benchmarks/write.py --part-rows: Parquet parts of another size
+    import mcrisk.storage
+    mcrisk.storage.PART_ROWS = args["part_rows"]
 t0 = time.perf_counter()
 # The engine alone: the run's own sensitivity/comparison analysis (a fixed cost of its first
 # 65,536 scenarios) and the study's stress tests (each a run of its own) are left out.
@@ -38,11 +41,13 @@ print(json.dumps({"wall": wall, "manifest": r.manifest,
 """
 
 
-def run_one(study: str, n: int, write: bool, chunk: int | None, precision: str | None, keep: Path | None = None) -> dict:
-    """One run in a fresh process; its folder is deleted afterwards unless `keep` names where to put it."""
+def run_one(study: str, n: int, write: bool, chunk: int | None, precision: str | None, keep: Path | None = None,
+            part_rows: int | None = None) -> dict:
+    """One run in a fresh process; its folder is deleted afterwards unless `keep` names where to
+    put it. `part_rows`: rows per Parquet part, if not mcrisk's (storage.PART_ROWS)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = keep if keep is not None else Path(tmp) / "run"
-        args = dict(study=study, out=str(folder), n=n, write=write, chunk=chunk, precision=precision)
+        args = dict(study=study, out=str(folder), n=n, write=write, chunk=chunk, precision=precision, part_rows=part_rows)
         proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"run of {n} scenarios failed:\n{proc.stderr}")

@@ -34,7 +34,7 @@ S=configs/default.yaml  # (the package is not installed there, so the embedded d
 N=${GPU_N:-100000000}  # (GPU_N, GPU_CHUNK: smaller, to try the script on a CPU)
 C=${GPU_CHUNK:-1048576}
 
-STEPS=" ${GPU_STEPS:-kernels startup transfer irr tests cold compilelog bench fill warm write numpy traffic stress profile hlo} "  # which steps run (GPU_STEPS)
+STEPS=" ${GPU_STEPS:-kernels startup transfer irr tests cold compilelog autotune triton bench fill warm write numpy traffic stress profile hlo} "  # which steps run (GPU_STEPS)
 
 step() {  # step KEY LIMIT NAME COMMAND...: run COMMAND under min(LIMIT, what is left of the budget)
   local key=$1 limit=$2 name=$3 left=$((BUDGET - SECONDS)) t0=$SECONDS rc
@@ -49,7 +49,19 @@ step() {  # step KEY LIMIT NAME COMMAND...: run COMMAND under min(LIMIT, what is
   tar czf "$OUT/gpu-results.tgz" -C "$RES" . 2>/dev/null
 }
 mc() { python3 -m mcrisk "$@"; }  # for `bash -c "time mc ..."`: the command timed from start to exit
-export -f mc
+# coldlog TAG [VAR=VALUE...]: a cold 1e8 --no-scenarios run with JAX's compile log, in that
+# environment; keeps the log and the manifest, prints each program's compile time and the stages.
+coldlog() {
+  local tag=$1
+  shift
+  time env "$@" JAX_LOG_COMPILES=1 python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress \
+    --out /tmp/r-$tag -q --force 2> "$RES/gpu-compile-$tag.txt"
+  cp /tmp/r-$tag/manifest.json "$RES/gpu-1e8-$tag.json"
+  grep -E 'Finished XLA compilation' "$RES/gpu-compile-$tag.txt" | sed 's/.*compilation of //'
+  python3 -c "import json; print(json.load(open('$RES/gpu-1e8-$tag.json'))['seconds'])"
+}
+export -f mc coldlog
+export S N RES
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
 python3 -c "import jax, jaxlib; print('jax', jax.__version__, jax.devices())"
@@ -64,8 +76,8 @@ step kernels 180 "kernels: each stage of one 2^20-scenario chunk" \
 # processes: the backend started after the imports or beside them (--early, as mcrisk run does),
 # and with JAX's memory pool not preallocated; then the copy of one
 # chunk's block of scenario rows to the host, by each way JAX offers.
-step startup 40 "start-up: import, backend, first program" bash -c \
-  "for a in '' --early '' --early; do python3 benchmarks/startup.py \$a --json $RES/gpu-startup.jsonl; done; \
+step startup 50 "start-up: import, backend, first program" bash -c \
+  "for a in '' --early --early-alloc '' --early --early-alloc; do python3 benchmarks/startup.py \$a --json $RES/gpu-startup.jsonl; done; \
    XLA_PYTHON_CLIENT_PREALLOCATE=false python3 benchmarks/startup.py --json $RES/gpu-startup.jsonl"
 step transfer 40 "a chunk's row block to the host" python3 benchmarks/transfer.py --json "$RES/gpu-transfer.json"
 # 1c. The IRR's Horner unroll: the simulate stage's compile time against its run time.
@@ -85,9 +97,15 @@ step cold 50 "mcrisk run 1e8 --no-scenarios, no compilation cache" bash -c \
    && cp /tmp/r-cold/manifest.json $RES/gpu-1e8-cli-cold.json"
 
 # ... and again with JAX's compile log: each program's tracing, lowering and compiling, in order.
-step compilelog 50 "mcrisk run 1e8 --no-scenarios, no cache, JAX's compile log" bash -c \
-  "JAX_LOG_COMPILES=1 python3 -m mcrisk run $S --scenarios $N --no-scenarios --no-stress --out /tmp/r-log -q --force 2> $RES/gpu-compile-log.txt; \
-   cp /tmp/r-log/manifest.json $RES/gpu-1e8-cli-log.json; grep -E 'Finished|Compiling' $RES/gpu-compile-log.txt | cut -c1-200"
+step compilelog 50 "mcrisk run 1e8 --no-scenarios, no cache, JAX's compile log" bash -c "coldlog log"
+
+# ... and with XLA's autotuning off (level 0), then with its Triton GEMMs off: whether the
+# compile time of the stages with a matrix product (the copula, the IRR's present values) is
+# the autotuner's.
+step autotune 50 "mcrisk run 1e8 --no-scenarios, no cache, autotuning off" \
+  bash -c "coldlog autotune0 XLA_FLAGS=--xla_gpu_autotune_level=0"
+step triton 50 "mcrisk run 1e8 --no-scenarios, no cache, Triton GEMMs off" \
+  bash -c "coldlog tritonoff XLA_FLAGS=--xla_gpu_enable_triton_gemm=false"
 
 # 4. The same as a stage table (benchmarks/bench.py: a fresh process each, peak RSS) ...
 step bench 60 "bench 1e8 --no-scenarios" \
@@ -102,7 +120,9 @@ export MCRISK_CACHE_DIR=off
 
 # 5. Writing: 1e7 scenarios x 3 systems to Parquet against a plain multi-threaded pyarrow write
 # of the same table; then the NumPy implementation of the same model against mcrisk at 1e5.
-step write 100 "write 1e7 scenarios against plain pyarrow" python3 benchmarks/write.py --study $S --scenarios ${GPU_WRITE_N:-1e7} --json "$RES/gpu-write.json"
+# (Parquet parts of 262,144 rows, mcrisk's, and of 1,048,576: fewer, larger files, as pyarrow's)
+step write 100 "write 1e7 scenarios against plain pyarrow" python3 benchmarks/write.py --study $S --scenarios ${GPU_WRITE_N:-1e7} \
+  --threads $(nproc) --part-rows 262144 1048576 --json "$RES/gpu-write.json"
 step numpy 75 "numpy against mcrisk at 1e5" \
   python3 benchmarks/bench.py --study $S --sizes 1e5 --numpy-up-to 1e5 --json "$RES/gpu-numpy.json"
 

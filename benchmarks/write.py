@@ -14,6 +14,7 @@ fresh process; the pyarrow baseline runs in this one.
 
     python benchmarks/write.py                 # 1e7 scenarios
     python benchmarks/write.py --scenarios 1e6 --threads 2 4
+    python benchmarks/write.py --part-rows 262144 1048576   # Parquet parts of each size
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench import HERE, run_one  # noqa: E402  (benchmarks/ is the script's folder)
+from mcrisk.storage import PART_ROWS  # noqa: E402
 
 
 def pyarrow_write(table: pa.Table, folder: Path, threads: int) -> float:
@@ -55,6 +57,8 @@ def main() -> None:
     ap.add_argument("--study", default=None, help="study YAML (default: the embedded default study)")
     ap.add_argument("--scenarios", type=float, default=1e7)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    ap.add_argument("--part-rows", type=int, nargs="+", default=[None],
+                    help="rows per Parquet part, one run writing rows for each (default: mcrisk's)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     n = int(args.scenarios)
@@ -66,8 +70,14 @@ def main() -> None:
 
     summaries = run_one(study, n, write=False, chunk=None, precision=None)
     with tempfile.TemporaryDirectory(dir=HERE.parent / "outputs" if (HERE.parent / "outputs").is_dir() else None) as tmp:
-        written = run_one(study, n, write=True, chunk=None, precision=None, keep=Path(tmp) / "run")
-        parts = Path(tmp) / "run" / "scenarios.parquet"
+        by_part = {}
+        for k, part_rows in enumerate(args.part_rows):  # the first run's rows are kept for pyarrow
+            by_part[part_rows or PART_ROWS] = run_one(study, n, write=True, chunk=None, precision=None,
+                                                     keep=Path(tmp) / f"run{k}", part_rows=part_rows)
+            if k:
+                shutil.rmtree(Path(tmp) / f"run{k}")
+        written = next(iter(by_part.values()))
+        parts = Path(tmp) / "run0" / "scenarios.parquet"
         table = pq.read_table(parts)
         rows, cols, nbytes = table.num_rows, table.num_columns, table.nbytes
         baseline = {}
@@ -85,6 +95,10 @@ def main() -> None:
         "mcrisk_write_stage_s": written["stages_s"]["write"], "mcrisk_transfer_stage_s": written["stages_s"]["transfer"],
         "pyarrow_write_s": {str(t): s for t, s in baseline.items()},
         "ratio_to_best_pyarrow": extra / best,
+        "by_part_rows": {str(p): {"with_scenarios_wall_s": w["wall_s"], "write_cost_s": w["wall_s"] - summaries["wall_s"],
+                                  "ratio_to_best_pyarrow": (w["wall_s"] - summaries["wall_s"]) / best,
+                                  "write_stage_s": w["stages_s"]["write"], "transfer_stage_s": w["stages_s"]["transfer"],
+                                  "peak_rss_mib": w["peak_rss_mib"]} for p, w in by_part.items()},
         "peak_rss_mib": {"no_scenarios": summaries["peak_rss_mib"], "with_scenarios": written["peak_rss_mib"]},
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
         "backend": written["backend"],
@@ -97,6 +111,11 @@ def main() -> None:
     for t, s in baseline.items():
         print(f"{f'pyarrow alone, {t} thread(s), {t} file(s)':40s} {s:8.1f}")
     print(f"ratio (what writing adds / best pyarrow): {extra / best:.2f}")
+    if len(by_part) > 1:
+        for p, w in by_part.items():
+            cost = w["wall_s"] - summaries["wall_s"]
+            print(f"{f'  parts of {p:,} rows: writing adds':40s} {cost:8.1f}  (ratio {cost / best:.2f}, "
+                  f"peak RSS {w['peak_rss_mib'] / 1024:.1f} GiB)")
     path = Path(args.json) if args.json else HERE / "results" / f"write-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
