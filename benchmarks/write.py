@@ -33,22 +33,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench import HERE, run_one  # noqa: E402  (benchmarks/ is the script's folder)
-from mcrisk.storage import PART_ROWS  # noqa: E402
+from mcrisk.storage import PART_ROWS, writer_threads  # noqa: E402
 
 
-def pyarrow_write(table: pa.Table, folder: Path, threads: int) -> float:
-    """Seconds to write `table` as `threads` files, one slice per thread."""
+def pyarrow_write(table: pa.Table, folder: Path, threads: int, rows_per_file: int | None = None,
+                  statistics: bool | list[str] = True) -> float:
+    """Seconds to write `table` as `threads` files, one slice per thread; or, with `rows_per_file`,
+    as files of that many rows shared out among `threads` threads (the shape of mcrisk's parts)."""
     folder.mkdir(parents=True, exist_ok=True)
     n = table.num_rows
-    bounds = [n * k // threads for k in range(threads + 1)]
+    files = threads if rows_per_file is None else -(-n // rows_per_file)
+    bounds = [n * k // files for k in range(files + 1)]
 
     def write(k: int) -> None:
-        pq.write_table(table.slice(bounds[k], bounds[k + 1] - bounds[k]), folder / f"part-{k:03d}.parquet",
-                       compression="snappy", use_dictionary=["system"])
+        pq.write_table(table.slice(bounds[k], bounds[k + 1] - bounds[k]), folder / f"part-{k:05d}.parquet",
+                       compression="snappy", use_dictionary=["system"], write_statistics=statistics)
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(write, range(threads)))
+        list(pool.map(write, range(files)))
     return time.perf_counter() - t0
 
 
@@ -85,6 +88,16 @@ def main() -> None:
             out = Path(tmp) / f"pyarrow-{t}"
             baseline[t] = pyarrow_write(table, out, t)
             shutil.rmtree(out)
+        # Where a gap to pyarrow comes from: the same table cut as mcrisk cuts it (its parts, its
+        # writer threads), and with statistics for the scenario and system columns only.
+        variants = {}
+        t = writer_threads()
+        for name, kw in (("parts", dict(rows_per_file=PART_ROWS)), ("parts_index_statistics", dict(rows_per_file=PART_ROWS, statistics=["scenario", "system"])),
+                         ("files_index_statistics", dict(statistics=["scenario", "system"]))):
+            out = Path(tmp) / f"pyarrow-{name}"
+            variants[name] = {"threads": t if "rows_per_file" in kw else max(args.threads),
+                              "seconds": pyarrow_write(table, out, t if "rows_per_file" in kw else max(args.threads), **kw)}
+            shutil.rmtree(out)
         del table
     extra = written["wall_s"] - summaries["wall_s"]
     best = min(baseline.values())
@@ -95,6 +108,7 @@ def main() -> None:
         "mcrisk_write_stage_s": written["stages_s"]["write"], "mcrisk_transfer_stage_s": written["stages_s"]["transfer"],
         "pyarrow_write_s": {str(t): s for t, s in baseline.items()},
         "ratio_to_best_pyarrow": extra / best,
+        "pyarrow_variants": variants,
         "by_part_rows": {str(p): {"with_scenarios_wall_s": w["wall_s"], "write_cost_s": w["wall_s"] - summaries["wall_s"],
                                   "ratio_to_best_pyarrow": (w["wall_s"] - summaries["wall_s"]) / best,
                                   "write_stage_s": w["stages_s"]["write"], "transfer_stage_s": w["stages_s"]["transfer"],
@@ -110,6 +124,10 @@ def main() -> None:
     print(f"{'  what writing adds to the run':40s} {extra:8.1f}")
     for t, s in baseline.items():
         print(f"{f'pyarrow alone, {t} thread(s), {t} file(s)':40s} {s:8.1f}")
+    labels = {"parts": "parts of {:,} rows", "parts_index_statistics": "parts of {:,} rows, index statistics only",
+              "files_index_statistics": "one file per thread, index statistics only"}
+    for name, v in variants.items():
+        print(f"{'pyarrow alone, ' + labels[name].format(PART_ROWS) + ', ' + str(v['threads']) + ' threads':64s} {v['seconds']:8.1f}")
     print(f"ratio (what writing adds / best pyarrow): {extra / best:.2f}")
     if len(by_part) > 1:
         for p, w in by_part.items():

@@ -39,3 +39,20 @@ def test_a_stopped_run_cancels_the_compiles_not_started_and_its_stages_still_wor
         assert s(x).tolist() == pytest.approx((x * k + 1).tolist())
     assert programs.STATS["prepared_missed"] == missed  # a cancelled program is not a mismatch
     assert cancel_pending() == 0
+
+
+def test_stages_compile_with_the_backends_options_and_keep_a_program_per_options(monkeypatch):
+    """Every stage is compiled with programs.compiler_options() (none on CPUs; on GPUs, matrix
+    products on cuBLAS): the options reach XLA (an unknown one is refused), they give the same
+    numbers, and programs compiled with other options are not reused for them."""
+    assert programs.compiler_options() == {}  # (the test suite runs on CPUs)
+    times = {"compile": 0.0, "simulate": 0.0}
+    a, b = jnp.arange(12.0).reshape(3, 4), jnp.arange(20.0).reshape(4, 5)
+    plain = Stage(lambda x, y: x @ y, "simulate", times, label="plain")(a, b)
+    seen = []
+    monkeypatch.setattr(programs, "compiler_options", lambda: seen.append(1) or {"xla_gpu_enable_triton_gemm": False})
+    cublas = Stage(lambda x, y: x @ y, "simulate", times, label="plain")(a, b)
+    assert seen and (cublas == plain).all()
+    monkeypatch.setattr(programs, "compiler_options", lambda: {"xla_no_such_option": 1})
+    with pytest.raises(Exception, match="xla_no_such_option"):
+        Stage(lambda x, y: x @ y, "simulate", times, label="plain")(a, b)

@@ -158,6 +158,16 @@ def test_chunks_written_in_several_parts_give_the_same_rows(tmp_path, monkeypatc
     names = sorted(p.name for p in (parts.folder / "scenarios.parquet").glob("*.parquet"))
     assert names == [f"part-{c:06d}-{k:03d}.parquet" for c, n_parts in ((0, 4), (1, 4), (2, 2)) for k in range(n_parts)]
     assert pq.ParquetFile(parts.folder / "scenarios.parquet" / names[3]).metadata.num_rows == 2 * 100
+    # Each part's statistics give its scenario range (and systems), so a reader finds a scenario
+    # without reading other parts; the metrics and inputs carry none (storage.STATISTICS_COLUMNS).
+    first = 0
+    for name in names:
+        meta = pq.ParquetFile(parts.folder / "scenarios.parquet" / name).metadata
+        stats = {meta.schema.column(i).name: meta.row_group(0).column(i).statistics for i in range(meta.num_columns)}
+        with_stats = {k for k, v in stats.items() if v is not None and v.has_min_max}
+        assert with_stats == {"scenario", "system"}, name
+        assert (stats["scenario"].min, stats["scenario"].max) == (first, first + meta.num_rows // 2 - 1)
+        first += meta.num_rows // 2
     pd.testing.assert_frame_equal(rows(parts), whole)
     pd.testing.assert_frame_equal(rows(run_study(study, out=tmp_path / "d", sample_fraction=0.3, **kw)), sub)
 
