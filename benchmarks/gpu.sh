@@ -120,9 +120,9 @@ export MCRISK_CACHE_DIR=off
 
 # 5. Writing: 1e7 scenarios x 3 systems to Parquet against a plain multi-threaded pyarrow write
 # of the same table; then the NumPy implementation of the same model against mcrisk at 1e5.
-# (Parquet parts of 262,144 rows, mcrisk's, and of 1,048,576: fewer, larger files, as pyarrow's)
-step write 100 "write 1e7 scenarios against plain pyarrow" python3 benchmarks/write.py --study $S --scenarios ${GPU_WRITE_N:-1e7} \
-  --threads $(nproc) --part-rows 262144 1048576 --json "$RES/gpu-write.json"
+# (the median of 3 pairs of runs without and with rows: one pair varies by a few tenths of a second)
+step write 120 "write 1e7 scenarios against plain pyarrow" python3 benchmarks/write.py --study $S --scenarios ${GPU_WRITE_N:-1e7} \
+  --threads $(nproc) --repeat ${GPU_WRITE_REPEAT:-3} --json "$RES/gpu-write.json"
 step numpy 75 "numpy against mcrisk at 1e5" \
   python3 benchmarks/bench.py --study $S --sizes 1e5 --numpy-up-to 1e5 --json "$RES/gpu-numpy.json"
 

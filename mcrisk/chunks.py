@@ -129,7 +129,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     inputs_s = Stage(lambda idx, v: draw_inputs(plan, idx, v), "sample", times, out_shardings=sharding, label="inputs")
     shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype, time_major=plan.time_major_shocks),
                      "sample", times, out_shardings=by_cols if plan.time_major_shocks else by_rows, label="shocks")
-    shock_ids = [None if s is None else jax.device_put(np.uint32(s), replicated) for s in shock_streams(plan)]
+    streams = shock_streams(plan)  # (placed on the device below, after the compiles have started)
     # Every chunk's metrics come from one program; the monthly band values from a second, run only
     # on the chunks that hold band scenarios (engine.monthly_values).
     simulate_s = Stage(lambda d: simulate(plan, d, C), "simulate", times, out_shardings=by_cols)
@@ -164,33 +164,42 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     target = parse_target(opts["target_mcse"]) if opts.get("target_mcse") else None
     trace: list[list[float]] = ck_trace  # (scenarios so far, MCSE reached) after each chunk
     stop, end = stopped, (stopped if stopped else hi)
-    consts = jax.device_put(fixed_values(plan), replicated)
-    dist_values = jax.device_put(sample_values(plan), replicated)
+    consts_h, dist_h = fixed_values(plan), sample_values(plan)
     diag_future = None
-    acc = jax.device_put(reduce_init(plan), summaries)
-    times["plan"] = time.perf_counter() - t0  # (on a GPU, with the device's start: its first arrays)
+    times["plan"] = time.perf_counter() - t0
     chunks = range(start_chunk, hi if not stopped else start_chunk)
     if len(chunks):  # compile every stage at once, from the shapes, dtypes and placements of their arguments
+        # The stages are traced, lowered and their compiles started before any array is placed on
+        # the device: on a GPU the first array waits for JAX to reserve the device's memory pool
+        # (seconds), which then goes on beside the lowering (cli._start_backend_early starts it).
         t0 = time.perf_counter()  # tracing the stages for their abstract outputs is compile time too
         idx_a, mask_a = (jax.ShapeDtypeStruct((C,), dt, sharding=sharding) for dt in (jnp.uint32, jnp.bool_))
         sid_a = jax.ShapeDtypeStruct((), jnp.uint32, sharding=replicated)
+        consts_a, dist_a = (_placed(v, replicated) for v in (consts_h, dist_h))
+        acc_a = jax.tree.map(lambda a, where: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where),
+                             jax.eval_shape(lambda: reduce_init(plan)), summaries)
         shocks_a = shocks_s.abstract(idx_a, sid_a)
-        draw_a = Sample(inputs_s.abstract(idx_a, dist_values), Shocks(*(None if s is None else shocks_a for s in shock_ids)))
-        run_a = draw_a._replace(values={**draw_a.values, **consts})
+        draw_a = Sample(inputs_s.abstract(idx_a, dist_a), Shocks(*(None if s is None else shocks_a for s in streams)))
+        run_a = draw_a._replace(values={**draw_a.values, **consts_a})
         out_a = simulate_s.abstract(run_a)
         times["compile"] += time.perf_counter() - t0
         # Longest compile first (simulate, then the inputs, the summaries, the bands, the shocks:
         # benchmarks/traffic.py --stages), so that the threads finish together.
-        todo = [(simulate_s, (run_a,)), (inputs_s, (idx_a, dist_values)), (reduce_s, (acc, out_a, mask_a))]
+        todo = [(simulate_s, (run_a,)), (inputs_s, (idx_a, dist_a)), (reduce_s, (acc_a, out_a, mask_a))]
         if start_chunk < band_chunks:
-            todo += [(bands_s, (acc, run_a, mask_a))]
-        todo += [(shocks_s, (idx_a, sid_a))] if any(s is not None for s in shock_ids) else []
+            todo += [(bands_s, (acc_a, run_a, mask_a))]
+        todo += [(shocks_s, (idx_a, sid_a))] if any(s is not None for s in streams) else []
         todo += [(index_s, (np.int64(0), *counts))]
         todo += [(rows_s, (out_a, run_a.values))] if writer is not None else []
         todo += [(retain_s, (out_a,))] if start_chunk * C < n_diag else []
         todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
-        todo += [(collapse_s, (acc,))] if collapse_s is not None else []
+        todo += [(collapse_s, (acc_a,))] if collapse_s is not None else []
         compile_all(todo, times)
+    t0 = time.perf_counter()  # the run's first arrays (on a GPU, with what is left of the pool's reservation)
+    consts, dist_values = jax.device_put(consts_h, replicated), jax.device_put(dist_h, replicated)
+    shock_ids = [None if s is None else jax.device_put(np.uint32(s), replicated) for s in streams]
+    acc = jax.device_put(reduce_init(plan), summaries)
+    times["plan"] += time.perf_counter() - t0
     for chunk in chunks:
         interrupt.check()  # a Ctrl-C whose KeyboardInterrupt was dropped (raised in a GC callback) still stops the run
         start = chunk * C
@@ -266,6 +275,11 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         times["stress"] = time.perf_counter() - t0
         extra["stress"] = {name: describe(o) for name, o in st.stress.items()}
     return finish(st, plan, folder, opts, state, times, t_total, extra, stresses, diag_future)
+
+
+def _placed(tree, where: NamedSharding):
+    """Abstract arrays (shape, dtype, placement) of a tree of host values, for compiling."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=where), tree)
 
 
 def _background(fn: Callable, *args) -> Future:
