@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--scenarios", type=int, default=1 << 20, help="scenarios of the chunk (rows: 3 per scenario)")
     ap.add_argument("--columns", type=int, default=51, help="float32 columns of the block (the default study's)")
     ap.add_argument("--repeat", type=int, default=4)
+    ap.add_argument("--pool-blocks", type=int, default=6, help="pinned blocks held at once, to time the pool's growth")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
@@ -90,6 +91,22 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         t = statistics.median(times)
         rows.append({"way": name, "seconds": t, "gb_per_s": nbytes / t / 1e9, "all_s": times})
+    # JAX's pool of pinned host memory: blocks held at once (as the writer's queue holds several
+    # chunks' blocks), each allocated while the others live; then freed, and as many again. The
+    # first round grows the pool, the second reuses it (if the pool keeps what is freed).
+    pool = None
+    if pinned_sharding is not None and dev.platform != "cpu":
+        x = fresh(11)
+        pool = {}
+        for round_ in ("grow", "reuse"):
+            held, times = [], []
+            for _ in range(args.pool_blocks):
+                t0 = time.perf_counter()
+                held.append(jax.block_until_ready(jax.device_put(x, pinned_sharding)))
+                times.append(time.perf_counter() - t0)
+            pool[round_] = times
+            del held
+        del x
     zero_copy = None
     if pinned_sharding is not None:
         y = jax.device_put(fresh(9), pinned_sharding)
@@ -98,12 +115,15 @@ def main() -> None:
           f"pinned block read in place: {zero_copy}")
     for r in rows:
         print(f"{r['way']:<40} {r['seconds'] * 1e3:9.1f} ms {r['gb_per_s']:8.2f} GB/s")
+    if pool is not None:
+        for round_, times in pool.items():
+            print(f"pinned pool, {args.pool_blocks} blocks held at once ({round_}): ms each " + " ".join(f"{t * 1e3:.0f}" for t in times))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({
             "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "jax": jax.__version__, "device": str(dev),
             "device_kind": dev.device_kind, "host": platform.platform(), "shape": shape, "bytes": nbytes,
-            "memory_kinds": kinds, "pinned_zero_copy": zero_copy, "rows": rows,
+            "memory_kinds": kinds, "pinned_zero_copy": zero_copy, "rows": rows, "pinned_pool_s": pool,
         }, indent=2) + "\n")
 
 

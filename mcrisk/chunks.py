@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from concurrent.futures import Future
 from typing import Callable
 
@@ -52,7 +53,7 @@ from .publish import RunResult, finish, versions
 from .runstate import checkpoint_arrays, flush, state_from
 from .sampling import make_sampler, root_key, shock_normals, stream_id
 from .storage import (SCENARIOS_DIR, SHARD_STATE, HostBlock, RunFolder, ScenarioRows, ScenarioWriter, load_checkpoint, part_scenarios,
-                      pinned_host, save_checkpoint, scenario_fields)
+                      pinned_host, reserve_pinned, save_checkpoint, scenario_fields)
 from .stress import run_stresses
 from .study import Study
 
@@ -109,7 +110,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         state, start_chunk = state_from(arrays), meta["next_chunk"]
         ck_trace, stopped = meta.get("trace", []), meta.get("stopped")
     meta = {"mcrisk.study_sha256": digest, "mcrisk.seed": seed, "mcrisk.version": versions()["mcrisk"], "mcrisk.scenarios": n_total}
-    writer = None
+    writer = reserving = None
     if opts["write_scenarios"]:
         fields = [f for f in scenario_fields(plan, store) if opts.get("columns") is None or f.name in ("scenario", "system", *opts["columns"])]
         rows = ScenarioRows(plan, fields)
@@ -195,6 +196,10 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
         todo += [(collapse_s, (acc_a,))] if collapse_s is not None else []
         compile_all(todo, times)
+        if writer is not None and pinned is not None:  # the pinned blocks the writer will hold, pinned while the stages compile
+            parts = -(-C // writer.per_part)  # parts per chunk; the queue and the threads hold 2 x threads parts at most
+            blocks = min(len(chunks), -(-2 * writer.threads // parts) + 2)
+            reserving = _background(reserve_pinned, (len(rows.names), C * len(plan.systems)), store, by_cols, pinned, blocks)
     t0 = time.perf_counter()  # the run's first arrays (on a GPU, with what is left of the pool's reservation)
     consts, dist_values = jax.device_put(consts_h, replicated), jax.device_put(dist_h, replicated)
     shock_ids = [None if s is None else jax.device_put(np.uint32(s), replicated) for s in streams]
@@ -247,6 +252,8 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
 
     if writer is not None:
         writer.close()
+        if reserving is not None and reserving.exception() is not None:  # only slower: the pool grew while writing
+            warnings.warn(f"could not reserve pinned host memory ahead: {reserving.exception()}", RuntimeWarning, stacklevel=2)
         times["transfer"] += writer.wait_seconds  # the writer's threads waiting for the blocks' copies
         times["write"] += writer.busy_seconds - writer.wait_seconds  # encoding in the writer's threads, and handing parts over
     extra = {

@@ -227,6 +227,35 @@ def test_every_stage_is_compiled_ahead_and_used(tmp_path):
     assert result.manifest["seconds"]["compile"] > 0
 
 
+def test_pinned_memory_reserved_ahead_is_given_back():
+    """storage.reserve_pinned holds `count` row blocks in the given memory at once, then lets them
+    go (on a GPU: JAX's pinned pool grown before the writer needs it; on CPUs runs never call it)."""
+    import gc
+    import weakref
+
+    import jax
+    from jax.sharding import SingleDeviceSharding
+
+    from mcrisk.storage import reserve_pinned
+
+    made = []
+    real = jax.device_put
+
+    def spy(x, where=None, **kw):
+        out = real(x, where, **kw)
+        made.append(weakref.ref(out))
+        return out
+
+    where = SingleDeviceSharding(jax.devices()[0])
+    jax.device_put = spy
+    try:
+        assert reserve_pinned((3, 64), np.float32, where, where, 4) is None
+    finally:
+        jax.device_put = real
+    gc.collect()
+    assert len(made) == 4 and all(r() is None for r in made)
+
+
 def test_rows_do_not_depend_on_the_order_of_systems(tmp_path):
     study = small_study()
     flipped = small_study()
