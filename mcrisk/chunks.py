@@ -196,8 +196,10 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
         todo += [(collapse_s, (acc_a,))] if collapse_s is not None else []
         compile_all(todo, times)
-        if writer is not None and pinned is not None:  # the pinned blocks the writer will hold, pinned while the stages compile
-            parts = -(-C // writer.per_part)  # parts per chunk; the queue and the threads hold 2 x threads parts at most
+        if writer is not None and pinned is not None:
+            # The pinned memory of the row blocks the writer will hold, pinned while the stages
+            # compile: its queue and threads hold at most 2 x threads parts, `parts` per chunk.
+            parts = -(-C // writer.per_part)
             blocks = min(len(chunks), -(-2 * writer.threads // parts) + 2)
             reserving = _background(reserve_pinned, (len(rows.names), C * len(plan.systems)), store, by_cols, pinned, blocks)
     t0 = time.perf_counter()  # the run's first arrays (on a GPU, with what is left of the pool's reservation)

@@ -482,9 +482,10 @@ def _start_backend_early(argv: list[str]) -> None:
     seconds, and it runs outside the interpreter lock, so the imports, the study's validation and
     the run folder's checks go on beside it. JAX reserves the pool (75% of the card's memory) on
     the first array, not when the backend starts, so the thread makes one: on an H200 the
-    reservation took 1.6-2.8 s, which the run's first arrays had waited for. Only for commands that simulate (others never touch
-    the device), and never under `--shard auto`, whose jax.distributed must be set up before the
-    backend starts. A start that fails fails again, with its message, where the run needs it."""
+    reservation took 1.2-2.8 s, which the run's first arrays had waited for. Only for commands
+    that simulate (others never touch the device), and never under `--shard auto`, whose
+    jax.distributed must be set up before the backend starts. A start that fails fails again,
+    with its message, where the run needs it."""
     import os
     import threading
 
