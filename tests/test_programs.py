@@ -56,3 +56,34 @@ def test_stages_compile_with_the_backends_options_and_keep_a_program_per_options
     monkeypatch.setattr(programs, "compiler_options", lambda: {"xla_no_such_option": 1})
     with pytest.raises(Exception, match="xla_no_such_option"):
         Stage(lambda x, y: x @ y, "simulate", times, label="plain")(a, b)
+
+
+def test_a_run_starts_compiling_before_it_places_any_array(monkeypatch, tmp_path):
+    """On a GPU the run's first array waits for JAX to reserve the device's memory pool, so a run
+    lowers its stages and starts their compiles first (the reservation then goes on beside the
+    lowering: 1.1-1.9 s of plan stage became 0.4-0.55 s on an H200). Arrays made while tracing
+    (abstract) do not count."""
+    import jax
+
+    from mcrisk import chunks, run_study
+
+    from .conftest import small_study
+
+    events = []
+    real_put, real_compile_all = jax.device_put, chunks.compile_all
+
+    def put(*args, **kw):
+        out = real_put(*args, **kw)
+        if not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(out)):
+            events.append("array")
+        return out
+
+    def compile_all(*args, **kw):
+        events.append("compile")
+        return real_compile_all(*args, **kw)
+
+    monkeypatch.setattr(jax, "device_put", put)
+    monkeypatch.setattr(chunks, "compile_all", compile_all)
+    run_study(small_study(scenarios=600), out=tmp_path / "r", stress=False, analyze=False)
+    assert "compile" in events and "array" in events
+    assert events.index("compile") < events.index("array"), events[:5]
