@@ -73,11 +73,12 @@ step kernels 180 "kernels: each stage of one 2^20-scenario chunk" \
   python3 benchmarks/kernels.py --study $S --chunk $C --unroll 4 8 --json "$RES/gpu-kernels.json"
 
 # 1b. A process's start (importing, the backend and its memory pool, the first program), fresh
-# processes: the backend started after the imports or beside them (--early, as mcrisk run does),
-# and with JAX's memory pool not preallocated; then the copy of one
-# chunk's block of scenario rows to the host, by each way JAX offers.
+# processes: the backend started after the imports or beside them (--early), the thread also
+# making the first array (--early-alloc, as mcrisk run does), and with JAX's memory pool not
+# preallocated; once, the end too (--exit: JAX's clean-up at exit, which mcrisk run's exit
+# runs); then the copy of one chunk's block of scenario rows to the host, by each way JAX offers.
 step startup 50 "start-up: import, backend, first program" bash -c \
-  "for a in '' --early --early-alloc '' --early --early-alloc; do python3 benchmarks/startup.py \$a --json $RES/gpu-startup.jsonl; done; \
+  "for a in '' --early --early-alloc '' --early '--early-alloc --exit'; do python3 benchmarks/startup.py \$a --json $RES/gpu-startup.jsonl; done; \
    XLA_PYTHON_CLIENT_PREALLOCATE=false python3 benchmarks/startup.py --json $RES/gpu-startup.jsonl"
 step transfer 40 "a chunk's row block to the host" python3 benchmarks/transfer.py --json "$RES/gpu-transfer.json"
 # 1c. The IRR's Horner unroll: the simulate stage's compile time against its run time.

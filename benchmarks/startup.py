@@ -5,7 +5,10 @@ program. One line of JSON per call; run it in fresh processes, with the environm
 after JAX is imported, while mcrisk is imported; with --early-alloc that thread also makes the
 first array, which reserves the device's memory pool, as `mcrisk run` does (mcrisk.cli.main).
 
-    python benchmarks/startup.py [--early | --early-alloc] [--json out.json]
+    python benchmarks/startup.py [--early | --early-alloc] [--exit] [--json out.json]
+
+--exit also times JAX's clean-up at exit (the backend destroyed, its memory freed) after a
+run's worth of device and pinned host memory.
 """
 
 from __future__ import annotations
@@ -47,7 +50,23 @@ devices = jax.devices()
 t_backend = time.perf_counter()
 jax.block_until_ready(jax.numpy.ones(1024) + 1)
 t_first = time.perf_counter()
+exit_s = None
+if "--exit" in sys.argv:  # and the end: JAX's atexit clean-up (the backend destroyed) after a run's
+    # worth of memory (a 2 GiB device array and three 0.64 GB blocks in pinned host memory, as a
+    # run writing rows holds), which `mcrisk run` does on leaving (cli._leave)
+    import jax._src.api as jax_api
+    import numpy as np
+
+    big = jax.block_until_ready(jax.numpy.zeros((1 << 29,), np.float32))
+    memories = {m.kind for m in devices[0].addressable_memories()}
+    if "pinned_host" in memories and devices[0].platform != "cpu":
+        pinned = jax.sharding.SingleDeviceSharding(devices[0], memory_kind="pinned_host")
+        held = [jax.block_until_ready(jax.device_put(big[: 160 << 20], pinned)) for _ in range(3)]
+    t_exit = time.perf_counter()
+    jax_api.clean_up()
+    exit_s = time.perf_counter() - t_exit
 record = {
+    "exit_clean_up_s": exit_s,
     "import_jax_s": t_jax - t0, "import_mcrisk_s": t_mcrisk - t_jax, "backend_start_s": t_backend - t_mcrisk,
     "first_program_s": t_first - t_backend, "to_first_program_s": t_first - t0, "early": early, "early_alloc": alloc, "devices": [str(d) for d in devices], "jax": jax.__version__,
     "env": {k: v for k, v in os.environ.items() if k.startswith(("XLA_", "JAX_", "TF_CPP"))},
