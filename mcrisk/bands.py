@@ -15,12 +15,15 @@ Series layout (``engine.simulate_months``): h = (q S + s) T + (t - 1) for q = 0
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from . import reduce as red
 from .engine import MONTHLY, MONTHLY_SKETCH
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PERCENTILES = (5, 10, 25, 50, 75, 90, 95)
 COLUMNS = ("system", "quantity", "month", "n", "mean", *(f"p{p}" for p in PERCENTILES))
@@ -36,6 +39,8 @@ def series_index(quantity: str, system: int, month: int, n_systems: int, months:
 
 def monthly_table(state: red.HostState, systems: Sequence[str], months: int) -> pd.DataFrame:
     """The tidy bands table: one row per (system, quantity, month), see docs/outputs.md."""
+    import pandas as pd
+
     S = len(systems)
     if state.hist.shape[0] != months * (2 * S + 1):
         raise ValueError(f"monthly reducer has {state.hist.shape[0]} series, expected {months * (2 * S + 1)}")

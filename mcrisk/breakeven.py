@@ -22,13 +22,16 @@ little capacity may sell, before the investment stops paying.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from . import reduce as red
 from .metrics import METRICS
 from .study import Study
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PERCENTILES = (5, 25, 50, 75, 95)
 PRICE_PATH = "market.token_price.initial_usd_per_mtok"
@@ -51,6 +54,8 @@ def _price_quantiles(study: Study) -> np.ndarray:
 
 def breakeven_table(study: Study, host: red.HostState, npv_below_0: np.ndarray, systems: Sequence[str], spec: red.SketchSpec) -> pd.DataFrame:
     """One row per system and quantity; `npv_below_0` is the exact count of NPV < 0 per system."""
+    import pandas as pd
+
     S = len(systems)
     probs = [p / 100 for p in PERCENTILES]
     q = red.quantiles(host, probs, spec)

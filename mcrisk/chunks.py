@@ -196,6 +196,9 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
         todo += [(collapse_s, (acc_a,))] if collapse_s is not None else []
         compile_all(todo, times)
+        # What only the end needs (pandas, ArviZ) is imported while the stages compile, not before
+        # the run, where it held the interpreter's lock against the imports and the lowering.
+        _background(risk.warm_imports)
         if writer is not None and pinned is not None:
             # The pinned memory of the row blocks the writer will hold, pinned while the stages
             # compile: its queue and threads hold at most 2 x threads parts, `parts` per chunk.

@@ -9,11 +9,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
-import pandas as pd
 
 from . import risk
 from .bands import monthly_table
@@ -23,6 +22,9 @@ from .errors import RunFolderError, StudyError
 from .storage import SCENARIOS_DIR, RunFolder, write_json
 from .stress import stress_table
 from .study import Study
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The sensitivity and comparison tables of a run come from its first this many scenarios (all of
 # them in smaller runs), which bounds their cost; `mcrisk analyze` reads them all.
@@ -44,6 +46,8 @@ class RunResult:
 
     def headline(self) -> pd.DataFrame:
         """P5/P50/P95 of the headline metrics and P(loss), one row per system."""
+        import pandas as pd
+
         rows = []
         s = self.summary.set_index(["system", "metric"])
         for system in self.risk["system"]:

@@ -10,12 +10,14 @@ N`` they are scaled to N as for independent draws (ESS x N/n_diag, MCSE x sqrt(n
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import pandas as pd
 
 from . import reduce as red
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 CHAINS = 4
@@ -32,7 +34,11 @@ def _az():
 
 
 def warm_imports() -> None:
-    """Import ArviZ and xarray ahead of use (safe from a background thread)."""
+    """Import what a run needs only at its end (pandas, ArviZ, xarray: about a second) ahead of
+    use; safe from a background thread (:func:`mcrisk.chunks.execute` starts one once the stages
+    are compiling, when the interpreter lock is free)."""
+    import pandas  # noqa: F401
+
     _az()
     import xarray  # noqa: F401
 
@@ -78,6 +84,8 @@ def summary_table(
     spec: red.SketchSpec,
 ) -> pd.DataFrame:
     """One row per system and metric: moments, percentiles, MCSE, ESS, R-hat, inf/NaN counts."""
+    import pandas as pd
+
     S = len(systems)
     q = red.quantiles(host, [p / 100 for p in PERCENTILES], spec)
     m = host.moments
@@ -130,6 +138,8 @@ def risk_table(
     VaR and CVaR are losses (positive = money lost): VaR_a = -q_(1-a)(NPV), CVaR_a = -E[NPV | NPV <= q_(1-a)].
     Each probability comes with its Monte Carlo standard error sqrt(p(1-p)/N).
     """
+    import pandas as pd
+
     S = len(systems)
     npv = metrics.index("npv_usd") * S
     pay = metrics.index("payback_months") * S

@@ -5,12 +5,11 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from . import interrupt, risk
+from . import interrupt
 from .chunks import execute
 from .convergence import parse_target
 from .engine import METRICS, MONTHLY_SCENARIOS, PLAIN_SYSTEM_FIELDS
@@ -116,8 +115,6 @@ def run_study(
             raise StudyError([Problem("resume", f"cannot be combined with {', '.join(fixed)}: the interrupted run fixes "
                                                 "its seed and options")], "options")
     t_total = time.perf_counter()
-    # ArviZ takes about a second to import and is needed only at the end: import it meanwhile.
-    threading.Thread(target=risk.warm_imports, name="mcrisk-imports", daemon=True).start()
     if resume:
         if out is None:
             raise RunFolderError("--resume needs the run folder of the interrupted run (--out DIR)")

@@ -18,14 +18,16 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import pandas as pd
 
 from . import overrides as ov
 from .errors import RunFolderError
 from .storage import RunFolder, write_json
 from .study import Study, load_study
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # (column, metric, statistic) read from summary.csv; then (column, risk.csv column).
 SUMMARY_STATS = (
@@ -50,6 +52,8 @@ STAT_COLUMNS = (
 
 def key_stats(summary: pd.DataFrame, risk: pd.DataFrame) -> pd.DataFrame:
     """One row per system (in the run's order): the statistics a stress or sweep table shows."""
+    import pandas as pd
+
     s = summary.set_index(["system", "metric"])
     r = risk.set_index("system")
     rows = []
@@ -63,6 +67,8 @@ def key_stats(summary: pd.DataFrame, risk: pd.DataFrame) -> pd.DataFrame:
 
 def stress_table(base: tuple[pd.DataFrame, pd.DataFrame], stresses: Sequence[tuple[str, Mapping, pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
     """`stress.csv`: the base case, then each (name, overrides, summary, risk), with the change of P50 NPV."""
+    import pandas as pd
+
     base_stats = key_stats(*base)
     parts = [base_stats.assign(stress="base", overrides="")]
     for name, overrides, summary, risk in stresses:
@@ -113,6 +119,8 @@ def run_sweep(
 ) -> tuple[Path, pd.DataFrame]:
     """Run every point of the grid of `assignments` ((path, values) pairs) with common random
     numbers; write `sweep.csv` (and each point's tables under `points/NNN/`) into one folder."""
+    import pandas as pd
+
     from .engine import make_plan
     from .run import _check_counts, run_study
     from .study import default_study_path
