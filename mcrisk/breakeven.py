@@ -47,6 +47,13 @@ COLUMNS = (
 )
 
 
+def prepare(study: Study) -> None:
+    """Work out now what :func:`breakeven_table` will ask of `study` (the token price's quantiles:
+    a program compiled on the host CPU, about 0.1 s, then kept), from a thread while the run's
+    stages compile rather than after its last chunk."""
+    _price_quantiles(study)
+
+
 def _price_quantiles(study: Study) -> np.ndarray:
     dist = study.market.token_price.initial_usd_per_mtok
     return dist.ppf([p / 100 for p in PERCENTILES]) if not dist.is_fixed else np.full(len(PERCENTILES), float(dist.mean()))

@@ -22,7 +22,7 @@ import pyarrow as pa
 from jax.sharding import NamedSharding, PartitionSpec
 
 from . import reduce as red
-from . import interrupt, risk
+from . import breakeven, interrupt, risk
 from .convergence import mcse, parse_target, series_of
 from .engine import (
     METRICS,
@@ -196,9 +196,10 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
         todo += [(collapse_s, (acc_a,))] if collapse_s is not None else []
         compile_all(todo, times)
-        # What only the end needs (pandas, ArviZ) is imported while the stages compile, not before
-        # the run, where it held the interpreter's lock against the imports and the lowering.
-        _background(risk.warm_imports)
+        # What only the end needs (pandas, ArviZ, the break-even table's price quantiles) is made
+        # ready while the stages compile, not before the run, where the imports held the
+        # interpreter's lock against the imports and the lowering, nor after its last chunk.
+        _background(_prepare_end, st)
         if writer is not None and pinned is not None:
             # The pinned memory of the row blocks the writer will hold, pinned while the stages
             # compile: its queue and threads hold at most 2 x threads parts, `parts` per chunk.
@@ -287,6 +288,11 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         times["stress"] = time.perf_counter() - t0
         extra["stress"] = {name: describe(o) for name, o in st.stress.items()}
     return finish(st, plan, folder, opts, state, times, t_total, extra, stresses, diag_future)
+
+
+def _prepare_end(st: Study) -> None:
+    risk.warm_imports()
+    breakeven.prepare(st)
 
 
 def _placed(tree, where: NamedSharding):

@@ -34,12 +34,13 @@ def _az():
 
 
 def warm_imports() -> None:
-    """Import what a run needs only at its end (pandas, ArviZ, xarray: about a second) ahead of
-    use; safe from a background thread (:func:`mcrisk.chunks.execute` starts one once the stages
-    are compiling, when the interpreter lock is free)."""
+    """Import what a run needs only at its end (pandas, ArviZ, xarray, h5netcdf: about a second)
+    ahead of use; safe from a background thread (:func:`mcrisk.chunks.execute` starts one once the
+    stages are compiling, when the interpreter lock is free)."""
     import pandas  # noqa: F401
 
     _az()
+    import h5netcdf  # noqa: F401  (summary.nc's writer)
     import xarray  # noqa: F401
 
 
