@@ -177,8 +177,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         idx_a, mask_a = (jax.ShapeDtypeStruct((C,), dt, sharding=sharding) for dt in (jnp.uint32, jnp.bool_))
         sid_a = jax.ShapeDtypeStruct((), jnp.uint32, sharding=replicated)
         consts_a, dist_a = (_placed(v, replicated) for v in (consts_h, dist_h))
-        acc_a = jax.tree.map(lambda a, where: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=where),
-                             jax.eval_shape(lambda: reduce_init(plan)), summaries)
+        acc_a = _placed(jax.eval_shape(lambda: reduce_init(plan)), summaries)
         shocks_a = shocks_s.abstract(idx_a, sid_a)
         draw_a = Sample(inputs_s.abstract(idx_a, dist_a), Shocks(*(None if s is None else shocks_a for s in streams)))
         run_a = draw_a._replace(values={**draw_a.values, **consts_a})
@@ -197,8 +196,8 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
         todo += [(collapse_s, (acc_a,))] if collapse_s is not None else []
         compile_all(todo, times)
         # What only the end needs (pandas, ArviZ, the break-even table's price quantiles) is made
-        # ready while the stages compile, not before the run, where the imports held the
-        # interpreter's lock against the imports and the lowering, nor after its last chunk.
+        # ready while the stages compile: not before the run, where importing it held the
+        # interpreter's lock against the engine's imports and the lowering, nor after the last chunk.
         _background(_prepare_end, st)
         if writer is not None and pinned is not None:
             # The pinned memory of the row blocks the writer will hold, pinned while the stages
@@ -295,9 +294,15 @@ def _prepare_end(st: Study) -> None:
     breakeven.prepare(st)
 
 
-def _placed(tree, where: NamedSharding):
-    """Abstract arrays (shape, dtype, placement) of a tree of host values, for compiling."""
-    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=where), tree)
+def _placed(tree, where):
+    """Abstract arrays (shape, dtype, placement) of a tree of host values or abstract arrays, for
+    compiling: placed by `where`, one sharding for all or a tree of them like `tree`."""
+    def one(a, at):
+        return jax.ShapeDtypeStruct(np.shape(a), a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype, sharding=at)
+
+    if isinstance(where, NamedSharding):
+        return jax.tree.map(lambda a: one(a, where), tree)
+    return jax.tree.map(one, tree, where)
 
 
 def _background(fn: Callable, *args) -> Future:

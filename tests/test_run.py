@@ -227,7 +227,7 @@ def test_every_stage_is_compiled_ahead_and_used(tmp_path):
     assert result.manifest["seconds"]["compile"] > 0
 
 
-def test_pinned_memory_reserved_ahead_is_given_back():
+def test_pinned_memory_reserved_ahead_is_given_back(monkeypatch):
     """storage.reserve_pinned holds `count` row blocks in the given memory at once, then lets them
     go (on a GPU: JAX's pinned pool grown before the writer needs it; on CPUs runs never call it)."""
     import gc
@@ -247,11 +247,9 @@ def test_pinned_memory_reserved_ahead_is_given_back():
         return out
 
     where = SingleDeviceSharding(jax.devices()[0])
-    jax.device_put = spy
-    try:
-        assert reserve_pinned((3, 64), np.float32, where, where, 4) is None
-    finally:
-        jax.device_put = real
+    monkeypatch.setattr(jax, "device_put", spy)
+    assert reserve_pinned((3, 64), np.float32, where, where, 4) is None
+    monkeypatch.undo()
     gc.collect()
     assert len(made) == 4 and all(r() is None for r in made)
 
