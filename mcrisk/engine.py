@@ -191,17 +191,22 @@ def irr_mask_rows() -> int | None:
     return None if on_accelerator() else 8
 
 
-def irr_unroll(months: int) -> int:
-    """Months per pass of the IRR's Horner loop: 8 on accelerators, 4 on CPUs (see
-    :func:`mcrisk.metrics.irr`; the arithmetic is the same either way, and so are the IRRs).
+def irr_unroll(months: int) -> int | None:
+    """How the IRR evaluates NPV (:func:`mcrisk.metrics.irr`'s ``unroll``): on accelerators every
+    month in one pass, by Estrin's scheme (None); on CPUs Horner's rule, 4 months a pass.
 
-    The simulate stage's compile is the longest of a cold run, and the IRR most of it. On an H200
-    (`benchmarks/irr_unroll.py`, one chunk of 2**20 scenarios of the default study), unrolling
-    all 47 months compiled in 5.0 s and ran in 9.6 ms per chunk; 16 months, 3.6 s and 10.5 ms;
-    8 months, 2.4 s and 11.2 ms; 4 months, 2.1 s and 13.3 ms. 8 months takes 2.7 s off the
-    compile for 0.16 s more per 1e8 scenarios, and leaves the sample stage's compile (2.9 s)
-    the longest of a cold run."""
-    return min(8, max(1, months - 1)) if on_accelerator() else 4
+    The IRR is half of the simulate stage on a GPU, and its NPV evaluations most of that: each
+    of Horner's passes is a kernel that reads and writes the running float64 sums. On an H200
+    (`benchmarks/irr_unroll.py`, one chunk of 2**20 scenarios of the default study), Horner
+    over all 47 months compiled in 5.0 s and ran in 9.6 ms per chunk; 16 months, 3.6 s and 10.5
+    ms; 8 months, 2.4 s and 11.2 ms. Estrin's scheme reads every month in one pass like the
+    first, as a tree of independent operations rather than a chain of 47: compiled for an H100
+    (`benchmarks/traffic.py`), the stage moves 514 bytes per scenario-month in 173 kernels, as
+    Horner over every month does, against 607 in 471 over 8 months. Its compile on a card is
+    still to be measured (`benchmarks/gpu.sh`, step irr); compiled for an H100 on a 2-core host
+    with JAX 0.10.2 the three took the same time (3.4-3.5 s, medians of 3). On a CPU, XLA runs
+    Estrin's tree as many small loops and the IRR took 4x longer, so CPUs keep Horner."""
+    return None if on_accelerator() else 4
 
 
 def make_plan(

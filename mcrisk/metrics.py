@@ -72,14 +72,42 @@ def _horner(z: jax.Array, capex: jax.Array, residual: jax.Array, cf_at, T: int, 
     return z * p - capex, p + z * dp
 
 
+def _estrin(z: jax.Array, capex: jax.Array, residual: jax.Array, cf_at, T: int) -> tuple[jax.Array, jax.Array]:
+    """NPV and dNPV/dz at z by Estrin's scheme: the same polynomial as :func:`_horner`, summed as a
+    tree. Neighbouring months pair up as a + z b, pairs of pairs as A + z^2 B, and so on (log2 T
+    levels, each with its power of z and the power's derivative), so that every month is read in
+    one pass of independent operations rather than a chain of T dependent steps."""
+    # (value, derivative) of each sub-polynomial; the months' own terms have no derivative (None).
+    terms: list[tuple[jax.Array, jax.Array | None]] = [(cf_at(t).astype(z.dtype), None) for t in range(T)]
+    terms[-1] = (terms[-1][0] + residual, None)  # the residual is received with the last month's flow
+    w, dw = z, None  # w = z^(2^level) and its derivative (None: 1)
+    while len(terms) > 1:
+        pairs = []
+        for (a, da), (b, db) in zip(terms[0::2], terms[1::2]):
+            # d/dz (a + w b) = da + w db + dw b
+            d = b if dw is None else dw * b
+            d = d if db is None else d + w * db
+            pairs.append((a + w * b, d if da is None else da + d))
+        terms = pairs + terms[len(pairs) * 2:]
+        w, dw = w * w, 2 * w if dw is None else 2 * w * dw
+    p, dp = terms[0]
+    dp = jnp.zeros_like(z) if dp is None else dp
+    # p = sum_t CF_t z^(t-1); NPV = z p - I; dNPV/dz = p + z dp
+    return z * p - capex, p + z * dp
+
+
 def npv_at(z: jax.Array, capex: jax.Array, cash_flows: jax.Array, residual: jax.Array,
-           unroll: int = 4) -> tuple[jax.Array, jax.Array]:
-    """NPV and dNPV/dz at monthly discount factor z = 1/(1 + r_m), by Horner's rule.
+           unroll: int | None = 4) -> tuple[jax.Array, jax.Array]:
+    """NPV and dNPV/dz at monthly discount factor z = 1/(1 + r_m).
 
     z, capex, residual: (...,); cash_flows: (T, ...). NPV(z) = -I + sum_t CF_t z^t + V z^T.
-    `unroll` months are fused per pass over the running (p, dp) (see :func:`irr`).
+    `unroll`: by Horner's rule, `unroll` months fused per pass over the running (p, dp); None:
+    every month in one pass, by Estrin's scheme (:func:`_estrin`; see :func:`irr`).
     """
-    return _horner(z, capex, residual, lambda t: cash_flows[t], cash_flows.shape[0], unroll)
+    cf_at, T = (lambda t: cash_flows[t]), cash_flows.shape[0]
+    if unroll is None:
+        return _estrin(z, capex, residual, cf_at, T)
+    return _horner(z, capex, residual, cf_at, T, unroll)
 
 
 def irr_grid(k: jax.Array) -> jax.Array:
@@ -254,7 +282,7 @@ def irr_refine(bracket: tuple, npv, nan: jax.Array, months: int) -> jax.Array:
     return jnp.where(nan, jnp.nan, rate)
 
 
-def _search_rows(capex, cf, residual, unroll: int, a: list, b: list, look: list) -> list:
+def _search_rows(capex, cf, residual, unroll: int | None, a: list, b: list, look: list) -> list:
     """:func:`peak_search` of each peak's cell, on the rows that look only: they are few (0.2% of
     the default study's rows at 48 months, 1.6% at 120), and each search evaluates NPV 14 times,
     each a pass over the cash flows. They are gathered 1/32 of the rows at a time (no pass at
@@ -293,7 +321,7 @@ def _search_rows(capex, cf, residual, unroll: int, a: list, b: list, look: list)
     return list(zip(split(hit), split(z), split(f)))
 
 
-def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll: int = 4,
+def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll: int | None = 4,
         flows_nan: jax.Array | None = None, mask_rows_per_pass: int | None = None) -> jax.Array:
     """Annual IRR in [-0.99, 100]: the largest root of NPV; +inf / -inf per the model's rules.
 
@@ -303,13 +331,18 @@ def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll:
     (:func:`irr_bracket`), and refined by safeguarded Newton steps to float64 precision
     (:func:`irr_newton_steps`).
 
-    `unroll`: months per pass of each Newton step's Horner loop. The arithmetic is the same
-    whatever it is; on a GPU each pass is a kernel that reads and writes the running float64
-    (p, dp), so unrolling all T months reads the cash flows once per step (the default
-    study's simulate stage moves 18% fewer bytes; ``benchmarks/traffic.py``), but it doubled
-    the stage's compile on an H200 (5.0 s against 2.4 s for 8 months) for 15% less run time, so
-    accelerators take 8 (:func:`mcrisk.engine.irr_unroll`); on a CPU it compiles 3x longer and
-    runs slower, so CPUs keep 4.
+    `unroll`: how each evaluation of NPV (a Newton step, a step of the peak search) reads the
+    cash flows: by Horner's rule, `unroll` months per pass, or None, every month in one pass by
+    Estrin's scheme (:func:`npv_at`). Horner's arithmetic is the same whatever its unroll, and so
+    are its IRRs; Estrin's sums the same terms in another order (IRRs within 1e-13 of Horner's
+    in log(1 + a)). On a GPU each pass is a kernel that reads the cash flows it covers and reads
+    and writes the running float64 (p, dp): Horner over 8 months a pass moved 607 bytes per
+    scenario-month for the default study's simulate stage in 471 kernels (compiled for an
+    H100), and Estrin 514 in 173, as Horner over every month does, whose chain of T dependent
+    steps compiled twice as long on an H200 (5.0 s against 2.4 s over 8 months). So
+    accelerators take Estrin (:func:`mcrisk.engine.irr_unroll`). On a CPU, XLA runs Estrin's
+    tree as many small loops (the IRR of a 16,384-scenario chunk took 39 ms against 9 ms), so
+    CPUs keep Horner, 4 months a pass.
     `flows_nan`: (S, n), where a scenario's cash flows hold a NaN, if the caller knows it
     already (the float64 running total of the cash flows is NaN exactly then, or when it
     holds both +inf and -inf); else it is found from `cash_flows`, one more pass over them.
@@ -362,7 +395,7 @@ def compute(
     cash_flows: jax.Array,
     price0: jax.Array,
     months: int,
-    irr_unroll: int = 4,
+    irr_unroll: int | None = 4,
     irr_mask_rows: int | None = None,
 ) -> dict[str, jax.Array]:
     """Every metric of the model for S systems in n scenarios, each (S, n) float64.

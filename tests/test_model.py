@@ -72,7 +72,12 @@ def test_electricity_log_is_an_ar1_with_the_stated_variance():
     assert abs(y.mean()) < 4 * np.sqrt(stationary / n)
 
 
-def test_irr_edge_cases():
+# How the IRR evaluates NPV: Horner's rule 4 months a pass (CPUs), Estrin's scheme (accelerators).
+SCHEMES = pytest.mark.parametrize("unroll", [4, None], ids=["horner", "estrin"])
+
+
+@SCHEMES
+def test_irr_edge_cases(unroll):
     T = 12
     I = jnp.array([[100.0, 100.0, 100.0, 100.0]])
     cf = np.zeros((T, 1, 4))
@@ -81,7 +86,7 @@ def test_irr_edge_cases():
     cf[:, 0, 2] = 0.1  # NPV < 0 even at -99 %/yr (sum of 1.468^t is 310) -> -inf
     r_m = 0.02  # a project priced at exactly 2 % a month
     cf[:, 0, 3] = 100.0 * r_m / (1 - (1 + r_m) ** -T)
-    out = np.asarray(irr(I, jnp.asarray(cf), jnp.zeros((1, 4))))[0]
+    out = np.asarray(irr(I, jnp.asarray(cf), jnp.zeros((1, 4)), unroll=unroll))[0]
     assert 0 < out[0] < IRR_HIGH
     assert out[1] == np.inf and out[2] == -np.inf
     assert out[3] == pytest.approx(1.02**12 - 1, rel=1e-12)
@@ -121,8 +126,9 @@ def test_adding_an_uncertain_input_changes_no_other_draw():
         np.testing.assert_array_equal(np.asarray(values), np.asarray(b[path]), err_msg=path)
 
 
+@SCHEMES
 @pytest.mark.parametrize("eps, rows", [(1e3, 1), (1e1, 1), (1e1, 300)])
-def test_irr_finds_a_pair_of_roots_between_two_grid_points(eps, rows):
+def test_irr_finds_a_pair_of_roots_between_two_grid_points(eps, rows, unroll):
     """-I + A z - B z^T peaks at +eps where the annual rate is 20% (A, B chosen so), between two
     of the 64 grid rates: both roots lie within one grid cell, NPV < 0 at every grid point, and
     the IRR is the larger root, not -inf. (300 rows: more than the searched rows gathered.)"""
@@ -141,7 +147,7 @@ def test_irr_finds_a_pair_of_roots_between_two_grid_points(eps, rows):
 
     assert npv(0.2) == pytest.approx(eps)
     want = brentq(npv, 0.2, IRR_HIGH, xtol=1e-15, rtol=1e-15)
-    got = np.asarray(irr(jnp.full((1, rows), I), jnp.asarray(cf), jnp.zeros((1, rows))))
+    got = np.asarray(irr(jnp.full((1, rows), I), jnp.asarray(cf), jnp.zeros((1, rows)), unroll=unroll))
     np.testing.assert_allclose(got, want, rtol=1e-11)
 
 
@@ -177,7 +183,8 @@ def test_irr_does_not_depend_on_the_horner_unroll():
         np.testing.assert_array_equal(got[u], got[4])
 
 
-def test_irr_converges_over_long_horizons():
+@SCHEMES
+def test_irr_converges_over_long_horizons(unroll):
     """240 months: the NPV polynomial has degree 240, and the refinement takes more Newton steps
     (metrics.irr_newton_steps). Revenue decaying at a random rate against a fixed cost, so that
     flows turn negative late and many IRRs are deeply negative (where 5 steps left a third of
@@ -190,9 +197,81 @@ def test_irr_converges_over_long_horizons():
     cf = rng.uniform(0.5, 3, (n, 1)) * np.exp(-rng.uniform(0.005, 0.05, (n, 1)) * t) - rng.uniform(0.05, 0.6, (n, 1))
     capex = rng.uniform(5, 200, n)
     residual = capex * rng.uniform(0, 0.1, n)
-    got = np.asarray(irr(jnp.asarray(capex[None]), jnp.asarray(cf.T[:, None, :]), jnp.asarray(residual[None])))[0]
+    got = np.asarray(irr(jnp.asarray(capex[None]), jnp.asarray(cf.T[:, None, :]), jnp.asarray(residual[None]),
+                         unroll=unroll))[0]
     want = irr_reference(capex, cf, residual)
     np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
     ok = np.isfinite(want)
     assert ok.mean() > 0.5 and (want[ok] < -0.5).sum() > 50  # the comparison covers deeply negative IRRs
     np.testing.assert_allclose(np.log1p(got[ok]), np.log1p(want[ok]), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 5, 47, 48, 240])
+def test_estrin_and_horner_evaluate_the_same_npv(T):
+    """npv_at by Estrin's tree (unroll=None) against Horner's rule and a direct float64 sum, with
+    its derivative, for horizons that pair up evenly and not; z from a rate of +10,000% a year
+    (z^T tiny) to -99% (z^T huge), where the terms span many orders of magnitude."""
+    from mcrisk.metrics import npv_at
+
+    rng = np.random.default_rng(T)
+    n = 64
+    cf = rng.normal(0.0, 1.0, (T, n)) * rng.uniform(1, 1e6, n)
+    capex, residual = rng.uniform(1, 1e7, n), rng.uniform(0, 1e6, n)
+    z = np.exp(rng.uniform(-np.log(101.0), -np.log(0.01), n) / 12)
+    t = np.arange(1, T + 1)[:, None]
+    terms = cf * z**t
+    want = terms.sum(0) + residual * z**T - capex
+    want_d = (t * cf * z ** (t - 1)).sum(0) + T * residual * z ** (T - 1)
+    scale = np.abs(terms).sum(0) + residual * z**T + capex  # the size of the terms that cancel
+    dscale = (t * np.abs(cf) * z ** (t - 1)).sum(0) + T * residual * z ** (T - 1)
+    args = (jnp.asarray(capex), jnp.asarray(cf), jnp.asarray(residual))
+    for unroll in (None, 4):
+        f, df = (np.asarray(x) for x in jax.jit(lambda z, u=unroll: npv_at(z, *args, unroll=u))(jnp.asarray(z)))
+        assert np.all(np.abs(f - want) <= 1e-13 * scale), unroll
+        assert np.all(np.abs(df - want_d) <= 1e-13 * dscale), unroll
+
+
+def test_estrin_irrs_agree_with_horner_and_their_gradients_too():
+    """The IRR with each NPV scheme: the same infinities, finite IRRs within 1e-13 in log(1 + a),
+    and the same gradient with respect to the cash flows (the IRR is differentiable either way)."""
+    rng = np.random.default_rng(11)
+    t = np.arange(1, 49)
+    cf = rng.uniform(0.5, 3, (300, 1)) * np.exp(-rng.uniform(0.0, 0.05, (300, 1)) * t) - rng.uniform(0.05, 0.6, (300, 1))
+    cf[::7, rng.integers(0, 48)] *= -4  # sign changes: some scenarios with two roots or none
+    capex, flows, residual = (jnp.asarray(rng.uniform(5, 100, (1, 300))), jnp.asarray(cf.T[:, None, :]),
+                              jnp.asarray(rng.uniform(0, 5, (1, 300))))
+    got = {u: np.asarray(jax.jit(lambda a, b, c, u=u: irr(a, b, c, unroll=u))(capex, flows, residual)) for u in (4, None)}
+    ok = np.isfinite(got[4])
+    assert ok.sum() > 200
+    np.testing.assert_array_equal(got[None][~ok], got[4][~ok])
+    np.testing.assert_allclose(np.log1p(got[None][ok]), np.log1p(got[4][ok]), rtol=0, atol=1e-13)
+
+    def total(b, u):
+        a = irr(capex, b, residual, unroll=u)
+        return jnp.where(jnp.isfinite(a), a, 0.0).sum()
+
+    g = {u: np.asarray(jax.jit(jax.grad(lambda b, u=u: total(b, u)))(flows)) for u in (4, None)}
+    assert np.abs(g[4]).max() > 0
+    np.testing.assert_allclose(g[None], g[4], rtol=1e-8, atol=1e-12 * np.abs(g[4]).max())
+
+
+def test_the_accelerator_simulate_stage_matches_the_cpu_one(monkeypatch):
+    """What a GPU run compiles (month loop 4 months a step, the IRR's NPV by Estrin's scheme, its
+    grid masks in one reduction), run here on the CPU: the same metrics as the CPU's program,
+    to float rounding (the paths are float32)."""
+    from mcrisk import engine
+
+    study = study_from_dict(small_study(scenarios=512))
+    cpu = make_plan(study, scenarios=512, seed=3, precision="float32", chunk_size=512, monthly=False)
+    monkeypatch.setattr(engine, "on_accelerator", lambda: True)
+    gpu = make_plan(study, scenarios=512, seed=3, precision="float32", chunk_size=512, monthly=False)
+    assert engine.irr_unroll(48) is None and gpu.unroll == 4
+    idx = jnp.arange(512, dtype=jnp.uint32)  # (the GPU's shocks are drawn month-major: the same numbers)
+    a = jax.jit(lambda d: simulate(cpu, d, 512))(sample(cpu, idx))
+    b = jax.jit(lambda d: simulate(gpu, d, 512))(sample(gpu, idx))
+    for m in a:
+        x, y = np.asarray(a[m]), np.asarray(b[m])
+        np.testing.assert_array_equal(np.isfinite(x), np.isfinite(y), err_msg=m)
+        fin = np.isfinite(x)
+        np.testing.assert_allclose(y[fin], x[fin], rtol=1e-5, atol=1e-9, err_msg=m)
+    assert np.isfinite(np.asarray(a["irr"])).mean() > 0.5
