@@ -1,9 +1,9 @@
 """How the IRR evaluates NPV: compile time against run time of the simulate stage.
 
 The IRR is half of the simulate stage's run time on a GPU and, by XLA's compile log, more than
-half of its compile time, which is the longest of a cold run. Its NPV evaluations (each Newton
-step, each step of the peak search) go by Horner's rule, some months per pass, or by Estrin's
-scheme, every month in one pass (mcrisk.metrics.npv_at; accelerators take Estrin,
+half of its compile time, which is the longest of a cold run. Its Newton steps evaluate NPV
+by Horner's rule, some months per pass, or by Estrin's scheme, every month in one pass, the
+peak search then by Horner 8 months a pass (mcrisk.metrics.irr; accelerators take Estrin,
 mcrisk.engine.irr_unroll). This compiles the simulate stage of one chunk (the default study,
 bands off, the month loop as the engine runs it) with each, in one process after a warm-up
 compile, and times each on the same draws (median of --repeat). Horner's IRRs are the same

@@ -192,20 +192,22 @@ def irr_mask_rows() -> int | None:
 
 
 def irr_unroll(months: int) -> int | None:
-    """How the IRR evaluates NPV (:func:`mcrisk.metrics.irr`'s ``unroll``): on accelerators every
-    month in one pass, by Estrin's scheme (None); on CPUs Horner's rule, 4 months a pass.
+    """How the IRR's Newton steps evaluate NPV (:func:`mcrisk.metrics.irr`'s ``unroll``): on
+    accelerators every month in one pass, by Estrin's scheme (None); on CPUs Horner's rule, 4
+    months a pass.
 
     The IRR is half of the simulate stage on a GPU, and its NPV evaluations most of that: each
     of Horner's passes is a kernel that reads and writes the running float64 sums. On an H200
     (`benchmarks/irr_unroll.py`, one chunk of 2**20 scenarios of the default study), Horner
     over all 47 months compiled in 5.0 s and ran in 9.6 ms per chunk; 16 months, 3.6 s and 10.5
     ms; 8 months, 2.4 s and 11.2 ms. Estrin's scheme reads every month in one pass like the
-    first, as a tree of independent operations rather than a chain of 47: compiled for an H100
-    (`benchmarks/traffic.py`), the stage moves 514 bytes per scenario-month in 173 kernels, as
-    Horner over every month does, against 607 in 471 over 8 months. Its compile on a card is
-    still to be measured (`benchmarks/gpu.sh`, step irr); compiled for an H100 on a 2-core host
-    with JAX 0.10.2 the three took the same time (3.4-3.5 s, medians of 3). On a CPU, XLA runs
-    Estrin's tree as many small loops and the IRR took 4x longer, so CPUs keep Horner."""
+    first, as a tree of independent operations rather than a chain of 47, and only in the Newton
+    steps (the peak search keeps Horner): compiled for an H100 (`benchmarks/traffic.py`), the
+    stage moves 500 bytes per scenario-month against 607 with Horner over 8 months. Its compile
+    on a card is still to be measured (`benchmarks/gpu.sh`, step irr); compiled for an H100 on a
+    2-core host with JAX 0.10.2, Horner over 8 and over 47 months and Estrin took the same time
+    (3.4-3.5 s, medians of 3). On a CPU XLA runs Estrin's tree as many small loops, so CPUs keep
+    Horner."""
     return None if on_accelerator() else 4
 
 

@@ -47,6 +47,7 @@ _IRR_PEAKS = 2  # local maxima of the grid NPV searched for a pair of roots betw
 _IRR_PEAK_STEPS = 12  # golden-section steps per search (the cell shrinks to 0.3% of its width)
 _GOLDEN = 0.6180339887498949
 SEARCH_BATCH = 256  # the peak search gathers 1/SEARCH_BATCH of the rows at a time (see _search_rows)
+SEARCH_UNROLL = 8  # Horner's months per pass in the peak search when the Newton steps use Estrin (see irr)
 
 
 def irr_newton_steps(months: int) -> int:
@@ -335,18 +336,21 @@ def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll:
     (:func:`irr_bracket`), and refined by safeguarded Newton steps to float64 precision
     (:func:`irr_newton_steps`).
 
-    `unroll`: how each evaluation of NPV (a Newton step, a step of the peak search) reads the
-    cash flows: by Horner's rule, `unroll` months per pass, or None, every month in one pass by
-    Estrin's scheme (:func:`npv_at`). Horner's arithmetic is the same whatever its unroll, and so
-    are its IRRs; Estrin's sums the same terms in another order (IRRs within 1e-13 of Horner's
-    in log(1 + a)). On a GPU each pass is a kernel that reads the cash flows it covers and reads
-    and writes the running float64 (p, dp): Horner over 8 months a pass moved 607 bytes per
-    scenario-month for the default study's simulate stage in 471 kernels (compiled for an
-    H100), and Estrin 514 in 173, as Horner over every month does, whose chain of T dependent
-    steps compiled twice as long on an H200 (5.0 s against 2.4 s over 8 months). So
-    accelerators take Estrin (:func:`mcrisk.engine.irr_unroll`). On a CPU, XLA runs Estrin's
-    tree as many small loops (the IRR of a 16,384-scenario chunk took 39 ms against 9 ms), so
-    CPUs keep Horner, 4 months a pass.
+    `unroll`: how the Newton steps evaluate NPV: by Horner's rule, `unroll` months per pass, or
+    None, every month in one pass by Estrin's scheme (:func:`npv_at`); the peak search then
+    takes Horner, :data:`SEARCH_UNROLL` months a pass. Horner's arithmetic is the same whatever
+    its unroll, and so are its IRRs; Estrin's sums the same terms in another order (IRRs within
+    1e-13 of Horner's in log(1 + a)). On a GPU each pass is a kernel that reads the cash flows
+    it covers and reads and writes the running float64 (p, dp): with Horner over 8 months a
+    pass the default study's simulate stage moved 607 bytes per scenario-month in 471 kernels
+    (compiled for an H100), with Estrin in the Newton steps 500 in 377 (and 498 in 173 with
+    Estrin in the search too). Horner over every month moves as few bytes, but its chain of T
+    dependent steps, copied into the program four times (the Newton step, the search's), compiled
+    twice as long on an H200 (5.0 s against 2.4 s over 8 months); Estrin's tree, of as many
+    operations, is in the program once, and the search, on a few rows of a chunk, keeps Horner.
+    So accelerators take Estrin (:func:`mcrisk.engine.irr_unroll`). On a CPU, XLA runs Estrin's
+    tree as many small loops (the IRR of a 16,384-scenario chunk took 39 ms against 9 ms with
+    it in the search too), so CPUs keep Horner, 4 months a pass.
     `flows_nan`: (S, n), where a scenario's cash flows hold a NaN, if the caller knows it
     already (the float64 running total of the cash flows is NaN exactly then, or when it
     holds both +inf and -inf); else it is found from `cash_flows`, one more pass over them.
@@ -364,7 +368,7 @@ def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll:
     grid_at = lambda k: (z_grid[k], jnp.take_along_axis(flows_pv, k[None], 0)[0], z_T[k])  # noqa: E731
     npv = lambda z: npv_at(z, capex, cf, residual, unroll)  # noqa: E731
     shift = lambda x: jnp.concatenate([x[1:], x[-1:]])  # noqa: E731  (grid point k + 1; k = K - 1 unused)
-    search = lambda a, b, look: _search_rows(capex, cf, residual, unroll, a, b, look)  # noqa: E731
+    search = lambda a, b, look: _search_rows(capex, cf, residual, unroll or SEARCH_UNROLL, a, b, look)  # noqa: E731
     marks = grid_marks(flows_pv, shift(flows_pv), capex, residual, z_T[:, None, None], shift(z_T)[:, None, None])
     bracket = irr_bracket(*grid_points(*marks, mask_rows_per_pass), capex, residual, grid_at, search)
     nan = jnp.isnan(cf).any(axis=0) if flows_nan is None else flows_nan

@@ -72,7 +72,7 @@ def test_electricity_log_is_an_ar1_with_the_stated_variance():
     assert abs(y.mean()) < 4 * np.sqrt(stationary / n)
 
 
-# How the IRR evaluates NPV: Horner's rule 4 months a pass (CPUs), Estrin's scheme (accelerators).
+# How the IRR's Newton steps evaluate NPV: Horner's rule 4 months a pass (CPUs), Estrin's scheme (accelerators).
 SCHEMES = pytest.mark.parametrize("unroll", [4, None], ids=["horner", "estrin"])
 
 
