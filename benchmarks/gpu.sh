@@ -130,7 +130,7 @@ step numpy 75 "numpy against mcrisk at 1e5" \
 # kind, to set against the times of step 1; then the default study as it stands (three stresses,
 # each 1e8 more scenarios) with the warm cache; then the optimized HLO of every stage.
 step traffic 75 "traffic: bytes and compile time of every program" \
-  python3 benchmarks/traffic.py --study $S --unroll 4 8 --stages --json "$RES/gpu-traffic.json"
+  python3 benchmarks/traffic.py --study $S --unroll 4 8 --stages --parts --json "$RES/gpu-traffic.json"
 export MCRISK_CACHE_DIR=/tmp/xla-cache
 step stress 60 "mcrisk run 1e8 with the study's stresses, warm cache" bash -c \
   "time mc run $S --scenarios $N --no-scenarios --out /tmp/r-stress -q --force"

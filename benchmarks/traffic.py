@@ -26,6 +26,7 @@ update (in place). It ignores the L2 cache and kernel launch latency (about 3 us
     python benchmarks/traffic.py                       # the default study, month-loop unroll 4
     python benchmarks/traffic.py --unroll 1 4 8 --top 12 --json out.json
     python benchmarks/traffic.py --stages              # also compile every stage of a run, timed
+    python benchmarks/traffic.py --parts               # bytes by part: month loop, the IRR's grid, Newton steps, ...
 
 With ``--stages`` it also compiles each program of a run for that GPU, one after another, and
 reports its compile time, kernels and bytes per chunk: compiling is the largest fixed cost of a
@@ -122,8 +123,20 @@ def fusion_bytes(comps: dict, fused: str) -> int:
     return moved + written(body[-1][0])
 
 
-def kernels(comps: dict, comp: str = "__entry__") -> list[tuple[str, str, int, int]]:
-    """(kernel name, opcode, bytes per launch, launches) of one run of `comp`, loops unrolled by their trip counts."""
+# Parts of the simulate stage, by the named scopes mcrisk's code puts them in (jax.named_scope),
+# as they appear in each kernel's op_name: the first that matches names the part.
+PARTS = ("month_loop", "irr_search", "irr_newton", "irr_bracket", "irr_grid")
+
+
+def part_of(attrs: str) -> str:
+    """The part of the simulate stage a kernel belongs to (see PARTS), from its op_name; 'other' if none."""
+    name = re.search(r'op_name="([^"]*)"', attrs)
+    return next((p for p in PARTS if name and f"/{p}/" in f"/{name.group(1)}/"), "other")
+
+
+def kernels(comps: dict, comp: str = "__entry__") -> list[tuple[str, str, int, int, str]]:
+    """(kernel name, opcode, bytes per launch, launches, part) of one run of `comp`, loops unrolled
+    by their trip counts."""
     shape = {n: s for n, s, *_ in comps[comp]}
     out = []
     for n, s, op, ops, attrs in comps[comp]:
@@ -133,10 +146,10 @@ def kernels(comps: dict, comp: str = "__entry__") -> list[tuple[str, str, int, i
             known = re.search(r'"known_trip_count":\{"n":"(\d+)"', attrs)
             trip = int(known.group(1)) if known else 1
             body = re.search(r"body=%([\w.\-]+)", attrs).group(1)
-            out += [(k, o, b, c * trip) for k, o, b, c in kernels(comps, body)]
+            out += [(k, o, b, c * trip, part) for k, o, b, c, part in kernels(comps, body)]
         elif op in ("conditional", "call"):  # the costliest branch
             branches = [kernels(comps, c) for c in re.findall(r"(?:branch_computations=\{|to_apply=|calls=)%([\w.\-]+)", attrs)]
-            out += max(branches, key=lambda ks: sum(b * c for _, _, b, c in ks), default=[])
+            out += max(branches, key=lambda ks: sum(k[2] * k[3] for k in ks), default=[])
         elif op not in NO_KERNEL:
             if op == "fusion":
                 b = fusion_bytes(comps, re.search(r"calls=%([\w.\-]+)", attrs).group(1))
@@ -144,15 +157,20 @@ def kernels(comps: dict, comp: str = "__entry__") -> list[tuple[str, str, int, i
                 b = 2 * nbytes(shape.get(ops[1], ""))
             else:
                 b = sum(nbytes(shape.get(o, "")) for o in ops) + nbytes(s)
-            out.append((n, op, b, 1))
+            out.append((n, op, b, 1, part_of(attrs)))
     return out
 
 
 def account(text: str) -> dict:
-    """Kernel launches and bytes moved by one run of an optimized HLO module."""
+    """Kernel launches and bytes moved by one run of an optimized HLO module, in all and by part."""
     ks = kernels(parse(text))
-    return {"launches": sum(c for *_, c in ks), "bytes": sum(b * c for _, _, b, c in ks),
-            "kernels": sorted(ks, key=lambda k: -k[2] * k[3])}
+    parts: dict[str, dict[str, int]] = {}
+    for _, _, b, c, part in ks:
+        row = parts.setdefault(part, {"launches": 0, "bytes": 0})
+        row["launches"] += c
+        row["bytes"] += b * c
+    return {"launches": sum(k[3] for k in ks), "bytes": sum(k[2] * k[3] for k in ks),
+            "kernels": sorted(ks, key=lambda k: -k[2] * k[3]), "parts": parts}
 
 
 def gpu_mesh(target: Path):
@@ -181,6 +199,7 @@ def main() -> None:
     ap.add_argument("--target", type=Path, default=Path(__file__).with_name("h100.txtpb"))
     ap.add_argument("--bandwidth", type=float, default=H200_BANDWIDTH, help="bytes/s for the predicted rate")
     ap.add_argument("--top", type=int, default=0, help="list the N kernels that move the most bytes (first variant)")
+    ap.add_argument("--parts", action="store_true", help="bytes by part: the month loop, the IRR's grid, bracket, search, Newton steps")
     ap.add_argument("--dump", type=Path, default=None, help="write each variant's optimized HLO into this folder")
     ap.add_argument("--stages", action="store_true", help="also compile every stage of a run, timed")
     ap.add_argument("--json", default=None)
@@ -231,7 +250,9 @@ def main() -> None:
         rows.append({"variant": variant, "unroll": u, "bands": monthly, "compile_s": compile_s, "launches": acc["launches"],
                      "bytes": acc["bytes"], "bytes_per_scenario_month": per_sm,
                      "predicted_scenario_months_per_s": args.bandwidth / per_sm,
-                     "top": [{"kernel": k, "op": o, "bytes": b, "launches": c} for k, o, b, c in acc["kernels"][:max(args.top, 20)]]})
+                     "parts": {p: dict(v, bytes_per_scenario_month=v["bytes"] / (C * T)) for p, v in acc["parts"].items()},
+                     "top": [{"kernel": k, "op": o, "bytes": b, "launches": c, "part": part}
+                             for k, o, b, c, part in acc["kernels"][:max(args.top, 20)]]})
         print(f"{variant:<28} | {compile_s:9.1f} | {acc['launches']:7d} | {acc['bytes'] / 1e9:8.2f} | {per_sm:12.0f} | "
               f"{args.bandwidth / per_sm:23.3g}", flush=True)
     stages = []
@@ -260,10 +281,17 @@ def main() -> None:
             acc_s = account(text)
             stages.append({"program": name, "compile_s": compile_s, "launches": acc_s["launches"], "bytes": acc_s["bytes"]})
             print(f"{name:<28} | {compile_s:9.1f} | {acc_s['launches']:7d} | {acc_s['bytes'] / 1e9:8.2f}", flush=True)
+    if args.parts:
+        for row in rows:
+            print(f"\nparts of '{row['variant']}' (by the named scopes of mcrisk's code; the IRR's search runs once a chunk):")
+            print(f"  {'part':<12} | {'kernels':>7} | {'GB moved':>8} | {'B/scen-month':>12} | {'share':>5}")
+            for part, v in sorted(row["parts"].items(), key=lambda kv: -kv[1]["bytes"]):
+                print(f"  {part:<12} | {v['launches']:7d} | {v['bytes'] / 1e9:8.2f} | {v['bytes_per_scenario_month']:12.0f} | "
+                      f"{v['bytes'] / row['bytes']:5.0%}")
     if args.top:
         print(f"\nthe {args.top} kernels of '{rows[0]['variant']}' that move the most bytes:")
         for k in rows[0]["top"][:args.top]:
-            print(f"  {k['bytes'] * k['launches'] / 1e9:7.2f} GB  {k['launches']:4d} x  {k['op']:<20} {k['kernel']}")
+            print(f"  {k['bytes'] * k['launches'] / 1e9:7.2f} GB  {k['launches']:4d} x  {k['op']:<20} {k['part']:<12} {k['kernel']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({

@@ -428,7 +428,8 @@ def _month_loop(plan: Plan, draw: Sample, n: int, *, flows: bool, bands: bool):
             ys += ((tot.cum_cash_flow - capex).astype(plan.dtype), f.revenue, mkt.utilization)
         return (state, tot), ys
 
-    (_, tot), ys = jax.lax.scan(step, (market_init(mp), totals_init((S, n))), (eps, months), unroll=plan.unroll)
+    with jax.named_scope("month_loop"):  # (names the loop's kernels in a profile or HLO: benchmarks/traffic.py --parts)
+        (_, tot), ys = jax.lax.scan(step, (market_init(mp), totals_init((S, n))), (eps, months), unroll=plan.unroll)
     return (mp, site, sp, pl), tot, ys
 
 

@@ -321,7 +321,8 @@ def _search_rows(capex, cf, residual, unroll: int | None, a: list, b: list, look
         return put(pending, False), put(hit, h), put(z, zx), put(f, fx)
 
     init = (pending, jnp.zeros(m, bool), jnp.full(m, jnp.inf, SUM), jnp.full(m, -jnp.inf, SUM))
-    _, hit, z, f = jax.lax.while_loop(lambda s: jnp.any(s[0]), batch, init)
+    with jax.named_scope("irr_search"):
+        _, hit, z, f = jax.lax.while_loop(lambda s: jnp.any(s[0]), batch, init)
     split = lambda x: list(x.reshape((R,) + shape))  # noqa: E731
     return list(zip(split(hit), split(z), split(f)))
 
@@ -361,7 +362,9 @@ def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll:
     z_grid, powers = irr_powers(T)  # ascending z = descending rate
     # The grid only brackets the root and seeds Newton, so it runs in the path dtype (a float32
     # matrix product is 3x faster on CPUs); the Newton steps below evaluate NPV in float64.
-    flows_pv = jnp.einsum("tk,tsn->ksn", powers.astype(cf.dtype), cf, precision=jax.lax.Precision.HIGHEST)
+    # (The named scopes name each part's kernels in a profile or HLO: benchmarks/traffic.py --parts.)
+    with jax.named_scope("irr_grid"):
+        flows_pv = jnp.einsum("tk,tsn->ksn", powers.astype(cf.dtype), cf, precision=jax.lax.Precision.HIGHEST)
     z_T = powers[-1]
 
     # grid point k: its z, its NPV of the flows, and z^T (k an int array shaped like capex)
@@ -369,10 +372,14 @@ def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll:
     npv = lambda z: npv_at(z, capex, cf, residual, unroll)  # noqa: E731
     shift = lambda x: jnp.concatenate([x[1:], x[-1:]])  # noqa: E731  (grid point k + 1; k = K - 1 unused)
     search = lambda a, b, look: _search_rows(capex, cf, residual, unroll or SEARCH_UNROLL, a, b, look)  # noqa: E731
-    marks = grid_marks(flows_pv, shift(flows_pv), capex, residual, z_T[:, None, None], shift(z_T)[:, None, None])
-    bracket = irr_bracket(*grid_points(*marks, mask_rows_per_pass), capex, residual, grid_at, search)
+    with jax.named_scope("irr_grid"):
+        marks = grid_marks(flows_pv, shift(flows_pv), capex, residual, z_T[:, None, None], shift(z_T)[:, None, None])
+        points = grid_points(*marks, mask_rows_per_pass)
+    with jax.named_scope("irr_bracket"):
+        bracket = irr_bracket(*points, capex, residual, grid_at, search)
     nan = jnp.isnan(cf).any(axis=0) if flows_nan is None else flows_nan
-    return irr_refine(bracket, npv, nan, T)
+    with jax.named_scope("irr_newton"):
+        return irr_refine(bracket, npv, nan, T)
 
 
 def _ratio(a: jax.Array, b: jax.Array) -> jax.Array:

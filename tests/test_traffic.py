@@ -83,7 +83,7 @@ def test_counts_loop_kernels_times_their_trips_and_slices_as_slices():
     per_step = (4_000 + 4_000 + 4 + 4_000) + (4_000 + 4 + 4_000) + 12
     assert acc["bytes"] == 10 * per_step + (4_000 + 8_000)
     assert acc["launches"] == 10 * 3 + 1
-    by_name = {k: (b, c) for k, _, b, c in acc["kernels"]}
+    by_name = {k: (b, c) for k, _, b, c, _ in acc["kernels"]}
     assert by_name["step"] == (12_004, 10) and by_name["wide"] == (12_000, 1)
 
 
@@ -102,3 +102,22 @@ def test_accounts_a_module_jax_compiled_here():
     # at least the 48 months' carry: read and written once per month (16 KiB each way)
     assert acc["bytes"] >= 48 * 2 * 4096 * 4
     assert acc["launches"] >= 48
+
+
+def test_parts_follow_the_named_scopes_of_the_code():
+    """Kernels are booked to the part of the simulate stage whose jax.named_scope made them (the
+    IRR's scopes nest inside a scope of their own name), the rest to 'other'."""
+    def f(x):
+        with jax.named_scope("month_loop"):
+            y = jax.lax.scan(lambda c, _: (jnp.sin(c) * 1.5 + 1.0, c), x, None, length=48)[0]
+        with jax.named_scope("irr_newton"):
+            y = jax.lax.fori_loop(0, 5, lambda _, z: jnp.cos(z) * y + 0.5, y)
+        return jnp.exp(y).astype(jnp.float64) if jax.config.jax_enable_x64 else jnp.exp(y)
+
+    acc = traffic.account(jax.jit(f).lower(jnp.ones((4096,), jnp.float32)).compile().as_text())
+    parts = acc["parts"]
+    assert parts["month_loop"]["launches"] >= 48 and parts["irr_newton"]["launches"] >= 5
+    assert sum(v["bytes"] for v in parts.values()) == acc["bytes"]
+    assert sum(v["launches"] for v in parts.values()) == acc["launches"]
+    assert traffic.part_of('metadata={op_name="jit(f)/irr_newton/while/body/mul"}') == "irr_newton"
+    assert traffic.part_of('metadata={op_name="jit(f)/month_loop_x/add"}') == "other"
