@@ -34,7 +34,7 @@ S=configs/default.yaml  # (the package is not installed there, so the embedded d
 N=${GPU_N:-100000000}  # (GPU_N, GPU_CHUNK: smaller, to try the script on a CPU)
 C=${GPU_CHUNK:-1048576}
 
-STEPS=" ${GPU_STEPS:-kernels startup transfer irr tests cold compilelog autotune bench fill warm write numpy traffic stress profile hlo} "  # which steps run (GPU_STEPS)
+STEPS=" ${GPU_STEPS:-kernels startup transfer irr irrtests tests cold compilelog autotune bench fill warm write numpy traffic stress profile hlo} "  # which steps run (GPU_STEPS)
 
 step() {  # step KEY LIMIT NAME COMMAND...: run COMMAND under min(LIMIT, what is left of the budget)
   local key=$1 limit=$2 name=$3 left=$((BUDGET - SECONDS)) t0=$SECONDS rc
@@ -84,6 +84,11 @@ step transfer 40 "a chunk's row block to the host" python3 benchmarks/transfer.p
 # 1c. How the IRR evaluates NPV (Estrin's scheme, what GPUs run; Horner over every month; Horner
 # 8 months a pass, what they ran before): the simulate stage's compile time against its run time.
 step irr 60 "the IRR's NPV scheme: compile against run" python3 benchmarks/irr_unroll.py --study $S --chunk $C --unroll estrin 47 8 --json "$RES/gpu-irr-unroll.json"
+# ... and Estrin's numbers on the card: NPV and its derivative against Horner's and a float64
+# sum, the IRR's edge cases and 240-month horizons, equal IRRs and gradients.
+step irrtests 60 "tests: the IRR by Estrin's scheme" \
+  python3 -m pytest -q -p no:cacheprovider -o addopts= tests/test_model.py \
+  -k "estrin_and_horner or estrin_irrs or (edge_cases and estrin) or (long_horizons and estrin)"
 
 # 2. The numbers are right on this card: the worked checks, the independent float64 model,
 # the volatile paths, chunk-size invariance, and the same summaries in either sketch layout.
