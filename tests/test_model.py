@@ -275,3 +275,26 @@ def test_the_accelerator_simulate_stage_matches_the_cpu_one(monkeypatch):
         fin = np.isfinite(x)
         np.testing.assert_allclose(y[fin], x[fin], rtol=1e-5, atol=1e-9, err_msg=m)
     assert np.isfinite(np.asarray(a["irr"])).mean() > 0.5
+
+
+def test_estrin_and_horner_agree_on_extreme_and_non_finite_flows():
+    """Infinite, NaN, zero, huge and tiny cash flows, an infinite capex or residual, and no capex:
+    the same +inf / -inf / NaN under either scheme, and the same finite IRRs."""
+    T = 48
+    cases = [  # (monthly cash flows, capex, residual)
+        (np.full(T, np.inf), 100.0, 0.0), (np.full(T, -np.inf), 100.0, 0.0),
+        (np.r_[np.inf, np.zeros(T - 1)], 100.0, 0.0), (np.r_[np.zeros(T - 1), -np.inf], 100.0, 0.0),
+        (np.r_[np.nan, np.ones(T - 1)], 100.0, 0.0), (np.zeros(T), 100.0, 0.0),
+        (np.full(T, 1e300), 100.0, 0.0), (np.full(T, -1e300), 100.0, 0.0), (np.full(T, 1e-300), 100.0, 0.0),
+        (np.full(T, 5.0), 0.0, 0.0), (np.full(T, -5.0), 0.0, 0.0), (np.full(T, 3.0), 100.0, np.inf),
+        (np.full(T, 3.0), np.inf, 0.0), (np.r_[np.full(T // 2, 10.0), np.full(T // 2, -10.0)], 50.0, 0.0),
+        (np.full(T, 3e38), 1e39, 0.0),
+    ]
+    cf = jnp.asarray(np.stack([c for c, _, _ in cases], axis=1)[:, None, :])
+    capex, residual = (jnp.asarray([[case[k] for case in cases]]) for k in (1, 2))
+    horner, estrin = (np.asarray(irr(capex, cf, residual, unroll=u))[0] for u in (4, None))
+    np.testing.assert_array_equal(np.isnan(horner), np.isnan(estrin))
+    np.testing.assert_array_equal(horner[~np.isfinite(horner)], estrin[~np.isfinite(horner)])
+    fin = np.isfinite(horner)
+    assert fin.sum() == 2 and np.isnan(horner).sum() == 1
+    np.testing.assert_allclose(np.log1p(estrin[fin]), np.log1p(horner[fin]), rtol=0, atol=1e-12)
