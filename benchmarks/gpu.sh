@@ -81,9 +81,10 @@ step startup 50 "start-up: import, backend, first program" bash -c \
   "for a in '' --early --early-alloc '' --early '--early-alloc --exit'; do python3 benchmarks/startup.py \$a --json $RES/gpu-startup.jsonl; done; \
    XLA_PYTHON_CLIENT_PREALLOCATE=false python3 benchmarks/startup.py --json $RES/gpu-startup.jsonl"
 step transfer 40 "a chunk's row block to the host" python3 benchmarks/transfer.py --json "$RES/gpu-transfer.json"
-# 1c. How the IRR evaluates NPV (Estrin's scheme, what GPUs run; Horner over every month; Horner
-# 8 months a pass, what they ran before): the simulate stage's compile time against its run time.
-step irr 60 "the IRR's NPV scheme: compile against run" python3 benchmarks/irr_unroll.py --study $S --chunk $C --unroll estrin 47 8 --json "$RES/gpu-irr-unroll.json"
+# 1c. How the IRR evaluates NPV (Estrin's scheme in the Newton steps, what GPUs run; Estrin in the
+# search too; Horner over every month; Horner 8 months a pass, what they ran before): the simulate
+# stage's compile time against its run time.
+step irr 60 "the IRR's NPV scheme: compile against run" python3 benchmarks/irr_unroll.py --study $S --chunk $C --unroll estrin estrin-all 47 8 --json "$RES/gpu-irr-unroll.json"
 # ... and Estrin's numbers on the card: NPV and its derivative against Horner's and a float64
 # sum, the IRR's edge cases and 240-month horizons, equal IRRs and gradients.
 step irrtests 60 "tests: the IRR by Estrin's scheme" \
