@@ -169,14 +169,20 @@ def test_grid_masks_are_the_same_read_in_one_reduction_or_row_by_row():
     np.testing.assert_array_equal(np.asarray(irr(*args)), np.asarray(irr(*args, mask_rows_per_pass=8)))
 
 
-def test_irr_does_not_depend_on_the_horner_unroll():
-    """CPUs unroll the IRR's Horner loop 4 months per pass and accelerators 8 (engine.irr_unroll):
-    the same operations in the same order, so the same IRRs to the bit, whatever the unroll."""
+def _irr_case() -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(capex (1, 300), cash flows (48, 1, 300), residual (1, 300)): decaying revenue against a
+    fixed cost, with sign changes in every 7th scenario (some with two roots or none)."""
     rng = np.random.default_rng(11)
     t = np.arange(1, 49)
     cf = rng.uniform(0.5, 3, (300, 1)) * np.exp(-rng.uniform(0.0, 0.05, (300, 1)) * t) - rng.uniform(0.05, 0.6, (300, 1))
-    cf[::7, rng.integers(0, 48)] *= -4  # sign changes: some scenarios with two roots or none
-    args = (jnp.asarray(rng.uniform(5, 100, (1, 300))), jnp.asarray(cf.T[:, None, :]), jnp.asarray(rng.uniform(0, 5, (1, 300))))
+    cf[::7, rng.integers(0, 48)] *= -4
+    return jnp.asarray(rng.uniform(5, 100, (1, 300))), jnp.asarray(cf.T[:, None, :]), jnp.asarray(rng.uniform(0, 5, (1, 300)))
+
+
+def test_irr_does_not_depend_on_the_horner_unroll():
+    """CPUs unroll the IRR's Horner loop 4 months per pass and accelerators 8 (engine.irr_unroll):
+    the same operations in the same order, so the same IRRs to the bit, whatever the unroll."""
+    args = _irr_case()
     got = {u: np.asarray(jax.jit(lambda a, b, c, u=u: irr(a, b, c, unroll=u))(*args)) for u in (1, 4, 8, 47)}
     assert np.isfinite(got[4]).sum() > 200
     for u in (1, 8, 47):
@@ -234,12 +240,7 @@ def test_estrin_and_horner_evaluate_the_same_npv(T):
 def test_estrin_irrs_agree_with_horner_and_their_gradients_too():
     """The IRR with each NPV scheme: the same infinities, finite IRRs within 1e-13 in log(1 + a),
     and the same gradient with respect to the cash flows (the IRR is differentiable either way)."""
-    rng = np.random.default_rng(11)
-    t = np.arange(1, 49)
-    cf = rng.uniform(0.5, 3, (300, 1)) * np.exp(-rng.uniform(0.0, 0.05, (300, 1)) * t) - rng.uniform(0.05, 0.6, (300, 1))
-    cf[::7, rng.integers(0, 48)] *= -4  # sign changes: some scenarios with two roots or none
-    capex, flows, residual = (jnp.asarray(rng.uniform(5, 100, (1, 300))), jnp.asarray(cf.T[:, None, :]),
-                              jnp.asarray(rng.uniform(0, 5, (1, 300))))
+    capex, flows, residual = _irr_case()
     got = {u: np.asarray(jax.jit(lambda a, b, c, u=u: irr(a, b, c, unroll=u))(capex, flows, residual)) for u in (4, None)}
     ok = np.isfinite(got[4])
     assert ok.sum() > 200
