@@ -264,13 +264,15 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     extra = {
         "chunk_size": C,
         "month_loop_unroll": plan.unroll,
-        "monthly_scenarios": band_cap if plan.monthly else None,
         "chunks": n_chunks,
         "checkpoint_every_chunks": every,
         "resumed_from_chunk": start_chunk if resume else None,
         "shard": {"index": shard_i, "count": shard_k, "chunks": [lo, hi]} if shard_k > 1 else None,
         "scenarios_run": min(n_total, end * C) - lo * C if shard_k == 1 else None,
     }
+    # The bands count the scenarios below the cap that ran: fewer than the cap when a target MCSE
+    # stopped the run early. A shard records the whole run's cap, which the merged run keeps.
+    extra["monthly_scenarios"] = None if not plan.monthly else band_cap if shard_k > 1 else min(band_cap, extra["scenarios_run"])
     if target is not None:
         extra["convergence"] = {
             "target": target.text(), "method": "sd/sqrt(N)" if target.prob is None else "order-statistic interval from the sketch",

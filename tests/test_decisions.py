@@ -288,6 +288,9 @@ def test_target_mcse_stops_at_the_right_chunk(tmp_path):
     n = conv["scenarios"]
     assert conv["met"] and conv["reached_mcse"] <= 400_000 and n < 20_000 and n % 500 == 0
     assert result.manifest["scenarios"] == n and int(result.summary["n"].iloc[0]) == n
+    # the bands cover the scenarios that ran, and the manifest says so (it said the cap, 20,000)
+    assert result.manifest["monthly_scenarios"] == n
+    assert set(pd.read_parquet(result.folder / "monthly.parquet")["n"]) == {n}
     # recompute the criterion after every chunk from the written scenarios
     rows = pd.read_parquet(result.folder / "scenarios.parquet", columns=["scenario", "system", "npv_usd"])
     assert rows.scenario.max() == n - 1
