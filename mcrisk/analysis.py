@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ import pyarrow.parquet as pq
 from .compare import paired_comparisons
 from .errors import Problem, RunFolderError, StudyError
 from .metrics import METRICS
-from .sensitivity import sensitivity
+from .sensitivity import drawn_inputs, sensitivity
 from .storage import SCENARIOS_DIR
 
 COMPARED = ("npv_usd", "cost_per_mtok_usd")
@@ -64,29 +65,60 @@ def _write_csv(table: pd.DataFrame, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """What :func:`analyze_run` did: the tables written (``sensitivity``, ``comparison``: their
+    paths), those it could not write with the reason (a run written with ``--columns`` may lack
+    the metric or the drawn inputs), and how many scenarios it read."""
+
+    paths: dict[str, Path]
+    skipped: dict[str, str]
+    scenarios: int
+
+
 def analyze_run(folder: str | Path, metric: str = "npv_usd", *, bins: int = 20, n_boot: int = 200, seed: int = 0,
-                max_scenarios: int | None = None) -> dict[str, Path]:
+                max_scenarios: int | None = None, require_metric: bool = True) -> Analysis:
     """Write ``sensitivity.csv`` (drivers of `metric`) and ``comparison.csv`` (paired system comparisons) into a run folder.
 
-    The comparisons cover NPV, cost per million tokens and `metric`. Returns the paths written,
-    keyed ``sensitivity`` and ``comparison``. RunFolderError if the folder has no scenarios
-    (a ``--no-scenarios`` run); StudyError (path ``--metric``) for an unknown metric.
+    The comparisons cover NPV, cost per million tokens and `metric`, those of them the run kept.
+    RunFolderError if the folder has no scenarios (a ``--no-scenarios`` run) or keeps nothing to
+    analyze; StudyError (path ``--metric``) for an unknown metric, or, with `require_metric`, one
+    the run did not keep (``--columns``); without it, the drivers are then skipped and said so.
+    The drivers need the drawn inputs as well: where the run kept none, they are skipped.
     `max_scenarios` limits the analysis to the first scenarios by index (``mcrisk run`` uses
-    the first 65,536 so that its own analysis stays a small share of a large run).
+    the first 65,536 so that its own analysis stays a small share of a large run; of a run
+    written with ``--sample-fraction``, the sampled ones among them).
     """
     folder = Path(folder)
     names = pq.read_schema(scenario_parts(folder)[0]).names
-    if metric not in METRICS or metric not in names:
+    if metric not in METRICS:
         close = difflib.get_close_matches(metric, METRICS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f" (choose one of: {', '.join(METRICS)})"
         raise StudyError([Problem("--metric", f"unknown metric {metric!r}{hint}")], "options")
-    compared = list(dict.fromkeys([*COMPARED, metric]))
+    kept = [m for m in METRICS if m in names]
+    written_with = f"the run kept only the metrics {', '.join(kept)} (--columns)" if kept else "the run kept no metric column (--columns)"
+    if metric not in names and require_metric:
+        raise StudyError([Problem("--metric", f"{written_with}, not {metric!r}: pick one of those, "
+                                              f"or run the study again keeping {metric}")], "options")
+    compared = [m for m in dict.fromkeys([*COMPARED, metric]) if m in names]
     columns = [c for c in names if c not in METRICS or c in compared]  # keys, inputs, the metrics used
     rows = read_scenarios(folder, columns, max_scenarios)
-    written = {
-        "sensitivity": (sensitivity(rows, metric, bins=bins, n_boot=n_boot, seed=seed), folder / "sensitivity.csv"),
-        "comparison": (paired_comparisons(rows, compared), folder / "comparison.csv"),
-    }
-    for table, path in written.values():
-        _write_csv(table, path)
-    return {key: path for key, (_, path) in written.items()}
+    skipped = {}
+    if metric not in names:
+        skipped["sensitivity"] = f"{written_with}, not {metric}"
+    elif not drawn_inputs(rows):
+        skipped["sensitivity"] = "the run kept no drawn input to rank (--columns)"
+    if not compared:
+        skipped["comparison"] = f"{written_with}, none of {', '.join(COMPARED)}"
+    if len(skipped) == 2:
+        raise RunFolderError(f"nothing to analyze in {str(folder)!r}: " + "; ".join(skipped.values()))
+    tables = {}
+    if "sensitivity" not in skipped:
+        tables["sensitivity"] = sensitivity(rows, metric, bins=bins, n_boot=n_boot, seed=seed)
+    if "comparison" not in skipped:
+        tables["comparison"] = paired_comparisons(rows, compared)
+    paths = {}
+    for key, table in tables.items():
+        paths[key] = folder / f"{key}.csv"
+        _write_csv(table, paths[key])
+    return Analysis(paths, skipped, int(rows["scenario"].nunique()) if "scenario" in rows.columns else len(rows))

@@ -407,11 +407,13 @@ def analyze(
     try:
         if top < 1:
             raise StudyError([Problem("--top", f"must be a whole number >= 1, got {top}")], "options")
-        paths = analyze_run(run_dir, metric=metric)
+        done = analyze_run(run_dir, metric=metric)
     except (StudyError, RunFolderError) as exc:
         _fail(exc)
-    print_analysis(pd.read_csv(paths["sensitivity"]), pd.read_csv(paths["comparison"]), metric, top)
-    out_console.print(f"wrote {paths['sensitivity']} and {paths['comparison']}", highlight=False)
+    print_analysis(*(pd.read_csv(done.paths[k]) if k in done.paths else None for k in ("sensitivity", "comparison")), metric, top)
+    for key, why in done.skipped.items():
+        out_console.print(f"no {key}.csv: {why}", highlight=False)
+    out_console.print(f"wrote {' and '.join(str(p) for p in done.paths.values())}", highlight=False)
 
 
 @app.command("report")

@@ -17,6 +17,7 @@ import numpy as np
 from . import risk
 from .bands import monthly_table
 from .breakeven import breakeven_table
+from .convergence import explain
 from .engine import METRICS, MONTHLY_SKETCH, TAIL_COUNTS, Plan
 from .errors import RunFolderError, StudyError
 from .storage import SCENARIOS_DIR, RunFolder, write_json
@@ -72,15 +73,20 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _analyze(folder: RunFolder, opts: dict) -> dict:
-    """sensitivity.csv and comparison.csv from the run's first ANALYSIS_SCENARIOS scenarios."""
+def _analyze(folder: RunFolder) -> dict:
+    """sensitivity.csv and comparison.csv from the run's first ANALYSIS_SCENARIOS scenarios: the
+    manifest's entries for them (a file name, or None and why in ``analysis_skipped``: a run
+    written with --columns may lack what a table needs) and the scenarios they cover."""
     from .analysis import analyze_run
 
     try:
-        paths = analyze_run(folder.tmp, max_scenarios=ANALYSIS_SCENARIOS)
-    except (StudyError, RunFolderError, ValueError) as exc:  # e.g. --columns dropped what it needs
+        done = analyze_run(folder.tmp, max_scenarios=ANALYSIS_SCENARIOS, require_metric=False)
+    except (StudyError, RunFolderError, ValueError) as exc:  # --columns kept nothing it can use; never lose the run over it
         return {"sensitivity": None, "comparison": None, "analysis_skipped": str(exc).splitlines()[0]}
-    return {key: p.name for key, p in paths.items()} | {"analysis_scenarios": min(opts["scenarios"], ANALYSIS_SCENARIOS)}
+    out = {key: (done.paths[key].name if key in done.paths else None) for key in ("sensitivity", "comparison")}
+    if done.skipped:
+        out["analysis_skipped"] = "; ".join(f"no {key}.csv: {why}" for key, why in done.skipped.items())
+    return out | {"analysis_scenarios": done.scenarios}
 
 
 def finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, times: dict, t_total: float, extra: dict,
@@ -102,12 +108,14 @@ def finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, ti
     risk_df = risk.risk_table(host_state, state["tails"], tail_names, plan.systems, METRICS, plan.sketch)
     breakeven = breakeven_table(st, host_state, state["tails"][tail_names.index("npv_below_0")], plan.systems, plan.sketch)
     monthly = monthly_table(state["monthly"], plan.systems, plan.months) if state.get("monthly") is not None else None
+    if extra.get("convergence"):  # why a target was not met, for the manifest and the terminal
+        extra = dict(extra, convergence=explain(extra["convergence"], host_state, plan.systems, plan.sketch))
     times["summarize"] += time.perf_counter() - t0
 
     analysis = None
     if opts["write_scenarios"] and opts.get("analyze", True) and not extra.get("shard"):
         t0 = time.perf_counter()
-        analysis = _analyze(folder, opts)
+        analysis = _analyze(folder)
         times["analyze"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     summary.to_csv(folder.path("summary.csv"), index=False)

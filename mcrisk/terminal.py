@@ -89,20 +89,22 @@ def print_claims(table) -> None:
 
 
 def print_analysis(sens, comp, metric: str = "npv_usd", top: int = 5) -> None:
-    """The drivers of a metric (sensitivity.csv) and the P(A beats B) matrix (comparison.csv)."""
+    """The drivers of a metric (sensitivity.csv) and the P(A beats B) matrix (comparison.csv);
+    either table may be None (not written: a run with --columns may lack what it needs)."""
     import pandas as pd
     from rich.table import Table
 
     from .compare import win_matrix
 
-    t = Table(title=f"what drives {metric}: top {top} inputs per system (first-order share of its variance, 90% CI)")
-    for col in ("system", "input", "Spearman", "first-order share", f"P50 {metric}: bottom -> top decile"):
-        t.add_column(col, justify="left" if col in ("system", "input") else "right", overflow="fold")
-    for r in sens[sens["rank"] <= top].to_dict("records"):
-        share = f"{r['first_order']:.3f} [{r['first_order_lo']:.3f}, {r['first_order_hi']:.3f}]"
-        t.add_row(r["system"], r["input"], f"{r['spearman']:+.2f}", share, f"{_fmt(metric, r['bottom_p50'])} -> {_fmt(metric, r['top_p50'])}")
-    out_console.print(t)
-    wins = win_matrix(comp, metric)
+    if sens is not None:
+        t = Table(title=f"what drives {metric}: top {top} inputs per system (first-order share of its variance, 90% CI)")
+        for col in ("system", "input", "Spearman", "first-order share", f"P50 {metric}: bottom -> top decile"):
+            t.add_column(col, justify="left" if col in ("system", "input") else "right", overflow="fold")
+        for r in sens[sens["rank"] <= top].to_dict("records"):
+            share = f"{r['first_order']:.3f} [{r['first_order_lo']:.3f}, {r['first_order_hi']:.3f}]"
+            t.add_row(r["system"], r["input"], f"{r['spearman']:+.2f}", share, f"{_fmt(metric, r['bottom_p50'])} -> {_fmt(metric, r['top_p50'])}")
+        out_console.print(t)
+    wins = win_matrix(comp, metric) if comp is not None else ()
     if len(wins) > 1:
         out_console.print(f"P(row > column) in {metric}, scenario by scenario:", highlight=False)
         m = Table()
@@ -167,12 +169,15 @@ def print_sections(result) -> None:
         out_console.print(t)
     conv = result.manifest.get("convergence")
     if conv:
-        verdict = "met" if conv["met"] else "NOT met (maximum reached)"
+        verdict = "met" if conv["met"] else "NOT met"
         out_console.print(f"convergence: MCSE of {conv['target']} {verdict}: {conv['reached_mcse']:.4g} "
                           f"after {conv['scenarios']:,} of at most {conv['maximum']:,} scenarios", highlight=False)
+        if not conv["met"]:  # (a manifest written before the reason was recorded: the maximum was reached)
+            out_console.print(f"  why: {conv.get('reason', 'maximum reached')}", highlight=False)
     outputs = result.manifest["outputs"]
-    if outputs.get("sensitivity"):
-        print_analysis(pd.read_csv(result.folder / outputs["sensitivity"]), pd.read_csv(result.folder / outputs["comparison"]), top=3)
+    print_analysis(*(pd.read_csv(result.folder / outputs[k]) if outputs.get(k) else None for k in ("sensitivity", "comparison")), top=3)
+    if outputs.get("analysis_skipped"):
+        out_console.print(outputs["analysis_skipped"], highlight=False)
 
 
 def _num4(x: float) -> str:

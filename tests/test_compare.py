@@ -90,8 +90,10 @@ def runs(tmp_path_factory):
 
 def test_analyze_run_writes_both_tables(runs):
     full, _ = runs
-    paths = analyze_run(full)
+    done = analyze_run(full)
+    paths = done.paths
     assert paths == {"sensitivity": full / "sensitivity.csv", "comparison": full / "comparison.csv"}
+    assert done.skipped == {} and done.scenarios == 2000
     assert not list(full.glob(".*.tmp*"))  # written atomically, nothing left behind
     sens, comp = pd.read_csv(paths["sensitivity"]), pd.read_csv(paths["comparison"])
     assert list(sens.columns) == list(SENSITIVITY_COLUMNS)
@@ -115,6 +117,36 @@ def test_analyze_run_refuses_a_folder_without_scenarios_or_an_unknown_metric(run
         analyze_run(tmp_path / "nowhere")
     with pytest.raises(StudyError, match="--metric: unknown metric 'npv'; did you mean 'npv_usd'"):
         analyze_run(full, metric="npv")
+
+
+def test_a_run_that_kept_some_columns_is_analyzed_as_far_as_they_allow(tmp_path):
+    """--columns may drop the drawn inputs or the metrics: the run writes the tables it can and
+    says why not the others (it wrote none, silently), and `mcrisk analyze` does the same, or
+    names the columns kept where the metric asked for is not one of them (a traceback before)."""
+    study = small_study(scenarios=600)
+    run = run_study(study, out=tmp_path / "two", columns=["npv_usd", "irr"], stress=False)
+    outputs = run.manifest["outputs"]
+    assert outputs["sensitivity"] is None and outputs["comparison"] == "comparison.csv"
+    assert "no sensitivity.csv: the run kept no drawn input" in outputs["analysis_skipped"]
+    assert set(pd.read_csv(run.folder / "comparison.csv").metric) == {"npv_usd"}
+
+    cli = lambda *a: CliRunner().invoke(app, ["analyze", str(run.folder), *a], env={"COLUMNS": "200"})  # noqa: E731
+    irr = cli("--metric", "irr")
+    assert irr.exit_code == 0, irr.output
+    assert "no sensitivity.csv: the run kept no drawn input" in irr.output and "P(row > column) in irr" in irr.output
+    assert set(pd.read_csv(run.folder / "comparison.csv").metric) == {"npv_usd", "irr"}
+    missing = cli("--metric", "roi_multiple")
+    assert missing.exit_code == 2 and "Traceback" not in missing.output
+    assert "the run kept only the metrics npv_usd, irr (--columns), not 'roi_multiple'" in " ".join(missing.output.split())
+
+    bare = run_study(study, out=tmp_path / "one", columns=["irr"], stress=False)
+    assert bare.manifest["outputs"]["sensitivity"] is None and bare.manifest["outputs"]["comparison"] is None
+    assert "nothing to analyze" in bare.manifest["outputs"]["analysis_skipped"]
+    npv = CliRunner().invoke(app, ["analyze", str(bare.folder)])  # NPV by default
+    assert npv.exit_code == 2 and "Traceback" not in npv.output
+    assert "the run kept only the metrics irr (--columns), not 'npv_usd'" in " ".join(npv.output.split())
+    irr = CliRunner().invoke(app, ["analyze", str(bare.folder), "--metric", "irr"], env={"COLUMNS": "200"})
+    assert irr.exit_code == 0 and "P(row > column) in irr" in irr.output, irr.output
 
 
 def test_mcrisk_analyze_prints_drivers_and_the_win_matrix(runs):

@@ -441,3 +441,8 @@ def test_a_subset_of_columns_and_scenarios_can_be_written(tmp_path):
     assert (merged.npv_usd == merged.npv_usd_full).all()
     # the summaries still cover every scenario
     pd.testing.assert_frame_equal(full.risk, part.risk)
+    # the in-run analysis ranks the one input kept, over the scenarios written, and says how many
+    outputs = part.manifest["outputs"]
+    assert outputs["sensitivity"] == "sensitivity.csv" and outputs["comparison"] == "comparison.csv"
+    assert "analysis_skipped" not in outputs and outputs["analysis_scenarios"] == b.scenario.nunique()
+    assert set(pd.read_csv(part.folder / "sensitivity.csv").input) == {"facility.pue"}
