@@ -13,6 +13,7 @@ paired (common random numbers).
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,6 +28,23 @@ VARIABLE_SECTIONS = ("market", "facility", "finance", "systems", "sizing", "corr
 
 class OverrideError(ValueError):
     """A dotted path runs into a value where it needs a section."""
+
+
+# The simulation settings a run takes as options of its own.
+_SIMULATION_OPTIONS = {"scenarios": "-n/--scenarios", "seed": "--seed", "precision": "--precision"}
+
+
+def not_settable(path: str) -> str:
+    """Why `path` (outside VARIABLE_SECTIONS) cannot be set, and what to do instead."""
+    head, _, rest = path.partition(".")
+    can = f"only {', '.join(VARIABLE_SECTIONS)} can be set"
+    key = rest.split(".")[0]
+    if head == "simulation" and key in _SIMULATION_OPTIONS:
+        return f"{can}; use {_SIMULATION_OPTIONS[key]} for simulation.{key}"
+    if head in ("simulation", "name", "description", "stress"):
+        return f"{can}; {head if head != 'simulation' else 'simulation.' + key} is part of the study: change it in the study file"
+    close = difflib.get_close_matches(head, VARIABLE_SECTIONS, n=1)
+    return f"{can}" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
 def set_path(tree: dict, dotted: str, value: Any) -> None:
@@ -64,10 +82,8 @@ def parse_assignment(text: str, *, many: bool = False, option: str = "--set") ->
     path = path.strip()
     if not eq or not path or not rhs.strip():
         raise StudyError([Problem(option, f"expected PATH=VALUE, got {text!r}")], "options")
-    head = path.split(".")[0]
-    if head not in VARIABLE_SECTIONS:
-        raise StudyError([Problem(option, f"{path!r}: only {', '.join(VARIABLE_SECTIONS)} can be set "
-                                          "(simulation settings have their own options)")], "options")
+    if path.split(".")[0] not in VARIABLE_SECTIONS:
+        raise StudyError([Problem(option, f"{path!r}: {not_settable(path)}")], "options")
     pieces = _split_top(rhs) if many else [rhs.strip()]
     values = []
     for piece in pieces:
@@ -114,7 +130,14 @@ def apply(raw: Mapping, overrides: Mapping[str, Any], *, label: str = "--set") -
     problems = []
     for path, value in overrides.items():
         if path.split(".")[0] not in VARIABLE_SECTIONS:
-            problems.append(Problem(_where(label, path), f"only {', '.join(VARIABLE_SECTIONS)} can be overridden"))
+            problems.append(Problem(_where(label, path), not_settable(path)))
+            continue
+        parts = path.split(".")
+        systems = tree.get("systems")
+        if parts[0] == "systems" and len(parts) > 2 and isinstance(systems, dict) and parts[1] not in systems:
+            close = difflib.get_close_matches(parts[1], list(systems), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            problems.append(Problem(_where(label, path), f"unknown system {parts[1]!r}: {hint}the study's systems are {', '.join(systems)}"))
             continue
         try:
             set_path(tree, path, value)

@@ -59,8 +59,14 @@ def test_parse_assignment_reads_yaml_values():
         {"dist": "uniform", "low": 1.1, "high": 1.3}, 1.5]
     with pytest.raises(StudyError, match="expected PATH=VALUE"):
         parse_assignment("market.token_price.annual_decline")
-    with pytest.raises(StudyError, match="only market, facility"):
-        parse_assignment("simulation.seed=3")
+    # what cannot be set says where it is changed (it said "simulation settings have their own
+    # options" of the horizon too, which has none)
+    for text, where in [("simulation.seed=3", "use --seed for simulation.seed"),
+                        ("simulation.horizon_months=12", "simulation.horizon_months is part of the study: change it in the study file"),
+                        ("name=x", "name is part of the study"), ("markt.x=1", "did you mean 'market'?")]:
+        with pytest.raises(StudyError, match="only market, facility") as e:
+            parse_assignment(text)
+        assert where in str(e.value)
 
 
 def test_override_problems_name_the_override():
@@ -71,6 +77,11 @@ def test_override_problems_name_the_override():
     assert "--set market.token_price.annual_decline" in text and "--set market.token_price.initial_usd_per_mtk" in text
     with pytest.raises(StudyError, match="is a value, not a section"):
         apply(raw, {"market.token_price.volatility.low": 1.0})
+    # a field of a system the study does not have (it was reported as that system's missing fields)
+    with pytest.raises(StudyError) as e:
+        apply(raw, {"systems.rak.units": 2})
+    assert "--set systems.rak.units: unknown system 'rak': did you mean 'rack'? the study's systems are rack, server" in str(e.value)
+    assert "required" not in str(e.value)
     with pytest.raises(StudyError, match="is set twice"):
         grid([("facility.pue", [1.1]), ("facility.pue", [1.2])])
 
