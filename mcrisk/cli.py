@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .errors import RunFolderError, RunInterrupted, StudyError
+from .errors import Problem, RunFolderError, RunInterrupted, StudyError
 from .presets import leaves
 from .terminal import (money, out_console, print_analysis, print_claims, print_headline, print_sections, print_timings,
                        value_text)
@@ -105,6 +105,8 @@ def run(
         shard_ik = _parse_shard(shard) if shard is not None else None
         if shard_ik is not None and out is not None:  # one folder per shard: --out runs/shard-{shard}
             out = Path(str(out).replace("{shard}", str(shard_ik[0])))
+        elif out is not None and "{shard}" in str(out):  # (it made a folder named with the braces)
+            raise StudyError([Problem("--out", f"{str(out)!r} has {{shard}}, which only --shard fills in")], "options")
         band_n = _parse_monthly_scenarios(monthly_scenarios)
         with bar:
             if from_manifest is not None:
@@ -123,7 +125,7 @@ def run(
                     write_scenarios=not no_scenarios,
                     checkpoint_every=checkpoint_every,
                     shard=shard_ik,
-                    columns=[x.strip() for x in columns.split(",") if x.strip()] if columns else None,
+                    columns=[x.strip() for x in columns.split(",") if x.strip()] if columns is not None else None,
                     sample_fraction=sample_fraction,
                     overrides=_parse_sets(set_),
                     target_mcse=target_mcse,

@@ -49,6 +49,8 @@ def _check_output_options(st: Study, columns, sample_fraction) -> None:
     problems = []
     if sample_fraction is not None and not (0.0 < sample_fraction <= 1.0):
         problems.append(Problem("--sample-fraction", f"must be in (0, 1], got {sample_fraction}"))
+    if columns is not None and not list(columns):  # ("--columns ''" kept every column)
+        problems.append(Problem("--columns", "names no column: give the columns to keep, or leave the option out to keep every one"))
     if columns is not None:
         known = {*METRICS, *(i.column for i in st.inputs()), *(f"system.{p}" for p in PLAIN_SYSTEM_FIELDS)}
         for c in columns:

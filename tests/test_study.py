@@ -252,7 +252,8 @@ def test_all_problems_are_reported_at_once(tmp_path):
 @pytest.mark.parametrize(
     "flag",
     [["--scenarios", "0"], ["--chunk-size", "0"], ["--precision", "half"], ["--seed", "-1"], ["--shard", "3/2"], ["--shard", "x"],
-     ["--columns", "npv"], ["--sample-fraction", "0"], ["--monthly-scenarios", "0"], ["--monthly-scenarios", "many"]],
+     ["--columns", "npv"], ["--columns", ""], ["--columns", " , "], ["--sample-fraction", "0"], ["--monthly-scenarios", "0"],
+     ["--monthly-scenarios", "many"]],
 )
 def test_bad_cli_flags_exit_2(tmp_path, flag):
     path = write_study(tmp_path / "s.yaml", small_study())
@@ -261,6 +262,14 @@ def test_bad_cli_flags_exit_2(tmp_path, flag):
     assert result.exit_code == 2, text
     assert flag[0] in text
     assert not (tmp_path / "run").exists()
+
+
+def test_shard_in_out_without_a_shard_is_refused(tmp_path):
+    """{shard} in --out is filled in by --shard only: without it the run made a folder named with the braces."""
+    path = write_study(tmp_path / "s.yaml", small_study())
+    result = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "run-{shard}"), "-q"])
+    assert result.exit_code == 2 and "--out" in result.output and "only --shard fills in" in result.output
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_a_real_process_shows_no_traceback(tmp_path):
