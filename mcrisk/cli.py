@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from . import interrupt
 from .errors import Problem, RunFolderError, RunInterrupted, StudyError
 from .presets import leaves
 from .terminal import (money, out_console, print_analysis, print_claims, print_headline, print_sections, print_timings,
@@ -142,10 +143,10 @@ def run(
             err_console.print("interrupted before the run's first checkpoint: nothing was kept", highlight=False)
         else:
             err_console.print(f"interrupted: continue with  mcrisk run --resume {exc.resume_from}", highlight=False)
-        raise typer.Exit(130)  # (run_study cancelled its compiles; _leave does not wait for a running one)
+        raise typer.Exit(interrupt.exit_code())  # (run_study cancelled its compiles; _leave does not wait for a running one)
     except KeyboardInterrupt:  # before the run had a folder
         err_console.print("interrupted", highlight=False)
-        raise typer.Exit(130)
+        raise typer.Exit(interrupt.exit_code())
     if not quiet:
         print_headline(result)
         print_sections(result)
@@ -326,7 +327,7 @@ def claims(
         _fail(exc)
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
-        raise typer.Exit(130)
+        raise typer.Exit(interrupt.exit_code())
     if not quiet:
         print_claims(result.table)
         out_console.print(f"wrote {result.csv} and {result.inputs_csv}", highlight=False)
@@ -380,7 +381,7 @@ def sweep(
         _fail(exc)
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
-        raise typer.Exit(130)
+        raise typer.Exit(interrupt.exit_code())
     if quiet:
         return
     paths = [p for p, _ in grid]
@@ -517,8 +518,6 @@ def _start_backend_early(argv: list[str]) -> None:
 
 
 def main() -> None:
-    from . import interrupt
-
     _compilation_cache()
     _start_backend_early(sys.argv[1:])
     # SIGTERM (a batch scheduler's stop) ends a run like Ctrl-C: the partial folder stays for --resume.
@@ -528,7 +527,7 @@ def main() -> None:
         code = 0
     except KeyboardInterrupt:  # outside a command (typer makes one inside a command exit 130)
         err_console.print("interrupted")
-        code = 130
+        code = interrupt.exit_code()
     except SystemExit as exc:  # how typer ends every command
         code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
         if not isinstance(exc.code, (int, type(None))):

@@ -15,11 +15,19 @@ import sys
 import threading
 
 _REQUESTED = threading.Event()
+_SIGNAL = [signal.SIGINT]  # the signal of the last stop request
 
 
 def _handler(signum, frame) -> None:
+    _SIGNAL[0] = signum
     _REQUESTED.set()
     raise KeyboardInterrupt
+
+
+def exit_code() -> int:
+    """The exit status of a run stopped by a signal, as shells report it: 128 + the signal's
+    number (130 for Ctrl-C, 143 for SIGTERM, a scheduler's stop)."""
+    return 128 + int(_SIGNAL[0])
 
 
 def install() -> None:
@@ -27,6 +35,7 @@ def install() -> None:
     its own handlers). SIGINT too where the parent ignores it (a background job, a pytest-xdist
     worker): an ignored SIGINT is inherited, and Python then installs no handler."""
     _REQUESTED.clear()
+    _SIGNAL[0] = signal.SIGINT
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
     if not getattr(sys.unraisablehook, "_mcrisk", False):
