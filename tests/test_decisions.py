@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcrisk.convergence import parse_target
+from mcrisk import reduce as red
+from mcrisk.convergence import mcse, parse_target
 from mcrisk.engine import draw_inputs, make_plan
 from mcrisk.errors import StudyError
 from mcrisk.overrides import apply, grid, parse_assignment
@@ -319,6 +322,57 @@ def test_target_mcse_reports_when_the_maximum_is_reached(tmp_path):
     conv = result.manifest["convergence"]
     assert not conv["met"] and conv["scenarios"] == 1000 and len(conv["trace"]) == 2
     assert conv["reached_mcse"] > 1
+    assert conv["reason"] == f"maximum reached: the largest MCSE, {conv['reached_mcse']:.4g}, is above 1"
+
+
+def test_mcse_of_a_statistic_that_is_not_finite_is_not_finite():
+    """A mean over values holding +-inf is +-inf or NaN (summary.csv), a percentile at +inf is +inf:
+    their MCSE is infinite, not that of the finite values alone, and computing it warns of nothing."""
+    spec = red.SketchSpec(rel_accuracy=0.01, min_abs=1e-3, max_abs=1e3)
+    rng = np.random.default_rng(5)
+    x = np.stack([rng.normal(10.0, 2.0, 400) for _ in range(4)])
+    x[1, :7] = np.inf                 # a few +inf: mean +inf
+    x[2, :5], x[2, 5:9] = np.inf, -np.inf  # both: mean NaN
+    x[3, :300] = np.inf               # mostly +inf: the median and its interval are +inf
+    x[0, :50] = np.nan                # NaN is left out, as in summary.csv: sd / sqrt(N) of the rest
+    state = red.to_host(red.update(red.init_state(4, spec), jnp.asarray(x), jnp.ones(400, bool), spec))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mean = mcse(state, parse_target("irr:mean:1"), spec)
+        median = mcse(state, parse_target("irr:p50:1"), spec)
+    fin = x[0, 50:]
+    assert mean[0] == pytest.approx(fin.std(ddof=1) / np.sqrt(fin.size), rel=1e-12)
+    assert list(mean[1:]) == [np.inf] * 3
+    assert np.all(np.isfinite(median[:3])) and median[3] == np.inf
+
+
+def test_target_mcse_is_not_met_where_the_statistic_is_not_finite(tmp_path, recwarn, capsys):
+    """The rack's IRR holds +inf and -inf (summary.csv's mean: NaN) and the server's median payback
+    is beyond the horizon (+inf): no target is met, the record says why, and nothing warns."""
+    from mcrisk.terminal import print_sections
+
+    runs = {}
+    for target in ("irr:mean:1e9", "payback_months:p50:1e9"):
+        runs[target] = run_study(small_study(scenarios=1000), out=tmp_path / target.split(":")[0], chunk_size=500,
+                                 target_mcse=target, write_scenarios=False, diagnostic_draws=0, monthly=False)
+    irr = runs["irr:mean:1e9"]
+    assert np.isnan(one_stat(irr, "irr", "mean")) and one_stat(irr, "irr", "n_posinf") > 0
+    conv = irr.manifest["convergence"]
+    assert not conv["met"] and conv["reached_mcse"] == np.inf and conv["scenarios"] == 1000
+    assert conv["reason"] == ("MCSE not finite: irr holds infinite values (summary.csv's n_posinf, n_neginf), "
+                              "so its mean is +-inf or NaN for rack")
+    assert list(conv) == ["target", "method", "reached_mcse", "met", "reason", "scenarios", "maximum", "trace"]
+    payback = runs["payback_months:p50:1e9"]
+    assert one_stat(payback, "payback_months", "p50", "server") == np.inf
+    conv = payback.manifest["convergence"]
+    assert not conv["met"] and conv["reason"] == "MCSE not finite: the p50 of payback_months is +inf for server"
+    assert json.loads((payback.folder / "manifest.json").read_text())["convergence"]["reason"] == conv["reason"]
+    assert not [w for w in recwarn if "convergence" in w.filename], [str(w.message) for w in recwarn]
+    capsys.readouterr()
+    print_sections(payback)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "convergence: MCSE of payback_months:p50:1e+09 NOT met: inf after 1,000 of at most 1,000 scenarios" in printed
+    assert "why: MCSE not finite: the p50 of payback_months is +inf for server" in printed
 
 
 @pytest.mark.parametrize("text, message", [
