@@ -17,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from . import reduce as red
 from .engine import MONTHLY, MONTHLY_SKETCH
 
@@ -45,7 +43,7 @@ def monthly_table(state: red.HostState, systems: Sequence[str], months: int) -> 
     if state.hist.shape[0] != months * (2 * S + 1):
         raise ValueError(f"monthly reducer has {state.hist.shape[0]} series, expected {months * (2 * S + 1)}")
     q = red.quantiles(state, [p / 100 for p in PERCENTILES], MONTHLY_SKETCH)
-    mean = np.where(state.moments.n_finite > 0, state.moments.mean, np.nan)
+    mean = red.stats(state).mean  # NaN where a month has no finite value
     rows = []
     for s, system in enumerate(systems):
         for quantity in MONTHLY:

@@ -67,7 +67,7 @@ def breakeven_table(study: Study, host: red.HostState, npv_below_0: np.ndarray, 
     probs = [p / 100 for p in PERCENTILES]
     q = red.quantiles(host, probs, spec)
     m = host.moments
-    mean = np.where(m.n_finite > 0, m.mean, np.nan)
+    mean = red.stats(host).mean  # over the finite values; NaN when there are none
     price_market = _price_quantiles(study)
     h_npv = METRICS.index("npv_usd") * S
     h_util = METRICS.index("mean_utilization") * S

@@ -12,7 +12,9 @@ Series and values
     ``mask`` (n,) is False for padding rows, which are ignored.  NaN is counted
     in ``nan`` only; ``count`` is the number of non-NaN values (finite or
     infinite); mean, m2 (and :func:`sd`) are over the finite values; min and max
-    are exact over the non-NaN values (so they can be +-inf).
+    are exact over the non-NaN values (so they can be +-inf).  A series with no
+    such value keeps the identities of the merge (mean 0, min +inf, max -inf);
+    :func:`stats` gives the mean, sd, min and max a table reports, NaN there.
 
 Sketch (relative-accuracy log histogram, as in DDSketch)
     alpha = ``spec.rel_accuracy``, gamma = (1+alpha)/(1-alpha),
@@ -400,9 +402,36 @@ def tail_mean(state: Union[HostState, ReduceState], prob: float,
     return out
 
 
+def _moments(state: Union[HostState, ReduceState]) -> Moments:
+    """The moments of a state on the host (a device state's histogram stays where it is)."""
+    return state.moments if isinstance(state, HostState) else _host_moments(state.moments)
+
+
 def sd(state: Union[HostState, ReduceState]) -> np.ndarray:
     """(H,) sample standard deviation (ddof=1) of the finite values; NaN if < 2."""
-    m = _host(state).moments
+    return _sd(_moments(state))
+
+
+def _sd(m: Moments) -> np.ndarray:
     n = np.asarray(m.n_finite, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n >= 2, np.sqrt(np.asarray(m.m2) / np.maximum(n - 1.0, 1.0)), np.nan)
+
+
+class Stats(NamedTuple):
+    """The moments of each series as a table reports them: (H,) float64 arrays, NaN where there is
+    no value to summarize. (The state keeps mean 0, min +inf and max -inf there: the identities
+    that :func:`merge` needs, which a table would misreport as a mean of 0 or an empty range.)"""
+
+    mean: np.ndarray  # of the finite values; NaN when none is finite
+    sd: np.ndarray  # sample sd (ddof=1) of the finite values; NaN when fewer than 2
+    min: np.ndarray  # over the non-NaN values (so it can be +-inf); NaN when every value is NaN
+    max: np.ndarray
+
+
+def stats(state: Union[HostState, ReduceState]) -> Stats:
+    """(H,) mean, sd, min and max of every series, for tables (see :class:`Stats`)."""
+    m = _moments(state)
+    some = np.asarray(m.count) > 0
+    return Stats(np.where(np.asarray(m.n_finite) > 0, m.mean, np.nan), _sd(m),
+                 np.where(some, m.min, np.nan), np.where(some, m.max, np.nan))

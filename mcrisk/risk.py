@@ -90,12 +90,13 @@ def summary_table(
     S = len(systems)
     q = red.quantiles(host, [p / 100 for p in PERCENTILES], spec)
     m = host.moments
+    st = red.stats(host)  # NaN where a metric has no value to summarize
     n_all = m.count.astype(np.float64)
     with np.errstate(all="ignore"):
         # IEEE mean over every non-NaN value: +-inf wherever a scenario is infinite.
         inf_part = np.where(m.posinf > 0, np.inf, 0.0) + np.where(m.neginf > 0, -np.inf, 0.0)
-        mean = np.where((m.posinf + m.neginf) > 0, inf_part, m.mean)
-        sd = np.where((m.posinf + m.neginf) > 0, np.nan, red.sd(host))
+        mean = np.where((m.posinf + m.neginf) > 0, inf_part, st.mean)
+        sd = np.where((m.posinf + m.neginf) > 0, np.nan, st.sd)
         mcse_mean = sd / np.sqrt(diag["ess"])
     rows = []
     for i, metric in enumerate(metrics):
@@ -112,8 +113,8 @@ def summary_table(
                     mean=mean[h],
                     sd=sd[h],
                     **{f"p{p}": qs[k] for k, p in enumerate(PERCENTILES)},
-                    min=m.min[h],
-                    max=m.max[h],
+                    min=st.min[h],
+                    max=st.max[h],
                     mcse_mean=mcse_mean[h],
                     mcse_p5=diag["mcse_p5"][h],
                     ess=diag["ess"][h],

@@ -283,3 +283,30 @@ def test_empty_and_all_nan_series():
     assert np.all(np.isnan(red.tail_mean(host, 0.05, SPEC)))
     assert np.all(np.isnan(red.sd(host)))
     assert host.hist.sum() == 0
+
+
+def test_stats_are_nan_where_there_is_no_value_and_over_the_values_elsewhere(data, one_pass):
+    """What a table reports: NaN, not the state's merge identities (mean 0, min +inf, max -inf),
+    for a series with no value; otherwise the moments of the finite values and the exact range."""
+    nan, inf = np.nan, np.inf
+    x = np.array([
+        [nan] * 6,                           # no value at all
+        [inf, -inf, nan, inf, nan, nan],     # values, none finite
+        [nan, 5.0, nan, nan, nan, nan],      # one finite value
+        [nan, 1.0, 2.0, 4.0, inf, nan],      # some of each
+    ])
+    host = red.to_host(_update(red.init_state(4, SPEC), jnp.asarray(x), jnp.ones(6, bool), SPEC))
+    assert list(host.moments.mean[:2]) == [0.0, 0.0] and host.moments.min[0] == inf  # the identities stay in the state
+    st = red.stats(host)
+    np.testing.assert_allclose(st.mean, [nan, nan, 5.0, 7.0 / 3.0], rtol=1e-15)  # (NaN only where NaN)
+    np.testing.assert_allclose(st.sd, [nan, nan, nan, np.std([1.0, 2.0, 4.0], ddof=1)], rtol=1e-15)
+    np.testing.assert_array_equal(st.min, [nan, -inf, 5.0, 1.0])
+    np.testing.assert_array_equal(st.max, [nan, inf, 5.0, inf])
+    # ... where merges still need them: an empty state merged in changes no statistic
+    empty = red.to_host(red.init_state(len(data), SPEC))
+    for got in (red.stats(one_pass), red.stats(red.merge(empty, one_pass))):
+        for h, row in enumerate(data):
+            fin = row[np.isfinite(row)]
+            assert got.mean[h] == one_pass.moments.mean[h] and abs(got.mean[h] - fin.mean()) <= 1e-12 * (abs(fin.mean()) + fin.std())
+            assert got.sd[h] == pytest.approx(fin.std(ddof=1), rel=1e-12)
+            assert got.min[h] == np.nanmin(row) and got.max[h] == np.nanmax(row)

@@ -238,13 +238,22 @@ def test_same_study_and_seed_reproduce_bit_for_bit_from_the_manifest(tmp_path):
     assert data_hash(first.folder) == data_hash(other_chunks.folder)
 
 
-def test_degenerate_inputs_give_defined_values_and_are_counted(tmp_path):
-    study = small_study(scenarios=200)
+def degenerate_study(scenarios: int) -> dict:
+    """No demand: no tokens and no revenue, so operating margin (0/0) is NaN in every scenario."""
+    study = small_study(scenarios=scenarios)
     study["market"]["demand"] = {"utilization": 0.0}  # no tokens, no revenue
     study["correlations"] = []
     for system in study["systems"].values():
         system["residual_value_fraction"] = 0.0  # else a residual alone can make NPV > 0 at -99 %/yr
-    result = run_study(study, out=tmp_path / "run")
+    return study
+
+
+# Counts, not statistics: the summary.csv columns that hold a number when a metric has no value.
+COUNTS = ["n", "n_nan", "n_posinf", "n_neginf"]
+
+
+def test_degenerate_inputs_give_defined_values_and_are_counted(tmp_path):
+    result = run_study(degenerate_study(200), out=tmp_path / "run")
     df = pq.read_table(result.folder / "scenarios.parquet").to_pandas()
     assert (df.revenue_usd == 0).all() and df.operating_margin.isna().all()
     assert np.isinf(df.cost_per_mtok_usd).all() and (df.cost_per_mtok_usd > 0).all()
@@ -256,6 +265,13 @@ def test_degenerate_inputs_give_defined_values_and_are_counted(tmp_path):
     assert status["server.payback_months"]["posinf"] == 200
     risk = result.risk.set_index("system")
     assert (risk.p_loss == 1.0).all() and (risk.p_payback_within_horizon == 0.0).all()
+    # a metric with no value has no statistic either (its mean read 0.0, a 0% margin; min +inf, max -inf)
+    summary = pd.read_csv(result.folder / "summary.csv").set_index(["system", "metric"])
+    for system in ("rack", "server"):
+        margin = summary.loc[(system, "operating_margin")]
+        assert list(margin[COUNTS]) == [0, 200, 0, 0] and margin.drop(COUNTS).isna().all()
+        irr = summary.loc[(system, "irr")]  # -inf everywhere: values, so a mean and a range
+        assert irr["n"] == 200 and irr["mean"] == irr["min"] == irr["max"] == -np.inf
 
 
 def test_float32_and_float64_agree_on_the_default_study(tmp_path):
@@ -336,6 +352,24 @@ def test_shards_merge_into_the_single_run(tmp_path):
     with pytest.raises(RunFolderError, match="exactly once"):
         merge_runs([shards[0].folder, shards[1].folder], out=tmp_path / "incomplete")
     assert not (tmp_path / "incomplete").exists()
+
+
+def test_shards_of_a_metric_without_values_merge_to_nan(tmp_path):
+    """Merging shards keeps the empty moments empty: NaN statistics, as in the single run."""
+    from mcrisk.merge import merge_runs
+
+    study = degenerate_study(600)
+    single = run_study(study, out=tmp_path / "single", chunk_size=256, write_scenarios=False)
+    shards = [run_study(study, out=tmp_path / f"shard{i}", chunk_size=256, write_scenarios=False, shard=(i, 2)) for i in (0, 1)]
+    merged = merge_runs([s.folder for s in shards], out=tmp_path / "merged")
+    a = pd.read_csv(single.folder / "summary.csv").set_index(["system", "metric"])
+    b = pd.read_csv(merged.folder / "summary.csv").set_index(["system", "metric"])
+    for system in ("rack", "server"):
+        margin = b.loc[(system, "operating_margin")]
+        assert list(margin[COUNTS]) == [0, 600, 0, 0] and margin.drop(COUNTS).isna().all()
+    pd.testing.assert_frame_equal(a.drop(columns=["mean", "sd", "mcse_mean"]), b.drop(columns=["mean", "sd", "mcse_mean"]))
+    pd.testing.assert_frame_equal(a[["mean", "sd", "mcse_mean"]], b[["mean", "sd", "mcse_mean"]], rtol=1e-12)
+    pd.testing.assert_frame_equal(pd.read_csv(single.folder / "breakeven.csv"), pd.read_csv(merged.folder / "breakeven.csv"))
 
 
 # --------------------------------------------------------------------------- output folders
