@@ -165,7 +165,7 @@ def print_sections(result) -> None:
             t.add_column(col, justify="left" if col in ("stress", "system") else "right")
         for r in result.stress.to_dict("records"):
             t.add_row(r["stress"], r["system"], " / ".join(money(r[f"npv_usd_p{p}"]) for p in (5, 50, 95)),
-                      f"{r['p_loss']:.1%}", f"{r['roi_multiple_p50']:.2f}x", money(r["npv_usd_p50_change"]))
+                      f"{r['p_loss']:.1%}", _fmt("roi_multiple", r["roi_multiple_p50"]), money(r["npv_usd_p50_change"]))
         out_console.print(t)
     conv = result.manifest.get("convergence")
     if conv:
