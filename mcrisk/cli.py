@@ -28,13 +28,15 @@ EXIT_INVALID = 2
 
 def _fail(exc: Exception) -> None:
     """Show a user error (invalid study, refused folder) without a traceback; exit 2."""
+    from rich.markup import escape  # a message quotes paths and values, which may hold [tags]
+
     if isinstance(exc, StudyError):
-        where = f" {exc.source}" if exc.source else ""
+        where = f" {escape(exc.source)}" if exc.source else ""
         err_console.print(f"[bold red]error:[/] invalid study{where} ({len(exc.problems)} problem(s)):", highlight=False)
         for p in exc.problems:
             err_console.print(f"  {p}", highlight=False, markup=False)
     else:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(EXIT_INVALID)
 
 

@@ -3,7 +3,6 @@ under `jax.distributed`: mcrisk.cluster) combined into the run folder a single j
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -12,11 +11,15 @@ from typing import Sequence
 from .engine import make_plan
 from .errors import RunFolderError
 from .publish import RunResult, finish
-from .runstate import merge_states, state_from
+from .runfiles import check_folder, damaged, field_problems, option_problems, read_manifest
+from .runstate import merge_states, missing_arrays, state_from
 from .storage import SCENARIOS_DIR, SHARD_STATE, RunFolder, load_checkpoint
 from .study import load_study
 
 
+# The manifest fields a merge reads from each shard's, with their JSON types.
+_NEEDED = ("study_sha256", "options", "shard", "seconds", "chunks", "chunk_size")
+_TYPES = {"options": dict, "shard": (dict, type(None)), "seconds": dict, "chunks": int, "chunk_size": int}
 # The manifest keys every shard must share, as the message names them when they differ.
 _PLURAL = {"study_sha256": "studies", "seed": "seeds", "scenarios": "scenario counts", "chunk_size": "chunk sizes",
            "month_loop_unroll": "month loop unrolls"}
@@ -38,18 +41,19 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
     shards = []
     for f in folders:
         path = Path(f)
-        try:
-            m = json.loads((path / "manifest.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise RunFolderError(f"{str(path)!r} is not a shard run folder (mcrisk run --shard i/k): {exc}") from None
-        if not isinstance(m, dict) or "study_sha256" not in m:
-            raise RunFolderError(f"{str(path)!r} is not a shard run folder (mcrisk run --shard i/k): its manifest.json is not a run's")
+        check_folder(path)
+        if not (path / "manifest.json").is_file():
+            raise RunFolderError(f"{str(path)!r} is not a shard run folder (mcrisk run --shard i/k): it has no manifest.json")
+        m = read_manifest(path / "manifest.json", path, required=_NEEDED, types=_TYPES)
         if not m.get("shard"):  # a whole run (or a merged one): read first, it has no reducer state to load
             raise RunFolderError(f"{str(path)!r} is a whole run, not a shard (run it with --shard i/k)")
-        try:
-            meta, arrays = load_checkpoint(path, name=SHARD_STATE)
-        except (OSError, ValueError, KeyError) as exc:
-            raise RunFolderError(f"{str(path)!r} is not a complete shard run folder: {exc}") from None
+        problems = field_problems(m["shard"], ("index", "count"), {"index": int, "count": int}, prefix="shard.")
+        problems += option_problems(m["options"])
+        if problems:
+            raise damaged(path / "manifest.json", "; ".join(problems), path)
+        meta, arrays = load_checkpoint(path, name=SHARD_STATE)
+        if missing_arrays(arrays):
+            raise damaged(path / SHARD_STATE / meta["arrays"], f"no array {', '.join(map(repr, missing_arrays(arrays)))}", path)
         shards.append((m, arrays, path))
     shards.sort(key=lambda s: s[0]["shard"]["index"])
     first = shards[0][0]

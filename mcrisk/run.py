@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import inspect
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -18,7 +17,9 @@ from .overrides import apply as apply_overrides
 from .overrides import raw_study
 from .programs import cancel_pending
 from .publish import RunResult
-from .storage import RunFolder, load_checkpoint
+from .runfiles import damaged, field_problems, option_problems, read_manifest
+from .runstate import missing_arrays
+from .storage import CHECKPOINT_DIR, RunFolder, load_checkpoint
 from .study import Study, load_study
 
 DIAGNOSTIC_DRAWS = 1 << 14  # scenarios kept on the host for ArviZ (ESS, MCSE of p5, R-hat)
@@ -121,7 +122,11 @@ def run_study(
         if out is None:
             raise RunFolderError("--resume needs the run folder of the interrupted run (--out DIR)")
         folder = RunFolder(out, resume=True)
-        meta, _ = load_checkpoint(folder.tmp)
+        try:  # checked here, before the run starts (a failing run discards its partial folder)
+            meta, arrays = load_checkpoint(folder.tmp)
+            _check_checkpoint(meta, arrays, folder.tmp)
+        except RunFolderError as exc:
+            raise RunFolderError(f"{exc}; the run cannot be resumed: start it again with --force") from None
         st = load_study(folder.path("study.yaml"))
         if study is not None and load_study(study).digest() != st.digest():
             raise RunFolderError(f"the study differs from the one the interrupted run in {out} was started with")
@@ -183,14 +188,28 @@ _RESUME_FIXED = {k: p.default for k, p in inspect.signature(run_study).parameter
                  if k not in ("study", "out", "resume", "progress")}
 
 
+def _check_checkpoint(meta: dict, arrays: dict, partial: Path) -> None:
+    """RunFolderError naming the checkpoint file of `partial` that a resume could not use."""
+    ck = partial / CHECKPOINT_DIR
+    problems = field_problems(meta, ("options", "chunk_size", "every"), {"options": dict, "chunk_size": int, "every": int})
+    if not problems:
+        problems = option_problems(meta["options"])
+    if problems:
+        raise damaged(ck / "checkpoint.json", "; ".join(problems), partial)
+    if missing_arrays(arrays):
+        raise damaged(ck / meta["arrays"], f"no array {', '.join(map(repr, missing_arrays(arrays)))}", partial)
+
+
 def rerun_manifest(manifest: str | Path, *, out: str | Path | None = None, force: bool = False, progress: Progress | None = None) -> RunResult:
-    """Run again what a manifest describes: the study beside it, with the same seed and options."""
+    """Run again what a manifest describes: the study beside it, with the same seed and options.
+
+    RunFolderError, naming the file and what is wrong, for a manifest that is not a run's."""
     path = Path(manifest)
-    try:
-        m = json.loads(path.read_text())
-        opts = m["options"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise RunFolderError(f"cannot read the manifest {str(path)!r}: {exc}") from None
+    m = read_manifest(path, types={"study_sha256": str, "options": dict})
+    problems = option_problems(m["options"])
+    if problems:
+        raise damaged(path, "; ".join(problems), what="not a run manifest")
+    opts = m["options"]
     st = load_study(path.parent / "study.yaml")
     if st.digest() != m["study_sha256"]:
         raise RunFolderError(f"{path.parent / 'study.yaml'} does not match the study hash in {path}")

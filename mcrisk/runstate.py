@@ -67,6 +67,12 @@ def checkpoint_arrays(state: dict) -> dict[str, np.ndarray]:
     return arrays
 
 
+def missing_arrays(arrays: dict[str, np.ndarray]) -> list[str]:
+    """The arrays `state_from` reads that `arrays` (a checkpoint's, a shard's state) lacks."""
+    need = ["tails", "retained", "hist_shape", "hist_idx", "hist_val", *(f"m_{k}" for k in red.Moments._fields)]
+    return [k for k in need if k not in arrays]
+
+
 def state_from(arrays: dict[str, np.ndarray]) -> dict:
     return {"host": _host_from(arrays, ""), "monthly": _host_from(arrays, "monthly_"),
             "tails": arrays["tails"], "retained": arrays["retained"]}

@@ -14,6 +14,7 @@ import queue
 import shutil
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from .engine import METRICS, PLAIN_SYSTEM_FIELDS, Plan
 from .errors import RunFolderError
+from .runfiles import damaged, field_problems, read_json, reading
 
 SCENARIOS_DIR = "scenarios.parquet"  # a folder of part-CCCCCC-KKK.parquet files: chunk C's parts K
 # Rows per Parquet part at most: a chunk is cut into parts of whole scenarios, written by several
@@ -229,10 +231,19 @@ def save_checkpoint(folder: Path, meta: dict, arrays: Mapping[str, np.ndarray], 
 
 
 def load_checkpoint(folder: Path, name: str = CHECKPOINT_DIR) -> tuple[dict, dict[str, np.ndarray]]:
+    """A checkpoint's JSON and arrays; RunFolderError naming the file (in `folder`) that is damaged."""
     d = folder / name
-    meta = json.loads((d / "checkpoint.json").read_text())
-    with np.load(d / meta["arrays"]) as z:
-        arrays = {k: z[k] for k in z.files}
+    meta = read_json(d / "checkpoint.json", folder)
+    problems = field_problems(meta, ("arrays", "next_chunk"), {"arrays": str, "next_chunk": int})
+    if problems:
+        raise damaged(d / "checkpoint.json", "; ".join(problems), folder)
+    path = d / meta["arrays"]
+    with reading(path, folder), open(path, "rb") as f:
+        if not zipfile.is_zipfile(f):  # (np.load would take it for a pickle)
+            raise damaged(path, "not an .npz archive", folder)
+        f.seek(0)
+        with np.load(f) as z:
+            arrays = {k: z[k] for k in z.files}
     return meta, arrays
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -139,6 +140,62 @@ def test_merge_of_shards_of_different_runs_names_what_differs(tmp_path):
     assert not (tmp_path / "merged").exists()
 
 
+def _edited_manifest(whole_run, **changes) -> dict:
+    m = json.loads((whole_run / "manifest.json").read_text())
+    for key, value in changes.items():
+        target, _, field = key.rpartition("__")
+        (m[target] if target else m)[field] = value
+    return m
+
+
+@pytest.mark.parametrize("write, says", [
+    (lambda w: "[]", "it is damaged or not a run manifest (a JSON array, not an object)"),
+    (lambda w: "{\"seed\": 1", "it is damaged or not a run manifest (not valid JSON"),
+    (lambda w: json.dumps({"seed": 1}), "it is damaged or not a run manifest (no fields 'study_sha256', 'options')"),
+    (lambda w: json.dumps(_edited_manifest(w, options__scenarios="many", options__colour=1)),
+     "('options.scenarios' must be a whole number, got 'many'; 'options.colour': not an option of this version of mcrisk run)"),
+    (lambda w: json.dumps({"study": "s", "study_sha256": "0" * 64, "grid": [], "points": [], "outputs": {"sweep": "sweep.csv"}}),
+     "is a sweep's manifest (mcrisk sweep), not a run manifest: each point of the sweep is a run folder with its own"),
+], ids=["array", "not-json", "missing-fields", "bad-options", "sweep"])
+def test_from_manifest_names_what_is_wrong_with_a_manifest(tmp_path, whole_run, write, says):
+    """--from-manifest with JSON that is not a run manifest: exit 2, the file and what is wrong
+    (not an object, the fields missing or mistyped, another kind of manifest), nothing written."""
+    manifest = tmp_path / "m" / "manifest.json"
+    shutil.copytree(whole_run, manifest.parent)  # beside its study.yaml, as a run's
+    manifest.write_text(write(whole_run))
+    result = runner.invoke(app, ["run", "--from-manifest", str(manifest), "--out", str(tmp_path / "E")])
+    text = " ".join(_text(result).split())
+    assert result.exit_code == 2, text
+    assert str(manifest) in text and says in text and "Traceback" not in text
+    assert not (tmp_path / "E").exists() and not (tmp_path / ".E.partial").exists()
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda d: (d / "manifest.json").write_text("[]"), "manifest.json is damaged or not what mcrisk wrote (a JSON array, not an object)"),
+    (lambda d: (d / "manifest.json").write_text(json.dumps(_edited_manifest(d, shard="0/2"))),
+     "manifest.json is damaged or not what mcrisk wrote ('shard' must be an object or null, got '0/2')"),
+    (lambda d: (d / "manifest.json").write_text(json.dumps(_edited_manifest(d, shard={"index": 0, "count": 2}))),
+     "it has no reducers/checkpoint.json"),
+], ids=["manifest-array", "shard-text", "no-reducers"])
+def test_merge_names_a_damaged_shard_folder(tmp_path, whole_run, damage, says):
+    shard = tmp_path / "s0"
+    shutil.copytree(whole_run, shard)
+    damage(shard)
+    result = runner.invoke(app, ["merge", str(shard), str(whole_run), "--out", str(tmp_path / "merged")])
+    text = " ".join(_text(result).split())
+    assert result.exit_code == 2, text
+    assert f"cannot read run folder '{shard}': {says}" in text and "Traceback" not in text
+    assert not (tmp_path / "merged").exists() and not (tmp_path / ".merged.partial").exists()
+
+
+def test_an_error_quoting_square_brackets_is_printed_as_written(tmp_path):
+    """A message quotes paths and values from the user's files; rich must not read them as markup."""
+    result = runner.invoke(app, ["report", str(tmp_path / "[/]run [bold]")])
+    text = _text(result)
+    assert result.exit_code == 2, text
+    assert f"'{tmp_path / '[/]run [bold]'}' is not a run folder (no such folder)" in text and "Traceback" not in text
+
+
 @pytest.mark.parametrize("count, says", [("1.5", "must be a whole number, got '1.5'"), ("lots", "must be a whole number (200000, 200_000 or 2e5), got 'lots'")])
 def test_a_count_that_is_not_a_whole_number_is_refused_by_name(tmp_path, count, says):
     result = runner.invoke(app, ["run", "-n", count, "--out", str(tmp_path / "r")])
@@ -222,3 +279,16 @@ def test_a_run_imports_what_only_its_end_needs_while_it_compiles():
             "print(sorted(m for m in ('pandas', 'arviz', 'xarray', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_option_a_run_records_is_one_the_manifest_reader_knows(tmp_path):
+    """runfiles checks a manifest's options against its own list (an unknown one is refused as not
+    this version's): the list and what run_study records must stay the same set."""
+    from mcrisk import run_study
+    from mcrisk.runfiles import OPTIONAL_OPTIONS, RECORDED_OPTIONS, option_problems
+
+    from .conftest import small_study
+
+    result = run_study(small_study(scenarios=200), out=tmp_path / "r", stress=False, analyze=False, diagnostic_draws=0)
+    assert set(result.manifest["options"]) == set(RECORDED_OPTIONS) | set(OPTIONAL_OPTIONS)
+    assert option_problems(result.manifest["options"]) == []

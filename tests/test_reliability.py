@@ -201,6 +201,57 @@ def test_a_shard_with_no_chunk_is_refused_by_name(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def _checkpoint_meta(**changes) -> dict:
+    """A checkpoint.json as a run writes it (after chunk 1 of a 2-chunk run), with `changes`."""
+    options = {"scenarios": 128, "seed": 1, "precision": "float32", "chunk_size": 64, "write_scenarios": True,
+               "diagnostic_draws": 16, "checkpoint_every": 1}
+    meta = {"study_sha256": "0" * 64, "options": options, "chunk_size": 64, "n_chunks": 2, "every": 1,
+            "month_loop_unroll": 1, "next_chunk": 1, "arrays": "state-000001.npz"}
+    for key, value in changes.items():
+        if key.startswith("options__"):
+            options.pop(key.removeprefix("options__")) if value is None else options.update({key.removeprefix("options__"): value})
+        else:
+            meta.pop(key) if value is None else meta.update({key: value})
+    return meta
+
+
+@pytest.mark.parametrize("json_text, npz, says", [
+    ("garbage", None, "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (not valid JSON"),
+    ("[]", None, "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (a JSON array, not an object)"),
+    ("{}", None, "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (no fields 'arrays', 'next_chunk')"),
+    (json.dumps(_checkpoint_meta(options__seed=None, every="1")), "tails-only",
+     "checkpoint/checkpoint.json is damaged or not what mcrisk wrote ('every' must be a whole number, got '1')"),
+    (json.dumps(_checkpoint_meta(options__seed=None)), "tails-only",
+     "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (no field 'options.seed')"),
+    (json.dumps(_checkpoint_meta()), b"garbage", "checkpoint/state-000001.npz is damaged or not what mcrisk wrote (not an .npz archive)"),
+    (json.dumps(_checkpoint_meta()), "tails-only", "checkpoint/state-000001.npz is damaged or not what mcrisk wrote (no array 'retained'"),
+    (json.dumps(_checkpoint_meta()), None, "it has no checkpoint/state-000001.npz"),
+], ids=["not-json", "array", "empty", "every-text", "no-seed", "npz-garbage", "npz-lacks-arrays", "npz-missing"])
+def test_resume_names_a_damaged_checkpoint_and_keeps_the_partial_folder(tmp_path, json_text, npz, says):
+    """--resume of a partial folder whose checkpoint is damaged: exit 2 naming the file and what is
+    wrong, no traceback, and the partial folder stays as it was (nothing discarded)."""
+    from typer.testing import CliRunner
+
+    from mcrisk.cli import app
+
+    ck = tmp_path / ".run.partial" / "checkpoint"
+    ck.mkdir(parents=True)
+    (ck.parent / "study.yaml").write_text(write_study(tmp_path / "s.yaml", small_study(scenarios=128)).read_text())
+    (ck / "checkpoint.json").write_text(json_text)
+    if npz == "tails-only":
+        np.savez(ck / "state-000001.npz", tails=np.zeros((2, 2), np.int64))
+    elif isinstance(npz, bytes):
+        (ck / "state-000001.npz").write_bytes(npz)
+    before = sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file())
+    result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path / "run")])
+    text = " ".join((result.stdout + (result.stderr or "")).split())
+    assert result.exit_code == 2, text
+    assert f"cannot read run folder '{tmp_path / '.run.partial'}': {says}" in text, text
+    assert "the run cannot be resumed: start it again with --force" in text and "Traceback" not in text
+    assert sorted((p.relative_to(tmp_path), p.read_bytes()) for p in tmp_path.rglob("*") if p.is_file()) == before
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_interrupted_run_is_not_silently_replaced(tmp_path):
     out = tmp_path / "run"
     partial = tmp_path / ".run.partial"
