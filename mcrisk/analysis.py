@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from .compare import paired_comparisons
 from .errors import Problem, RunFolderError, StudyError
 from .metrics import METRICS
+from .runfiles import READ_ERRORS, check_folder, damaged, reading, reason
 from .sensitivity import drawn_inputs, sensitivity
 from .storage import SCENARIOS_DIR
 
@@ -21,8 +22,7 @@ COMPARED = ("npv_usd", "cost_per_mtok_usd")
 
 def scenario_parts(folder: Path) -> list[Path]:
     """The Parquet parts of a run folder's scenarios, in chunk order; RunFolderError if there are none."""
-    if not folder.is_dir():
-        raise RunFolderError(f"{str(folder)!r} is not a run folder (no such folder)")
+    check_folder(folder)
     parts = sorted((folder / SCENARIOS_DIR).glob("part-*.parquet"))
     if not parts:
         if (folder / "manifest.json").is_file():
@@ -40,10 +40,17 @@ def read_scenarios(folder: str | Path, columns: list[str] | None = None, max_sce
     folder = Path(folder)
     parts = scenario_parts(folder)
     if max_scenarios is None:
-        return pd.read_parquet(folder / SCENARIOS_DIR, columns=columns)
+        try:
+            return pd.read_parquet(folder / SCENARIOS_DIR, columns=columns)
+        except READ_ERRORS as exc:
+            for part in parts:  # name the part that cannot be read
+                with reading(part, folder):
+                    pq.read_table(part, columns=columns)
+            raise damaged(folder / SCENARIOS_DIR, reason(exc), folder) from None
     tables, seen = [], 0
     for part in parts:  # one part per chunk, in scenario order
-        t = pq.read_table(part, columns=columns).to_pandas()
+        with reading(part, folder):
+            t = pq.read_table(part, columns=columns).to_pandas()
         t = t[t["scenario"] < max_scenarios] if "scenario" in t.columns else t
         tables.append(t)
         seen = int(t["scenario"].max()) + 1 if len(t) and "scenario" in t.columns else seen
@@ -90,7 +97,9 @@ def analyze_run(folder: str | Path, metric: str = "npv_usd", *, bins: int = 20, 
     written with ``--sample-fraction``, the sampled ones among them).
     """
     folder = Path(folder)
-    names = pq.read_schema(scenario_parts(folder)[0]).names
+    first = scenario_parts(folder)[0]
+    with reading(first, folder):
+        names = pq.read_schema(first).names
     if metric not in METRICS:
         close = difflib.get_close_matches(metric, METRICS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f" (choose one of: {', '.join(METRICS)})"

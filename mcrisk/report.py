@@ -4,7 +4,8 @@ The page is what an investment committee reads: a headline per system, the distr
 the cash-flow fan chart, the cost structure, what drives NPV, which system wins, the stress
 and break-even tables, the summary and risk tables, the manifest and a methods note. Every
 number comes from the run folder; an optional file that is missing gives a one-line note
-saying what to run, never an error. Images are embedded as PNG data URIs, so the file needs
+saying what to run, never an error (one that is damaged is named in a RunFolderError, and
+nothing is written). Images are embedded as PNG data URIs, so the file needs
 no network and no script, and it prints to PDF.
 """
 
@@ -16,6 +17,7 @@ import html
 import io
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ import pandas as pd
 
 from . import figures as fg
 from .compare import win_matrix
+from .errors import RunFolderError
 from .report_data import UTILIZATION_BINS, cost_components, load_run, margin_bins, payback_months
 
 KEY_METRICS = {  # the summary table's metrics, in order, with their labels
@@ -439,15 +442,30 @@ def render(run: dict, figs: _Figures) -> str:
 def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     """Write ``report.html`` (default: into the run folder) and each figure as ``figures/NAME.png`` beside it.
 
-    Returns the report's path. RunFolderError if `run_dir` is not a run folder (no manifest.json).
-    The page is written atomically (a hidden temporary file renamed into place).
+    Returns the report's path. RunFolderError if `run_dir` is not a run folder (no manifest.json),
+    if one of its files is damaged, or if the report cannot be written. Nothing is written unless
+    the whole page is made: the figures and the page go to hidden temporary files first, and are
+    renamed into place at the end.
     """
     run = load_run(run_dir)
     path = Path(out) if out is not None else run["folder"] / "report.html"
-    figs = _Figures(path.parent / "figures")
-    page = render(run, figs)
-    for name in FIGURES:  # figures of an earlier report whose input has gone
-        if name not in figs.written:
-            (figs.folder / f"{name}.png").unlink(missing_ok=True)
-    _write_atomic(path, page.encode("utf-8"))
+    staging = path.parent / f".figures.tmp-{os.getpid()}"
+    page_tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        figs = _Figures(staging)
+        page_tmp.write_bytes(render(run, figs).encode("utf-8"))
+        folder = path.parent / "figures"
+        folder.mkdir(exist_ok=True)
+        for name in FIGURES:  # (figures of an earlier report whose input has gone are removed)
+            if name in figs.written:
+                os.replace(staging / f"{name}.png", folder / f"{name}.png")
+            else:
+                (folder / f"{name}.png").unlink(missing_ok=True)
+        os.replace(page_tmp, path)
+    except OSError as exc:
+        raise RunFolderError(f"cannot write the report into {str(path.parent)!r}: {exc.strerror or exc}") from None
+    finally:
+        page_tmp.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
     return path

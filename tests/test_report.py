@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import shutil
 import struct
 from html.parser import HTMLParser
@@ -211,3 +212,80 @@ def test_not_a_run_folder_is_a_clear_error(tmp_path):
     assert result.exit_code == 2
     assert "is not a run folder" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "report.html").exists()
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (hidden ones too) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("damage, file, says", [
+    (lambda d: (d / "manifest.json").write_text("[]"), "manifest.json", "a JSON array, not an object"),
+    (lambda d: (d / "manifest.json").write_text("{not json"), "manifest.json", "not valid JSON"),
+    (lambda d: (d / "summary.csv").write_text("garbage\n"), "summary.csv", "no column 'system', 'metric'"),
+    (lambda d: (d / "risk.csv").write_text("system,p_loss\nrack,lots\n"), "risk.csv", "text where numbers belong, in column 'p_loss'"),
+    (lambda d: next((d / "scenarios.parquet").glob("part-*.parquet")).write_text("garbage\n"),
+     "scenarios.parquet/part-", "Parquet magic bytes not found"),
+    (lambda d: (d / "monthly.parquet").write_text("garbage\n"), "monthly.parquet", "Parquet magic bytes not found"),
+    (lambda d: (d / "sensitivity.csv").write_bytes(b"\xff\xfe\x00garbage"), "sensitivity.csv", "damaged"),
+], ids=["manifest-list", "manifest-not-json", "summary-garbage", "risk-text", "parquet-part", "monthly", "sensitivity-binary"])
+def test_a_damaged_run_folder_is_named_and_the_report_writes_nothing(run_dir, tmp_path, damage, file, says):
+    """`mcrisk report` on a run folder with a damaged file: exit 2 naming the file and why, no
+    traceback, and neither report.html nor figures/ is written (an earlier report is left alone)."""
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir, bad)
+    damage(bad)
+    before = _listing(bad)
+    result = runner.invoke(app, ["report", str(bad)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"cannot read run folder '{bad}': {file}" in text and "is damaged or not what mcrisk wrote" in text, text
+    assert says in text and "Traceback" not in text
+    assert _listing(bad) == before  # the earlier report.html and figures untouched, no temporary file left
+    shutil.rmtree(bad / "figures")
+    (bad / "report.html").unlink()
+    assert runner.invoke(app, ["report", str(bad)]).exit_code == 2
+    assert not (bad / "figures").exists() and not (bad / "report.html").exists()
+
+
+def test_a_report_that_fails_midway_leaves_no_figures(run_dir, tmp_path, monkeypatch):
+    """The figures are made before the page: a failure after some of them leaves none in place."""
+    from mcrisk import report
+
+    fresh = tmp_path / "fresh"
+    shutil.copytree(run_dir, fresh)
+    shutil.rmtree(fresh / "figures")
+    (fresh / "report.html").unlink()
+    monkeypatch.setattr(report, "_comparison", lambda run, figs: 1 / 0)  # after npv, cash flow, costs, drivers
+    with pytest.raises(ZeroDivisionError):
+        write_report(fresh)
+    assert sorted(p.name for p in fresh.iterdir() if p.name.startswith((".", "figures", "report"))) == []
+
+
+def test_a_sweep_folder_or_a_file_is_not_a_run_folder(run_dir, tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "manifest.json").write_text(json.dumps({"study": "s", "study_sha256": "0" * 64, "grid": [], "points": []}))
+    result = runner.invoke(app, ["report", str(sweep)])
+    assert result.exit_code == 2
+    assert f"'{sweep}' is a sweep folder (mcrisk sweep), not a run folder" in result.output
+    for command in ("report", "analyze"):
+        result = runner.invoke(app, [command, str(run_dir / "summary.csv")])
+        assert result.exit_code == 2, result.output
+        assert f"'{run_dir / 'summary.csv'}' is not a run folder: it is a file, not a folder" in result.output
+        assert "Traceback" not in result.output
+    assert not list(tmp_path.glob("**/report.html"))
+
+
+def test_analyze_names_a_damaged_parquet_part(run_dir, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir, bad)
+    part = sorted((bad / "scenarios.parquet").glob("part-*.parquet"))[-1]
+    part.write_text("garbage\n")
+    before = _listing(bad)
+    result = runner.invoke(app, ["analyze", str(bad)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"cannot read run folder '{bad}': scenarios.parquet/{part.name} is damaged or not what mcrisk wrote" in text
+    assert "Traceback" not in text
+    assert _listing(bad) == before  # sensitivity.csv and comparison.csv as they were
