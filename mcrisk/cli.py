@@ -181,7 +181,6 @@ def _flag(param) -> str:
 
 def _refuse_fixed_options(ctx: typer.Context, from_manifest: Optional[Path], resume: Optional[Path]) -> None:
     """--from-manifest and --resume run what was already decided: refuse the options they would ignore."""
-    from .errors import Problem
 
     if from_manifest is not None:
         which, allowed, why = "--from-manifest", WITH_FROM_MANIFEST, "the manifest fixes the study, seed and options"
@@ -197,7 +196,6 @@ def _refuse_fixed_options(ctx: typer.Context, from_manifest: Optional[Path], res
 
 def _parse_monthly_scenarios(text: str | None) -> int | None:
     from .engine import MONTHLY_SCENARIOS
-    from .errors import Problem
 
     if text is None:
         return MONTHLY_SCENARIOS
@@ -213,7 +211,6 @@ def _parse_monthly_scenarios(text: str | None) -> int | None:
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
-    from .errors import Problem
 
     if text.strip() == "auto":  # under jax.distributed: this process's index of the process count
         from .cluster import distributed_shard
@@ -407,7 +404,6 @@ def analyze(
     import pandas as pd
 
     from .analysis import analyze_run
-    from .errors import Problem
 
     try:
         if top < 1:
