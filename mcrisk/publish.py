@@ -177,6 +177,6 @@ def finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, ti
         "seconds": {k: round(v, 4) for k, v in times.items()} | {"total": round(wall, 4)},
         "scenario_months_per_second": n_total * plan.months / wall if wall > 0 and not extra.get("merged_from") else None,
     }
-    write_json(folder.path("manifest.json"), manifest)
+    write_json(folder.path("manifest.json"), manifest, strict=True)
     path = folder.publish()
     return RunResult(folder=path, summary=summary, risk=risk_df, manifest=manifest, study=st, breakeven=breakeven, monthly=monthly, stress=stress)
