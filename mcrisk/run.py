@@ -122,7 +122,7 @@ def run_study(
         if out is None:
             raise RunFolderError("--resume needs the run folder of the interrupted run (--out DIR)")
         folder = RunFolder(out, resume=True)
-        try:  # checked here, before the run starts (a failing run discards its partial folder)
+        try:  # checked here, before the run starts, so that a damaged checkpoint is named
             meta, arrays = load_checkpoint(folder.tmp)
             _check_checkpoint(meta, arrays, folder.tmp)
         except RunFolderError as exc:
@@ -175,8 +175,16 @@ def run_study(
         raise RunInterrupted(None) from None
     except SystemExit:
         raise
-    except BaseException:
-        folder.discard()
+    except BaseException as exc:
+        if folder.kept or not folder.resumable():
+            folder.discard()  # (a kept folder stays, and its error says where)
+            raise
+        # The checkpoints hold the run so far (hours, perhaps): keep them for --resume once the
+        # cause (a full disk, a lost device) is fixed. (Every failure discarded them.)
+        kept = f"the run so far is kept in {folder.tmp.name}: mcrisk run --resume {folder.final} continues it"
+        if isinstance(exc, RunFolderError):
+            raise RunFolderError(f"{exc}; {kept}") from None
+        exc.add_note(kept)
         raise
     finally:
         cancel_pending()  # a failed or stopped run does not wait at exit for programs it will not call

@@ -179,6 +179,11 @@ class RunFolder:
             shutil.rmtree(old, ignore_errors=True)
         return self.final
 
+    @property
+    def kept(self) -> bool:
+        """Whether the partial folder is kept whatever happens (a finished run that could not be moved into place)."""
+        return self._keep
+
     def resumable(self) -> bool:
         """Whether the partial folder holds a checkpoint `--resume` can continue from (its JSON
         is written last: a checkpoint is complete or absent)."""

@@ -281,6 +281,34 @@ def test_resume_matches_in_process(tmp_path):
     same_outputs(ref.folder, done.folder)
 
 
+def test_a_run_that_fails_after_a_checkpoint_keeps_it_for_resume(tmp_path):
+    """A failure mid-run (here a full disk as the fifth chunk finishes) keeps the checkpoints and
+    says how to continue (every failure deleted them); --resume then gives the uninterrupted run.
+    A failure before the first checkpoint still leaves nothing."""
+    study = small_study(scenarios=2048)
+    ref = run_study(study, out=tmp_path / "ref", chunk_size=256, checkpoint_every=2)
+    calls = {"n": 0}
+
+    def disk_full_at_chunk_five(done, total):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError) as e:
+        run_study(study, out=tmp_path / "run", chunk_size=256, checkpoint_every=2, progress=disk_full_at_chunk_five)
+    assert f"mcrisk run --resume {tmp_path / 'run'} continues it" in " ".join(e.value.__notes__)
+    assert (tmp_path / ".run.partial" / "checkpoint" / "checkpoint.json").is_file()
+    done = run_study(out=tmp_path / "run", resume=True)
+    assert done.manifest["resumed_from_chunk"] == 4
+    same_outputs(ref.folder, done.folder)
+
+    calls["n"] = 4  # the failure at the first chunk, before the first checkpoint (after the second)
+    with pytest.raises(OSError) as e:
+        run_study(study, out=tmp_path / "early", chunk_size=256, checkpoint_every=2, progress=disk_full_at_chunk_five)
+    assert not getattr(e.value, "__notes__", None)
+    assert not (tmp_path / ".early.partial").exists() and not (tmp_path / "early").exists()
+
+
 def test_same_study_and_seed_reproduce_bit_for_bit_from_the_manifest(tmp_path):
     first = run_study(small_study(scenarios=700), out=tmp_path / "first", chunk_size=300)
     again = rerun_manifest(first.folder / "manifest.json", out=tmp_path / "again")
