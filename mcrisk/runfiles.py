@@ -108,9 +108,19 @@ def field_problems(obj: Mapping[str, Any], required: Sequence[str] = (), types: 
     return problems
 
 
+# The type of every element of the list options (a shard is [i, k]), and its name in a message.
+LIST_ELEMENTS = {"shard": (int, "whole numbers"), "columns": (str, "strings"), "sampler_dims": (str, "strings")}
+
+
 def option_problems(opts: Mapping[str, Any]) -> list[str]:
     """What is wrong with a run's recorded `options` object: missing, mistyped or unknown options."""
     problems = field_problems(opts, list(RECORDED_OPTIONS), RECORDED_OPTIONS | OPTIONAL_OPTIONS, prefix="options.")
+    for k, (t, names) in LIST_ELEMENTS.items():
+        items = opts.get(k)
+        if isinstance(items, list) and not all(_is(x, t) for x in items):
+            problems.append(f"'options.{k}' must be a list of {names}, got {_shown(items)}")
+    if isinstance(opts.get("shard"), list) and len(opts["shard"]) != 2:
+        problems.append(f"'options.shard' must be [index, count], got {_shown(opts['shard'])}")
     unknown = [f"'options.{k}'" for k in opts if k not in RECORDED_OPTIONS and k not in OPTIONAL_OPTIONS]
     if unknown:
         problems.append(f"{', '.join(unknown)}: not an option of this version of mcrisk run")

@@ -154,9 +154,11 @@ def _edited_manifest(whole_run, **changes) -> dict:
     (lambda w: json.dumps({"seed": 1}), "it is damaged or not a run manifest (no fields 'study_sha256', 'options')"),
     (lambda w: json.dumps(_edited_manifest(w, options__scenarios="many", options__colour=1)),
      "('options.scenarios' must be a whole number, got 'many'; 'options.colour': not an option of this version of mcrisk run)"),
+    (lambda w: json.dumps(_edited_manifest(w, options__shard=["a", "b"])),
+     "('options.shard' must be a list of whole numbers, got ['a', 'b'])"),
     (lambda w: json.dumps({"study": "s", "study_sha256": "0" * 64, "grid": [], "points": [], "outputs": {"sweep": "sweep.csv"}}),
      "is a sweep's manifest (mcrisk sweep), not a run manifest: each point of the sweep is a run folder with its own"),
-], ids=["array", "not-json", "missing-fields", "bad-options", "sweep"])
+], ids=["array", "not-json", "missing-fields", "bad-options", "bad-shard", "sweep"])
 def test_from_manifest_names_what_is_wrong_with_a_manifest(tmp_path, whole_run, write, says):
     """--from-manifest with JSON that is not a run manifest: exit 2, the file and what is wrong
     (not an object, the fields missing or mistyped, another kind of manifest), nothing written."""
