@@ -262,19 +262,24 @@ def test_an_interrupted_run_is_not_silently_replaced(tmp_path):
     assert partial.is_dir()
 
 
+def _raising_at_chunk(k: int, exc: BaseException):
+    """A progress callback that raises `exc` as chunk k (1-based) finishes."""
+    calls = {"n": 0}
+
+    def progress(done, total):
+        calls["n"] += 1
+        if calls["n"] == k:
+            raise exc
+
+    return progress
+
+
 def test_resume_matches_in_process(tmp_path):
     """In-process: an interrupt after a checkpoint, then resume=True, equals one uninterrupted run."""
     study = small_study(scenarios=2048)
     ref = run_study(study, out=tmp_path / "ref", chunk_size=256, checkpoint_every=2)
-    calls = {"n": 0}
-
-    def stop_after_five_chunks(done, total):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        run_study(study, out=tmp_path / "run", chunk_size=256, checkpoint_every=2, progress=stop_after_five_chunks)
+        run_study(study, out=tmp_path / "run", chunk_size=256, checkpoint_every=2, progress=_raising_at_chunk(5, KeyboardInterrupt()))
     assert (tmp_path / ".run.partial" / "checkpoint" / "checkpoint.json").is_file()
     done = run_study(out=tmp_path / "run", resume=True)
     assert done.manifest["resumed_from_chunk"] == 4
@@ -287,24 +292,18 @@ def test_a_run_that_fails_after_a_checkpoint_keeps_it_for_resume(tmp_path):
     A failure before the first checkpoint still leaves nothing."""
     study = small_study(scenarios=2048)
     ref = run_study(study, out=tmp_path / "ref", chunk_size=256, checkpoint_every=2)
-    calls = {"n": 0}
-
-    def disk_full_at_chunk_five(done, total):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise OSError(28, "No space left on device")
-
+    disk_full = lambda k: _raising_at_chunk(k, OSError(28, "No space left on device"))  # noqa: E731
     with pytest.raises(OSError) as e:
-        run_study(study, out=tmp_path / "run", chunk_size=256, checkpoint_every=2, progress=disk_full_at_chunk_five)
+        run_study(study, out=tmp_path / "run", chunk_size=256, checkpoint_every=2, progress=disk_full(5))
     assert f"mcrisk run --resume {tmp_path / 'run'} continues it" in " ".join(e.value.__notes__)
     assert (tmp_path / ".run.partial" / "checkpoint" / "checkpoint.json").is_file()
     done = run_study(out=tmp_path / "run", resume=True)
     assert done.manifest["resumed_from_chunk"] == 4
     same_outputs(ref.folder, done.folder)
 
-    calls["n"] = 4  # the failure at the first chunk, before the first checkpoint (after the second)
+    # the failure at the first chunk, before the first checkpoint (after the second)
     with pytest.raises(OSError) as e:
-        run_study(study, out=tmp_path / "early", chunk_size=256, checkpoint_every=2, progress=disk_full_at_chunk_five)
+        run_study(study, out=tmp_path / "early", chunk_size=256, checkpoint_every=2, progress=disk_full(1))
     assert not getattr(e.value, "__notes__", None)
     assert not (tmp_path / ".early.partial").exists() and not (tmp_path / "early").exists()
 
