@@ -28,8 +28,8 @@ import json, resource, sys, time
 import mcrisk
 args = json.loads(sys.argv[1])
 if args.get("part_rows"):  # benchmarks/write.py --part-rows: Parquet parts of another size
-    import mcrisk.storage
-    mcrisk.storage.PART_ROWS = args["part_rows"]
+    import mcrisk.io.folder
+    mcrisk.io.folder.PART_ROWS = args["part_rows"]
 t0 = time.perf_counter()
 # The engine alone: the run's own sensitivity/comparison analysis (a fixed cost of its first
 # 65,536 scenarios) and the study's stress tests (each a run of its own) are left out.
@@ -78,7 +78,7 @@ def numpy_baseline(study: str, n: int) -> float:
     """Seconds for the plain vectorized NumPy model (mcrisk.reference) on the same study and N."""
     code = f"""
 import time, numpy as np, mcrisk
-from mcrisk.engine import make_plan
+from mcrisk.engine.plan import make_plan
 from mcrisk.reference import system_metrics
 st = mcrisk.load_study({study!r}); T = st.simulation.horizon_months
 plan = make_plan(st, scenarios={n}, seed=st.simulation.seed, precision="float64", chunk_size=None)

@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import mcrisk  # noqa: F401  (float64 on)
-from mcrisk import engine, yaml12
-from mcrisk.study import load_study
+from mcrisk.engine import plan as engine
+from mcrisk.study import yaml12
+from mcrisk.study.schema import load_study
 
 RATES = 20_001
 

@@ -3,8 +3,8 @@
 The IRR is half of the simulate stage's run time on a GPU and, by XLA's compile log, more than
 half of its compile time, which is the longest of a cold run. Its Newton steps evaluate NPV
 by Horner's rule, some months per pass, or by Estrin's scheme, every month in one pass, the
-peak search then by Horner 8 months a pass (mcrisk.metrics.irr; accelerators take Estrin,
-mcrisk.engine.irr_unroll); 'estrin-all' puts the search on Estrin too (fewer kernels, the tree
+peak search then by Horner 8 months a pass (mcrisk.model.metrics.irr; accelerators take Estrin,
+mcrisk.engine.plan.irr_unroll); 'estrin-all' puts the search on Estrin too (fewer kernels, the tree
 compiled into the program four times). This compiles the simulate stage of one chunk (the default study,
 bands off, the month loop as the engine runs it) with each, in one process after a warm-up
 compile, and times each on the same draws (median of --repeat). Horner's IRRs are the same
@@ -27,8 +27,9 @@ import jax.numpy as jnp
 
 import mcrisk
 from kernels import timed  # noqa: E402  (benchmarks/ is the script's folder)
-from mcrisk import engine, metrics
-from mcrisk.engine import Sample, draw_inputs, draw_shocks, fixed_values, make_plan, simulate_months
+from mcrisk.engine import plan as engine
+from mcrisk.model import metrics
+from mcrisk.engine.plan import Sample, draw_inputs, draw_shocks, fixed_values, make_plan, simulate_months
 
 
 def main() -> None:

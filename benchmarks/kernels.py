@@ -3,7 +3,7 @@
 For the default study (or --study), one chunk of C scenarios: the sample stage (inputs and
 shocks), the simulate stage with several month-loop unrolls, with and without the monthly bands,
 and with the IRR solve left out (to see its share), and the reduce stage, in each of several
-device layouts of its quantile sketches (mcrisk.reduce.Layout), and in parts. Each variant is
+device layouts of its quantile sketches (mcrisk.stats.reduce.Layout), and in parts. Each variant is
 compiled once, run `--repeat` times on the same draws, and its median reported as
 scenario-months per second (C x months / seconds). A device-to-device copy gives the memory
 bandwidth ceiling of the card the numbers came from.
@@ -26,10 +26,10 @@ import jax
 import jax.numpy as jnp
 
 import mcrisk
-from mcrisk import engine
-from mcrisk import reduce as red
-from mcrisk import metrics as metrics_mod
-from mcrisk.engine import METRICS, Sample, draw_inputs, draw_shocks, fixed_values, make_plan, reduce_chunk, reduce_init, simulate_months
+from mcrisk.engine import plan as engine
+from mcrisk.stats import reduce as red
+from mcrisk.model import metrics as metrics_mod
+from mcrisk.engine.plan import METRICS, Sample, draw_inputs, draw_shocks, fixed_values, make_plan, reduce_chunk, reduce_init, simulate_months
 
 
 def timed(fn, *args, repeat: int, carry: bool = False) -> tuple[float, float, object]:
@@ -113,7 +113,7 @@ def main() -> None:
         f"{lo.interleave} scen. per series in turn" if lo.interleave else "series after series")
     c, t, _ = timed(lambda a, o, b, m: reduce_chunk(plan, a, o, m, b), acc, out, bands, mask, repeat=args.repeat, carry=True)
     row("summarize", f"metrics + monthly sketches ({lay(plan.sketch_layout)})", c, t)
-    # The sketches' device layouts (mcrisk.reduce.Layout: copies of each histogram, and how the
+    # The sketches' device layouts (mcrisk.stats.reduce.Layout: copies of each histogram, and how the
     # scatter's atomic additions are ordered): the same counts, in different times on a GPU.
     layouts = dict.fromkeys([plan.sketch_layout, red.Layout(1, 0), red.Layout(1, 32), red.Layout(8, 0), red.Layout(8, 1),
                              red.Layout(8, 32), red.Layout(32, 32)])

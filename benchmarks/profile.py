@@ -48,9 +48,9 @@ def busy_seconds(events: list[dict]) -> float:
 
 
 def time_stage_calls() -> dict[str, list[float]]:
-    """Record every stage call's wall seconds by program name (mcrisk.programs.Stage), first call
+    """Record every stage call's wall seconds by program name (mcrisk.engine.programs.Stage), first call
     included: the run's stage table sums them, this tells a fixed cost from a per-chunk one."""
-    from mcrisk import programs
+    from mcrisk.engine import programs
 
     calls: dict[str, list[float]] = defaultdict(list)
     call = programs.Stage.__call__

@@ -3,7 +3,7 @@ backend (on a GPU: the driver, the CUDA libraries, the memory pool), and the fir
 program. One line of JSON per call; run it in fresh processes, with the environment to compare
 (XLA_PYTHON_CLIENT_PREALLOCATE=false, say). With --early the backend starts in a thread right
 after JAX is imported, while mcrisk is imported; with --early-alloc that thread also makes the
-first array, which reserves the device's memory pool, as `mcrisk run` does (mcrisk.cli.main).
+first array, which reserves the device's memory pool, as `mcrisk run` does (mcrisk.cli.app.main).
 
     python benchmarks/startup.py [--early | --early-alloc] [--exit] [--json out.json]
 
@@ -28,7 +28,7 @@ alloc = "--early-alloc" in sys.argv
 
 def start() -> None:
     jax.devices()
-    if alloc:  # and the first array, which reserves the device's memory pool (as mcrisk.cli does)
+    if alloc:  # and the first array, which reserves the device's memory pool (as mcrisk.cli.app does)
         import numpy as np
 
         jax.device_put(np.zeros((), np.float32)).block_until_ready()
@@ -40,8 +40,8 @@ if early:
     starting = threading.Thread(target=start)
     starting.start()
 import mcrisk  # noqa: E402,F401
-import mcrisk.cli  # noqa: E402,F401
-import mcrisk.run  # noqa: E402,F401  (the engine, as a run imports it)
+import mcrisk.cli.app
+import mcrisk.workflows.run
 
 t_mcrisk = time.perf_counter()
 if early:

@@ -211,7 +211,7 @@ def main() -> None:
     from jax.sharding import NamedSharding, PartitionSpec
 
     import mcrisk
-    from mcrisk import engine
+    from mcrisk.engine import plan as engine
 
     mesh, kind = gpu_mesh(args.target)
     engine.on_accelerator = lambda: True  # the stage as a GPU run builds it (e.g. the IRR's unroll)
@@ -257,7 +257,7 @@ def main() -> None:
               f"{args.bandwidth / per_sm:23.3g}", flush=True)
     stages = []
     if args.stages:
-        from mcrisk.sampling import root_key, shock_normals
+        from mcrisk.sampling.uniforms import root_key, shock_normals
 
         by_cols = NamedSharding(mesh, PartitionSpec(None, "scenarios"))
         dists = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=rep), engine.sample_values(base))

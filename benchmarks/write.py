@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench import HERE, run_one  # noqa: E402  (benchmarks/ is the script's folder)
-from mcrisk.storage import PART_ROWS, writer_threads  # noqa: E402
+from mcrisk.io.folder import PART_ROWS, writer_threads  # noqa: E402
 
 
 def pyarrow_write(table: pa.Table, folder: Path, threads: int, rows_per_file: int | None = None,
@@ -70,7 +70,7 @@ def main() -> None:
     n = int(args.scenarios)
     study = args.study
     if study is None:
-        from mcrisk.study import default_study_path
+        from mcrisk.study.schema import default_study_path
 
         study = str(default_study_path())
 

@@ -8,13 +8,14 @@ import jax as _jax
 
 _jax.config.update("jax_enable_x64", True)
 
-from .errors import Problem, RunFolderError, RunInterrupted, StudyError  # noqa: E402
+from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError  # noqa: E402
 
-# The rest of the API is imported on first use (PEP 562): `import mcrisk.cli` then costs JAX and
+# The rest of the API is imported on first use (PEP 562): `import mcrisk.cli.app` then costs JAX and
 # little else, and the command can start the accelerator while it imports the engine (cli.main).
 _LAZY = {
-    "merge_runs": "merge", "METRICS": "metrics", "RunResult": "run", "run_study": "run",
-    "Study": "study", "default_study_path": "study", "load_study": "study",
+    "merge_runs": "workflows.merge", "METRICS": "model.metrics", "RunResult": "workflows.run",
+    "run_study": "workflows.run", "Study": "study.schema", "default_study_path": "study.schema",
+    "load_study": "study.schema",
 }
 
 

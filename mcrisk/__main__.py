@@ -1,5 +1,5 @@
 """`python -m mcrisk ...` is the `mcrisk` command."""
 
-from .cli import main
+from mcrisk.cli.app import main
 
 main()

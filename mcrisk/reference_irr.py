@@ -4,7 +4,7 @@ The IRR follows the contract's root rule (MODEL.md): the largest annual rate in
 [IRR_MIN, IRR_MAX] at which NPV changes sign, found by a scan of a log-spaced rate grid
 and refined by Brent's method (or safeguarded Newton); +inf when NPV stays positive at
 IRR_MAX, -inf when it never reaches 0, NaN for a NaN cash flow. Written from the contract
-alone, independently of the engine's solver in ``mcrisk.metrics``.
+alone, independently of the engine's solver in ``mcrisk.model.metrics``.
 """
 
 from __future__ import annotations

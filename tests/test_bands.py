@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mcrisk.bands import PERCENTILES, series_index
-from mcrisk.engine import MONTHLY, fixed_values, make_plan, sample, simulate_months
+from mcrisk.stats.bands import PERCENTILES, series_index
+from mcrisk.engine.plan import MONTHLY, fixed_values, make_plan, sample, simulate_months
 from mcrisk.reference import system_flows
-from mcrisk.run import run_study
-from mcrisk.study import study_from_dict
+from mcrisk.workflows.run import run_study
+from mcrisk.study.schema import study_from_dict
 
 from .conftest import small_study
 

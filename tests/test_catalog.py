@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mcrisk import catalog, yaml12
-from mcrisk.catalog import CatalogError, Sourced, check_dist
+from mcrisk.study import catalog
+from mcrisk.study import yaml12
+from mcrisk.study.catalog import CatalogError, Sourced, check_dist
 
 SYSTEMS = ["hgx-h100", "hgx-h200", "hgx-b200", "hgx-b300", "gb200-nvl72", "gb300-nvl72", "mi300x", "mi325x", "mi355x"]
 WORKLOADS = ["deepseek-r1-8k1k", "deepseek-r1-1k1k", "gpt-oss-120b", "llama-3.3-70b"]
@@ -138,7 +139,7 @@ def test_system_fields_are_study_values_with_provenance(name):
 
 
 def test_every_dist_parses_with_the_engine():
-    parse_dist = pytest.importorskip("mcrisk.distributions").parse_dist
+    parse_dist = pytest.importorskip("mcrisk.study.distributions").parse_dist
     for where, v in _all_dists():
         try:
             parse_dist(v)
@@ -362,7 +363,7 @@ def test_library_does_not_import_the_cli_stack():
 
 @pytest.mark.parametrize("name", PRIORS)
 def test_priors_are_sourced_values_for_a_study_path(name):
-    from mcrisk.study import Study
+    from mcrisk.study.schema import Study
 
     path, value, line = catalog.prior_value(name)
     assert line.startswith(f"prior {name}: ") and line.endswith("]")

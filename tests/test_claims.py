@@ -14,10 +14,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mcrisk import catalog, claims
-from mcrisk.claims import ClaimError, load_claim, point_metrics, studies
+from mcrisk.study import catalog
+from mcrisk.workflows import claims
+from mcrisk.workflows.claims import ClaimError, load_claim, point_metrics, studies
 from mcrisk.cli import app
-from mcrisk.study import study_from_dict
+from mcrisk.study.schema import study_from_dict
 
 runner = CliRunner()
 N = 2000

@@ -21,7 +21,7 @@ runner = CliRunner()
 def test_mcrisk_run_without_arguments_runs_the_default_study(tmp_path):
     env = dict(os.environ, MCRISK_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="200")
     proc = subprocess.run(
-        [sys.executable, "-m", "mcrisk.cli", "run", "--scenarios", "3000", "--chunk-size", "1024"],
+        [sys.executable, "-m", "mcrisk.cli.app", "run", "--scenarios", "3000", "--chunk-size", "1024"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -42,7 +42,7 @@ def test_mcrisk_run_without_arguments_runs_the_default_study(tmp_path):
     assert manifest["scenarios"] == 3000 and manifest["chunk_size"] == 1024
     # a second run into the same folder is refused, and leaves it alone
     again = subprocess.run(
-        [sys.executable, "-m", "mcrisk.cli", "run", "--scenarios", "10"],
+        [sys.executable, "-m", "mcrisk.cli.app", "run", "--scenarios", "10"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
@@ -256,11 +256,11 @@ def test_an_input_beyond_float32_is_refused_by_name(tmp_path):
     (["run", "--shard=auto"], False),
 ])
 def test_the_backend_starts_early_only_for_commands_that_simulate(monkeypatch, argv, starts):
-    from mcrisk import cli
+    from mcrisk.cli import app as cli
 
     started = []
     monkeypatch.setattr("threading.Thread", lambda target, name, daemon: type("T", (), {"start": lambda self: started.append(name)})())
-    from mcrisk.cluster import COORDINATOR_ENV
+    from mcrisk.engine.cluster import COORDINATOR_ENV
 
     for key in COORDINATOR_ENV:
         monkeypatch.delenv(key, raising=False)
@@ -277,7 +277,7 @@ def test_a_run_imports_what_only_its_end_needs_while_it_compiles():
     only for the summaries at the end): chunks.execute imports those in a thread once the stages
     are compiling, when the interpreter's lock is free, instead of before the run, on the path
     every run waits on."""
-    code = ("import sys, mcrisk.cli, mcrisk.run, mcrisk.chunks; "
+    code = ("import sys, mcrisk.cli.app, mcrisk.workflows.run, mcrisk.engine.loop; "
             "print(sorted(m for m in ('pandas', 'arviz', 'xarray', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -287,7 +287,7 @@ def test_every_option_a_run_records_is_one_the_manifest_reader_knows(tmp_path):
     """runfiles checks a manifest's options against its own list (an unknown one is refused as not
     this version's): the list and what run_study records must stay the same set."""
     from mcrisk import run_study
-    from mcrisk.runfiles import OPTIONAL_OPTIONS, RECORDED_OPTIONS, option_problems
+    from mcrisk.io.readers import OPTIONAL_OPTIONS, RECORDED_OPTIONS, option_problems
 
     from .conftest import small_study
 

@@ -8,11 +8,14 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from mcrisk import METRICS, RunFolderError, StudyError, run_study
-from mcrisk.analysis import analyze_run
+from mcrisk import METRICS
+from mcrisk import RunFolderError
+from mcrisk import StudyError
+from mcrisk import run_study
+from mcrisk.workflows.analyze import analyze_run
 from mcrisk.cli import app
-from mcrisk.compare import COLUMNS, paired_comparisons, win_matrix
-from mcrisk.sensitivity import COLUMNS as SENSITIVITY_COLUMNS
+from mcrisk.stats.compare import COLUMNS, paired_comparisons, win_matrix
+from mcrisk.stats.sensitivity import COLUMNS as SENSITIVITY_COLUMNS
 
 from .conftest import small_study
 

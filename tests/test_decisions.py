@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcrisk import reduce as red
-from mcrisk.convergence import mcse, parse_target
-from mcrisk.engine import draw_inputs, make_plan
+from mcrisk.stats import reduce as red
+from mcrisk.stats.convergence import mcse, parse_target
+from mcrisk.engine.plan import draw_inputs, make_plan
 from mcrisk.errors import StudyError
-from mcrisk.overrides import apply, grid, parse_assignment
-from mcrisk.run import run_study
-from mcrisk.stress import run_sweep
-from mcrisk.study import study_from_dict
+from mcrisk.study.variants import apply, grid, parse_assignment
+from mcrisk.workflows.run import run_study
+from mcrisk.workflows.stress import run_sweep
+from mcrisk.study.schema import study_from_dict
 
 from .conftest import small_study
 
@@ -200,7 +200,7 @@ def test_a_variant_that_changes_only_distribution_values_compiles_nothing(tmp_pa
     """Distribution parameters and the copula factor are arguments of the sample stage, as fixed
     values are of the simulate stage: a second study with the same forms in the same columns (a
     stress, a sweep point) compiles no program, and gives what it gives when run from scratch."""
-    from mcrisk import programs
+    from mcrisk.engine import programs
 
     raw = small_study(scenarios=600)
     variant = copy.deepcopy(raw)
@@ -349,7 +349,7 @@ def test_mcse_of_a_statistic_that_is_not_finite_is_not_finite():
 def test_target_mcse_is_not_met_where_the_statistic_is_not_finite(tmp_path, recwarn, capsys):
     """The rack's IRR holds +inf and -inf (summary.csv's mean: NaN) and the server's median payback
     is beyond the horizon (+inf): no target is met, the record says why, and nothing warns."""
-    from mcrisk.terminal import print_sections
+    from mcrisk.cli.terminal import print_sections
 
     runs = {}
     for target in ("irr:mean:1e9", "payback_months:p50:1e9"):

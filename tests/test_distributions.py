@@ -1,4 +1,4 @@
-"""Specification of mcrisk.distributions: each DIST form equals a scipy distribution."""
+"""Specification of mcrisk.study.distributions: each DIST form equals a scipy distribution."""
 
 import functools
 
@@ -12,8 +12,7 @@ import pydantic  # noqa: E402
 import pytest  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from mcrisk.distributions import (Beta, Discrete, Fixed, LogNormal, Normal, Pert,  # noqa: E402
-                                  Triangular, Uniform, parse_dist)
+from mcrisk.study.distributions import Beta, Discrete, Fixed, LogNormal, Normal, Pert, Triangular, Uniform, parse_dist
 
 Z95 = stats.norm.ppf(0.95)
 
@@ -296,7 +295,7 @@ def test_validation_errors_name_the_field_the_rule_and_the_values(obj, field, te
 
 
 def test_quantiles_of_many_forms_at_once_equal_one_by_one():
-    from mcrisk.distributions import quantiles
+    from mcrisk.study.distributions import quantiles
 
     forms = [
         {"dist": "uniform", "low": 1, "high": 3},

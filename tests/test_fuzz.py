@@ -40,7 +40,7 @@ from typer.testing import CliRunner
 
 from mcrisk.cli import app
 from mcrisk.errors import StudyError
-from mcrisk.study import load_study, parse_yaml, study_from_dict
+from mcrisk.study.schema import load_study, parse_yaml, study_from_dict
 
 from .conftest import small_study
 
@@ -396,7 +396,7 @@ CATALOG_KIND = {"preset": "system", "workload": "workload", "software_curve": "s
 
 def _unknown_catalog_name_mutation(draw, study):
     """A system that names a catalog entry that does not exist (or one of another kind)."""
-    from mcrisk import catalog
+    from mcrisk.study import catalog
 
     system = draw(st.sampled_from(SYSTEMS))
     key = draw(st.sampled_from(sorted(CATALOG_KIND)))

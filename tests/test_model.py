@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mcrisk.engine import make_plan, sample, simulate
-from mcrisk.metrics import IRR_HIGH, irr
-from mcrisk.processes import MarketParams, Shocks, market_init, market_step
-from mcrisk.study import study_from_dict
+from mcrisk.engine.plan import make_plan, sample, simulate
+from mcrisk.model.metrics import IRR_HIGH, irr
+from mcrisk.model.market import MarketParams, Shocks, market_init, market_step
+from mcrisk.study.schema import study_from_dict
 
 from .conftest import small_study
 
@@ -113,7 +113,7 @@ def test_npv_is_differentiable_end_to_end():
 
 def test_adding_an_uncertain_input_changes_no_other_draw():
     """Keys come from each input's study path, so a new input leaves every other draw alone."""
-    from mcrisk.engine import draw_inputs
+    from mcrisk.engine.plan import draw_inputs
 
     base = small_study(scenarios=256)
     more = small_study(scenarios=256)
@@ -154,7 +154,7 @@ def test_irr_finds_a_pair_of_roots_between_two_grid_points(eps, rows, unroll):
 def test_grid_masks_are_the_same_read_in_one_reduction_or_row_by_row():
     """Accelerators read the IRR grid's sign masks in one reduction, CPUs row by row in a loop
     (metrics.grid_points): the same grid points, and the same IRRs."""
-    from mcrisk.metrics import grid_points
+    from mcrisk.model.metrics import grid_points
 
     rng = np.random.default_rng(3)
     nonneg, falls = (jnp.asarray(rng.random((64, 3, 500)) < p) for p in (0.1, 0.4))
@@ -217,7 +217,7 @@ def test_estrin_and_horner_evaluate_the_same_npv(T):
     """npv_at by Estrin's tree (unroll=None) against Horner's rule and a direct float64 sum, with
     its derivative, for horizons that pair up evenly and not; z from a rate of +10,000% a year
     (z^T tiny) to -99% (z^T huge), where the terms span many orders of magnitude."""
-    from mcrisk.metrics import npv_at
+    from mcrisk.model.metrics import npv_at
 
     rng = np.random.default_rng(T)
     n = 64
@@ -260,7 +260,7 @@ def test_the_accelerator_simulate_stage_matches_the_cpu_one(monkeypatch):
     """What a GPU run compiles (month loop 4 months a step, the IRR's NPV by Estrin's scheme, its
     grid masks in one reduction), run here on the CPU: the same metrics as the CPU's program,
     to float rounding (the paths are float32)."""
-    from mcrisk import engine
+    from mcrisk.engine import plan as engine
 
     study = study_from_dict(small_study(scenarios=512))
     cpu = make_plan(study, scenarios=512, seed=3, precision="float32", chunk_size=512, monthly=False)

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mcrisk import catalog
+from mcrisk.study import catalog
 from mcrisk.cli import app
 from mcrisk.errors import StudyError
-from mcrisk.run import run_study
-from mcrisk.study import CATALOG_KEYS, load_study, load_study_with_provenance, study_from_dict
+from mcrisk.workflows.run import run_study
+from mcrisk.study.schema import CATALOG_KEYS, load_study, load_study_with_provenance, study_from_dict
 
 from .conftest import write_study
 

@@ -7,8 +7,8 @@ import threading
 import jax.numpy as jnp
 import pytest
 
-from mcrisk import programs
-from mcrisk.programs import Stage, cancel_pending, compile_all
+from mcrisk.engine import programs
+from mcrisk.engine.programs import Stage, cancel_pending, compile_all
 
 
 def test_a_stopped_run_cancels_the_compiles_not_started_and_its_stages_still_work(monkeypatch):
@@ -65,7 +65,8 @@ def test_a_run_starts_compiling_before_it_places_any_array(monkeypatch, tmp_path
     (abstract) do not count."""
     import jax
 
-    from mcrisk import chunks, run_study
+    from mcrisk.engine import loop as chunks
+    from mcrisk import run_study
 
     from .conftest import small_study
 

@@ -1,4 +1,4 @@
-"""Streaming reducers (mcrisk.reduce): exact counts and moments, and the quantile sketch.
+"""Streaming reducers (mcrisk.stats.reduce): exact counts and moments, and the quantile sketch.
 
 Every check compares the streamed summary with numpy on the full array:
 counts exact, mean/sd to 1e-12, quantiles and tail means within the sketch's
@@ -15,7 +15,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from mcrisk import reduce as red  # noqa: E402
+from mcrisk.stats import reduce as red  # noqa: E402
 
 SPEC = red.SketchSpec()
 K = SPEC.n_buckets

@@ -18,7 +18,7 @@ import pytest
 
 from mcrisk import run_study
 from mcrisk.errors import RunFolderError
-from mcrisk.run import rerun_manifest
+from mcrisk.workflows.run import rerun_manifest
 
 from .conftest import CONFIGS, small_study, write_study
 
@@ -47,7 +47,7 @@ def same_outputs(a: Path, b: Path) -> None:
 
 
 def _cli(*args: str, env: dict) -> list[str]:
-    return [sys.executable, "-m", "mcrisk.cli", "run", *args]
+    return [sys.executable, "-m", "mcrisk.cli.app", "run", *args]
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +150,7 @@ def test_a_ctrl_c_dropped_inside_a_gc_callback_still_stops_the_run(tmp_path):
     collection): the signal handler's record of the request stops the run at the next chunk."""
     import gc
 
-    from mcrisk import interrupt
+    from mcrisk.engine import interrupt
     from mcrisk.errors import RunInterrupted
 
     def callback(phase, info):
@@ -375,7 +375,7 @@ def test_shard_auto_under_jax_distributed_merges_into_the_single_run(tmp_path):
     with `{shard}` in --out, merge into the run one process writes."""
     import socket
 
-    from mcrisk.merge import merge_runs
+    from mcrisk.workflows.merge import merge_runs
 
     path = write_study(tmp_path / "s.yaml", small_study(scenarios=1200))
     single = run_study(str(path), out=tmp_path / "single", chunk_size=256, analyze=False)
@@ -413,7 +413,7 @@ def test_shard_auto_without_a_cluster_is_a_clear_error(tmp_path):
 
 def test_shards_merge_into_the_single_run(tmp_path):
     """--shard i/k slices, merged, equal one run: data and counts exactly, moments to rounding."""
-    from mcrisk.merge import merge_runs
+    from mcrisk.workflows.merge import merge_runs
 
     study = small_study(scenarios=2500)
     single = run_study(study, out=tmp_path / "single", chunk_size=256)
@@ -434,7 +434,7 @@ def test_shards_merge_into_the_single_run(tmp_path):
 
 def test_shards_of_a_metric_without_values_merge_to_nan(tmp_path):
     """Merging shards keeps the empty moments empty: NaN statistics, as in the single run."""
-    from mcrisk.merge import merge_runs
+    from mcrisk.workflows.merge import merge_runs
 
     study = degenerate_study(600)
     single = run_study(study, out=tmp_path / "single", chunk_size=256, write_scenarios=False)
@@ -462,8 +462,8 @@ def _precious(tmp_path: Path) -> Path:
 
 def test_force_replaces_only_a_run_folder(tmp_path):
     """--force replaces a run folder (manifest.json) or an empty one, never any other folder."""
-    from mcrisk.storage import RunFolder
-    from mcrisk.stress import run_sweep
+    from mcrisk.io.folder import RunFolder
+    from mcrisk.workflows.stress import run_sweep
 
     precious = _precious(tmp_path)
     study = small_study(scenarios=300)

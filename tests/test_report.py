@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mcrisk.analysis import analyze_run
+from mcrisk.workflows.analyze import analyze_run
 from mcrisk.cli import app
 from mcrisk.errors import RunFolderError
-from mcrisk.figures import money
-from mcrisk.report import FIGURES, SECTIONS, _comparison, _drivers, write_report
-from mcrisk.report_data import load_run, scenario_sample
+from mcrisk.report.figures import money
+from mcrisk.report.page import FIGURES, SECTIONS, _comparison, _drivers, write_report
+from mcrisk.report.data import load_run, scenario_sample
 
 from .conftest import small_study, write_study
 
@@ -250,7 +250,7 @@ def test_a_damaged_run_folder_is_named_and_the_report_writes_nothing(run_dir, tm
 
 def test_a_report_that_fails_midway_leaves_no_figures(run_dir, tmp_path, monkeypatch):
     """The figures are made before the page: a failure after some of them leaves none in place."""
-    from mcrisk import report
+    from mcrisk.report import page as report
 
     fresh = tmp_path / "fresh"
     shutil.copytree(run_dir, fresh)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mcrisk.analysis import analyze_run
-from mcrisk.report import SECTIONS, write_report
-from mcrisk.run import run_study
+from mcrisk.workflows.analyze import analyze_run
+from mcrisk.report.page import SECTIONS, write_report
+from mcrisk.workflows.run import run_study
 
 from .conftest import small_study
 

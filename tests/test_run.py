@@ -13,10 +13,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from mcrisk import METRICS, run_study
+from mcrisk import METRICS
+from mcrisk import run_study
 from mcrisk.errors import RunFolderError
 from mcrisk.reference import MARKET_KEYS, SYSTEM_KEYS, system_metrics
-from mcrisk.sampling import root_key, shock_normals, stream_id
+from mcrisk.sampling.uniforms import root_key, shock_normals, stream_id
 
 from .conftest import CONFIGS, small_study, still_paths
 
@@ -147,7 +148,7 @@ def test_chunks_written_in_several_parts_give_the_same_rows(tmp_path, monkeypatc
     """A chunk's rows are cut into Parquet parts of whole scenarios by offset in the chunk (so a
     resumed run writes the same parts), written by several threads: the folder reads back as the
     same table, in scenario order, with every row or a subsample."""
-    from mcrisk import storage
+    from mcrisk.io import folder as storage
 
     study = small_study(scenarios=2500)
     kw = dict(chunk_size=1000, stress=False, analyze=False)
@@ -177,7 +178,7 @@ def test_part_names_sort_in_scenario_order_however_many_there_are(tmp_path):
     1,001 parts of a chunk: 4), so the folder reads back in scenario order."""
     import pyarrow as pa
 
-    from mcrisk.storage import ScenarioWriter
+    from mcrisk.io.folder import ScenarioWriter
 
     w = ScenarioWriter(tmp_path / "p", pa.schema([pa.field("scenario", pa.int64())]), {},
                        lambda start, sel, host: {"scenario": start + sel}, per_part=1, chunks=12_345_678, chunk_size=1001, threads=2)
@@ -197,7 +198,7 @@ def test_a_row_block_reaches_the_host_whole_by_either_copy():
 
     import jax.numpy as jnp
 
-    from mcrisk.storage import HostBlock
+    from mcrisk.io.folder import HostBlock
 
     x = jnp.arange(3 * 4096, dtype=jnp.float32).reshape(3, 4096) * 0.5
     for pinned in (None, x.sharding.with_memory_kind("pinned_host")):
@@ -215,7 +216,7 @@ def test_a_row_block_reaches_the_host_whole_by_either_copy():
 def test_every_stage_is_compiled_ahead_and_used(tmp_path):
     """The stages compile at once from abstract arguments before the first chunk; a stage whose
     real arguments differed would compile again on its first call (a silent cost): none may."""
-    from mcrisk import programs
+    from mcrisk.engine import programs
 
     before = dict(programs.STATS)
     result = run_study(small_study(scenarios=700), out=tmp_path / "r", chunk_size=256, sample_fraction=0.5,
@@ -236,7 +237,7 @@ def test_pinned_memory_reserved_ahead_is_given_back(monkeypatch):
     import jax
     from jax.sharding import SingleDeviceSharding
 
-    from mcrisk.storage import reserve_pinned
+    from mcrisk.io.folder import reserve_pinned
 
     made = []
     real = jax.device_put
@@ -278,8 +279,8 @@ def test_summaries_do_not_depend_on_the_sketch_layout(tmp_path, monkeypatch):
     """CPUs keep one histogram per sketch, filled series after series; accelerators 8 copies, filled 32
     scenarios of each series in turn (engine.default_sketch_layout). Every summary, percentile band and
     tail count is the same either way, to the bit."""
-    from mcrisk import engine
-    from mcrisk import reduce as red
+    from mcrisk.engine import plan as engine
+    from mcrisk.stats import reduce as red
 
     study = small_study(scenarios=1500)
     kw = dict(chunk_size=512, stress=False, write_scenarios=False)

@@ -17,7 +17,7 @@ from scipy import stats  # noqa: E402
 from scipy.special import ndtri  # noqa: E402
 from scipy.stats import qmc  # noqa: E402
 
-from mcrisk import sampling as S  # noqa: E402
+from mcrisk.sampling import uniforms as S  # noqa: E402
 
 # Compiling threefry takes seconds, so most tests draw the same shape, (N, 5), and reuse it.
 N = 4096

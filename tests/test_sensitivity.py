@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mcrisk.sensitivity import COLUMNS, bin_codes, ranks, sensitivity
+from mcrisk.stats.sensitivity import COLUMNS, bin_codes, ranks, sensitivity
 
 K = 20  # bins, the default
 Z90 = stats.norm.ppf(0.95)  # half-width of a 90% CI in standard errors

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from mcrisk.cli import app
 from mcrisk.errors import StudyError
-from mcrisk.study import load_study, parse_yaml, study_from_dict
+from mcrisk.study.schema import load_study, parse_yaml, study_from_dict
 
 from .conftest import CONFIGS, small_study, write_study
 
@@ -53,7 +53,7 @@ def test_duplicate_keys_are_refused(text):
 def test_what_mcrisk_writes_reads_back_the_same_in_yaml_11_and_12():
     import yaml
 
-    from mcrisk import yaml12
+    from mcrisk.study import yaml12
 
     data = {"s": ["1e5", "yes", "on", "010", "1_000", "1:30", "2025-10-01", "=", "~", "null", "True", "x"],
             "n": [1e-5, 3.0e6, 12, float("inf"), -0.5, True, None]}
@@ -277,7 +277,7 @@ def test_a_real_process_shows_no_traceback(tmp_path):
     _set("systems.rack.capex_usd", {"dist": "uniform", "low": 3.0e6, "high": 2.0e6})(study)
     path = write_study(tmp_path / "s.yaml", study)
     proc = subprocess.run(
-        [sys.executable, "-m", "mcrisk.cli", "run", str(path), "--out", str(tmp_path / "run")],
+        [sys.executable, "-m", "mcrisk.cli.app", "run", str(path), "--out", str(tmp_path / "run")],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,0 +1,78 @@
+"""A run's summaries on the host: moved from the device at chunk boundaries, merged across
+shards, and written to and read from checkpoints.
+
+The state is a dict: ``host`` (the metric reducers, a ``reduce.HostState``), ``tails`` (exact
+tail counts), ``retained`` (the first scenarios' float64 metrics, for ArviZ) and ``monthly``
+(the monthly-band reducers, or None). Every merge is exact (counts add, moments combine by
+Chan's rule), so where the boundaries fall changes no number a run reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from mcrisk.stats import reduce as red
+from mcrisk.engine.plan import Plan, reduce_init
+
+
+def flush(plan: Plan, acc, state: dict) -> Any:
+    """Move the device reducers to the host at a chunk boundary; return fresh device reducers."""
+    state["host"] = _add(state["host"], acc.state)
+    state["tails"] = state["tails"] + np.asarray(jax.device_get(acc.tails))
+    if acc.monthly is not None:
+        state["monthly"] = _add(state.get("monthly"), acc.monthly)
+    return reduce_init(plan)
+
+
+def _add(host: red.HostState | None, dev: red.ReduceState) -> red.HostState:
+    """The host totals plus a device state's, the histogram added in place (see reduce.merge_into)."""
+    return red.to_host(dev) if host is None else red.merge_into(host, dev)
+
+
+def merge_states(a: dict, b: dict) -> dict:
+    """Two host states of disjoint scenario ranges, `a` before `b`, as one."""
+    monthly = None
+    if a.get("monthly") is not None and b.get("monthly") is not None:
+        monthly = red.merge(a["monthly"], b["monthly"])
+    return {"host": red.merge(a["host"], b["host"]), "tails": a["tails"] + b["tails"],
+            "retained": np.concatenate([a["retained"], b["retained"]], axis=1), "monthly": monthly}
+
+
+def _host_arrays(host: red.HostState, prefix: str) -> dict[str, np.ndarray]:
+    arrays = {f"{prefix}m_{k}": v for k, v in host.moments._asdict().items()}
+    nz = np.flatnonzero(host.hist)  # the histogram is sparse: keep its non-zero bins
+    arrays.update({f"{prefix}hist_shape": np.asarray(host.hist.shape), f"{prefix}hist_idx": nz,
+                   f"{prefix}hist_val": host.hist.reshape(-1)[nz]})
+    return arrays
+
+
+def _host_from(arrays: dict[str, np.ndarray], prefix: str) -> red.HostState | None:
+    if f"{prefix}hist_shape" not in arrays:
+        return None
+    shape = tuple(int(x) for x in arrays[f"{prefix}hist_shape"])
+    hist = np.zeros(int(np.prod(shape)), np.int64)
+    hist[arrays[f"{prefix}hist_idx"]] = arrays[f"{prefix}hist_val"]
+    moments = red.Moments(*(arrays[f"{prefix}m_{k}"] for k in red.Moments._fields))
+    return red.HostState(moments, hist.reshape(shape))
+
+
+def checkpoint_arrays(state: dict) -> dict[str, np.ndarray]:
+    arrays = _host_arrays(state["host"], "")
+    if state.get("monthly") is not None:
+        arrays.update(_host_arrays(state["monthly"], "monthly_"))
+    arrays.update(tails=state["tails"], retained=state["retained"])
+    return arrays
+
+
+def missing_arrays(arrays: dict[str, np.ndarray]) -> list[str]:
+    """The arrays `state_from` reads that `arrays` (a checkpoint's, a shard's state) lacks."""
+    need = ["tails", "retained", "hist_shape", "hist_idx", "hist_val", *(f"m_{k}" for k in red.Moments._fields)]
+    return [k for k in need if k not in arrays]
+
+
+def state_from(arrays: dict[str, np.ndarray]) -> dict:
+    return {"host": _host_from(arrays, ""), "monthly": _host_from(arrays, "monthly_"),
+            "tails": arrays["tails"], "retained": arrays["retained"]}

@@ -1,0 +1,83 @@
+"""What must be true (``breakeven.csv``): the token price and the utilization each scenario
+needs to break even, against what the market gives it.
+
+Per system, from the run's reducers (every scenario, no Parquet needed):
+
+* ``initial_token_price_usd_per_mtok``: the scenario's break-even price is the metric
+  ``breakeven_price_usd_per_mtok``, the initial price P0 that makes its NPV 0 with its price
+  path's shape (decline, shocks) and everything else as drawn. The market side is the study's
+  distribution of P0 (its exact quantiles).
+* ``mean_utilization``: the metric ``breakeven_utilization``, the mean utilization that makes
+  NPV 0 when the scenario's utilization path is scaled by one factor (ramp and shocks keep their
+  shape). The market side is the scenario's own mean utilization.
+
+``p_market_clears`` is P(market value >= break-even value) over all scenarios. Both break-even
+values are exact roots of an NPV that is affine in P0 (or in the scaling factor), so in every
+scenario the market clears its break-even price exactly when its NPV is >= 0, and the same for
+utilization: both probabilities equal 1 - P(loss) (NaN NPVs count as not clearing). The value of
+the table is the distance between the two distributions: how far the price may fall, or how
+little capacity may sell, before the investment stops paying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from mcrisk.stats import reduce as red
+from mcrisk.model.metrics import METRICS
+from mcrisk.study.schema import Study
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+PERCENTILES = (5, 25, 50, 75, 95)
+PRICE_PATH = "market.token_price.initial_usd_per_mtok"
+QUANTITIES = {
+    "initial_token_price_usd_per_mtok": "breakeven_price_usd_per_mtok",
+    "mean_utilization": "breakeven_utilization",
+}
+COLUMNS = (
+    "system", "quantity",
+    *(f"breakeven_p{p}" for p in PERCENTILES), "breakeven_mean",
+    *(f"market_p{p}" for p in PERCENTILES),
+    "p_market_clears", "p_market_clears_mcse",
+)
+
+
+def prepare(study: Study) -> None:
+    """Work out now what :func:`breakeven_table` will ask of `study` (the token price's quantiles:
+    a program compiled on the host CPU, about 0.1 s, then kept), from a thread while the run's
+    stages compile rather than after its last chunk."""
+    _price_quantiles(study)
+
+
+def _price_quantiles(study: Study) -> np.ndarray:
+    dist = study.market.token_price.initial_usd_per_mtok
+    return dist.ppf([p / 100 for p in PERCENTILES]) if not dist.is_fixed else np.full(len(PERCENTILES), float(dist.mean()))
+
+
+def breakeven_table(study: Study, host: red.HostState, npv_below_0: np.ndarray, systems: Sequence[str], spec: red.SketchSpec) -> pd.DataFrame:
+    """One row per system and quantity; `npv_below_0` is the exact count of NPV < 0 per system."""
+    import pandas as pd
+
+    S = len(systems)
+    probs = [p / 100 for p in PERCENTILES]
+    q = red.quantiles(host, probs, spec)
+    m = host.moments
+    mean = red.stats(host).mean  # over the finite values; NaN when there are none
+    price_market = _price_quantiles(study)
+    h_npv = METRICS.index("npv_usd") * S
+    h_util = METRICS.index("mean_utilization") * S
+    rows = []
+    for s, system in enumerate(systems):
+        n = int(m.count[h_npv + s] + m.nan[h_npv + s])
+        p = (int(m.count[h_npv + s]) - int(npv_below_0[s])) / n if n else float("nan")
+        mcse = float(np.sqrt(p * (1 - p) / n)) if n else float("nan")
+        for quantity, metric in QUANTITIES.items():
+            h = METRICS.index(metric) * S + s
+            market = price_market if quantity == "initial_token_price_usd_per_mtok" else q[h_util + s]
+            rows.append((system, quantity, *q[h], float(mean[h]), *market, p, mcse))
+    return pd.DataFrame(rows, columns=list(COLUMNS))

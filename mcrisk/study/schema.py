@@ -1,0 +1,417 @@
+"""The study file: YAML 1.2 loading, the closed schema, defaults, and the flat list of inputs.
+
+A study is validated once, on the host, before anything is simulated or written. Every
+problem is collected and reported with its dotted path (``systems.gb200.capex_usd.high``).
+Systems may start from catalog entries (preset, workload, software curve) and a study may be
+sized to a budget; both are resolved here, and every value keeps a note of where it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping
+
+import numpy as np
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from mcrisk.study import yaml12
+from mcrisk.study.checks import Int, Num as Float
+from mcrisk.study.distributions import Dist, Fixed, LogNormal
+from mcrisk.errors import Problem, StudyError, _shown, problems_from
+from mcrisk.study.presets import CATALOG_KEYS, apply_catalog, apply_sizing, explain_missing, provenance_map
+
+# --------------------------------------------------------------------------- YAML 1.2
+
+
+def parse_yaml(text: str, source: str = "<study>") -> Any:
+    """Parse YAML text safely (no code runs), raising StudyError on a syntax error."""
+    try:
+        return yaml12.load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc)
+        raise StudyError([Problem("", f"not valid YAML{where}: {what}")], source) from None
+
+
+# --------------------------------------------------------------------------- ranges of DIST fields
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class InRange:
+    """Checks that every value a DIST can take lies in [lo, hi] (open ends where asked)."""
+
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def text(self) -> str:
+        left = "(" if self.lo_open else "["
+        right = ")" if self.hi_open else "]"
+        return f"{left}{_fmt(self.lo)}, {_fmt(self.hi)}{right}"
+
+    def __call__(self, d: Dist) -> Dist:
+        lo, hi = d.support()
+        # A lognormal's support is (0, inf): 0 is its infimum, never a value it takes.
+        attains_lo = not isinstance(d, LogNormal)
+        bad_lo = lo < self.lo or (self.lo_open and lo <= self.lo and attains_lo)
+        bad_hi = hi > self.hi or (self.hi_open and hi >= self.hi)
+        if not (bad_lo or bad_hi):
+            return d
+        if isinstance(d, Fixed):
+            raise ValueError(f"must lie in {self.text()}, got {_fmt(d.value)}")
+        edge = lo if bad_lo else hi
+        hint = " (truncate it with low/high)" if math.isinf(edge) else ""
+        raise ValueError(f"must lie in {self.text()}; {d.describe()} reaches {_fmt(edge)}{hint}")
+
+
+Positive = Annotated[Dist, AfterValidator(InRange(0.0, lo_open=True))]
+NonNegative = Annotated[Dist, AfterValidator(InRange(0.0))]
+UnitInterval = Annotated[Dist, AfterValidator(InRange(0.0, 1.0))]
+UnitHalfOpen = Annotated[Dist, AfterValidator(InRange(0.0, 1.0, hi_open=True))]
+
+
+def _fixed(x: float) -> Fixed:
+    return Fixed(dist="fixed", value=x)
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Simulation(_Closed):
+    scenarios: Int = Field(100_000, ge=1, le=2**32 - 1)
+    horizon_months: Int = Field(48, ge=1, le=240)
+    seed: Int = Field(0, ge=0, le=2**63 - 1)
+    sampler: Literal["random", "sobol", "lhs"] = "random"
+    precision: Literal["float32", "float64"] = "float32"
+
+
+class TokenPrice(_Closed):
+    initial_usd_per_mtok: Positive
+    annual_decline: UnitHalfOpen = _fixed(0.0)
+    volatility: NonNegative = _fixed(0.0)
+
+
+class Demand(_Closed):
+    utilization: UnitInterval
+    ramp_months: NonNegative = _fixed(0.0)
+    persistence: UnitHalfOpen = _fixed(0.8)
+    volatility: NonNegative = _fixed(0.0)
+
+
+class Electricity(_Closed):
+    usd_per_kwh: NonNegative
+    volatility: NonNegative = _fixed(0.0)
+    mean_reversion: Annotated[Dist, AfterValidator(InRange(0.0, 12.0))] = _fixed(1.0)
+
+
+class Market(_Closed):
+    token_price: TokenPrice
+    demand: Demand
+    electricity: Electricity
+
+
+class Facility(_Closed):
+    pue: Annotated[Dist, AfterValidator(InRange(1.0))] = _fixed(1.3)
+    colocation_usd_per_kw_month: NonNegative = _fixed(0.0)
+
+
+class Finance(_Closed):
+    discount_rate: Annotated[Dist, AfterValidator(InRange(-1.0, lo_open=True))] = _fixed(0.10)
+
+
+class SoftwareSpeedup(_Closed):
+    ceiling: Positive = _fixed(1.0)
+    time_constant_months: Positive = _fixed(6.0)
+
+
+class System(_Closed):
+    # Catalog references (`mcrisk catalog`): resolved into the fields below at load time, and
+    # dropped from `resolved()`, which spells every value out.
+    preset: str | None = None
+    workload: str | None = None
+    interactivity_tok_s_user: Float | None = Field(None, gt=0, allow_inf_nan=False)
+    software_curve: str | None = None
+    serving: str | None = None
+    units: Int = Field(1, ge=1)
+    gpus_per_unit: Int = Field(ge=1)
+    capex_usd: Positive
+    it_power_kw: Positive
+    idle_power_fraction: UnitInterval = _fixed(0.3)
+    throughput_tokens_per_s_per_gpu: Positive
+    efficiency: Annotated[Dist, AfterValidator(InRange(0.0, 1.5, lo_open=True))] = _fixed(1.0)
+    availability: UnitInterval = _fixed(1.0)
+    price_multiplier: Positive = _fixed(1.0)
+    software_speedup: SoftwareSpeedup = SoftwareSpeedup()
+    maintenance_fraction_per_year: NonNegative = _fixed(0.0)
+    license_usd_per_gpu_year: NonNegative = _fixed(0.0)
+    residual_value_fraction: UnitInterval = _fixed(0.0)
+    depreciation_years: Float = Field(4.0, gt=0, allow_inf_nan=False)
+
+
+
+
+class Sizing(_Closed):
+    """Equal-budget comparison: each system's units = floor(budget / the mean of its per-unit figure)."""
+
+    power_kw: Float | None = Field(None, gt=0, allow_inf_nan=False)  # IT power, per unit it_power_kw
+    capex_usd: Float | None = Field(None, gt=0, allow_inf_nan=False)  # per unit capex_usd
+
+    @model_validator(mode="after")
+    def _one_budget(self) -> "Sizing":
+        if (self.power_kw is None) == (self.capex_usd is None):
+            raise ValueError("give exactly one budget: power_kw (IT kW) or capex_usd")
+        return self
+
+
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # fullmatch: a trailing newline is no letter
+
+
+class Study(_Closed):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    simulation: Simulation = Simulation()
+    market: Market
+    facility: Facility = Facility()
+    finance: Finance = Finance()
+    sizing: Sizing | None = None
+    systems: dict[str, System] = Field(min_length=1)
+    correlations: list[tuple[str, str, Annotated[Float, Field(ge=-1.0, le=1.0)]]] = []
+    # Named stress tests: dotted study path -> value, each run on the base case's draws.
+    stress: dict[str, dict[str, Any]] = {}
+    _provenance: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _study_name(cls, v: str) -> str:
+        # The name is the default run folder, outputs/<name>/: one plain folder name, never a path.
+        if not _NAME.fullmatch(v):
+            raise ValueError(
+                f"the study name must use letters, digits, '_' and '-' (no dots, slashes or spaces; it names "
+                f"the run folder outputs/<name>/), got {_shown(v)}"
+            )
+        return v
+
+    @field_validator("stress")
+    @classmethod
+    def _stress_names(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        bad = [n for n in v if not _NAME.fullmatch(n) or n == "base"]
+        if bad:
+            raise ValueError(f"stress names must use letters, digits, '_' and '-' and not be 'base', got {bad}")
+        return v
+
+    @field_validator("systems")
+    @classmethod
+    def _system_names(cls, v: dict[str, System]) -> dict[str, System]:
+        bad = [n for n in v if not _NAME.fullmatch(n)]
+        if bad:
+            raise ValueError(
+                f"system names must use letters, digits, '_' and '-' (no dots), got {bad}"
+            )
+        return v
+
+    # ------------------------------------------------------------------ derived views
+    def inputs(self) -> list[Input]:
+        """Every static input of the study, market first, then each system's (in study order)."""
+        out: list[Input] = []
+        for section in ("market", "facility", "finance"):
+            for path, d in _walk_dists(getattr(self, section), section):
+                out.append(Input(path=path, column=path, dist=d, system=None, field=path))
+        for name, system in self.systems.items():
+            for path, d in _walk_dists(system, f"systems.{name}"):
+                field = path[len(f"systems.{name}.") :]
+                out.append(Input(path=path, column=f"system.{field}", dist=d, system=name, field=field))
+        return out
+
+    def resolved(self) -> dict:
+        """The study as a plain study: every default and catalog value filled in, fixed DISTs
+        written as plain numbers, without catalog references or sizing (units are spelled out)."""
+        return _plain(self.model_dump(mode="json"))
+
+    def provenance(self) -> dict[str, str]:
+        """Where each value of `resolved()` came from, by study path: 'study', 'default',
+        'preset NAME: source, date [tag]', 'workload ...', 'curve ...' or 'sizing ...'."""
+        return dict(self._provenance)
+
+    def digest(self) -> str:
+        """sha256 of the resolved study (canonical JSON): what a result was computed from."""
+        text = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def with_provenance(self, sources: Mapping[str, str]) -> "Study":
+        """A copy whose provenance names `sources` for those paths (values a caller filled in)."""
+        out = self.model_copy()
+        out._provenance = {**self._provenance, **{p: s for p, s in sources.items() if p in self._provenance}}
+        return out
+
+    def to_yaml(self, provenance: bool = True) -> str:
+        """`resolved()` as YAML, followed (if asked) by comments naming the source of every value
+        the study did not write itself (catalog entries, sizing)."""
+        text = yaml12.dump(self.resolved(), sort_keys=False, width=100)
+        lines = [f"#   {p}: {src}" for p, src in self._provenance.items() if src not in ("study", "default")]
+        if provenance and lines:
+            text += "# Values not written in the study, and where they came from:\n" + "\n".join(lines) + "\n"
+        return text
+
+
+@dataclass(frozen=True)
+class Input:
+    """One static input: its study path, its output column, its distribution, and its owner."""
+
+    path: str  # e.g. 'systems.gb200.capex_usd' or 'facility.pue'
+    column: str  # e.g. 'system.capex_usd' or 'facility.pue'
+    dist: Dist
+    system: str | None  # owning system, None for market/facility/finance inputs
+    field: str  # path inside the system ('software_speedup.ceiling'), or the full path
+
+
+def _walk_dists(model: BaseModel, prefix: str):
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel) and not hasattr(value, "quantile"):
+            yield from _walk_dists(value, f"{prefix}.{name}")
+        elif hasattr(value, "quantile"):
+            yield f"{prefix}.{name}", value
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        if obj.get("dist") == "fixed" and set(obj) == {"dist", "value"}:
+            return obj["value"]
+        return {k: _plain(v) for k, v in obj.items() if k not in CATALOG_KEYS and k != "sizing"}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+# --------------------------------------------------------------------------- correlations
+
+
+def correlation_matrix(pairs: Mapping[tuple[str, str], float]) -> tuple[list[str], np.ndarray]:
+    """The copula's inputs (sorted study paths) and their correlation matrix, unit diagonal."""
+    names = sorted({p for pair in pairs for p in pair})
+    pos = {n: i for i, n in enumerate(names)}
+    corr = np.eye(len(names))
+    for (a, b), rho in pairs.items():
+        corr[pos[a], pos[b]] = corr[pos[b], pos[a]] = rho
+    return names, corr
+
+
+def _check_correlations(study: Study) -> list[Problem]:
+    from mcrisk.sampling.uniforms import check_correlation_matrix
+
+    inputs = {i.path: i for i in study.inputs()}
+    problems: list[Problem] = []
+    pairs: dict[tuple[str, str], float] = {}
+    for k, (a, b, rho) in enumerate(study.correlations):
+        where = f"correlations.{k}"
+        ok = True
+        for j, p in enumerate((a, b)):
+            if p not in inputs:
+                close = difflib.get_close_matches(p, list(inputs), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                problems.append(Problem(f"{where}.{j}", f"unknown input {p!r}{hint}"))
+                ok = False
+            elif inputs[p].dist.is_fixed:
+                problems.append(
+                    Problem(f"{where}.{j}", f"{p!r} is fixed, so it cannot be correlated; give it a distribution or drop this pair")
+                )
+                ok = False
+        if not ok:
+            continue
+        if a == b:
+            problems.append(Problem(where, f"pairs an input with itself ({a!r})"))
+            continue
+        key = tuple(sorted((a, b)))
+        if key in pairs:
+            problems.append(Problem(where, f"the pair ({a}, {b}) is given twice"))
+            continue
+        pairs[key] = rho
+    if problems or not pairs:
+        return problems
+    _, corr = correlation_matrix(pairs)
+    msg = check_correlation_matrix(corr)
+    if msg:
+        problems.append(Problem("correlations", msg))
+    return problems
+
+
+def _check_stress(raw: dict, study: Study) -> list[Problem]:
+    """Each stress must give a valid study when applied to this one; its problems carry its name."""
+    from mcrisk.study.variants import apply
+
+    problems: list[Problem] = []
+    for name, overrides in study.stress.items():
+        try:
+            apply(raw, overrides, label=f"stress.{name}")
+        except StudyError as exc:
+            problems += exc.problems
+    return problems
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def study_from_dict(raw: Any, source: str = "<study>") -> Study:
+    """Validate a study given as plain data; raise StudyError with every problem found."""
+    if not isinstance(raw, dict):
+        got = "an empty file" if raw is None else f"a {type(raw).__name__}"
+        raise StudyError([Problem("", f"a study must be a mapping of sections, got {got}")], source)
+    merged, problems, filled = apply_catalog(raw)
+    failed = {p.path.split(".")[1] for p in problems if not p.message.startswith("only applies")}
+    try:
+        study = Study.model_validate(merged)
+    except ValidationError as exc:
+        raise StudyError(problems + explain_missing(problems_from(exc, Study), raw, failed), source) from None
+    study, sizing_problems, sized = apply_sizing(study, raw)
+    problems += sizing_problems + _check_correlations(study)
+    if not problems:
+        problems += _check_stress(raw, study)
+    if problems:
+        raise StudyError(problems, source)
+    study._provenance = provenance_map(study, raw, {**filled, **sized})
+    return study
+
+
+def load_study(source: str | Path | Mapping | Study) -> Study:
+    """Load and validate a study from a YAML path, YAML text already parsed (a dict), or a Study."""
+    if isinstance(source, Study):
+        return source
+    if isinstance(source, Mapping):
+        return study_from_dict(dict(source))
+    path = Path(source)
+    name = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise StudyError([Problem("", f"cannot read the study file: {exc.strerror or exc}")], name) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise StudyError([Problem("", f"the file is not UTF-8 text (byte {exc.start})")], name) from None
+    return study_from_dict(parse_yaml(text, name), name)
+
+
+def load_study_with_provenance(source: str | Path | Mapping | Study) -> tuple[Study, dict[str, str]]:
+    """`load_study`, plus where each resolved value came from (see `Study.provenance`)."""
+    study = load_study(source)
+    return study, study.provenance()
+
+
+def default_study_path() -> Path:
+    """The embedded default study (configs/default.yaml, shipped inside the package)."""
+    return Path(str(resources.files("mcrisk.configs") / "default.yaml"))

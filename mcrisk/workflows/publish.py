@@ -1,0 +1,182 @@
+"""A run's tables, ArviZ data and manifest from its host-side summaries; the folder published."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+
+from mcrisk.stats import risk
+from mcrisk.stats.bands import monthly_table
+from mcrisk.stats.breakeven import breakeven_table
+from mcrisk.stats.convergence import explain
+from mcrisk.engine.plan import METRICS, MONTHLY_SKETCH, TAIL_COUNTS, Plan
+from mcrisk.errors import RunFolderError, StudyError
+from mcrisk.io.folder import SCENARIOS_DIR, RunFolder, write_json
+from mcrisk.workflows.stress import stress_table
+from mcrisk.study.schema import Study
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The sensitivity and comparison tables of a run come from its first this many scenarios (all of
+# them in smaller runs), which bounds their cost; `mcrisk analyze` reads them all.
+ANALYSIS_SCENARIOS = 1 << 16
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the folder and the tables it wrote."""
+
+    folder: Path
+    summary: pd.DataFrame
+    risk: pd.DataFrame
+    manifest: dict
+    study: Study = field(repr=False)
+    breakeven: pd.DataFrame | None = None
+    stress: pd.DataFrame | None = None
+    monthly: pd.DataFrame | None = field(default=None, repr=False)
+
+    def headline(self) -> pd.DataFrame:
+        """P5/P50/P95 of the headline metrics and P(loss), one row per system."""
+        import pandas as pd
+
+        rows = []
+        s = self.summary.set_index(["system", "metric"])
+        for system in self.risk["system"]:
+            row: dict[str, Any] = {"system": system}
+            for metric in ("npv_usd", "roi_multiple", "operating_margin", "cost_per_mtok_usd"):
+                for p in ("p5", "p50", "p95"):
+                    row[f"{metric}:{p}"] = s.loc[(system, metric), p]
+            row["p_loss"] = float(self.risk.set_index("system").loc[system, "p_loss"])
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def versions() -> dict[str, str]:
+    """The versions of mcrisk, its main dependencies and Python, for the manifest."""
+    out = {}
+    for pkg in ("mcrisk", "jax", "jaxlib", "numpy", "arviz", "pyarrow", "pandas", "scipy", "pydantic"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    out["python"] = platform.python_version()
+    return out
+
+
+def _analyze(folder: RunFolder) -> dict:
+    """sensitivity.csv and comparison.csv from the run's first ANALYSIS_SCENARIOS scenarios: the
+    manifest's entries for them (a file name, or None and why in ``analysis_skipped``: a run
+    written with --columns may lack what a table needs) and the scenarios they cover."""
+    from mcrisk.workflows.analyze import analyze_run
+
+    try:
+        done = analyze_run(folder.tmp, max_scenarios=ANALYSIS_SCENARIOS, require_metric=False)
+    except (StudyError, RunFolderError, ValueError) as exc:  # --columns kept nothing it can use; never lose the run over it
+        return {"sensitivity": None, "comparison": None, "analysis_skipped": str(exc).splitlines()[0]}
+    out = {key: (done.paths[key].name if key in done.paths else None) for key in ("sensitivity", "comparison")}
+    if done.skipped:
+        out["analysis_skipped"] = "; ".join(f"no {key}.csv: {why}" for key, why in done.skipped.items())
+    return out | {"analysis_scenarios": done.scenarios}
+
+
+def finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, times: dict, t_total: float, extra: dict,
+           stresses: list | None = None, diag_future: Future | None = None) -> RunResult:
+    """Summaries, risk table, ArviZ data and manifest from the host reducers; publish the folder."""
+    seed, precision = opts["seed"], opts["precision"]
+    n_total = extra.get("scenarios_run") or opts["scenarios"]
+    store = np.float64 if precision == "float64" else np.float32
+    digest = st.digest()
+    t0 = time.perf_counter()
+    host_state, draws = state["host"], state["retained"]
+    # As for the retained draws, then restated for all N (the same arithmetic whether it ran in
+    # the background during the run or here, after a resume or a merge).
+    n_diag = draws.shape[1]
+    diag = diag_future.result() if diag_future is not None else risk.diagnostics(draws, n_diag)
+    diag = risk.rescale(diag, n_diag, n_total)
+    summary = risk.summary_table(host_state, plan.systems, METRICS, diag, plan.sketch)
+    tail_names = [n for n, _, _ in TAIL_COUNTS]
+    risk_df = risk.risk_table(host_state, state["tails"], tail_names, plan.systems, METRICS, plan.sketch)
+    breakeven = breakeven_table(st, host_state, state["tails"][tail_names.index("npv_below_0")], plan.systems, plan.sketch)
+    monthly = monthly_table(state["monthly"], plan.systems, plan.months) if state.get("monthly") is not None else None
+    if extra.get("convergence"):  # why a target was not met, for the manifest and the terminal
+        extra = dict(extra, convergence=explain(extra["convergence"], host_state, plan.systems, plan.sketch))
+    times["summarize"] += time.perf_counter() - t0
+
+    analysis = None
+    if opts["write_scenarios"] and opts.get("analyze", True) and not extra.get("shard"):
+        t0 = time.perf_counter()
+        analysis = _analyze(folder)
+        times["analyze"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    summary.to_csv(folder.path("summary.csv"), index=False)
+    risk_df.to_csv(folder.path("risk.csv"), index=False)
+    breakeven.to_csv(folder.path("breakeven.csv"), index=False)
+    stress = stress_table((summary, risk_df), stresses) if stresses is not None else None
+    if stress is not None:
+        stress.to_csv(folder.path("stress.csv"), index=False)
+    if monthly is not None:
+        monthly.to_parquet(folder.path("monthly.parquet"), index=False)
+    attrs = {"mcrisk_study_sha256": digest, "mcrisk_seed": seed, "mcrisk_scenarios": n_total, "mcrisk_retained_draws": int(draws.shape[1])}
+    if draws.shape[1] > 0:
+        # Uncompressed: zlib saved 19% of 10 MB of float64 draws and took 0.45 s of every run.
+        risk.inference_data(draws, plan.systems, METRICS, attrs).to_netcdf(str(folder.path("summary.nc")), engine="h5netcdf",
+                                                                            compress=False)
+    times["write"] += time.perf_counter() - t0
+    wall = time.perf_counter() - t_total
+    status = {
+        f"{r.system}.{r.metric}": {"nan": r.n_nan, "posinf": r.n_posinf, "neginf": r.n_neginf}
+        for r in summary.itertuples()
+        if r.n_nan or r.n_posinf or r.n_neginf
+    }
+    manifest = {
+        "study": st.name,
+        "study_sha256": digest,
+        "seed": seed,
+        "scenarios": n_total,
+        "horizon_months": plan.months,
+        "sampler": st.simulation.sampler,
+        "systems": list(plan.systems),
+        "precision": {"paths": precision, "sums": "float64", "stored": np.dtype(store).name},
+        **extra,
+        "options": opts,
+        "devices": [str(d) for d in jax.local_devices()],
+        "processes": {"index": jax.process_index(), "count": jax.process_count()} if jax.process_count() > 1 else None,
+        "backend": jax.default_backend(),
+        "versions": versions(),
+        "platform": platform.platform(),
+        "command": sys.argv if sys.argv and sys.argv[0].endswith("mcrisk") else None,
+        "outputs": {
+            "scenarios": SCENARIOS_DIR if opts["write_scenarios"] else None,
+            "summary": "summary.csv",
+            "risk": "risk.csv",
+            "breakeven": "breakeven.csv",
+            "stress": "stress.csv" if stress is not None else None,
+            **(analysis or {"sensitivity": None, "comparison": None}),
+            "monthly": "monthly.parquet" if monthly is not None else None,
+            "inference_data": "summary.nc" if draws.shape[1] else None,
+            "study": "study.yaml",
+        },
+        "quantiles": {
+            "method": "log-bucket sketch over all scenarios (inverted-CDF rank)",
+            "relative_error": plan.sketch.rel_accuracy,
+            "monthly_relative_error": MONTHLY_SKETCH.rel_accuracy if monthly is not None else None,
+            "monthly_method": f"log-bucket sketch over the first {extra.get('monthly_scenarios')} scenarios" if monthly is not None else None,
+        },
+        "diagnostics": {"retained_draws": int(draws.shape[1]), "chains": risk.CHAINS, "scaled_to": n_total},
+        "status": status,
+        "seconds": {k: round(v, 4) for k, v in times.items()} | {"total": round(wall, 4)},
+        "scenario_months_per_second": n_total * plan.months / wall if wall > 0 and not extra.get("merged_from") else None,
+    }
+    write_json(folder.path("manifest.json"), manifest, strict=True)
+    path = folder.publish()
+    return RunResult(folder=path, summary=summary, risk=risk_df, manifest=manifest, study=st, breakeven=breakeven, monthly=monthly, stress=stress)
