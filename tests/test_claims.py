@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from mcrisk.study import catalog
 from mcrisk.workflows import claims
 from mcrisk.workflows.claims import ClaimError, load_claim, point_metrics, studies
-from mcrisk.cli import app
+from mcrisk.cli.app import app
 from mcrisk.study.schema import study_from_dict
 
 runner = CliRunner()

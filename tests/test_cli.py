@@ -11,7 +11,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from mcrisk.cli import app
+from mcrisk.cli.app import app
 
 from .conftest import CONFIGS
 

@@ -397,7 +397,7 @@ def test_target_mcse_errors(text, message):
 def test_cli_run_with_set_and_target_and_the_sweep_command(tmp_path):
     from typer.testing import CliRunner
 
-    from mcrisk.cli import app
+    from mcrisk.cli.app import app
 
     from .conftest import write_study
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mcrisk.workflows.analyze import analyze_run
-from mcrisk.cli import app
+from mcrisk.cli.app import app
 from mcrisk.errors import RunFolderError
 from mcrisk.report.figures import money
 from mcrisk.report.page import FIGURES, SECTIONS, _comparison, _drivers, write_report

@@ -12,7 +12,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from mcrisk.cli import app
+from mcrisk.cli.app import app
 from mcrisk.errors import StudyError
 from mcrisk.study.schema import load_study, parse_yaml, study_from_dict
 
