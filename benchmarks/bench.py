@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=None)
     ap.add_argument("--precision", default=None)
     ap.add_argument("--numpy-up-to", type=float, default=1e5, help="run the NumPy baseline up to this N")
-    ap.add_argument("--json", default=None, help="where to write the JSON (default benchmarks/results/<time>.json)")
+    ap.add_argument("--json", default=None, help="where to write the JSON (default outputs/bench/bench-<time>.json)")
     args = ap.parse_args()
 
     import mcrisk
@@ -130,7 +130,7 @@ def main() -> None:
         "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "results": results,
     }
-    path = Path(args.json) if args.json else HERE / "results" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = Path(args.json) if args.json else HERE.parent / "outputs" / "bench" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nwrote {path}")

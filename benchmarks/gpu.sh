@@ -19,7 +19,7 @@
 # brings back at most 8 files): $OUT/gpu-results.tgz, plus $OUT/gpu-hlo.tgz. GPU_STEPS names the steps
 # to run (their keys, below; default all), so that a lease can be split between two calls.
 set -uo pipefail
-OUT=${OUT:-benchmarks/results}
+OUT=${OUT:-outputs/bench}
 BUDGET=${GPU_BUDGET:-540}
 RES=$(mktemp -d)
 mkdir -p "$OUT"

@@ -13,13 +13,10 @@ is set here so that the plugin loads with no driver), from the device descriptio
 
 The bytes a program moves are a floor on its time, not a forecast: a kernel bound by latency
 runs below the predicted rate (a month loop fused into one Pallas kernel moved 52 bytes per
-scenario-month, and ran at a tenth of its predicted rate on an H200; RESULTS.md).
+scenario-month, and ran at a tenth of its predicted rate on an H200).
 
-How far to trust it: for the six month-loop variants measured on an H200 (2026-11-27, see
-RESULTS.md), the bytes counted here / 3.0 TB/s came within 15% of the measured time (10% over to
-15% under; benchmarks/results/traffic-calibration.json); the card's
-own copy rate was 3.4 TB/s. On 2026-11-28 this script, run on an H200 with JAX 0.11.2, counted
-598 bytes per scenario-month for the scan, and the card ran it at exactly that rate at 3.0 TB/s. The count takes every operand as read once from device memory,
+How far to trust it: for the month-loop variants measured on an H200 (docs/performance.md), the
+bytes counted here / 3.0 TB/s came within 15% of the measured time. The count takes every operand as read once from device memory,
 except where a fused kernel only slices it, and a dynamic-update-slice as writing only its
 update (in place). It ignores the L2 cache and kernel launch latency (about 3 us each).
 

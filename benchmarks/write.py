@@ -9,7 +9,7 @@ For one study at N scenarios (default: the embedded default study, 1e7 scenarios
    table cut into one slice per thread, each slice written to its own file by its own thread
    (pyarrow releases the GIL while encoding), same compression (snappy).
 
-Prints a table and writes JSON (benchmarks/results/write-<time>.json). Each mcrisk run is a
+Prints a table and writes JSON (outputs/bench/write-<time>.json). Each mcrisk run is a
 fresh process; the pyarrow baseline runs in this one.
 
     python benchmarks/write.py                 # 1e7 scenarios
@@ -151,8 +151,8 @@ def main() -> None:
             cost = w["wall_s"] - summaries["wall_s"]
             print(f"{f'  parts of {p:,} rows: writing adds':40s} {cost:8.1f}  (ratio {cost / best:.2f}, "
                   f"peak RSS {w['peak_rss_mib'] / 1024:.1f} GiB)")
-    path = Path(args.json) if args.json else HERE / "results" / f"write-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.parent.mkdir(exist_ok=True)
+    path = Path(args.json) if args.json else HERE.parent / "outputs" / "bench" / f"write-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 
