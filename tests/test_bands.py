@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mcrisk.stats.bands import PERCENTILES, series_index
-from mcrisk.engine.plan import MONTHLY, fixed_values, make_plan, sample, simulate_months
+from mcrisk.stats.bands import MONTHLY, PERCENTILES, series_index
+from mcrisk.engine.plan import fixed_values, make_plan, sample, simulate_months
 from mcrisk.reference import system_flows
 from mcrisk.workflows.run import run_study
 from mcrisk.study.schema import study_from_dict
