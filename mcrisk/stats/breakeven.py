@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PERCENTILES = (5, 25, 50, 75, 95)
-PRICE_PATH = "market.token_price.initial_usd_per_mtok"
 QUANTITIES = {
     "initial_token_price_usd_per_mtok": "breakeven_price_usd_per_mtok",
     "mean_utilization": "breakeven_utilization",
