@@ -1,4 +1,4 @@
-"""Streaming reducers (mcrisk.stats.reduce): exact counts and moments, and the quantile sketch.
+"""Streaming reducers (mcrisk.stats.reduce) and the quantile sketch (mcrisk.stats.sketch): exact counts and moments, quantiles.
 
 Every check compares the streamed summary with numpy on the full array:
 counts exact, mean/sd to 1e-12, quantiles and tail means within the sketch's
@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from mcrisk.stats import reduce as red  # noqa: E402
+from mcrisk.stats import sketch as sk  # noqa: E402
 
 SPEC = red.SketchSpec()
 K = SPEC.n_buckets
@@ -85,7 +86,7 @@ def assert_close_rel(got: float, want: float, what: str) -> None:
     if np.isinf(want):
         assert got == want, what
     elif abs(want) > SPEC.max_abs:
-        assert got == np.sign(want) * red._representatives(SPEC)[-2], what
+        assert got == np.sign(want) * sk._representatives(SPEC)[-2], what
     elif abs(want) <= SPEC.min_abs:
         assert abs(got - want) <= SPEC.min_abs, what
     else:
@@ -109,8 +110,8 @@ def test_layout_and_representatives():
     assert state.hist.shape == (1, 4, 2 * K + 3) and state.hist.dtype == jnp.int32
     assert state.moments.count.dtype == jnp.int64 and state.moments.mean.dtype == jnp.float64
     # every representative is within alpha of both edges of its bucket
-    b = red._bounds(SPEC)
-    rep = red._representatives(SPEC)
+    b = sk._bounds(SPEC)
+    rep = sk._representatives(SPEC)
     pos = rep[K + 2:2 * K + 2]
     assert np.all(np.abs(pos - b[1:]) <= (SPEC.rel_accuracy + 1e-12) * b[1:])
     assert np.all(np.abs(pos - b[:-1]) <= (SPEC.rel_accuracy + 1e-12) * b[:-1])
@@ -128,7 +129,7 @@ def test_bucket_of_a_value():
     np.testing.assert_array_equal(got[far], want[far])
     assert np.all(np.abs(got - want) <= 1)
     # just inside / outside an edge b_i, for many i
-    b = red._bounds(SPEC)
+    b = sk._bounds(SPEC)
     i = rng.integers(1, K, 1000)
     edge = np.concatenate([b[i] * (1 - 1e-6), b[i] * (1 + 1e-6)])
     got = np.asarray(_bins(jnp.asarray(edge), SPEC))
@@ -264,7 +265,7 @@ def test_a_coarse_spec_keeps_its_own_error_bound():
     host = red.to_host(_update(red.init_state(2, spec), jnp.asarray(x), jnp.ones(5000, bool), spec))
     assert host.hist.shape == (2, spec.n_bins)
     got = red.quantiles(host, PROBS, spec)
-    rep_k = red._representatives(spec)[-2]
+    rep_k = sk._representatives(spec)[-2]
     for h in range(2):
         for g, w in zip(got[h], np.quantile(x[h], PROBS, method="inverted_cdf")):
             if abs(w) > spec.max_abs:
