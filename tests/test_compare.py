@@ -13,7 +13,7 @@ from mcrisk import RunFolderError
 from mcrisk import StudyError
 from mcrisk import run_study
 from mcrisk.workflows.analyze import analyze_run
-from mcrisk.cli import app
+from mcrisk.cli.app import app
 from mcrisk.stats.compare import COLUMNS, paired_comparisons, win_matrix
 from mcrisk.stats.sensitivity import COLUMNS as SENSITIVITY_COLUMNS
 
