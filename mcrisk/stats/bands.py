@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from mcrisk.stats import reduce as red
 
+# pandas is imported inside the functions that make tables: a run imports it in a background
+# thread while its stages compile (risk.warm_imports).
 if TYPE_CHECKING:
     import pandas as pd
 

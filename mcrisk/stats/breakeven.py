@@ -30,6 +30,8 @@ from mcrisk.stats import reduce as red
 from mcrisk.model.metrics import METRICS
 from mcrisk.study.schema import Study
 
+# pandas is imported inside the functions that make tables: a run imports it in a background
+# thread while its stages compile (risk.warm_imports).
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -47,9 +49,9 @@ COLUMNS = (
 
 
 def prepare(study: Study) -> None:
-    """Work out now what :func:`breakeven_table` will ask of `study` (the token price's quantiles:
-    a program compiled on the host CPU, about 0.1 s, then kept), from a thread while the run's
-    stages compile rather than after its last chunk."""
+    """Compute what :func:`breakeven_table` will ask of `study` (the token price's quantiles, a
+    program compiled on the host CPU and then cached), so that a thread can do it while the run's
+    stages compile."""
     _price_quantiles(study)
 
 

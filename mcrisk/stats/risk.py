@@ -16,6 +16,8 @@ import numpy as np
 
 from mcrisk.stats import reduce as red
 
+# pandas, ArviZ and xarray are imported inside the functions that use them: a run imports them in
+# a background thread while its stages compile (warm_imports).
 if TYPE_CHECKING:
     import pandas as pd
 
