@@ -311,3 +311,41 @@ def test_stats_are_nan_where_there_is_no_value_and_over_the_values_elsewhere(dat
             assert got.mean[h] == one_pass.moments.mean[h] and abs(got.mean[h] - fin.mean()) <= 1e-12 * (abs(fin.mean()) + fin.std())
             assert got.sd[h] == pytest.approx(fin.std(ddof=1), rel=1e-12)
             assert got.min[h] == np.nanmin(row) and got.max[h] == np.nanmax(row)
+
+
+def test_sketch_quantiles_and_tail_mean_of_a_plain_histogram():
+    """The sketch's read-out on a numpy histogram, no reducer state: a hand-made histogram gives
+    each bin's representative clamped into [lo, hi], the exact extremes at ranks 1 and n, and
+    the mean of the representatives of the lowest ranks."""
+    rep = sk._representatives(SPEC)
+    hist = np.zeros((2, SPEC.n_bins), np.int64)
+    b1, b2, b3 = K + 1 + 100, K + 1 + 5000, K + 1 + 9000  # three positive buckets
+    hist[0, [b1, b2, b3]] = [2, 5, 3]  # ranks 1-2, 3-7, 8-10
+    lo, hi = np.array([rep[b1] * 0.9995, np.nan]), np.array([rep[b3], np.nan])
+    got = sk.quantiles(hist, lo, hi, [0.0, 0.15, 0.2, 0.25, 0.7, 0.75, 1.0], SPEC)
+    np.testing.assert_array_equal(got[0], [lo[0], rep[b1], rep[b1], rep[b2], rep[b2], rep[b3], hi[0]])
+    assert np.isnan(got[1]).all()  # an empty series
+    # lowest 3 of 10: both values of b1 and one of b2; lowest 1: rank 1 only
+    np.testing.assert_allclose(sk.tail_mean(hist, lo, hi, 0.3, SPEC)[0], (2 * rep[b1] + rep[b2]) / 3, rtol=1e-15)
+    assert sk.tail_mean(hist, lo, hi, 0.05, SPEC)[0] == rep[b1]
+    assert np.isnan(sk.tail_mean(hist, lo, hi, 0.5, SPEC)[1])
+    # an infinite value in the tail makes the tail mean infinite
+    hist[1, [0, b1]] = [1, 9]
+    assert sk.tail_mean(hist, np.array([0.0, -np.inf]), np.array([0.0, rep[b1]]), 0.5, SPEC)[1] == -np.inf
+    with pytest.raises(ValueError, match="bins"):
+        sk.spec_for(hist[:, :-1], SPEC)
+    with pytest.raises(ValueError, match="probability"):
+        sk.quantiles(hist, lo, hi, [1.5], SPEC)
+
+
+def test_sketch_of_a_numpy_histogram_matches_the_streamed_one(data, one_pass):
+    """A histogram made with numpy from bin_index gives the reducer's quantiles exactly."""
+    hist = np.zeros((data.shape[0], SPEC.n_bins), np.int64)
+    bins = np.asarray(_bins(jnp.asarray(data), SPEC))
+    for h in range(data.shape[0]):
+        ok = ~np.isnan(data[h])
+        np.add.at(hist[h], bins[h, ok], 1)
+    np.testing.assert_array_equal(hist, one_pass.hist)
+    lo, hi = np.nanmin(data, axis=1), np.nanmax(data, axis=1)
+    np.testing.assert_array_equal(sk.quantiles(hist, lo, hi, PROBS, SPEC), red.quantiles(one_pass, PROBS, SPEC))
+    np.testing.assert_array_equal(sk.tail_mean(hist, lo, hi, 0.05, SPEC), red.tail_mean(one_pass, 0.05, SPEC))
