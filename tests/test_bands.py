@@ -1,4 +1,5 @@
-"""Monthly bands and the break-even table of a run, against exact computations on the same draws."""
+"""Monthly bands and the break-even table: on plain arrays against numpy, and in a run against
+exact computations on the same draws."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mcrisk.stats.bands import PERCENTILES, series_index
-from mcrisk.engine.plan import MONTHLY, fixed_values, make_plan, sample, simulate_months
+from mcrisk.model.metrics import METRICS
+from mcrisk.stats import reduce as red
+from mcrisk.stats.bands import MONTHLY, MONTHLY_SKETCH, PERCENTILES, monthly_table, series_index
+from mcrisk.stats.breakeven import COLUMNS as BREAKEVEN_COLUMNS
+from mcrisk.stats.breakeven import PERCENTILES as BREAKEVEN_PERCENTILES
+from mcrisk.stats.breakeven import breakeven_table
+from mcrisk.engine.plan import fixed_values, make_plan, sample, simulate_months
 from mcrisk.reference import system_flows
 from mcrisk.workflows.run import run_study
 from mcrisk.study.schema import study_from_dict
@@ -18,6 +24,91 @@ from mcrisk.study.schema import study_from_dict
 from .conftest import small_study
 
 N = 3000
+
+
+def fold(values: np.ndarray, spec: red.SketchSpec, chunk: int = 700) -> red.HostState:
+    """The host reducers of `values` (H, n), folded chunk by chunk as a run does (last chunk padded)."""
+    H, n = values.shape
+    state = red.init_state(H, spec)
+    update = jax.jit(red.update, static_argnums=(3, 4))
+    for start in range(0, n, chunk):
+        part = np.full((H, chunk), np.nan)
+        part[:, : min(chunk, n - start)] = values[:, start : start + chunk]
+        mask = np.arange(chunk) < n - start
+        state = update(state, jnp.asarray(part), jnp.asarray(mask), spec, 0)
+    return red.to_host(state)
+
+
+def test_series_index_covers_every_monthly_series_once():
+    S, T = 3, 5
+    rows = {series_index(q, s, t, S, T) for q in MONTHLY[:2] for s in range(S) for t in range(1, T + 1)}
+    rows |= {series_index("utilization", s, t, S, T) for s in range(S) for t in range(1, T + 1)}
+    assert rows == set(range((2 * S + 1) * T))
+    # utilization is the market's: every system reads the same series
+    assert series_index("utilization", 0, 2, S, T) == series_index("utilization", 2, 2, S, T) == 2 * S * T + 1
+
+
+def test_monthly_table_of_plain_arrays_matches_numpy():
+    """The bands table straight from reducers of known values: counts and means exact,
+    percentiles the inverted-CDF ones within the sketch's 0.5%, NaN values left out."""
+    rng = np.random.default_rng(7)
+    systems, T, n = ["a", "b"], 4, 2500
+    H = (2 * len(systems) + 1) * T
+    values = rng.standard_normal((H, n)) * rng.uniform(1, 1e6, (H, 1)) + rng.uniform(-1e6, 1e6, (H, 1))
+    values[0, :100] = np.nan
+    values[-1] = rng.uniform(0, 1, n)  # a utilization series
+    table = monthly_table(fold(values, MONTHLY_SKETCH), systems, T)
+    assert list(table.columns) == ["system", "quantity", "month", "n", "mean", *(f"p{p}" for p in PERCENTILES)]
+    assert len(table) == len(systems) * len(MONTHLY) * T
+    for row in table.itertuples():
+        x = values[series_index(row.quantity, systems.index(row.system), row.month, len(systems), T)]
+        x = x[~np.isnan(x)]
+        assert row.n == len(x)
+        assert row.mean == pytest.approx(x.mean(), rel=1e-12, abs=1e-9)
+        want = np.percentile(x, PERCENTILES, method="inverted_cdf")
+        np.testing.assert_allclose([getattr(row, f"p{p}") for p in PERCENTILES], want, rtol=5.01e-3, atol=1e-6)
+    with pytest.raises(ValueError, match="series"):
+        monthly_table(fold(values[:-1], MONTHLY_SKETCH), systems, T)
+
+
+def test_breakeven_table_of_plain_arrays():
+    """breakeven.csv's arithmetic on reducers of known values: the break-even side is the sketch's
+    percentiles and the exact mean of the metric, the market side the study's price quantiles or
+    the mean-utilization percentiles, and P(market clears) the exact share of NPVs >= 0, a NaN NPV
+    counting as not clearing."""
+    rng = np.random.default_rng(11)
+    systems, n = ["a", "b", "c"], 3000
+    S = len(systems)
+    values = rng.lognormal(0.0, 1.0, (len(METRICS) * S, n))
+    npv = METRICS.index("npv_usd") * S
+    values[npv : npv + S] = rng.standard_normal((S, n)) + [[0.5], [-0.2], [0.0]]
+    values[npv, :50] = np.nan
+    spec = red.SketchSpec()
+    host = fold(values, spec)
+    below = (values[npv : npv + S] < 0).sum(axis=1)
+    study = study_from_dict(small_study())
+    table = breakeven_table(study, host, below, systems, spec)
+    assert list(table.columns) == list(BREAKEVEN_COLUMNS)
+    assert list(table["quantity"]) == ["initial_token_price_usd_per_mtok", "mean_utilization"] * S
+    price = study.market.token_price.initial_usd_per_mtok.ppf([p / 100 for p in BREAKEVEN_PERCENTILES])
+    for row in table.itertuples():
+        s = systems.index(row.system)
+        metric = "breakeven_price_usd_per_mtok" if row.quantity.startswith("initial") else "breakeven_utilization"
+        x = values[METRICS.index(metric) * S + s]
+        got = [getattr(row, f"breakeven_p{p}") for p in BREAKEVEN_PERCENTILES]
+        want = np.percentile(x, BREAKEVEN_PERCENTILES, method="inverted_cdf")
+        np.testing.assert_allclose(got, want, rtol=spec.rel_accuracy + 1e-7)
+        assert row.breakeven_mean == pytest.approx(x.mean(), rel=1e-12)
+        if row.quantity.startswith("initial"):
+            market = price
+        else:
+            u = values[METRICS.index("mean_utilization") * S + s]
+            market = np.percentile(u, BREAKEVEN_PERCENTILES, method="inverted_cdf")
+        rtol = 1e-12 if row.quantity.startswith("initial") else spec.rel_accuracy + 1e-7
+        np.testing.assert_allclose([getattr(row, f"market_p{p}") for p in BREAKEVEN_PERCENTILES], market, rtol=rtol)
+        clears = np.mean(values[npv + s] >= 0)  # NaN >= 0 is False: a NaN NPV does not clear
+        assert row.p_market_clears == pytest.approx(clears, abs=1e-15)
+        assert row.p_market_clears_mcse == pytest.approx(np.sqrt(clears * (1 - clears) / n), rel=1e-12)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Streaming reducers (mcrisk.stats.reduce): exact counts and moments, and the quantile sketch.
+"""Streaming reducers (mcrisk.stats.reduce) and the quantile sketch (mcrisk.stats.sketch): exact counts and moments, quantiles.
 
 Every check compares the streamed summary with numpy on the full array:
 counts exact, mean/sd to 1e-12, quantiles and tail means within the sketch's
@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from mcrisk.stats import reduce as red  # noqa: E402
+from mcrisk.stats import sketch as sk  # noqa: E402
 
 SPEC = red.SketchSpec()
 K = SPEC.n_buckets
@@ -85,7 +86,7 @@ def assert_close_rel(got: float, want: float, what: str) -> None:
     if np.isinf(want):
         assert got == want, what
     elif abs(want) > SPEC.max_abs:
-        assert got == np.sign(want) * red._representatives(SPEC)[-2], what
+        assert got == np.sign(want) * sk._representatives(SPEC)[-2], what
     elif abs(want) <= SPEC.min_abs:
         assert abs(got - want) <= SPEC.min_abs, what
     else:
@@ -109,8 +110,8 @@ def test_layout_and_representatives():
     assert state.hist.shape == (1, 4, 2 * K + 3) and state.hist.dtype == jnp.int32
     assert state.moments.count.dtype == jnp.int64 and state.moments.mean.dtype == jnp.float64
     # every representative is within alpha of both edges of its bucket
-    b = red._bounds(SPEC)
-    rep = red._representatives(SPEC)
+    b = sk._bounds(SPEC)
+    rep = sk._representatives(SPEC)
     pos = rep[K + 2:2 * K + 2]
     assert np.all(np.abs(pos - b[1:]) <= (SPEC.rel_accuracy + 1e-12) * b[1:])
     assert np.all(np.abs(pos - b[:-1]) <= (SPEC.rel_accuracy + 1e-12) * b[:-1])
@@ -128,7 +129,7 @@ def test_bucket_of_a_value():
     np.testing.assert_array_equal(got[far], want[far])
     assert np.all(np.abs(got - want) <= 1)
     # just inside / outside an edge b_i, for many i
-    b = red._bounds(SPEC)
+    b = sk._bounds(SPEC)
     i = rng.integers(1, K, 1000)
     edge = np.concatenate([b[i] * (1 - 1e-6), b[i] * (1 + 1e-6)])
     got = np.asarray(_bins(jnp.asarray(edge), SPEC))
@@ -264,7 +265,7 @@ def test_a_coarse_spec_keeps_its_own_error_bound():
     host = red.to_host(_update(red.init_state(2, spec), jnp.asarray(x), jnp.ones(5000, bool), spec))
     assert host.hist.shape == (2, spec.n_bins)
     got = red.quantiles(host, PROBS, spec)
-    rep_k = red._representatives(spec)[-2]
+    rep_k = sk._representatives(spec)[-2]
     for h in range(2):
         for g, w in zip(got[h], np.quantile(x[h], PROBS, method="inverted_cdf")):
             if abs(w) > spec.max_abs:
@@ -310,3 +311,41 @@ def test_stats_are_nan_where_there_is_no_value_and_over_the_values_elsewhere(dat
             assert got.mean[h] == one_pass.moments.mean[h] and abs(got.mean[h] - fin.mean()) <= 1e-12 * (abs(fin.mean()) + fin.std())
             assert got.sd[h] == pytest.approx(fin.std(ddof=1), rel=1e-12)
             assert got.min[h] == np.nanmin(row) and got.max[h] == np.nanmax(row)
+
+
+def test_sketch_quantiles_and_tail_mean_of_a_plain_histogram():
+    """The sketch's read-out on a numpy histogram, no reducer state: a hand-made histogram gives
+    each bin's representative clamped into [lo, hi], the exact extremes at ranks 1 and n, and
+    the mean of the representatives of the lowest ranks."""
+    rep = sk._representatives(SPEC)
+    hist = np.zeros((2, SPEC.n_bins), np.int64)
+    b1, b2, b3 = K + 1 + 100, K + 1 + 5000, K + 1 + 9000  # three positive buckets
+    hist[0, [b1, b2, b3]] = [2, 5, 3]  # ranks 1-2, 3-7, 8-10
+    lo, hi = np.array([rep[b1] * 0.9995, np.nan]), np.array([rep[b3], np.nan])
+    got = sk.quantiles(hist, lo, hi, [0.0, 0.15, 0.2, 0.25, 0.7, 0.75, 1.0], SPEC)
+    np.testing.assert_array_equal(got[0], [lo[0], rep[b1], rep[b1], rep[b2], rep[b2], rep[b3], hi[0]])
+    assert np.isnan(got[1]).all()  # an empty series
+    # lowest 3 of 10: both values of b1 and one of b2; lowest 1: rank 1 only
+    np.testing.assert_allclose(sk.tail_mean(hist, lo, hi, 0.3, SPEC)[0], (2 * rep[b1] + rep[b2]) / 3, rtol=1e-15)
+    assert sk.tail_mean(hist, lo, hi, 0.05, SPEC)[0] == rep[b1]
+    assert np.isnan(sk.tail_mean(hist, lo, hi, 0.5, SPEC)[1])
+    # an infinite value in the tail makes the tail mean infinite
+    hist[1, [0, b1]] = [1, 9]
+    assert sk.tail_mean(hist, np.array([0.0, -np.inf]), np.array([0.0, rep[b1]]), 0.5, SPEC)[1] == -np.inf
+    with pytest.raises(ValueError, match="bins"):
+        sk.spec_for(hist[:, :-1], SPEC)
+    with pytest.raises(ValueError, match="probability"):
+        sk.quantiles(hist, lo, hi, [1.5], SPEC)
+
+
+def test_sketch_of_a_numpy_histogram_matches_the_streamed_one(data, one_pass):
+    """A histogram made with numpy from bin_index gives the reducer's quantiles exactly."""
+    hist = np.zeros((data.shape[0], SPEC.n_bins), np.int64)
+    bins = np.asarray(_bins(jnp.asarray(data), SPEC))
+    for h in range(data.shape[0]):
+        ok = ~np.isnan(data[h])
+        np.add.at(hist[h], bins[h, ok], 1)
+    np.testing.assert_array_equal(hist, one_pass.hist)
+    lo, hi = np.nanmin(data, axis=1), np.nanmax(data, axis=1)
+    np.testing.assert_array_equal(sk.quantiles(hist, lo, hi, PROBS, SPEC), red.quantiles(one_pass, PROBS, SPEC))
+    np.testing.assert_array_equal(sk.tail_mean(hist, lo, hi, 0.05, SPEC), red.tail_mean(one_pass, 0.05, SPEC))

@@ -18,7 +18,8 @@ from mcrisk.workflows.analyze import analyze_run
 from mcrisk.cli.app import app
 from mcrisk.errors import RunFolderError
 from mcrisk.report.figures import money
-from mcrisk.report.page import FIGURES, SECTIONS, _comparison, _drivers, write_report
+from mcrisk.report import sections
+from mcrisk.report.page import FIGURES, SECTIONS, write_report
 from mcrisk.report.data import load_run, scenario_sample
 
 from .conftest import small_study, write_study
@@ -187,10 +188,10 @@ def test_missing_optional_inputs_give_notes_not_errors(run_dir, tmp_path):
 def test_a_run_with_scenarios_but_no_analysis_says_to_run_analyze(run_dir):
     run = load_run(run_dir)
     run["sensitivity"] = run["comparison"] = None
-    assert f"Run  mcrisk analyze {run_dir}  to see what drives NPV" in _drivers(run, figs=None)
-    assert "to see which system wins" in _comparison(run, figs=None)
+    assert f"Run  mcrisk analyze {run_dir}  to see what drives NPV" in sections.drivers(run, figs=None)
+    assert "to see which system wins" in sections.comparison(run, figs=None)
     run["systems"] = ["rack"]
-    assert "One system only" in _comparison(run, figs=None)
+    assert "One system only" in sections.comparison(run, figs=None)
 
 
 def test_the_scenario_sample_is_bounded_fixed_and_paired(run_dir):
@@ -250,13 +251,11 @@ def test_a_damaged_run_folder_is_named_and_the_report_writes_nothing(run_dir, tm
 
 def test_a_report_that_fails_midway_leaves_no_figures(run_dir, tmp_path, monkeypatch):
     """The figures are made before the page: a failure after some of them leaves none in place."""
-    from mcrisk.report import page as report
-
     fresh = tmp_path / "fresh"
     shutil.copytree(run_dir, fresh)
     shutil.rmtree(fresh / "figures")
     (fresh / "report.html").unlink()
-    monkeypatch.setattr(report, "_comparison", lambda run, figs: 1 / 0)  # after npv, cash flow, costs, drivers
+    monkeypatch.setattr(sections, "comparison", lambda run, figs: 1 / 0)  # after npv, cash flow, costs, drivers
     with pytest.raises(ZeroDivisionError):
         write_report(fresh)
     assert sorted(p.name for p in fresh.iterdir() if p.name.startswith((".", "figures", "report"))) == []
@@ -289,3 +288,8 @@ def test_analyze_names_a_damaged_parquet_part(run_dir, tmp_path):
     assert f"cannot read run folder '{bad}': scenarios.parquet/{part.name} is damaged or not what mcrisk wrote" in text
     assert "Traceback" not in text
     assert _listing(bad) == before  # sensitivity.csv and comparison.csv as they were
+
+
+def test_the_methods_section_links_the_model_documentation_of_a_source_checkout(run_dir):
+    html = sections.methods(load_run(run_dir))
+    assert 'docs/model.md</a>' in html and (Path(sections.__file__).parents[2] / "docs" / "model.md").is_file()

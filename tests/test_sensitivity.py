@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mcrisk.stats.sensitivity import COLUMNS, bin_codes, ranks, sensitivity
+from mcrisk.stats.sensitivity import COLUMNS, bin_codes, epsilon_squared, ranks, sensitivity
 
 K = 20  # bins, the default
 Z90 = stats.norm.ppf(0.95)  # half-width of a 90% CI in standard errors
@@ -159,3 +159,28 @@ def test_unknown_metric_or_input_is_refused_with_a_suggestion():
         sensitivity(rows, inputs=["y"])
     with pytest.raises(ValueError, match="bins must be >= 2, got 1"):
         sensitivity(rows, bins=1)
+
+
+def test_epsilon_squared_of_bin_sums_is_the_one_way_anova_formula():
+    """The share from per-bin counts, sums and sums of squares, against SSB, SSW and SST computed
+    from the values themselves; several columns at once, NaN for a constant metric or N <= K."""
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 6, 400)
+    y = codes * 0.3 + rng.standard_normal(400)
+    groups = [y[codes == k] for k in range(6)]
+    n = np.array([len(g) for g in groups], float)
+    s = np.array([g.sum() for g in groups])
+    q = np.array([(g * g).sum() for g in groups])
+    sst = ((y - y.mean()) ** 2).sum()
+    ssw = sum(((g - g.mean()) ** 2).sum() for g in groups)
+    N, K = len(y), 6
+    assert epsilon_squared(n, s, q) == pytest.approx((sst - ssw - (K - 1) / (N - K) * ssw) / sst, rel=1e-10)
+    assert epsilon_squared(n, s, q, corrected=False) == pytest.approx((sst - ssw) / sst, rel=1e-10)
+    # an empty bin does not count in K; columns are independent problems
+    n2, s2, q2 = (np.stack([a, np.append(a[:-1], 0.0)], axis=1) for a in (n, s, q))
+    got = epsilon_squared(n2, s2, q2)
+    assert got[0] == pytest.approx(epsilon_squared(n, s, q), rel=1e-12)
+    assert got[1] == pytest.approx(epsilon_squared(n[:-1], s[:-1], q[:-1]), rel=1e-12)
+    # a constant metric, or no more rows than bins: NaN
+    assert np.isnan(epsilon_squared(np.array([2.0, 2.0]), np.array([6.0, 6.0]), np.array([18.0, 18.0])))
+    assert np.isnan(epsilon_squared(np.array([1.0, 1.0]), np.array([0.0, 1.0]), np.array([0.0, 1.0])))

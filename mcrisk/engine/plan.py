@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mcrisk.model import metrics as metrics_mod
 from mcrisk.stats import reduce as red
+from mcrisk.stats.bands import MONTHLY_SKETCH
 from mcrisk.study.distributions import quantile_params, quantiles
 from mcrisk.model.cashflows import SiteParams, SystemParams, accumulate, discount_factor, month_flows, plant, totals_init
 from mcrisk.model.market import MarketParams, Shocks, market_init, market_step
@@ -75,10 +76,6 @@ SHOCKS = Shocks(
     electricity=("market.electricity.shock", "market.electricity.volatility"),
     utilization=("market.demand.shock", "market.demand.volatility"),
 )
-# Monthly bands: per system and month, a quantile sketch of each quantity (utilization is the
-# market's, one series per month). 0.5% relative accuracy; |x| <= 1e-6 counts as 0.
-MONTHLY = ("cumulative_cash_flow_usd", "revenue_usd", "utilization")
-MONTHLY_SKETCH = red.SketchSpec(rel_accuracy=5e-3, min_abs=1e-6, max_abs=1e15)
 # The bands come from the first this many scenarios (by index; all of them in smaller runs). A
 # chart of percentile bands cannot show more: at 262,144 scenarios the standard error of the
 # rank of a 5th percentile is 0.043 percentage points. Their sketches cost a scatter-add of

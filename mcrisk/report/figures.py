@@ -109,6 +109,68 @@ def _asinh_ticks(xlim: tuple[float, float], width: float, min_gap: float = 0.1) 
     return sorted(ticks)
 
 
+def _x_range(percentiles: Mapping[str, Mapping[str, float]], width: float | None) -> tuple[float, float]:
+    """The x axis of a distribution: P1 to P99 of every system, padded by 4% (of the asinh axis if `width`)."""
+    lo = min(p["p1"] for p in percentiles.values())
+    hi = max(p["p99"] for p in percentiles.values())
+    if width is not None:
+        u_lo, u_hi = np.arcsinh(lo / width), np.arcsinh(hi / width)
+        pad = 0.04 * (u_hi - u_lo)
+        return (width * np.sinh(u_lo - pad), width * np.sinh(u_hi + pad))
+    pad = 0.04 * (hi - lo) if hi > lo else 1.0
+    return (lo - pad, hi + pad)
+
+
+def _density(ax, samples: Mapping[str, np.ndarray], percentiles: Mapping[str, Mapping[str, float]],
+             colours: Mapping[str, str], width: float | None) -> None:
+    """Each system's kernel density, scaled to its own peak, with P5/P50/P95 marked."""
+    # ArviZ takes about a second to import, and only the densities need it.
+    from arviz import kde
+
+    for system, x in samples.items():
+        x = x[np.isfinite(x)]
+        if x.size < 2 or np.ptp(x) == 0:
+            continue
+        if width is None:
+            grid, pdf = kde(x)
+        else:  # the density of what the axis shows: asinh(x / width)
+            grid, pdf = kde(np.arcsinh(x / width))
+            grid = width * np.sinh(grid)
+        pdf = pdf / pdf.max()  # each curve to its own peak: systems of different size stay visible
+        c = colours[system]
+        ax.plot(grid, pdf, color=c, linewidth=1.6, label=system)
+        ax.fill_between(grid, pdf, color=c, alpha=0.12, linewidth=0)
+        for q, style in (("p5", ":"), ("p50", "--"), ("p95", ":")):
+            v = percentiles[system][q]
+            ax.vlines(v, 0, np.interp(v, grid, pdf), color=c, linestyle=style, linewidth=1.2)
+    ax.set_ylim(0, 1.08)
+    ax.set_ylabel("density (each scaled to its peak)")
+    ax.set_title("Density (dashed: P50, dotted: P5 and P95)", fontsize=10)
+
+
+def _ecdf(ax, percentiles: Mapping[str, Mapping[str, float]], colours: Mapping[str, str],
+          samples: Mapping[str, np.ndarray] | None) -> None:
+    """Each system's ECDF (of its samples, else through its percentiles P1..P99), P5/P50/P95 as dots."""
+    for system, p in percentiles.items():
+        c = colours[system]
+        if samples and system in samples:
+            x = samples[system][np.isfinite(samples[system])]
+            probs = np.linspace(0, 1, 801)
+            ax.plot(np.quantile(x, probs), probs, color=c, linewidth=1.6, label=system)
+        else:
+            qs = [k for k in p if k.startswith("p") and k[1:].isdigit()]
+            ax.plot([p[k] for k in qs], [int(k[1:]) / 100 for k in qs], color=c, linewidth=1.6, marker=".", label=system)
+        ax.plot([p["p5"], p["p50"], p["p95"]], [0.05, 0.5, 0.95], "o", color=c, markersize=5, markeredgecolor="white")
+    for y in (0.05, 0.5, 0.95):
+        ax.axhline(y, color="#999999", linewidth=0.6, linestyle="--")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of scenarios at or below")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    source = "dots: P5, P50, P95" if samples else "through the summary percentiles P1..P99 (no scenarios kept)"
+    ax.set_title(f"Cumulative distribution ({source})", fontsize=10)
+    ax.legend(loc="lower right", fontsize=9, frameon=False)
+
+
 def distribution(
     metric: str,
     percentiles: Mapping[str, Mapping[str, float]],
@@ -124,62 +186,17 @@ def distribution(
     near 0 and logarithmic beyond, so that every system stays visible.
     """
     label, axis = AXES.get(metric, (metric, lambda: FuncFormatter(lambda x, _: f"{x:g}")))
-    lo = min(p["p1"] for p in percentiles.values())
-    hi = max(p["p99"] for p in percentiles.values())
     width = asinh_width(percentiles)
-    if width is not None:
-        u_lo, u_hi = np.arcsinh(lo / width), np.arcsinh(hi / width)
-        pad = 0.04 * (u_hi - u_lo)
-        xlim = (width * np.sinh(u_lo - pad), width * np.sinh(u_hi + pad))
-    else:
-        pad = 0.04 * (hi - lo) if hi > lo else 1.0
-        xlim = (lo - pad, hi + pad)
+    xlim = _x_range(percentiles, width)
     fig = _new(3.6)
     if samples:
         ax_d, ax_c = fig.subplots(1, 2)
+        _density(ax_d, samples, percentiles, colours, width)
+        axes = [ax_d, ax_c]
     else:
-        ax_d, ax_c = None, fig.subplots(1, 1)
-    axes = [a for a in (ax_d, ax_c) if a is not None]
-    if ax_d is not None:
-        from arviz import kde
-
-        for system, x in samples.items():
-            x = x[np.isfinite(x)]
-            if x.size < 2 or np.ptp(x) == 0:
-                continue
-            if width is None:
-                grid, pdf = kde(x)
-            else:  # the density of what the axis shows: asinh(x / width)
-                grid, pdf = kde(np.arcsinh(x / width))
-                grid = width * np.sinh(grid)
-            pdf = pdf / pdf.max()  # each curve to its own peak: systems of different size stay visible
-            c = colours[system]
-            ax_d.plot(grid, pdf, color=c, linewidth=1.6, label=system)
-            ax_d.fill_between(grid, pdf, color=c, alpha=0.12, linewidth=0)
-            for q, style in (("p5", ":"), ("p50", "--"), ("p95", ":")):
-                v = percentiles[system][q]
-                ax_d.vlines(v, 0, np.interp(v, grid, pdf), color=c, linestyle=style, linewidth=1.2)
-        ax_d.set_ylim(0, 1.08)
-        ax_d.set_ylabel("density (each scaled to its peak)")
-        ax_d.set_title("Density (dashed: P50, dotted: P5 and P95)", fontsize=10)
-    for system, p in percentiles.items():
-        c = colours[system]
-        if samples and system in samples:
-            x = samples[system][np.isfinite(samples[system])]
-            probs = np.linspace(0, 1, 801)
-            ax_c.plot(np.quantile(x, probs), probs, color=c, linewidth=1.6, label=system)
-        else:
-            qs = [k for k in p if k.startswith("p") and k[1:].isdigit()]
-            ax_c.plot([p[k] for k in qs], [int(k[1:]) / 100 for k in qs], color=c, linewidth=1.6, marker=".", label=system)
-        ax_c.plot([p["p5"], p["p50"], p["p95"]], [0.05, 0.5, 0.95], "o", color=c, markersize=5, markeredgecolor="white")
-    for y in (0.05, 0.5, 0.95):
-        ax_c.axhline(y, color="#999999", linewidth=0.6, linestyle="--")
-    ax_c.set_ylim(0, 1)
-    ax_c.set_ylabel("share of scenarios at or below")
-    ax_c.yaxis.set_major_formatter(PercentFormatter(1.0))
-    source = "dots: P5, P50, P95" if samples else "through the summary percentiles P1..P99 (no scenarios kept)"
-    ax_c.set_title(f"Cumulative distribution ({source})", fontsize=10)
-    ax_c.legend(loc="lower right", fontsize=9, frameon=False)
+        ax_c = fig.subplots(1, 1)
+        axes = [ax_c]
+    _ecdf(ax_c, percentiles, colours, samples)
     for ax in axes:
         if width is not None:
             ax.set_xscale("asinh", linear_width=width)

@@ -2,7 +2,7 @@
 utilization spread month by month, over every scenario, without storing N x months.
 
 The engine folds each chunk's monthly values into one mergeable log-bucket sketch per
-(quantity, system, month) on the device (``engine.MONTHLY_SKETCH``: 0.5% relative accuracy,
+(quantity, system, month) on the device (:data:`MONTHLY_SKETCH`: 0.5% relative accuracy,
 values within 1e-6 of zero count as 0). Memory is (2 S + 1) T series x 9,675 bins whatever N.
 A percentile is the inverted-CDF percentile of all N values (numpy ``method="inverted_cdf"``)
 to within 0.5% of its value; means, counts, minima and maxima are exact.
@@ -18,11 +18,16 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mcrisk.stats import reduce as red
-from mcrisk.engine.plan import MONTHLY, MONTHLY_SKETCH
 
+# pandas is imported inside the functions that make tables: a run imports it in a background
+# thread while its stages compile (risk.warm_imports).
 if TYPE_CHECKING:
     import pandas as pd
 
+# The monthly quantities, in series order: per system and month, a quantile sketch of each
+# (utilization is the market's, one series per month). 0.5% relative accuracy; |x| <= 1e-6 counts as 0.
+MONTHLY = ("cumulative_cash_flow_usd", "revenue_usd", "utilization")
+MONTHLY_SKETCH = red.SketchSpec(rel_accuracy=5e-3, min_abs=1e-6, max_abs=1e15)
 PERCENTILES = (5, 10, 25, 50, 75, 90, 95)
 COLUMNS = ("system", "quantity", "month", "n", "mean", *(f"p{p}" for p in PERCENTILES))
 

@@ -30,11 +30,12 @@ from mcrisk.stats import reduce as red
 from mcrisk.model.metrics import METRICS
 from mcrisk.study.schema import Study
 
+# pandas is imported inside the functions that make tables: a run imports it in a background
+# thread while its stages compile (risk.warm_imports).
 if TYPE_CHECKING:
     import pandas as pd
 
 PERCENTILES = (5, 25, 50, 75, 95)
-PRICE_PATH = "market.token_price.initial_usd_per_mtok"
 QUANTITIES = {
     "initial_token_price_usd_per_mtok": "breakeven_price_usd_per_mtok",
     "mean_utilization": "breakeven_utilization",
@@ -48,9 +49,9 @@ COLUMNS = (
 
 
 def prepare(study: Study) -> None:
-    """Work out now what :func:`breakeven_table` will ask of `study` (the token price's quantiles:
-    a program compiled on the host CPU, about 0.1 s, then kept), from a thread while the run's
-    stages compile rather than after its last chunk."""
+    """Compute what :func:`breakeven_table` will ask of `study` (the token price's quantiles, a
+    program compiled on the host CPU and then cached), so that a thread can do it while the run's
+    stages compile."""
     _price_quantiles(study)
 
 

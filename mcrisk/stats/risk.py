@@ -16,12 +16,13 @@ import numpy as np
 
 from mcrisk.stats import reduce as red
 
+# pandas, ArviZ and xarray are imported inside the functions that use them: a run imports them in
+# a background thread while its stages compile (warm_imports).
 if TYPE_CHECKING:
     import pandas as pd
 
 PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 CHAINS = 4
-ROI_CLAIM = 15.0  # the seed's "15x"
 # Metrics that only take whole-month values: sketch quantiles are rounded back to them.
 INTEGER_METRICS = ("payback_months",)
 
@@ -193,7 +194,7 @@ def inference_data(draws: np.ndarray, systems: Sequence[str], metrics: Sequence[
     """ArviZ InferenceData of the retained draws: one variable per metric, dims (chain, draw, system)."""
     az = _az()
     S = len(systems)
-    H, n = draws.shape
+    n = draws.shape[1]
     chains = CHAINS if n >= 4 * CHAINS else 1
     per = n // chains
     posterior = {
