@@ -1,0 +1,1 @@
+"""The `mcrisk` command: a thin typer and rich shell over the library."""

@@ -1,0 +1,1 @@
+"""Statistics of a run: streaming, mergeable reducers and quantile sketches kept on the device, and the tables made from them (summary, risk, bands, break-even, sensitivity, comparisons, convergence)."""
