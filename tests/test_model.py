@@ -195,7 +195,7 @@ def test_irr_converges_over_long_horizons(unroll):
     (metrics.irr_newton_steps). Revenue decaying at a random rate against a fixed cost, so that
     flows turn negative late and many IRRs are deeply negative (where 5 steps left a third of
     them off): every IRR agrees with the float64 reference's to 1e-10 in log(1 + a)."""
-    from mcrisk.reference_irr import irr_reference
+    from mcrisk.reference import irr_reference
 
     rng = np.random.default_rng(1)
     T, n = 240, 512

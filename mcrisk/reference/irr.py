@@ -4,7 +4,11 @@ The IRR follows the contract's root rule (MODEL.md): the largest annual rate in
 [IRR_MIN, IRR_MAX] at which NPV changes sign, found by a scan of a log-spaced rate grid
 and refined by Brent's method (or safeguarded Newton); +inf when NPV stays positive at
 IRR_MAX, -inf when it never reaches 0, NaN for a NaN cash flow. Written from the contract
-alone, independently of the engine's solver in ``mcrisk.model.metrics``.
+alone, independently of the engine's solver.
+
+An outlay may fall in any month ``p`` in ``[0, T - 1]`` (a system bought later than the
+study's start, or a fleet with several outlays): ``fold_outlays`` moves each outlay paid
+after t = 0 into that month's cash flow, so the same root rule applies to every flow pattern.
 """
 
 from __future__ import annotations
@@ -29,13 +33,50 @@ def _prepare_cash(capex, cash_flows, residual):
     return I, cf, V
 
 
-def npv_reference(capex: ArrayLike, cash_flows: ArrayLike, residual: ArrayLike, annual_rate: ArrayLike) -> np.ndarray:
-    """``-I + sum_t CF_t (1 + r_m)^-t + V (1 + r_m)^-T`` with ``r_m = (1 + a)^(1/12) - 1``."""
+def _outlay_months(outlay_month, n: int, T: int) -> np.ndarray:
+    p = np.array(np.broadcast_to(np.asarray(outlay_month, dtype=np.float64), (n,)))
+    if not np.all((p == np.floor(p)) & (p >= 0) & (p <= T - 1)):
+        raise ValueError(f"outlay_month: expected integers in [0, {T - 1}], got {outlay_month!r}")
+    return p
+
+
+def fold_outlays(cash_flows: ArrayLike, outlays) -> tuple[np.ndarray, np.ndarray]:
+    """Outlays paid at given months as one outlay at t = 0 plus modified monthly flows.
+
+    ``outlays``: pairs ``(amount, month)``, each ``(n,)`` or scalar, month an integer in
+    ``[0, T - 1]``. Returns ``(capex, cf)``: the sum of the amounts paid at t = 0, (n,), and
+    ``cash_flows`` (n, T) less each amount paid at ``p >= 1`` in column ``p - 1``. Without a
+    later outlay ``cf`` holds the given flows unchanged.
+    """
+    cf = np.asarray(cash_flows, dtype=np.float64)
+    if cf.ndim == 1:
+        cf = cf[None, :]
+    n, T = cf.shape
+    capex = np.zeros(n)
+    cf = cf.copy()
+    rows = np.arange(n)
+    for amount, month in outlays:
+        I = np.broadcast_to(np.asarray(amount, dtype=np.float64), (n,))
+        p = _outlay_months(month, n, T)
+        capex = np.where(p == 0.0, capex + I, capex)
+        later = np.flatnonzero(p > 0.0)
+        np.subtract.at(cf, (rows[later], p[later].astype(np.int64) - 1), I[later])
+    return capex, cf
+
+
+def npv_reference(
+    capex: ArrayLike, cash_flows: ArrayLike, residual: ArrayLike, annual_rate: ArrayLike, *, outlay_month: ArrayLike = 0
+) -> np.ndarray:
+    """``-I (1 + r_m)^-p + sum_t CF_t (1 + r_m)^-t + V (1 + r_m)^-T`` with ``r_m = (1 + a)^(1/12) - 1``.
+
+    ``capex`` is paid at ``outlay_month`` p (integer in [0, T - 1], scalar or (n,)); $ (n,).
+    """
     I, cf, V = _prepare_cash(capex, cash_flows, residual)
     n, T = cf.shape
     a = np.array(np.broadcast_to(np.asarray(annual_rate, dtype=np.float64), (n,)))
     r_m = (1.0 + a) ** (1.0 / 12.0) - 1.0
-    return _npv_monthly(I, cf, V, r_m)
+    p = _outlay_months(outlay_month, n, T)
+    return _npv_monthly(I * (1.0 + r_m) ** (-p), cf, V, r_m)  # (1 + r_m)^-0 is exactly 1
 
 
 def _npv_monthly(I, cf, V, r_m):
@@ -150,7 +191,7 @@ def _refine_brentq(I, cf, V, lo, hi, f_lo, f_hi):
     for i in range(len(I)):
         c, cap, res = cf[i], I[i], V[i]
 
-        def f(r):
+        def f(r, c=c, cap=cap, res=res):
             df = (1.0 + r) ** (-t)
             return -cap + np.dot(c, df) + res * df[-1]
 
@@ -194,15 +235,18 @@ def irr_reference(
     cash_flows: ArrayLike,
     residual: ArrayLike,
     *,
+    outlay_month: ArrayLike = 0,
     method: str = "auto",
     grid_points: int = 1025,
     coarse_points: int = 129,
     chunk: int = 4096,
 ) -> np.ndarray:
-    """Annual IRR of ``n`` projects: pay ``capex`` at t = 0, receive
-    ``cash_flows[:, t-1]`` at the end of month t and ``residual`` at t = T.
+    """Annual IRR of ``n`` projects: pay ``capex`` at ``outlay_month`` p (default t = 0),
+    receive ``cash_flows[:, t-1]`` at the end of month t and ``residual`` at t = T.
 
-    NPV(a) = -I + sum_t CF_t (1+r_m)^-t + V (1+r_m)^-T with r_m = (1+a)^(1/12) - 1.
+    NPV(a) = -I (1+r_m)^-p + sum_t CF_t (1+r_m)^-t + V (1+r_m)^-T with r_m = (1+a)^(1/12) - 1.
+    An outlay at p >= 1 is folded into CF_p (``fold_outlays``); with p = 0 the flows are used
+    as given.
     Per row the result is the largest a in [-0.99, 100] with NPV(a) = 0;
     ``+inf`` where NPV(100) > 0; ``-inf`` where NPV < 0 over the whole range;
     NaN where that cannot be decided (NaN cash flows).
@@ -223,6 +267,8 @@ def irr_reference(
     if method not in ("auto", "brentq", "newton"):
         raise ValueError(f"method must be 'auto', 'brentq' or 'newton', got {method!r}")
     I, cf, V = _prepare_cash(capex, cash_flows, residual)
+    if np.any(np.asarray(outlay_month) != 0):
+        I, cf = fold_outlays(cf, [(I, outlay_month)])
     n = cf.shape[0]
     finite = np.isfinite(I) & np.isfinite(V) & np.isfinite(cf).all(axis=1)
     simple = finite & (_sign_changes(I, cf, V) <= 1)
