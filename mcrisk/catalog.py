@@ -1,4 +1,5 @@
-"""The catalog: sourced presets for systems, workloads, software-gain curves and serving modes.
+"""The catalog: sourced presets for systems, workloads, software-gain curves, serving modes, priors
+and GPU rental prices (catalog_rentals.py).
 
 Data: YAML under ``mcrisk/data/catalog``; every number has a source, date and tag (V vendor,
 I independent, O operator, D derived here with its arithmetic, LQ low quality), and a figure
@@ -17,6 +18,8 @@ from typing import Any, ClassVar, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from . import yaml12
+from .catalog_rentals import CalibrationPoint, Rentals, calibration_row, check_calibration, rental_rows
+from .catalog_rentals import rental_band, rental_quotes  # noqa: F401  (public: catalog.rental_band)
 
 TAGS = ("V", "I", "O", "D", "LQ")
 Tag = Literal["V", "I", "O", "D", "LQ"]
@@ -138,6 +141,8 @@ class System(_Entry):
     depreciation_years: Sourced
     all_in_provisioned_kw_per_gpu: Sourced
     tco_usd_per_gpu_hour: Tco
+    rental_usd_per_gpu_hour: Rentals
+    calibration: CalibrationPoint
 
 
 class ThroughputPoint(_Closed):
@@ -237,6 +242,7 @@ def _catalog() -> dict[str, Entry]:
         refs += [r.system for r in getattr(e, "reference_points", []) + getattr(e, "evidence", []) if r.system]
         if set(refs) - systems:
             raise ValueError(f"catalog {e.kind} {e.name!r} names unknown systems {sorted(set(refs) - systems)}")
+    check_calibration(entries)
     return entries
 
 
@@ -284,8 +290,9 @@ def entry_details(name: str) -> list[dict]:
         rows = [_row(f, getattr(e, f)) for f in System.model_fields if isinstance(getattr(e, f), Sourced)]
         t = e.tco_usd_per_gpu_hour
         meta = {"source": t.source, "date": t.date, "tag": t.tag, "note": t.note}
-        rows += [_row(f"tco_usd_per_gpu_hour.{c}", Sourced(value=getattr(t, c), **meta)) 
+        rows += [_row(f"tco_usd_per_gpu_hour.{c}", Sourced(value=getattr(t, c), **meta))
                  for c in ("costh", "costn", "costr")]
+        rows += rental_rows(e.rental_usd_per_gpu_hour) + [calibration_row(name, e.calibration)]
     elif isinstance(e, Workload):
         rows = [_row(f"throughput[{p.system} @ {_tier(p.interactivity_tok_s_user)}, {p.serving}]",
                      p.tokens_per_s_per_gpu) for p in e.throughput]
