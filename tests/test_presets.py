@@ -183,7 +183,7 @@ def test_an_unknown_preset_is_not_followed_by_the_fields_it_would_have_given():
 
 RACK_AND_SERVER = {
     "gb200": EVERY_PRESET["gb200"],  # it_power_kw triangular(120, 132, 140): mean 130.667 kW; capex mean $3.4667M
-    "b200": EVERY_PRESET["b200"],  # 14.3 kW; capex triangular(390k, 450k, 510k): mean $450k
+    "b200": EVERY_PRESET["b200"],  # 14.3 kW; capex triangular(314.6k, 344.25k, 374.9k): mean $344.58k
 }
 
 
@@ -191,14 +191,14 @@ RACK_AND_SERVER = {
     "sizing, units",
     [
         ({"power_kw": 1000}, {"gb200": math.floor(1000 / ((120 + 132 + 140) / 3)), "b200": math.floor(1000 / 14.3)}),
-        ({"capex_usd": 5.0e7}, {"gb200": math.floor(5e7 / ((3.0e6 + 3.4e6 + 4.0e6) / 3)), "b200": math.floor(5e7 / 450e3)}),
+        ({"capex_usd": 5.0e7}, {"gb200": math.floor(5e7 / ((3.0e6 + 3.4e6 + 4.0e6) / 3)), "b200": math.floor(5e7 / ((314600 + 344250 + 374900) / 3))}),
         ({"power_kw": 14.3 * 10}, {"gb200": 1, "b200": 10}),  # an exact multiple; less than one rack still buys one
     ],
 )
 def test_sizing_gives_each_system_its_units(sizing, units):
     st, prov = load_study_with_provenance(study(RACK_AND_SERVER, sizing=sizing))
     assert {n: s.units for n, s in st.systems.items()} == units
-    assert units["gb200"] in (7, 14, 1) and units["b200"] in (69, 111, 10)
+    assert units["gb200"] in (7, 14, 1) and units["b200"] in (69, 145, 10)
     key = next(iter(sizing))
     assert prov["systems.b200.units"].startswith(f"sizing {key} ")
     assert prov["systems.b200.units"].endswith(f"= {units['b200']}")

@@ -1,4 +1,5 @@
-"""The catalog: sourced presets for systems, workloads, software-gain curves and serving modes.
+"""The catalog: sourced presets for systems, workloads, software-gain curves, serving modes, priors
+and GPU rental prices (catalog_rentals.py).
 
 Data: YAML under ``mcrisk/data/catalog``; every number has a source, date and tag (V vendor,
 I independent, O operator, D derived here with its arithmetic, LQ low quality), and a figure
@@ -17,57 +18,20 @@ from typing import Any, ClassVar, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from mcrisk.study import yaml12
+from mcrisk.study import rentals
+from mcrisk.study.catalog_dists import check_dist, scale_dist  # noqa: F401  (public: catalog.scale_dist)
+from mcrisk.study.rentals import CalibrationPoint, Rentals, calibration_row, check_calibration, rental_rows
 
 TAGS = ("V", "I", "O", "D", "LQ")
 Tag = Literal["V", "I", "O", "D", "LQ"]
 KINDS = ("system", "workload", "software_curve", "serving", "prior")
 STUDY_SYSTEM_FIELDS = ("gpus_per_unit", "capex_usd", "it_power_kw", "idle_power_fraction", "depreciation_years")
 
-_DIST_FORMS: dict[str, tuple[set[str], set[str]]] = {  # form -> (required keys, optional keys); lognormal below
-    "fixed": ({"value"}, set()), "uniform": ({"low", "high"}, set()), "loguniform": ({"low", "high"}, set()),
-    "triangular": ({"low", "mode", "high"}, set()), "pert": ({"low", "mode", "high"}, {"shape"}),
-    "normal": ({"mean", "sd"}, {"low", "high"}), "beta": ({"mean", "sd"}, {"low", "high"}),
-    "discrete": ({"values", "weights"}, set()),
-}
-_LISTS = ("dist", "values", "weights")  # keys whose values are not plain numbers
-_SCALED_KEYS = {"value", "low", "mode", "high", "mean", "sd", "median", "p5", "p95"}  # carry the figure's unit
-
-
 class CatalogError(KeyError):
     """An unknown catalog name, or a figure the catalog does not have; the message lists what exists."""
 
     def __str__(self) -> str:  # a plain KeyError would print the message in quotes
         return str(self.args[0]) if self.args else ""
-
-
-def check_dist(d: dict) -> None:
-    """Raise ValueError unless ``d`` is one of STUDY.md's DIST mappings with ordered parameters."""
-    form = d.get("dist")
-    forms = {**_DIST_FORMS, "lognormal": ({"p5", "p95"} if "p5" in d else {"median", "sigma"}, set())}
-    if form not in forms:
-        raise ValueError(f"unknown dist {form!r}; use one of {sorted(forms)}")
-    required, optional = forms[form]
-    have = set(d) - {"dist"}
-    if required - have or have - required - optional:
-        raise ValueError(f"dist {form} takes {sorted(required)} (optional {sorted(optional)}), got {sorted(have)}")
-    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for k, v in d.items() if k not in _LISTS):
-        raise ValueError(f"dist {form}: parameters must be numbers, got {d}")
-    order = [k for k in ("low", "mode", "high", "p5", "p95") if k in d]
-    vals = [d[k] for k in order]
-    if any(a > b for a, b in zip(vals, vals[1:])) or (form in ("uniform", "loguniform") and vals[0] == vals[-1]):
-        raise ValueError(f"dist {form}: need {' <= '.join(order)} (low < high for {form}), got {vals}")
-    if d.get("sd", 1) <= 0 or d.get("sigma", 1) <= 0 or (form == "loguniform" and d["low"] <= 0):
-        raise ValueError(f"dist {form}: sd, sigma and a loguniform low must be > 0, got {d}")
-
-
-def scale_dist(value: Any, k: float) -> Any:
-    """Multiply a number or a location-scale DIST by ``k`` > 0 (every parameter in the figure's unit scales)."""
-    if not isinstance(value, dict):
-        return value * k
-    if value.get("dist") == "beta":
-        raise ValueError("a beta DIST lives on [0, 1] and cannot be scaled; give the figure in another form")
-    scaled = {key: v * k for key, v in value.items() if key in _SCALED_KEYS}
-    return {**value, **scaled, **({"values": [v * k for v in value["values"]]} if "values" in value else {})}
 
 
 # --------------------------------------------------------------------------- models
@@ -138,6 +102,8 @@ class System(_Entry):
     depreciation_years: Sourced
     all_in_provisioned_kw_per_gpu: Sourced
     tco_usd_per_gpu_hour: Tco
+    rental_usd_per_gpu_hour: Rentals
+    calibration: CalibrationPoint
 
 
 class ThroughputPoint(_Closed):
@@ -237,6 +203,7 @@ def _catalog() -> dict[str, Entry]:
         refs += [r.system for r in getattr(e, "reference_points", []) + getattr(e, "evidence", []) if r.system]
         if set(refs) - systems:
             raise ValueError(f"catalog {e.kind} {e.name!r} names unknown systems {sorted(set(refs) - systems)}")
+    check_calibration(entries)
     return entries
 
 
@@ -277,6 +244,20 @@ def _prov(label: str, s: Sourced) -> str:
     return f"{label}: {s.source}, {s.date} [{s.tag}]"
 
 
+def rental_quotes(system: str) -> dict[str, tuple[float, float] | None]:
+    """``{tier: (low, high) or None}`` in $/GPU-hour for one catalog system."""
+    return rentals.quotes(get_entry(system, "system").rental_usd_per_gpu_hour)
+
+
+def rental_band(system: str) -> tuple[float, float]:
+    """(low, high) $/GPU-hour that a run's revenue per GPU-hour is held against: 3-year reserved low
+    to on-demand high. CatalogError for an unknown system or one with fewer than two tiers."""
+    try:
+        return rentals.band(get_entry(system, "system").rental_usd_per_gpu_hour, system)
+    except ValueError as exc:
+        raise CatalogError(str(exc)) from None
+
+
 def entry_details(name: str) -> list[dict]:
     """Every number of one entry as rows: field, value, source, date, tag (plus derivation, note)."""
     e = get_entry(name)
@@ -284,8 +265,9 @@ def entry_details(name: str) -> list[dict]:
         rows = [_row(f, getattr(e, f)) for f in System.model_fields if isinstance(getattr(e, f), Sourced)]
         t = e.tco_usd_per_gpu_hour
         meta = {"source": t.source, "date": t.date, "tag": t.tag, "note": t.note}
-        rows += [_row(f"tco_usd_per_gpu_hour.{c}", Sourced(value=getattr(t, c), **meta)) 
+        rows += [_row(f"tco_usd_per_gpu_hour.{c}", Sourced(value=getattr(t, c), **meta))
                  for c in ("costh", "costn", "costr")]
+        rows += rental_rows(e.rental_usd_per_gpu_hour) + [calibration_row(e.rental_usd_per_gpu_hour, name, e.calibration)]
     elif isinstance(e, Workload):
         rows = [_row(f"throughput[{p.system} @ {_tier(p.interactivity_tok_s_user)}, {p.serving}]",
                      p.tokens_per_s_per_gpu) for p in e.throughput]
