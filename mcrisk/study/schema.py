@@ -24,7 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 
 from mcrisk.study import yaml12
 from mcrisk.study.checks import Int, Num as Float
-from mcrisk.study.distributions import Dist, Fixed, LogNormal
+from mcrisk.study.distributions import Dist, DistBase, Fixed, LogNormal
 from mcrisk.errors import Problem, StudyError, _shown, problems_from
 from mcrisk.study.presets import CATALOG_KEYS, apply_catalog, apply_sizing, explain_missing, provenance_map
 
@@ -282,9 +282,9 @@ class Input:
 def _walk_dists(model: BaseModel, prefix: str):
     for name in type(model).model_fields:
         value = getattr(model, name)
-        if isinstance(value, BaseModel) and not hasattr(value, "quantile"):
+        if isinstance(value, BaseModel) and not isinstance(value, DistBase):
             yield from _walk_dists(value, f"{prefix}.{name}")
-        elif hasattr(value, "quantile"):
+        elif isinstance(value, DistBase):
             yield f"{prefix}.{name}", value
 
 
