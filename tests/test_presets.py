@@ -14,7 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from mcrisk.study import catalog
-from mcrisk.cli import app
+from mcrisk.cli.app import app
 from mcrisk.errors import StudyError
 from mcrisk.workflows.run import run_study
 from mcrisk.study.schema import CATALOG_KEYS, load_study, load_study_with_provenance, study_from_dict

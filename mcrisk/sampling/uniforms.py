@@ -100,7 +100,7 @@ def _random_bits(root: jax.Array, idx: jax.Array, streams: jax.Array) -> jax.Arr
     """(n, d) uint64 words, one per key fold_in(fold_in(root, idx[i]), streams[j]).
 
     One word serves both precisions (a threefry hash yields 64 bits either way), so float32
-    and float64 runs share this compilation. Needs jax_enable_x64, which mcrisk switches on."""
+    and float64 runs share this compilation. Needs jax_enable_x64 (mcrisk.enable_float64)."""
     keys = jax.vmap(jax.vmap(jax.random.fold_in, in_axes=(None, 0)), in_axes=(0, None))(
         scenario_keys(root, idx), streams
     )
