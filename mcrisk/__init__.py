@@ -1,19 +1,18 @@
 """mcrisk: Monte Carlo risk for the economics of AI inference at datacenter scale.
 
-Importing mcrisk switches on JAX's float64 support (``jax_enable_x64``): paths still run in
-the study's precision (float32 by default), and running sums of money are float64.
+Importing mcrisk changes no setting of JAX. The engine needs JAX's float64 support
+(``jax_enable_x64``): `run_study`, `merge_runs` and the ``mcrisk`` command switch it on for
+the process (`enable_float64`); code that calls the engine's stages itself calls
+`enable_float64()` first. Paths still run in the study's precision (float32 by default), and
+running sums of money are float64.
 """
 
-import jax as _jax
-
-_jax.config.update("jax_enable_x64", True)
-
-from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError  # noqa: E402
+from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
 
 # The rest of the API is imported on first use (PEP 562): `import mcrisk.cli.app` then costs JAX and
 # little else, and the command can start the accelerator while it imports the engine (cli.main).
 _LAZY = {
-    "merge_runs": "workflows.merge", "METRICS": "model.metrics", "RunResult": "workflows.run",
+    "enable_float64": "_x64", "merge_runs": "workflows.merge", "METRICS": "model.metrics", "RunResult": "workflows.run",
     "run_study": "workflows.run", "Study": "study.schema", "default_study_path": "study.schema",
     "load_study": "study.schema",
 }
@@ -49,6 +48,7 @@ __all__ = [
     "Study",
     "StudyError",
     "default_study_path",
+    "enable_float64",
     "load_study",
     "merge_runs",
     "run_study",

@@ -13,7 +13,9 @@ import yaml
 # line whatever runs the tests (a terminal, CI, pytest-xdist workers).
 os.environ["COLUMNS"] = "200"
 
-import mcrisk  # noqa: F401,E402  (switches on float64 support before any test builds arrays)
+import mcrisk  # noqa: E402
+
+mcrisk.enable_float64()  # before any test builds arrays
 
 # --------------------------------------------------------------------------- one XLA cache per session
 # Many tests compile the same programs (the same study shapes, in several files and in the CLI's

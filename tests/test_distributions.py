@@ -12,6 +12,7 @@ import pydantic  # noqa: E402
 import pytest  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from mcrisk.sampling.quantiles import quantile, quantiles
 from mcrisk.study.distributions import Beta, Discrete, Fixed, LogNormal, Normal, Pert, Triangular, Uniform, parse_dist
 
 Z95 = stats.norm.ppf(0.95)
@@ -74,7 +75,7 @@ def evaluate(spec_index, dtype):
     shape, so sharing the shape across forms and tests keeps this file fast.
     """
     u = uniforms(dtype)
-    x = parse_dist(ALL_FORMS[spec_index]).quantile(u)
+    x = quantile(parse_dist(ALL_FORMS[spec_index]), u)
     assert x.dtype == dtype and x.shape == u.shape
     x, u = np.asarray(x, np.float64), np.asarray(u, np.float64)
     return x[:N], u[N:-3], x[N:-3], x[-3:]
@@ -114,7 +115,7 @@ def test_beta_table_matches_scipy_ppf_to_1e9(a, b):
     # As many points as uniforms() holds, so the eager kernels compiled for it are reused.
     u = np.concatenate([np.linspace(1e-6, 1 - 1e-6, N + 14 - 4000), np.geomspace(1e-6, 0.5, 2000),
                         1 - np.geomspace(1e-6, 0.5, 2000)])
-    got = np.asarray(parse_dist(beta_of(a, b)).quantile(jnp.asarray(u)))
+    got = np.asarray(quantile(parse_dist(beta_of(a, b)), jnp.asarray(u)))
     assert np.max(np.abs(got - stats.beta(a, b).ppf(u))) < 1e-9
 
 
@@ -123,8 +124,8 @@ def test_discrete_frequencies_and_boundaries():
     # Sorted, zero weight dropped: values [1, 3, 5], F = [0.5, 0.75, 1]; Q(u) = min{x : F(x) >= u},
     # so a u on a step of F gives the value below the step.
     for dtype in (jnp.float32, jnp.float64):
-        np.testing.assert_array_equal(d.quantile(jnp.array([0.5, 0.5000001, 0.75, 0.7500001], dtype)), [1, 3, 3, 5])
-        x = np.asarray(d.quantile(uniforms(dtype)))[:N]
+        np.testing.assert_array_equal(quantile(d, jnp.array([0.5, 0.5000001, 0.75, 0.7500001], dtype)), [1, 3, 3, 5])
+        x = np.asarray(quantile(d, uniforms(dtype)))[:N]
         counts = [np.sum(x == v) for v in (1, 2, 3, 5)]
         assert counts[1] == 0 and sum(counts) == N
         assert stats.chisquare([counts[0], counts[2], counts[3]], N * np.array([0.5, 0.25, 0.25])).pvalue > 1e-3
@@ -134,7 +135,7 @@ def test_discrete_frequencies_and_boundaries():
 
 def test_fixed_quantile_is_the_value():
     d = parse_dist(0.08)
-    np.testing.assert_array_equal(d.quantile(jnp.array([0.0, 0.5, 1.0])), [0.08] * 3)
+    np.testing.assert_array_equal(quantile(d, jnp.array([0.0, 0.5, 1.0])), [0.08] * 3)
     assert d.is_fixed and d.support() == (0.08, 0.08) and d.mean() == 0.08
 
 
@@ -161,7 +162,7 @@ def test_derivative_is_one_over_the_pdf(spec, frozen):
     # Forward mode on all of uniforms(): quantile is elementwise, so a tangent of ones gives
     # dQ/du at every point, and the eager kernels compiled for the draws are reused.
     u = uniforms(jnp.float64)
-    x, dx = jax.jvp(parse_dist(spec).quantile, (u,), (jnp.ones_like(u),))
+    x, dx = jax.jvp(functools.partial(quantile, parse_dist(spec)), (u,), (jnp.ones_like(u),))
     assert np.all(np.isfinite(dx))
     inner = slice(N + 3, N + 8)  # u = 0.1, 0.3, 0.5, 0.7, 0.9
     np.testing.assert_allclose(dx[inner], 1 / frozen.pdf(frozen.ppf(u[inner])), rtol=1e-6)
@@ -174,7 +175,7 @@ def test_quantile_jits_on_any_shape_and_has_a_grad():
 
     @jax.jit
     def run(u):
-        return [d.quantile(u) for d in forms], [jax.grad(d.quantile)(0.3) for d in forms]
+        return [quantile(d, u) for d in forms], [jax.grad(functools.partial(quantile, d))(0.3) for d in forms]
 
     u = jnp.array([[0.05, 0.3], [0.5, 0.95]], jnp.float32)
     got, grads = run(u)
@@ -188,7 +189,7 @@ def test_quantile_jits_on_any_shape_and_has_a_grad():
 
 def test_integer_uniforms_are_refused():
     with pytest.raises(TypeError, match="floating"):
-        parse_dist(1.0).quantile(jnp.array([0, 1]))
+        quantile(parse_dist(1.0), jnp.array([0, 1]))
 
 
 def test_describe():
@@ -295,7 +296,6 @@ def test_validation_errors_name_the_field_the_rule_and_the_values(obj, field, te
 
 
 def test_quantiles_of_many_forms_at_once_equal_one_by_one():
-    from mcrisk.study.distributions import quantiles
 
     forms = [
         {"dist": "uniform", "low": 1, "high": 3},
@@ -315,6 +315,6 @@ def test_quantiles_of_many_forms_at_once_equal_one_by_one():
         u = jax.random.uniform(jax.random.key(5), (4096, len(dists)), dtype)
         together = quantiles(dists, u)
         for j, d in enumerate(dists):
-            alone = d.quantile(u[:, j])
+            alone = quantile(d, u[:, j])
             assert together[j].dtype == dtype
             np.testing.assert_array_equal(np.asarray(together[j]), np.asarray(alone))

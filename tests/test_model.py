@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mcrisk.engine.plan import make_plan, sample, simulate
-from mcrisk.model.metrics import IRR_HIGH, irr
+from mcrisk.model.irr import IRR_HIGH, irr
 from mcrisk.model.market import MarketParams, Shocks, market_init, market_step
 from mcrisk.study.schema import study_from_dict
 
@@ -153,8 +153,8 @@ def test_irr_finds_a_pair_of_roots_between_two_grid_points(eps, rows, unroll):
 
 def test_grid_masks_are_the_same_read_in_one_reduction_or_row_by_row():
     """Accelerators read the IRR grid's sign masks in one reduction, CPUs row by row in a loop
-    (metrics.grid_points): the same grid points, and the same IRRs."""
-    from mcrisk.model.metrics import grid_points
+    (irr.grid_points): the same grid points, and the same IRRs."""
+    from mcrisk.model.irr import grid_points
 
     rng = np.random.default_rng(3)
     nonneg, falls = (jnp.asarray(rng.random((64, 3, 500)) < p) for p in (0.1, 0.4))
@@ -192,7 +192,7 @@ def test_irr_does_not_depend_on_the_horner_unroll():
 @SCHEMES
 def test_irr_converges_over_long_horizons(unroll):
     """240 months: the NPV polynomial has degree 240, and the refinement takes more Newton steps
-    (metrics.irr_newton_steps). Revenue decaying at a random rate against a fixed cost, so that
+    (irr.irr_newton_steps). Revenue decaying at a random rate against a fixed cost, so that
     flows turn negative late and many IRRs are deeply negative (where 5 steps left a third of
     them off): every IRR agrees with the float64 reference's to 1e-10 in log(1 + a)."""
     from mcrisk.reference import irr_reference
@@ -217,7 +217,7 @@ def test_estrin_and_horner_evaluate_the_same_npv(T):
     """npv_at by Estrin's tree (unroll=None) against Horner's rule and a direct float64 sum, with
     its derivative, for horizons that pair up evenly and not; z from a rate of +10,000% a year
     (z^T tiny) to -99% (z^T huge), where the terms span many orders of magnitude."""
-    from mcrisk.model.metrics import npv_at
+    from mcrisk.model.irr import npv_at
 
     rng = np.random.default_rng(T)
     n = 64

@@ -133,6 +133,33 @@ def test_sobol_direction_numbers_are_scipys_joe_kuo_table_to_32_bits():
     assert np.array_equal(S.sobol_directions(d), qmc.Sobol(d, scramble=False, bits=32)._sv.astype(np.uint32))
 
 
+def test_sobol_direction_numbers_are_scipys_public_points_to_bit_24():
+    # Point 2**(b+1) - 1 of an unscrambled qmc.Sobol (Gray-code order) is direction number b:
+    # bits past those sobol_directions reads itself come from its recurrence.
+    d, bits = 6, 25
+    engine, done = qmc.Sobol(d, scramble=False, bits=32), 0
+    ours = S.sobol_directions(d)
+    for b in range(bits):
+        point = 2 ** (b + 1) - 1
+        engine.fast_forward(point - done)
+        done = point + 1
+        assert np.array_equal(ours[:, b], (engine.random(1)[0] * 2.0**32).astype(np.uint32)), b
+
+
+def test_sobol_direction_numbers_and_uniforms_are_those_runs_were_made_with():
+    # sha256 of what the sampler made when Sobol' runs were first recorded: a change here changes
+    # every Sobol' run's numbers.
+    v = S.sobol_directions(1111)  # dimensions of every degree up to 13, all 32 bits
+    assert hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() == (
+        "86f95f6051991a3f9c2dbccf74cb5f09d393235067937ec1896fb55c003f38e6")
+    sampler = S.make_sampler("sobol", 12345, [S.stream_id(f"x{j}") for j in range(9)], 5000)
+    idx = np.array([0, 1, 2, 3, 1023, 4095, 4999, 2**31 + 5, 2**32 - 1], np.uint32)
+    want = {jnp.float32: "f48eb5291556f829290b838566eb1a01e98464039a1b26565ce978dc04bd12e4",
+            jnp.float64: "c2263e677857ebe108fe477558264538c90d6cf28980e81116f8774ac6bb86b3"}
+    for dtype, digest in want.items():
+        assert hashlib.sha256(np.asarray(sampler.uniforms(idx, dtype)).tobytes()).hexdigest() == digest, dtype
+
+
 def test_unscrambled_sobol_points_equal_scipys_as_a_set():
     d, k = 1000, 10
     plain = S.make_sampler("sobol", 0, range(d), 2**k, scramble=False)

@@ -6,6 +6,7 @@ traceback, and writes nothing.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -286,3 +287,23 @@ def test_a_real_process_shows_no_traceback(tmp_path):
     assert "systems.rack.capex_usd.high: must be > low (3.0e+06), got 2.0e+06" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- what importing costs
+
+
+def _python(code: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.strip()
+
+
+def test_importing_mcrisk_leaves_jax_in_float32_until_enable_float64():
+    code = ("import mcrisk, jax.numpy as jnp; print(jnp.arange(3.0).dtype); "
+            "mcrisk.enable_float64(); print(jnp.arange(3.0).dtype)")
+    assert _python(code).split() == ["float32", "float64"]
+
+
+def test_the_study_layer_imports_no_jax():
+    modules = ("catalog", "checks", "correlations", "distributions", "overrides", "presets", "schema", "variants", "yaml12")
+    code = f"import sys; import {', '.join('mcrisk.study.' + m for m in modules)}; print('jax' in sys.modules)"
+    assert _python(code) == "False"

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from mcrisk._x64 import enable_float64
 from mcrisk.engine import interrupt
 from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
 from mcrisk.study.presets import leaves
@@ -515,6 +516,7 @@ def _start_backend_early(argv: list[str]) -> None:
 
 
 def main() -> None:
+    enable_float64()
     _compilation_cache()
     _start_backend_early(sys.argv[1:])
     # SIGTERM (a batch scheduler's stop) ends a run like Ctrl-C: the partial folder stays for --resume.

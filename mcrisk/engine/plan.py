@@ -25,7 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from mcrisk.model import metrics as metrics_mod
 from mcrisk.stats import reduce as red
 from mcrisk.stats.bands import MONTHLY_SKETCH
-from mcrisk.study.distributions import quantile_params, quantiles
+from mcrisk.sampling.quantiles import quantile_params, quantiles
 from mcrisk.model.cashflows import SiteParams, SystemParams, accumulate, discount_factor, month_flows, plant, totals_init
 from mcrisk.model.market import MarketParams, Shocks, market_init, market_step
 from mcrisk.sampling.uniforms import apply_copula, copula_factor, make_sampler, root_key, shock_normals, stream_id

@@ -3,7 +3,8 @@ and the monthly shocks.
 
 Every draw is a pure function of (seed, scenario index, stream): nothing depends on call
 order, chunk size or device count (design rule 1). Host-side constants (Sobol direction
-numbers, scrambles, Feistel keys) are made once by `make_sampler` with NumPy and closed over.
+numbers and scrambles, from `mcrisk.sampling.sobol`; Feistel keys) are made once by
+`make_sampler` with NumPy and closed over.
 
 Open-interval mapping (all methods): an integer k of b bits becomes (k + 0.5) * 2**-b, with
 b = 23 for float32 and b = 52 for float64 (32 for Sobol' in float64); random draws take the
@@ -25,11 +26,13 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import ndtr, ndtri
 
+from mcrisk.sampling.sobol import sobol_directions, sobol_scramble
+from mcrisk.study.correlations import check_correlation_matrix
+
 METHODS = ("random", "sobol", "lhs")
-PSD_TOL = 1e-10  # eigenvalues in [-PSD_TOL, 0) are rounding noise and are clipped to 0
 _LHS_JITTER_SALT = 0x9E3779B9  # the jitter of LHS column j uses stream stream_ids[j] ^ salt
 _FEISTEL_ROUNDS = 8
-_TAG_SOBOL, _TAG_LHS = 0x50B01, 0x1A75  # separate host RNG streams for each use of the seed
+_TAG_LHS = 0x1A75  # the host RNG stream of the LHS keys (sobol._TAG_SOBOL: the scramble's)
 
 
 # --------------------------------------------------------------------------- keys
@@ -97,7 +100,7 @@ def _random_bits(root: jax.Array, idx: jax.Array, streams: jax.Array) -> jax.Arr
     """(n, d) uint64 words, one per key fold_in(fold_in(root, idx[i]), streams[j]).
 
     One word serves both precisions (a threefry hash yields 64 bits either way), so float32
-    and float64 runs share this compilation. Needs jax_enable_x64, which mcrisk switches on."""
+    and float64 runs share this compilation. Needs jax_enable_x64 (mcrisk.enable_float64)."""
     keys = jax.vmap(jax.vmap(jax.random.fold_in, in_axes=(None, 0)), in_axes=(0, None))(
         scenario_keys(root, idx), streams
     )
@@ -105,53 +108,6 @@ def _random_bits(root: jax.Array, idx: jax.Array, streams: jax.Array) -> jax.Arr
 
 
 # --------------------------------------------------------------------------- Sobol
-
-
-def sobol_directions(d: int) -> np.ndarray:
-    """Joe-Kuo direction numbers (new-joe-kuo-6.21201, as shipped by scipy) -> (d, 32) uint32.
-
-    v[j, b] is the 32-bit direction number of dimension j for bit b of the index. The
-    primitive polynomials and initial m_k come from `scipy.stats._sobol.get_poly_vinit`
-    (scipy's own table); the recurrence is Bratley-Fox / Joe-Kuo, run here for 32 bits."""
-    from scipy.stats import _sobol
-
-    if not 0 <= d <= _sobol._MAXDIM:
-        raise ValueError(f"Sobol' supports up to {_sobol._MAXDIM} dimensions, got {d}; use sampler 'lhs' or 'random'")
-    poly = _sobol.get_poly_vinit("poly", np.uint64)[:d].astype(np.int64)
-    vinit = _sobol.get_poly_vinit("vinit", np.uint64)[:d].astype(np.uint64)
-    deg = np.array([int(p).bit_length() - 1 for p in poly])  # poly includes x**deg and 1
-    m = np.zeros((d, 32), np.uint64)  # m_k odd and < 2**(k+1)
-    m[:, : vinit.shape[1]] = vinit[:, :32]
-    m[deg == 0] = 1  # the first dimension is the van der Corput sequence
-    rows = np.arange(d)
-    for k in range(32):
-        rec = (deg > 0) & (k >= deg)
-        new = m[rows, np.maximum(k - deg, 0)].copy()  # the x**deg and 1 terms
-        for i in range(1, int(deg.max(initial=0)) + 1):  # a_i m_{k-i} 2**i, with a_deg = 1
-            a = (poly >> np.maximum(deg - i, 0)) & 1
-            on = rec & (i <= deg) & (a == 1)
-            new ^= np.where(on, m[rows, np.maximum(k - i, 0)] << np.uint64(i), np.uint64(0))
-        m[rec, k] = new[rec]
-    return (m << (np.uint64(31) - np.arange(32, dtype=np.uint64))).astype(np.uint32)
-
-
-def _sobol_scramble(directions: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Linear matrix scramble + digital shift (Matousek 1998; scipy's default LMS+shift).
-
-    Dimension j uses its own host RNG seeded by (seed, j): a random lower-triangular binary
-    32x32 matrix with unit diagonal acts on the binary digits of each direction number (digit
-    0 = most significant), and a random 32-bit shift is XORed onto every point. Returns the
-    scrambled directions (d, 32) and the shifts (d,), both uint32."""
-    d = directions.shape[0]
-    digits = (directions[:, :, None] >> (31 - np.arange(32, dtype=np.uint32))) & 1  # (d, b, k)
-    lower, shift = np.zeros((d, 32, 32), np.int64), np.zeros(d, np.uint32)
-    for j in range(d):
-        rng = np.random.default_rng([seed % 2**64, _TAG_SOBOL, j])
-        lower[j] = np.tril(rng.integers(0, 2, (32, 32)), -1) + np.eye(32, dtype=np.int64)
-        shift[j] = rng.integers(0, 2**32, dtype=np.uint32)
-    scrambled = np.einsum("jkl,jbl->jbk", lower, digits.astype(np.int64)) % 2
-    weights = np.uint64(1) << (np.uint64(31) - np.arange(32, dtype=np.uint64))
-    return (scrambled.astype(np.uint64) * weights).sum(-1).astype(np.uint32), shift
 
 
 @partial(jax.jit, static_argnames="dtype")
@@ -266,7 +222,7 @@ def make_sampler(method: str, seed: int, stream_ids, n_scenarios: int, *, scramb
         directions = sobol_directions(d)
         shift = np.zeros(d, np.uint32)
         if scramble:
-            directions, shift = _sobol_scramble(directions, seed)
+            directions, shift = sobol_scramble(directions, seed)
         return Sampler(method, seed, stream_ids, n_scenarios, directions=directions, shift=shift)
     if method == "lhs":
         rngs = (np.random.default_rng([seed % 2**64, _TAG_LHS, s]) for s in stream_ids)
@@ -277,32 +233,6 @@ def make_sampler(method: str, seed: int, stream_ids, n_scenarios: int, *, scramb
 
 
 # --------------------------------------------------------------------------- Gaussian copula
-
-
-def check_correlation_matrix(corr) -> str | None:
-    """None if corr is a valid correlation matrix (square, finite, symmetric, unit diagonal,
-    entries in [-1, 1], positive semidefinite), else a message naming the problem and the fix."""
-    c = np.asarray(corr, dtype=np.float64)
-    if c.ndim != 2 or c.shape[0] != c.shape[1]:
-        return f"correlation matrix must be square, got shape {c.shape}"
-    if not np.all(np.isfinite(c)):
-        return "correlation matrix has non-finite entries"
-    if not np.allclose(c, c.T, rtol=0, atol=1e-12):
-        i, j = np.unravel_index(np.argmax(np.abs(c - c.T)), c.shape)
-        return f"correlation matrix is not symmetric: [{i}, {j}] = {c[i, j]:g} but [{j}, {i}] = {c[j, i]:g}"
-    if not np.allclose(np.diag(c), 1.0, rtol=0, atol=1e-12):
-        return f"correlation matrix needs a unit diagonal, got {np.diag(c).tolist()}"
-    if np.any(np.abs(c) > 1):
-        i, j = np.unravel_index(np.argmax(np.abs(c)), c.shape)
-        return f"correlation [{i}, {j}] = {c[i, j]:g} is outside [-1, 1]"
-    smallest = float(np.linalg.eigvalsh(c)[0]) if c.size else 0.0
-    if smallest < -PSD_TOL:
-        return (
-            f"correlation matrix is not positive semidefinite (smallest eigenvalue {smallest:.4g}, "
-            f"must be >= -{PSD_TOL:g}): the correlations contradict each other; lower the "
-            f"correlations (in absolute value) until they are consistent"
-        )
-    return None
 
 
 def copula_factor(corr: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 
 from mcrisk.stats import reduce as red
 from mcrisk.model.metrics import METRICS
+from mcrisk.sampling.quantiles import ppf
 from mcrisk.study.schema import Study
 
 # pandas is imported inside the functions that make tables: a run imports it in a background
@@ -57,7 +58,7 @@ def prepare(study: Study) -> None:
 
 def _price_quantiles(study: Study) -> np.ndarray:
     dist = study.market.token_price.initial_usd_per_mtok
-    return dist.ppf([p / 100 for p in PERCENTILES]) if not dist.is_fixed else np.full(len(PERCENTILES), float(dist.mean()))
+    return ppf(dist, [p / 100 for p in PERCENTILES]) if not dist.is_fixed else np.full(len(PERCENTILES), float(dist.mean()))
 
 
 def breakeven_table(study: Study, host: red.HostState, npv_below_0: np.ndarray, systems: Sequence[str], spec: red.SketchSpec) -> pd.DataFrame:

@@ -65,7 +65,7 @@ def init_state(n_series: int, spec: SketchSpec = SketchSpec(), copies: int = 1, 
     """Empty reducers of `n_series` series, with `copies` histograms each (see :class:`Layout`),
     the histograms placed with `sharding` if given (the moments are placed by the caller)."""
     if not jax.config.jax_enable_x64:
-        raise RuntimeError("mcrisk.stats.reduce needs jax_enable_x64 (import mcrisk first)")
+        raise RuntimeError("mcrisk.stats.reduce needs jax_enable_x64 (call mcrisk.enable_float64() first)")
     if not (0.0 < spec.rel_accuracy < 1.0 and 1e-300 < spec.min_abs < spec.max_abs < 1e300):
         raise ValueError(f"invalid {spec}")
     if copies < 1 or copies * n_series * spec.n_bins >= 2**31:

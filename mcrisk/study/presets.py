@@ -15,12 +15,12 @@ import math
 from typing import TYPE_CHECKING, Any, Mapping
 
 from mcrisk.errors import MISSING, Problem
+from mcrisk.study import catalog
 
 if TYPE_CHECKING:
     from mcrisk.study.schema import Study
 
 CATALOG_KEYS = ("preset", "workload", "interactivity_tok_s_user", "software_curve", "serving")
-
 
 
 def _is_name(v: Any) -> bool:
@@ -45,8 +45,6 @@ def _tier_match(a: float | None, b: float | None) -> bool:
 
 def _resolve_system(name: str, spec: dict) -> tuple[dict, list[Problem], dict[str, str]]:
     """One system's fields from its catalog entries, under the study's own; (spec, problems, provenance)."""
-    from mcrisk.study import catalog
-
     where = f"systems.{name}"
     base: dict = {}
     lines: dict[str, str] = {}
@@ -114,8 +112,6 @@ def apply_catalog(raw: dict) -> tuple[dict, list[Problem], dict[str, str]]:
 
 def explain_missing(problems: list[Problem], raw: dict, failed: set[str]) -> list[Problem]:
     """Say why a required system field is missing where a catalog entry was meant to give it."""
-    from mcrisk.study import catalog
-
     out = []
     for p in problems:
         parts = p.path.split(".")

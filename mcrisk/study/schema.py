@@ -24,7 +24,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 
 from mcrisk.study import yaml12
 from mcrisk.study.checks import Int, Num as Float
-from mcrisk.study.distributions import Dist, Fixed, LogNormal
+from mcrisk.study.correlations import check_correlation_matrix
+from mcrisk.study.overrides import override_tree, relabel
+from mcrisk.study.distributions import Dist, DistBase, Fixed, LogNormal
 from mcrisk.errors import Problem, StudyError, _shown, problems_from
 from mcrisk.study.presets import CATALOG_KEYS, apply_catalog, apply_sizing, explain_missing, provenance_map
 
@@ -282,9 +284,9 @@ class Input:
 def _walk_dists(model: BaseModel, prefix: str):
     for name in type(model).model_fields:
         value = getattr(model, name)
-        if isinstance(value, BaseModel) and not hasattr(value, "quantile"):
+        if isinstance(value, BaseModel) and not isinstance(value, DistBase):
             yield from _walk_dists(value, f"{prefix}.{name}")
-        elif hasattr(value, "quantile"):
+        elif isinstance(value, DistBase):
             yield f"{prefix}.{name}", value
 
 
@@ -312,8 +314,6 @@ def correlation_matrix(pairs: Mapping[tuple[str, str], float]) -> tuple[list[str
 
 
 def _check_correlations(study: Study) -> list[Problem]:
-    from mcrisk.sampling.uniforms import check_correlation_matrix
-
     inputs = {i.path: i for i in study.inputs()}
     problems: list[Problem] = []
     pairs: dict[tuple[str, str], float] = {}
@@ -352,14 +352,15 @@ def _check_correlations(study: Study) -> list[Problem]:
 
 def _check_stress(raw: dict, study: Study) -> list[Problem]:
     """Each stress must give a valid study when applied to this one; its problems carry its name."""
-    from mcrisk.study.variants import apply
-
     problems: list[Problem] = []
     for name, overrides in study.stress.items():
-        try:
-            apply(raw, overrides, label=f"stress.{name}")
-        except StudyError as exc:
-            problems += exc.problems
+        tree, found = override_tree(raw, overrides, f"stress.{name}")
+        if not found:
+            try:
+                study_from_dict(tree, f"stress.{name}")
+            except StudyError as exc:
+                found = relabel(exc.problems, f"stress.{name}")
+        problems += found
     return problems
 
 

@@ -13,53 +13,15 @@ paired (common random numbers).
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from mcrisk.study import yaml12
 from mcrisk.errors import Problem, StudyError
+from mcrisk.study import yaml12
+from mcrisk.study.overrides import VARIABLE_SECTIONS, not_settable, override_tree, relabel
 from mcrisk.study.schema import Study, parse_yaml, study_from_dict
-
-# Sections an override may change; the rest (simulation, name, stress) defines the run itself.
-VARIABLE_SECTIONS = ("market", "facility", "finance", "systems", "sizing", "correlations")
-
-
-class OverrideError(ValueError):
-    """A dotted path runs into a value where it needs a section."""
-
-
-# The simulation settings a run takes as options of its own.
-_SIMULATION_OPTIONS = {"scenarios": "-n/--scenarios", "seed": "--seed", "precision": "--precision"}
-
-
-def not_settable(path: str) -> str:
-    """Why `path` (outside VARIABLE_SECTIONS) cannot be set, and what to do instead."""
-    head, _, rest = path.partition(".")
-    can = f"only {', '.join(VARIABLE_SECTIONS)} can be set"
-    key = rest.split(".")[0]
-    if head == "simulation" and key in _SIMULATION_OPTIONS:
-        return f"{can}; use {_SIMULATION_OPTIONS[key]} for simulation.{key}"
-    if head in ("simulation", "name", "description", "stress"):
-        return f"{can}; {head if head != 'simulation' else 'simulation.' + key} is part of the study: change it in the study file"
-    close = difflib.get_close_matches(head, VARIABLE_SECTIONS, n=1)
-    return f"{can}" + (f"; did you mean {close[0]!r}?" if close else "")
-
-
-def set_path(tree: dict, dotted: str, value: Any) -> None:
-    """Set `tree[a][b][c] = value` for `dotted` = 'a.b.c', making sections as needed; None removes it."""
-    *parents, last = dotted.split(".")
-    node = tree
-    for p in parents:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise OverrideError(f"{dotted}: {p} is a value, not a section")
-    if value is None:
-        node.pop(last, None)
-    else:
-        node[last] = copy.deepcopy(value)
-
 
 def _split_top(text: str) -> list[str]:
     """Split on commas outside brackets and braces: '1,{a: 1, b: 2},[3, 4]' -> 3 parts."""
@@ -100,23 +62,11 @@ def raw_study(source: str | Any) -> dict:
     """The plain data of a study: the file's own mapping (so presets and sizing still apply to
     overrides), or a loaded Study's resolved form. Callers validate `source` first (load_study),
     so that the file's own problems are reported against the file."""
-    from pathlib import Path
-
     if isinstance(source, Study):
         return source.resolved()
     if isinstance(source, Mapping):
         return copy.deepcopy(dict(source))
     return parse_yaml(Path(source).read_text(encoding="utf-8"), str(source))
-
-
-def _is_fixed(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
-        isinstance(value, dict) and value.get("dist") == "fixed")
-
-
-def _where(label: str, path: str) -> str:
-    sep = " " if label.startswith("--") else "."
-    return f"{label}{sep}{path}" if path else label
 
 
 def apply(raw: Mapping, overrides: Mapping[str, Any], *, label: str = "--set") -> Study:
@@ -125,34 +75,13 @@ def apply(raw: Mapping, overrides: Mapping[str, Any], *, label: str = "--set") -
     Problems name the override: ``--set market.token_price.annual_decline: must be < 1``.
     An override that fixes a correlated input drops that input's pairs from ``correlations``.
     """
-    tree = copy.deepcopy(dict(raw))
-    tree.pop("stress", None)
-    problems = []
-    for path, value in overrides.items():
-        if path.split(".")[0] not in VARIABLE_SECTIONS:
-            problems.append(Problem(_where(label, path), not_settable(path)))
-            continue
-        parts = path.split(".")
-        systems = tree.get("systems")
-        if parts[0] == "systems" and len(parts) > 2 and isinstance(systems, dict) and parts[1] not in systems:
-            close = difflib.get_close_matches(parts[1], list(systems), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            problems.append(Problem(_where(label, path), f"unknown system {parts[1]!r}: {hint}the study's systems are {', '.join(systems)}"))
-            continue
-        try:
-            set_path(tree, path, value)
-        except OverrideError as exc:
-            problems.append(Problem(_where(label, path), str(exc)))
+    tree, problems = override_tree(raw, overrides, label)
     if problems:
         raise StudyError(problems, "options")
-    fixed = {p for p, v in overrides.items() if _is_fixed(v)}
-    if fixed and isinstance(tree.get("correlations"), list):
-        # An input fixed by an override has nothing left to correlate: its pairs go with it.
-        tree["correlations"] = [c for c in tree["correlations"] if not (isinstance(c, list) and set(c[:2]) & fixed)]
     try:
         return study_from_dict(tree, label)
     except StudyError as exc:
-        raise StudyError([Problem(_where(label, p.path), p.message) for p in exc.problems], "options") from None
+        raise StudyError(relabel(exc.problems, label), "options") from None
 
 
 def check_unique(paths: Sequence[str], hint: str = "") -> None:

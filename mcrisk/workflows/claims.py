@@ -38,7 +38,7 @@ from mcrisk import reference
 from mcrisk.study.checks import Int, Num
 from mcrisk.errors import StudyError, problems_from
 from mcrisk.model.metrics import METRICS
-from mcrisk.study.variants import OverrideError, set_path
+from mcrisk.study.overrides import OverrideError, set_path
 from mcrisk.study.presets import leaves
 from mcrisk.study.schema import Study, parse_yaml, study_from_dict
 

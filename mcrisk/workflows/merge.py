@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from mcrisk._x64 import enable_float64
 from mcrisk.engine.plan import make_plan
 from mcrisk.errors import RunFolderError
 from mcrisk.workflows.publish import RunResult, finish
@@ -33,6 +34,7 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
     (about 1e-15 relative); Parquet parts are copied; ESS/MCSE come from the same first
     scenarios as in a single run.
     """
+    enable_float64()
     t_total = time.perf_counter()
     if not folders:
         raise RunFolderError("merge needs the run folders of the shards (mcrisk run --shard i/k)")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from mcrisk._x64 import enable_float64
 from mcrisk.engine import interrupt
 from mcrisk.engine.loop import execute
 from mcrisk.stats.convergence import parse_target
@@ -109,6 +110,7 @@ def run_study(
     `sample_fraction` only a fixed pseudo-random share of the scenarios (by index, so the same
     scenarios whatever the chunking); summaries always cover every scenario.
     """
+    enable_float64()
     from mcrisk.study.schema import default_study_path
 
     if resume:  # the interrupted run fixes everything but the study (checked) and the progress callback
