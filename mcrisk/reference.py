@@ -92,7 +92,7 @@ SYSTEM_KEYS = (
 )
 
 # The output columns are the model's contract (MODEL.md); the formulas below are independent.
-from .model.metrics import METRICS  # noqa: E402
+from .model.metrics import BASE_METRICS as METRICS  # noqa: E402
 
 # Defaults of the optional inputs (STUDY.md). Required inputs have no entry.
 MARKET_DEFAULTS = {
