@@ -141,7 +141,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
     # The retained draws come from the first chunks, at most k_diag per chunk (a width that does
     # not depend on the scenario count: runs of other sizes in this chunk shape reuse the program).
     k_diag = min(C, max(opts["diagnostic_draws"], 0))
-    retain_s = Stage(lambda o: {m: o[m][:, :k_diag] for m in METRICS}, "transfer", times, label="retain")
+    retain_s = Stage(lambda o: {m: o[m][:, :k_diag] for m in plan.metrics}, "transfer", times, label="retain")
 
     target = parse_target(opts["target_mcse"]) if opts.get("target_mcse") else None
     trace: list[list[float]] = ck_trace  # (scenarios so far, MCSE reached) after each chunk
@@ -211,7 +211,7 @@ def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_
             t0 = time.perf_counter()
             full = jax.device_get(retain_s(out))
             times["transfer"] += time.perf_counter() - t0
-            block = np.stack([full[m][:, :k] for m in METRICS]).reshape(plan.n_series, k)
+            block = np.stack([full[m][:, :k] for m in plan.metrics]).reshape(plan.n_series, k)
             state["retained"] = np.concatenate([state["retained"], block], axis=1)
             if state["retained"].shape[1] == n_diag:  # ArviZ's diagnostics run while the device goes on
                 diag_future = _background(risk.diagnostics, state["retained"], n_diag)

@@ -24,58 +24,19 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mcrisk.model import metrics as metrics_mod
 from mcrisk.stats import reduce as red
-from mcrisk.stats.bands import MONTHLY_SKETCH
 from mcrisk.sampling.quantiles import quantile_params, quantiles
-from mcrisk.model.cashflows import SiteParams, SystemParams, accumulate, discount_factor, month_flows, plant, totals_init
-from mcrisk.model.market import MarketParams, Shocks, market_init, market_step
+from mcrisk.stats.bands import MONTHLY_SKETCH
+from mcrisk.engine.stages import (MARKET_PATHS, PLAIN_SYSTEM_FIELDS, SHOCKS, SITE_PATHS, SYSTEM_FIELDS, contract_uniforms,
+                                  ext_month_loop, ext_simulate, params, study_flags)
+from mcrisk.model.cashflows import accumulate, discount_factor, month_flows, plant, totals_init
+from mcrisk.model.market import Shocks, market_init, market_step
+from mcrisk.model.operators import Flags
 from mcrisk.sampling.uniforms import apply_copula, copula_factor, make_sampler, root_key, shock_normals, stream_id
 from mcrisk.study.schema import Input, Study, correlation_matrix
 
 METRICS = metrics_mod.METRICS
+__all__ = ["MARKET_PATHS", "SITE_PATHS", "SYSTEM_FIELDS", "PLAIN_SYSTEM_FIELDS", "SHOCKS", "params"]  # (re-exported)
 
-# Study paths of the market inputs, in MarketParams order.
-MARKET_PATHS = MarketParams(
-    price0="market.token_price.initial_usd_per_mtok",
-    decline="market.token_price.annual_decline",
-    price_vol="market.token_price.volatility",
-    util_mean="market.demand.utilization",
-    ramp="market.demand.ramp_months",
-    persistence="market.demand.persistence",
-    util_vol="market.demand.volatility",
-    elec0="market.electricity.usd_per_kwh",
-    elec_vol="market.electricity.volatility",
-    reversion="market.electricity.mean_reversion",
-)
-SITE_PATHS = SiteParams(
-    pue="facility.pue",
-    colocation="facility.colocation_usd_per_kw_month",
-    discount_rate="finance.discount_rate",
-)
-# Fields of a system, in SystemParams order ('units', 'gpus_per_unit', 'depreciation_years' are plain numbers).
-SYSTEM_FIELDS = SystemParams(
-    units="units",
-    gpus="gpus_per_unit",
-    capex="capex_usd",
-    power_kw="it_power_kw",
-    idle="idle_power_fraction",
-    throughput="throughput_tokens_per_s_per_gpu",
-    efficiency="efficiency",
-    availability="availability",
-    price_multiplier="price_multiplier",
-    speedup_ceiling="software_speedup.ceiling",
-    speedup_tau="software_speedup.time_constant_months",
-    maintenance="maintenance_fraction_per_year",
-    license="license_usd_per_gpu_year",
-    residual="residual_value_fraction",
-    depreciation_years="depreciation_years",
-)
-PLAIN_SYSTEM_FIELDS = ("units", "gpus_per_unit", "depreciation_years")
-# Monthly shock streams and the volatility input that switches each on.
-SHOCKS = Shocks(
-    price=("market.token_price.shock", "market.token_price.volatility"),
-    electricity=("market.electricity.shock", "market.electricity.volatility"),
-    utilization=("market.demand.shock", "market.demand.volatility"),
-)
 # The bands come from the first this many scenarios (by index; all of them in smaller runs). A
 # chart of percentile bands cannot show more: at 262,144 scenarios the standard error of the
 # rank of a 5th percentile is 0.043 percentage points. Their sketches cost a scatter-add of
@@ -119,10 +80,16 @@ class Plan:
     # Monthly shocks drawn (T, n), the layout the month loop reads, on accelerators; (n, T) on CPUs,
     # where writing them month-major made the shock draws 35% slower than transposing them after.
     time_major_shocks: bool = False
+    ext: Flags | None = None  # the extensions the study uses (None: the base model's program)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics this run computes: METRICS, and the extensions' where the study has any."""
+        return METRICS if self.ext is None else metrics_mod.ALL_METRICS
 
     @property
     def n_series(self) -> int:
-        return len(METRICS) * len(self.systems)
+        return len(self.metrics) * len(self.systems)
 
     @property
     def n_monthly(self) -> int:
@@ -189,7 +156,7 @@ def irr_mask_rows() -> int | None:
 
 
 def irr_unroll(months: int) -> int | None:
-    """How the IRR's Newton steps evaluate NPV (:func:`mcrisk.model.metrics.irr`'s ``unroll``): on
+    """How the IRR's Newton steps evaluate NPV (:func:`mcrisk.model.irr.irr`'s ``unroll``): on
     accelerators every month in one pass, by Estrin's scheme (None); on CPUs Horner's rule, 4
     months a pass.
 
@@ -235,7 +202,8 @@ def make_plan(
     if study.correlations:
         names, corr = correlation_matrix({(a, b): rho for a, b, rho in study.correlations})
         cols, factor = tuple(col_of[n] for n in names), copula_factor(corr)
-    shocks_on = Shocks(*(not (vol in fixed and fixed[vol] == 0.0) for _, vol in SHOCKS))
+    known = {i.path for i in inputs}
+    shocks_on = Shocks(*(vol in known and not (vol in fixed and fixed[vol] == 0.0) for _, vol in SHOCKS))
     devices = np.array(jax.local_devices())  # this process's (under jax.distributed each runs its own shard)
     chunk = min(chunk_size or default_chunk_size(), small_run_chunk(scenarios))
     chunk = -(-chunk // len(devices)) * len(devices)  # a multiple of the device count
@@ -262,6 +230,7 @@ def make_plan(
         unroll=unroll or default_unroll(),
         sketch_layout=default_sketch_layout(),
         time_major_shocks=on_accelerator(),
+        ext=study_flags(study),
     )
 
 
@@ -328,7 +297,10 @@ def draw_inputs(plan: Plan, idx: jax.Array, values: dict[str, Any] | None = None
     # 1.8). The draws are the same: on a CPU the program, its time and its bits are unchanged.
     u = jax.lax.optimization_barrier(u)
     drawn = quantiles([inp.dist for inp in plan.uncertain], u, values["dists"])
-    return {inp.path: v for inp, v in zip(plan.uncertain, drawn)}
+    out = {inp.path: v for inp, v in zip(plan.uncertain, drawn)}
+    if plan.ext is not None and plan.ext.contract:
+        out.update(contract_uniforms(plan, idx))
+    return out
 
 
 def shock_streams(plan: Plan) -> list[int | None]:
@@ -359,12 +331,6 @@ def sample(plan: Plan, idx: jax.Array) -> Sample:
     return Sample(draw_inputs(plan, idx), draw_shocks(plan, idx))
 
 
-def _value(plan: Plan, values: dict[str, jax.Array], path: str) -> jax.Array:
-    if path in values:
-        return values[path]
-    return jnp.asarray(plan.fixed[path], plan.dtype)
-
-
 def fixed_values(plan: Plan) -> dict[str, np.ndarray]:
     """Every fixed input and plain system field by study path, as 0-d arrays of the path dtype.
 
@@ -375,28 +341,6 @@ def fixed_values(plan: Plan) -> dict[str, np.ndarray]:
     for fld in PLAIN_SYSTEM_FIELDS:
         out.update({f"systems.{s}.{fld}": np.asarray(v, plan.dtype) for s, v in zip(plan.systems, plan.plain[fld])})
     return out
-
-
-def _system_param(plan: Plan, values: dict[str, jax.Array], fld: str, n: int) -> jax.Array:
-    """One SystemParams field as (S, n), or (S, 1) when every system has it fixed."""
-    if fld in PLAIN_SYSTEM_FIELDS:
-        paths = [f"systems.{s}.{fld}" for s in plan.systems]
-        if all(p in values for p in paths):
-            return jnp.stack([jnp.asarray(values[p], plan.dtype) for p in paths])[:, None]
-        return jnp.asarray(plan.plain[fld], plan.dtype)[:, None]
-    per = [_value(plan, values, f"systems.{s}.{fld}") for s in plan.systems]
-    if all(p.ndim == 0 for p in per):
-        return jnp.stack(per)[:, None]
-    return jnp.stack([jnp.broadcast_to(p, (n,)) for p in per])
-
-
-def params(plan: Plan, values: dict[str, jax.Array], n: int) -> tuple[MarketParams, SiteParams, SystemParams]:
-    """Assemble the named parameter pytrees of a chunk from the drawn and fixed inputs."""
-    full = lambda p: jnp.broadcast_to(_value(plan, values, p), (n,))  # noqa: E731
-    mp = MarketParams(*(full(p) for p in MARKET_PATHS))
-    site = SiteParams(*(full(p) for p in SITE_PATHS))
-    sp = SystemParams(*(_system_param(plan, values, f, n) for f in SYSTEM_FIELDS))
-    return mp, site, sp
 
 
 def _month_loop(plan: Plan, draw: Sample, n: int, *, flows: bool, bands: bool):
@@ -440,6 +384,10 @@ def _band_rows(cumulative: jax.Array, revenue: jax.Array, util: jax.Array) -> ja
 def simulate_months(plan: Plan, draw: Sample, n: int) -> tuple[dict[str, jax.Array], jax.Array | None]:
     """Market paths and cash flows month by month -> every metric, each (S, n) float64, and the
     monthly band values (n_monthly, n) in the path dtype (None when the plan keeps no monthly bands)."""
+    if plan.ext is not None:
+        irr_kw = dict(unroll=irr_unroll(plan.months), mask_rows_per_pass=irr_mask_rows())
+        out, ys = ext_simulate(plan, draw, n, irr_kw)
+        return out, (_band_rows(*ys) if plan.monthly else None)
     (mp, site, sp, pl), tot, ys = _month_loop(plan, draw, n, flows=True, bands=plan.monthly)
     out = metrics_mod.compute(sp, site, pl, tot, ys[0], mp.price0, plan.months, irr_unroll=irr_unroll(plan.months),
                               irr_mask_rows=irr_mask_rows())
@@ -460,6 +408,8 @@ def monthly_values(plan: Plan, draw: Sample, n: int) -> jax.Array:
     every chunk's metrics still come from the same program, so no number depends on which
     chunk a scenario falls in.
     """
+    if plan.ext is not None:
+        return _band_rows(*ext_month_loop(plan, draw, n, bands=True)[2][2:])
     _, _, ys = _month_loop(plan, draw, n, flows=False, bands=True)
     return _band_rows(*ys)
 
@@ -517,7 +467,7 @@ def reduce_chunk(plan: Plan, acc: Reduced, out: dict[str, jax.Array], mask: jax.
 
     `band_mask` (default `mask`) says which scenarios count in the monthly bands; a chunk with
     none skips their update at run time (one program serves every chunk)."""
-    stacked = jnp.stack([out[m] for m in METRICS])  # (M, S, n)
+    stacked = jnp.stack([out[m] for m in plan.metrics])  # (M, S, n)
     state = update_sketch(plan, acc.state, stacked.reshape(plan.n_series, -1), mask, plan.sketch)
     tails = jnp.stack([(test(out[m]) & mask).sum(axis=-1) for _, m, test in TAIL_COUNTS])
     acc = Reduced(state, acc.tails + tails.astype(jnp.int64), acc.monthly)

@@ -377,7 +377,7 @@ class ScenarioWriter:
 def scenario_fields(plan: Plan, storage_dtype) -> list[pa.Field]:
     """The Parquet schema of scenario rows: scenario, system, every metric, every input (docs/outputs.md)."""
     f = [pa.field("scenario", pa.int64()), pa.field("system", pa.dictionary(pa.int32(), pa.string()))]
-    f += [pa.field(m, pa.from_numpy_dtype(storage_dtype)) for m in METRICS]
+    f += [pa.field(m, pa.from_numpy_dtype(storage_dtype)) for m in plan.metrics]
     shared = [i for i in plan.inputs if i.system is None]
     own = list(dict.fromkeys(i.column for i in plan.inputs if i.system is not None))
     f += [pa.field(i.column, pa.from_numpy_dtype(storage_dtype)) for i in shared]
@@ -407,7 +407,7 @@ class ScenarioRows:
         self.plan = plan
         self.names = [f.name for f in fields if f.name not in HOST_COLUMNS]  # the block's rows, in schema order
         self.host_names = [f.name for f in fields if f.name in HOST_COLUMNS]
-        source: dict[str, tuple[str, Any]] = {m: ("metric", m) for m in METRICS}
+        source: dict[str, tuple[str, Any]] = {m: ("metric", m) for m in plan.metrics}
         for inp in plan.inputs:
             if inp.system is None:
                 source[inp.column] = ("shared", inp.path)
@@ -418,7 +418,7 @@ class ScenarioRows:
     def block(self, out: Mapping[str, jax.Array], values: Mapping[str, jax.Array], dtype) -> jax.Array:
         """The float columns of a chunk's rows, (F, n S): `out` the metrics (S, n), `values` every
         input by path, drawn (n,) or fixed (0-d). A system without the field gets NaN."""
-        S, n = out[METRICS[0]].shape
+        S, n = out["capex_usd"].shape
         nan = jnp.asarray(np.nan, dtype)
 
         def per_scenario(v: Any) -> jax.Array:  # (n,) or 0-d -> (n,)

@@ -28,6 +28,12 @@ class MarketParams(NamedTuple):
     elec0: jax.Array  # e0, $/kWh
     elec_vol: jax.Array  # se, annual volatility of log electricity price
     reversion: jax.Array  # k, mean reversion per year
+    # Extensions (None where the study leaves them out; the traced program is then the base one).
+    arrival_first: jax.Array | None = None  # F, month of the first new hardware generation (rounded, >= 1)
+    arrival_every: jax.Array | None = None  # E, months between later arrivals (None: a single arrival)
+    price_step: jax.Array | None = None  # jp, share the spot token price falls per arrival
+    rental_step: jax.Array | None = None  # jh, share rental prices fall per arrival
+    rental_vol: jax.Array | None = None  # sh, annual volatility of the rental price (None: no gpu_hours system)
 
 
 class MarketState(NamedTuple):
@@ -36,6 +42,7 @@ class MarketState(NamedTuple):
     shock_sum: jax.Array  # running sum of the price shocks
     elec_log: jax.Array  # y_t, log deviation of the electricity price
     util_logit: jax.Array  # x_t, logit utilization
+    rental_sum: jax.Array | None = None  # running sum of the rental price shocks
 
 
 class MarketMonth(NamedTuple):
@@ -44,6 +51,8 @@ class MarketMonth(NamedTuple):
     price: jax.Array  # P_t, $/Mtok
     electricity: jax.Array  # e_t, $/kWh
     utilization: jax.Array  # U_t in [0, 1]
+    demand: jax.Array | None = None  # D_t, the demand level before the ramp
+    rental: jax.Array | None = None  # the market's factor of every rental price: shock and arrivals
 
 
 class Shocks(NamedTuple):
@@ -52,6 +61,7 @@ class Shocks(NamedTuple):
     price: jax.Array
     electricity: jax.Array
     utilization: jax.Array
+    rental: jax.Array | None = None
 
 
 def _util_center(p: MarketParams) -> jax.Array:
@@ -61,7 +71,16 @@ def _util_center(p: MarketParams) -> jax.Array:
 
 def market_init(p: MarketParams) -> MarketState:
     zero = jnp.zeros_like(p.price0)
-    return MarketState(shock_sum=zero, elec_log=zero, util_logit=_util_center(p))
+    return MarketState(shock_sum=zero, elec_log=zero, util_logit=_util_center(p),
+                       rental_sum=None if p.rental_vol is None else zero)
+
+
+def arrivals(p: MarketParams, t: jax.Array) -> jax.Array:
+    """J_t, hardware generations arrived by month t: 0 before F, then 1 + floor((t - F) / E)."""
+    after = t >= p.arrival_first
+    if p.arrival_every is None:
+        return after.astype(t.dtype)
+    return jnp.where(after, 1 + jnp.floor((t - p.arrival_first) / p.arrival_every), 0.0)
 
 
 def market_step(p: MarketParams, state: MarketState, eps: Shocks, t: jax.Array) -> tuple[MarketState, MarketMonth]:
@@ -84,4 +103,24 @@ def market_step(p: MarketParams, state: MarketState, eps: Shocks, t: jax.Array) 
     level = jnp.where(p.util_vol == 0, p.util_mean, jax.nn.sigmoid(util_logit))
     utilization = (ramp * level).astype(p.price0.dtype)
 
-    return MarketState(shock_sum, elec_log, util_logit), MarketMonth(price, electricity, utilization)
+    state = MarketState(shock_sum, elec_log, util_logit, state.rental_sum)
+    if p.arrival_first is None and p.rental_vol is None:
+        return state, MarketMonth(price, electricity, utilization, level.astype(p.price0.dtype))
+    return _extend(p, state, eps, t, MarketMonth(price, electricity, utilization, level.astype(p.price0.dtype)))
+
+
+def _extend(p: MarketParams, state: MarketState, eps: Shocks, t: jax.Array, mkt: MarketMonth) -> tuple[MarketState, MarketMonth]:
+    """The extensions' market: generations cut the spot token price by (1 - jp)^J_t; the rental
+    factor exp(-sh^2 t / 24 + sh sqrt(1/12) sum eps^h) (1 - jh)^J_t, shared by every rental price."""
+    dt = jnp.asarray(1.0 / 12.0, p.price0.dtype)
+    J = None if p.arrival_first is None else arrivals(p, t)
+    price = mkt.price if J is None else mkt.price * jnp.exp(J * jnp.log1p(-p.price_step))
+    rental = None
+    if p.rental_vol is not None:
+        rental_sum = state.rental_sum + eps.rental
+        state = state._replace(rental_sum=rental_sum)
+        log_r = -p.rental_vol**2 * t * dt / 2 + p.rental_vol * jnp.sqrt(dt) * rental_sum
+        if J is not None:
+            log_r = log_r + J * jnp.log1p(-p.rental_step)
+        rental = jnp.exp(log_r)
+    return state, mkt._replace(price=price, rental=rental)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mcrisk.model.cashflows import SUM, EnergyTotals, Plant, SiteParams, SystemParams, Totals, energy_totals
+from mcrisk.model.cashflows import MONTH_HOURS, SUM, EnergyTotals, Plant, SiteParams, SystemParams, Totals, energy_totals
 from mcrisk.model.irr import irr
 
 METRICS: tuple[str, ...] = (
@@ -40,6 +40,23 @@ METRICS: tuple[str, ...] = (
     "revenue_per_unit_year_usd",
     "revenue_per_mw_year_usd",
 )
+# The base model's metrics above, then two every run computes (the calibration check's revenue
+# per GPU-hour, and the live months of MODEL.md's timing extension).
+BASE_METRICS = METRICS
+METRICS = BASE_METRICS + ("revenue_per_gpu_hour_usd", "live_months")
+# Metrics of MODEL.md's extensions (tax, debt, contracts, GPU-hours): computed where a study uses one.
+FINANCE_METRICS: tuple[str, ...] = (
+    "breakeven_rental_usd_per_gpu_hour",
+    "contract_revenue_usd",
+    "contract_default_month",
+    "tax_usd",
+    "equity_tax_usd",
+    "interest_usd",
+    "equity_npv_usd",
+    "equity_irr",
+    "min_dscr",
+)
+ALL_METRICS = METRICS + FINANCE_METRICS
 
 
 def _ratio(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -129,4 +146,6 @@ def compute(
         mean_utilization=full(tot.util_sum / T),
         revenue_per_unit_year_usd=_ratio(tot.revenue, full(units * years)),
         revenue_per_mw_year_usd=_ratio(tot.revenue, full(units * power / 1000 * years)),
+        revenue_per_gpu_hour_usd=_ratio(tot.revenue, full(units * f(sp.gpus) * (MONTH_HOURS * T))),
+        live_months=full(jnp.asarray(T, SUM)),
     )

@@ -48,7 +48,7 @@ import pandas as pd
 from scipy import sparse
 from scipy.stats import rankdata
 
-from mcrisk.model.metrics import METRICS
+from mcrisk.model.metrics import ALL_METRICS as METRICS
 
 KEYS = ("scenario", "system")
 COLUMNS = (

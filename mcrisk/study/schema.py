@@ -121,10 +121,30 @@ class Electricity(_Closed):
     mean_reversion: Annotated[Dist, AfterValidator(InRange(0.0, 12.0))] = _fixed(1.0)
 
 
+class MarketRental(_Closed):
+    volatility: NonNegative = _fixed(0.0)  # annual: the shock shared by every gpu_hours system
+
+
+AtLeastOne = Annotated[Dist, AfterValidator(InRange(1.0))]
+
+
+class Succession(_Closed):
+    """New hardware generations: arrivals at month F, F + E, ... each cutting spot prices by a step."""
+
+    first_month: AtLeastOne
+    every_months: AtLeastOne | None = None  # absent: a single arrival
+    token_price_step: UnitHalfOpen = _fixed(0.0)
+    rental_step: UnitHalfOpen = _fixed(0.0)
+
+
 class Market(_Closed):
     token_price: TokenPrice
     demand: Demand
     electricity: Electricity
+    # Extensions (MODEL.md "How operators earn and finance"): absent is the base model, and is
+    # left out of `resolved()` so that a study without them keeps its digest.
+    rental: MarketRental | None = None
+    succession: Succession | None = None
 
 
 class Facility(_Closed):
@@ -132,13 +152,41 @@ class Facility(_Closed):
     colocation_usd_per_kw_month: NonNegative = _fixed(0.0)
 
 
+Rate = Annotated[Dist, AfterValidator(InRange(-1.0, lo_open=True))]
+
+
+class Debt(_Closed):
+    share: UnitHalfOpen = _fixed(0.0)  # of capex, borrowed at the purchase month
+    annual_rate: NonNegative = _fixed(0.0)
+    tenor_months: Int | None = Field(None, ge=1)  # absent: the horizon
+
+
 class Finance(_Closed):
-    discount_rate: Annotated[Dist, AfterValidator(InRange(-1.0, lo_open=True))] = _fixed(0.10)
+    discount_rate: Rate = _fixed(0.10)
+    # Extensions; absent (None) is the base model: cost of equity = the discount rate, no tax, no debt.
+    cost_of_equity: Rate | None = None
+    tax_rate: UnitHalfOpen | None = None
+    debt: Debt | None = None
 
 
 class SoftwareSpeedup(_Closed):
     ceiling: Positive = _fixed(1.0)
     time_constant_months: Positive = _fixed(6.0)
+
+
+class Rental(_Closed):
+    initial_usd_per_gpu_hour: Positive
+    annual_decline: UnitHalfOpen = _fixed(0.0)
+
+
+class Contract(_Closed):
+    """Take-or-pay: a share of capacity sold for `term_months` from go-live at a multiple of the initial spot price."""
+
+    share: UnitInterval = _fixed(0.0)
+    term_months: Int = Field(0, ge=0)
+    price_multiple: Positive = _fixed(1.0)
+    usage: UnitInterval = _fixed(1.0)
+    annual_default_probability: UnitHalfOpen = _fixed(0.0)
 
 
 class System(_Closed):
@@ -163,8 +211,19 @@ class System(_Closed):
     license_usd_per_gpu_year: NonNegative = _fixed(0.0)
     residual_value_fraction: UnitInterval = _fixed(0.0)
     depreciation_years: Float = Field(4.0, gt=0, allow_inf_nan=False)
+    # Extensions (MODEL.md "How operators earn and finance"); absent (None) is the base model:
+    # bought at month 0, live at once, selling tokens, no contract.
+    purchase_month: Int | None = Field(None, ge=0)
+    lead_months: NonNegative | None = None
+    revenue_mode: Literal["tokens", "gpu_hours"] | None = None
+    rental: Rental | None = None
+    contract: Contract | None = None
 
-
+    @model_validator(mode="after")
+    def _rental_given(self) -> "System":
+        if self.revenue_mode == "gpu_hours" and self.rental is None:
+            raise ValueError("revenue_mode: gpu_hours needs a rental section (rental.initial_usd_per_gpu_hour)")
+        return self
 
 
 class Sizing(_Closed):
@@ -191,6 +250,7 @@ class Study(_Closed):
     facility: Facility = Facility()
     finance: Finance = Finance()
     sizing: Sizing | None = None
+    portfolio: bool | None = None  # true: one more row per scenario, every system as one fleet
     systems: dict[str, System] = Field(min_length=1)
     correlations: list[tuple[str, str, Annotated[Float, Field(ge=-1.0, le=1.0)]]] = []
     # Named stress tests: dotted study path -> value, each run on the base case's draws.
@@ -290,11 +350,20 @@ def _walk_dists(model: BaseModel, prefix: str):
             yield f"{prefix}.{name}", value
 
 
+# Optional extension fields: left out of `resolved()` where absent (None), so that a study
+# without them resolves, and hashes, as it did before they existed.
+EXTENSION_KEYS = frozenset({
+    "rental", "succession", "every_months", "cost_of_equity", "tax_rate", "debt", "tenor_months", "portfolio",
+    "purchase_month", "lead_months", "revenue_mode", "contract",
+})
+
+
 def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         if obj.get("dist") == "fixed" and set(obj) == {"dist", "value"}:
             return obj["value"]
-        return {k: _plain(v) for k, v in obj.items() if k not in CATALOG_KEYS and k != "sizing"}
+        return {k: _plain(v) for k, v in obj.items()
+                if k not in CATALOG_KEYS and k != "sizing" and not (k in EXTENSION_KEYS and v is None)}
     if isinstance(obj, list):
         return [_plain(v) for v in obj]
     return obj
@@ -350,6 +419,13 @@ def _check_correlations(study: Study) -> list[Problem]:
     return problems
 
 
+def _check_timing(study: Study) -> list[Problem]:
+    """Each system's purchase month lies within the horizon."""
+    T = study.simulation.horizon_months
+    return [Problem(f"systems.{name}.purchase_month", f"must lie in [0, {T - 1}] (the horizon is {T} months), got {s.purchase_month}")
+            for name, s in study.systems.items() if s.purchase_month is not None and s.purchase_month > T - 1]
+
+
 def _check_stress(raw: dict, study: Study) -> list[Problem]:
     """Each stress must give a valid study when applied to this one; its problems carry its name."""
     problems: list[Problem] = []
@@ -379,7 +455,7 @@ def study_from_dict(raw: Any, source: str = "<study>") -> Study:
     except ValidationError as exc:
         raise StudyError(problems + explain_missing(problems_from(exc, Study), raw, failed), source) from None
     study, sizing_problems, sized = apply_sizing(study, raw)
-    problems += sizing_problems + _check_correlations(study)
+    problems += sizing_problems + _check_correlations(study) + _check_timing(study)
     if not problems:
         problems += _check_stress(raw, study)
     if problems:

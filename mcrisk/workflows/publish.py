@@ -103,9 +103,9 @@ def finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, ti
     n_diag = draws.shape[1]
     diag = diag_future.result() if diag_future is not None else risk.diagnostics(draws, n_diag)
     diag = risk.rescale(diag, n_diag, n_total)
-    summary = risk.summary_table(host_state, plan.systems, METRICS, diag, plan.sketch)
+    summary = risk.summary_table(host_state, plan.systems, plan.metrics, diag, plan.sketch)
     tail_names = [n for n, _, _ in TAIL_COUNTS]
-    risk_df = risk.risk_table(host_state, state["tails"], tail_names, plan.systems, METRICS, plan.sketch)
+    risk_df = risk.risk_table(host_state, state["tails"], tail_names, plan.systems, plan.metrics, plan.sketch)
     breakeven = breakeven_table(st, host_state, state["tails"][tail_names.index("npv_below_0")], plan.systems, plan.sketch)
     monthly = monthly_table(state["monthly"], plan.systems, plan.months) if state.get("monthly") is not None else None
     if extra.get("convergence"):  # why a target was not met, for the manifest and the terminal
@@ -129,7 +129,7 @@ def finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, ti
     attrs = {"mcrisk_study_sha256": digest, "mcrisk_seed": seed, "mcrisk_scenarios": n_total, "mcrisk_retained_draws": int(draws.shape[1])}
     if draws.shape[1] > 0:
         # Uncompressed: zlib saved 19% of 10 MB of float64 draws and took 0.45 s of every run.
-        risk.inference_data(draws, plan.systems, METRICS, attrs).to_netcdf(str(folder.path("summary.nc")), engine="h5netcdf",
+        risk.inference_data(draws, plan.systems, plan.metrics, attrs).to_netcdf(str(folder.path("summary.nc")), engine="h5netcdf",
                                                                             compress=False)
     times["write"] += time.perf_counter() - t0
     wall = time.perf_counter() - t_total
