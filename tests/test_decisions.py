@@ -19,7 +19,7 @@ from mcrisk.engine.plan import draw_inputs, make_plan
 from mcrisk.errors import StudyError
 from mcrisk.study.variants import apply, grid, parse_assignment
 from mcrisk.workflows.run import run_study
-from mcrisk.workflows.stress import run_sweep
+from mcrisk.workflows.sweep import run_sweep
 from mcrisk.study.schema import study_from_dict
 
 from .conftest import small_study
@@ -397,7 +397,7 @@ def test_target_mcse_errors(text, message):
 def test_cli_run_with_set_and_target_and_the_sweep_command(tmp_path):
     from typer.testing import CliRunner
 
-    from mcrisk.cli import app
+    from mcrisk.cli.app import app
 
     from .conftest import write_study
 

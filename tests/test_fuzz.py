@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, assume, event, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from mcrisk.cli import app
+from mcrisk.cli.app import app
 from mcrisk.errors import StudyError
 from mcrisk.study.schema import load_study, parse_yaml, study_from_dict
 

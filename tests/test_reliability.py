@@ -232,7 +232,7 @@ def test_resume_names_a_damaged_checkpoint_and_keeps_the_partial_folder(tmp_path
     wrong, no traceback, and the partial folder stays as it was (nothing discarded)."""
     from typer.testing import CliRunner
 
-    from mcrisk.cli import app
+    from mcrisk.cli.app import app
 
     ck = tmp_path / ".run.partial" / "checkpoint"
     ck.mkdir(parents=True)
@@ -463,7 +463,7 @@ def _precious(tmp_path: Path) -> Path:
 def test_force_replaces_only_a_run_folder(tmp_path):
     """--force replaces a run folder (manifest.json) or an empty one, never any other folder."""
     from mcrisk.io.folder import RunFolder
-    from mcrisk.workflows.stress import run_sweep
+    from mcrisk.workflows.sweep import run_sweep
 
     precious = _precious(tmp_path)
     study = small_study(scenarios=300)
@@ -494,7 +494,7 @@ def test_force_replaces_only_a_run_folder(tmp_path):
 def test_force_on_a_plain_folder_exits_2_from_the_command_line(tmp_path):
     from typer.testing import CliRunner
 
-    from mcrisk.cli import app
+    from mcrisk.cli.app import app
 
     precious = _precious(tmp_path)
     path = write_study(tmp_path / "s.yaml", small_study(scenarios=300))
@@ -509,7 +509,7 @@ def test_force_on_a_plain_folder_exits_2_from_the_command_line(tmp_path):
 def test_an_unusable_output_folder_is_refused_before_simulating(tmp_path, monkeypatch, where):
     from typer.testing import CliRunner
 
-    from mcrisk.cli import app
+    from mcrisk.cli.app import app
 
     path = write_study(tmp_path / "s.yaml", small_study(scenarios=300))
     (tmp_path / "afile").write_text("a file\n")
