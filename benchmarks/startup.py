@@ -40,8 +40,6 @@ if early:
     starting = threading.Thread(target=start)
     starting.start()
 import mcrisk  # noqa: E402,F401
-import mcrisk.cli.app
-import mcrisk.workflows.run
 
 t_mcrisk = time.perf_counter()
 if early:

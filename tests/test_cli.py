@@ -287,10 +287,10 @@ def test_every_option_a_run_records_is_one_the_manifest_reader_knows(tmp_path):
     """runfiles checks a manifest's options against its own list (an unknown one is refused as not
     this version's): the list and what run_study records must stay the same set."""
     from mcrisk import run_study
-    from mcrisk.io.readers import OPTIONAL_OPTIONS, RECORDED_OPTIONS, option_problems
+    from mcrisk.engine.options import OPTIONAL, RECORDED, RunOptions
 
     from .conftest import small_study
 
     result = run_study(small_study(scenarios=200), out=tmp_path / "r", stress=False, analyze=False, diagnostic_draws=0)
-    assert set(result.manifest["options"]) == set(RECORDED_OPTIONS) | set(OPTIONAL_OPTIONS)
-    assert option_problems(result.manifest["options"]) == []
+    assert set(result.manifest["options"]) == set(RECORDED) | set(OPTIONAL)
+    assert RunOptions.record_problems(result.manifest["options"]) == []

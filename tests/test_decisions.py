@@ -19,7 +19,7 @@ from mcrisk.engine.plan import draw_inputs, make_plan
 from mcrisk.errors import StudyError
 from mcrisk.study.variants import apply, grid, parse_assignment
 from mcrisk.workflows.run import run_study
-from mcrisk.workflows.stress import run_sweep
+from mcrisk.workflows.sweep import run_sweep
 from mcrisk.study.schema import study_from_dict
 
 from .conftest import small_study

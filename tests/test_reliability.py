@@ -463,7 +463,7 @@ def _precious(tmp_path: Path) -> Path:
 def test_force_replaces_only_a_run_folder(tmp_path):
     """--force replaces a run folder (manifest.json) or an empty one, never any other folder."""
     from mcrisk.io.folder import RunFolder
-    from mcrisk.workflows.stress import run_sweep
+    from mcrisk.workflows.sweep import run_sweep
 
     precious = _precious(tmp_path)
     study = small_study(scenarios=300)

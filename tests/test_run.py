@@ -148,7 +148,7 @@ def test_chunks_written_in_several_parts_give_the_same_rows(tmp_path, monkeypatc
     """A chunk's rows are cut into Parquet parts of whole scenarios by offset in the chunk (so a
     resumed run writes the same parts), written by several threads: the folder reads back as the
     same table, in scenario order, with every row or a subsample."""
-    from mcrisk.io import folder as storage
+    from mcrisk.io import parquet as storage
 
     study = small_study(scenarios=2500)
     kw = dict(chunk_size=1000, stress=False, analyze=False)
@@ -178,7 +178,7 @@ def test_part_names_sort_in_scenario_order_however_many_there_are(tmp_path):
     1,001 parts of a chunk: 4), so the folder reads back in scenario order."""
     import pyarrow as pa
 
-    from mcrisk.io.folder import ScenarioWriter
+    from mcrisk.io.parquet import ScenarioWriter
 
     w = ScenarioWriter(tmp_path / "p", pa.schema([pa.field("scenario", pa.int64())]), {},
                        lambda start, sel, host: {"scenario": start + sel}, per_part=1, chunks=12_345_678, chunk_size=1001, threads=2)
@@ -198,7 +198,7 @@ def test_a_row_block_reaches_the_host_whole_by_either_copy():
 
     import jax.numpy as jnp
 
-    from mcrisk.io.folder import HostBlock
+    from mcrisk.engine.rows import HostBlock
 
     x = jnp.arange(3 * 4096, dtype=jnp.float32).reshape(3, 4096) * 0.5
     for pinned in (None, x.sharding.with_memory_kind("pinned_host")):
@@ -237,7 +237,7 @@ def test_pinned_memory_reserved_ahead_is_given_back(monkeypatch):
     import jax
     from jax.sharding import SingleDeviceSharding
 
-    from mcrisk.io.folder import reserve_pinned
+    from mcrisk.engine.rows import reserve_pinned
 
     made = []
     real = jax.device_put
@@ -302,7 +302,8 @@ def test_rows_do_not_depend_on_device_count(tmp_path):
     script = textwrap.dedent(
         f"""
         import json, jax, mcrisk
-        from mcrisk import engine, programs, reduce as red
+        from mcrisk.engine import plan as engine, programs
+        from mcrisk.stats import reduce as red
         assert len(jax.devices()) == 4, jax.devices()
         engine.default_sketch_layout = lambda: red.Layout(copies=8, interleave=32)
         mcrisk.run_study(json.load(open({str(study_path)!r})), out={str(tmp_path / 'four')!r}, chunk_size=512)

@@ -3,8 +3,13 @@
 A run's scenarios are cut into chunks of `Plan.chunk` (split over the local devices). Each chunk's
 inputs and shocks are drawn from its scenario indices, simulated and folded into the running
 summaries on the device; only the rows to write, the first scenarios' metrics (for ArviZ) and,
-at checkpoints, the summaries cross to the host. Checkpoint boundaries depend only on the
-options, so a resumed run does the same arithmetic as an uninterrupted one.
+at flush points, the summaries cross to the host. Flush points depend only on the options, so a
+resumed run does the same arithmetic as an uninterrupted one.
+
+The loop writes nothing: :meth:`ChunkLoop.events` yields what its caller writes or reports, in
+order: a :class:`RowBlock` per chunk whose rows are kept, a :class:`Flush` where the summaries
+are on the host (a checkpoint goes there), a :class:`Progress` after each chunk, and one
+:class:`Done` at the end.
 """
 
 from __future__ import annotations
@@ -13,29 +18,25 @@ import threading
 import time
 import warnings
 from concurrent.futures import Future
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import pyarrow as pa
-from jax.sharding import NamedSharding, PartitionSpec
 
-from mcrisk.stats import reduce as red
-from mcrisk.stats import breakeven
 from mcrisk.engine import interrupt
-from mcrisk.stats import risk
-from mcrisk.stats.convergence import mcse, parse_target, series_of
-from mcrisk.engine.plan import METRICS, TAIL_COUNTS, Plan, Sample, chunk_indices, collapse_copies, draw_inputs, fixed_values, make_plan, monthly_values, on_accelerator, reduce_bands, reduce_chunk, reduce_init, reduce_shardings, sample_values, shock_streams, simulate, sketch_copies
-from mcrisk.errors import Problem, RunFolderError, StudyError
-from mcrisk.study.variants import describe
+from mcrisk.engine.options import RunOptions
+from mcrisk.engine.plan import Plan, Sample, make_plan, on_accelerator, reduce_init
+from mcrisk.engine.programs import compile_all
+from mcrisk.engine.rows import HostBlock, ScenarioRows, pinned_host, reserve_pinned, scenario_fields
+from mcrisk.engine.compiled import RunStages
+from mcrisk.engine.state import HostSummaries, flush
+from mcrisk.engine.timings import Timings
+from mcrisk.errors import Problem, StudyError
 from mcrisk.model.market import Shocks
-from mcrisk.engine.programs import Stage, compile_all
-from mcrisk.workflows.publish import RunResult, finish, versions
-from mcrisk.engine.state import checkpoint_arrays, flush, state_from
-from mcrisk.sampling.uniforms import make_sampler, root_key, shock_normals, stream_id
-from mcrisk.io.folder import SCENARIOS_DIR, SHARD_STATE, HostBlock, RunFolder, ScenarioRows, ScenarioWriter, load_checkpoint, part_scenarios, pinned_host, reserve_pinned, save_checkpoint, scenario_fields
-from mcrisk.workflows.stress import run_stresses
+from mcrisk.stats import breakeven, risk
+from mcrisk.stats import reduce as red
+from mcrisk.stats.convergence import Target, mcse, parse_target, series_of
 from mcrisk.study.schema import Study
 
 # Reducers move to the host, and a checkpoint is written, every this many scenarios (rounded
@@ -47,245 +48,225 @@ CHECKPOINT_SCENARIOS = 1 << 22
 CHECKPOINT_SCENARIOS_ACCELERATOR = 1 << 27
 
 
-def execute(st: Study, folder: RunFolder, opts: dict, resume: bool, progress, t_total) -> RunResult:
-    """Run `opts["scenarios"]` scenarios of `st` chunk by chunk into `folder`, then publish it.
+@dataclass(frozen=True)
+class RowBlock:
+    """The rows of chunk `chunk` (first scenario `start`, `valid` scenarios) to keep: those at
+    offsets `sel` of the chunk, from `block` (its copy to the host under way)."""
 
-    Every stage is compiled once, at once, from the abstract shapes of its arguments; each chunk
-    is sampled, simulated and reduced on the device, its rows (if written) handed to the
-    background Parquet writer; the reducers go to the host, and a checkpoint is saved, every
-    `every` chunks, so `resume=True` continues from the last one with the same arithmetic.
-    """
-    times = dict.fromkeys(("plan", "compile", "sample", "simulate", "summarize", "transfer", "write"), 0.0)
-    t0 = time.perf_counter()
-    n_total, seed, precision = opts["scenarios"], opts["seed"], opts["precision"]
-    plan = make_plan(st, scenarios=n_total, seed=seed, precision=precision, chunk_size=opts["chunk_size"],
-                     monthly=opts.get("monthly", True), dims=opts.get("sampler_dims"))
-    C = plan.chunk
-    n_chunks = -(-n_total // C)
-    every = opts["checkpoint_every"] or max(1, (CHECKPOINT_SCENARIOS_ACCELERATOR if on_accelerator() else CHECKPOINT_SCENARIOS) // C)
-    every = min(every, max(1, (2**31 - 1) // C))  # int32 histogram bins never overflow
-    store = np.float64 if precision == "float64" else np.float32
-    sharding = NamedSharding(plan.mesh, PartitionSpec("scenarios"))
-    digest = st.digest()
-    n_diag = min(n_total, max(opts["diagnostic_draws"], 0))
-    state = {"host": None, "tails": np.zeros((len(TAIL_COUNTS), len(plan.systems)), np.int64),
-             "retained": np.zeros((plan.n_series, 0)), "monthly": None}
-    shard_i, shard_k = opts.get("shard") or (0, 1)
-    lo, hi = shard_i * n_chunks // shard_k, (shard_i + 1) * n_chunks // shard_k
-    if hi <= lo:  # shards are slices of whole chunks
-        raise StudyError([Problem("--shard", f"shard {shard_i}/{shard_k} would hold no scenarios: {n_total:,} scenarios make "
-                                             f"{n_chunks:,} chunk(s) of {C:,}, so at most {n_chunks:,} shard(s); use fewer "
-                                             "shards or a smaller --chunk-size")], "options")
-    start_chunk = lo
-    ck_trace: list[list[float]] = []
-    stopped = None  # the chunk a resumed --target-mcse run had already stopped at
-    ck_meta = {"study_sha256": digest, "options": opts, "chunk_size": C, "n_chunks": n_chunks, "every": every,
-               "month_loop_unroll": plan.unroll}
-    if resume:
-        meta, arrays = load_checkpoint(folder.tmp)
-        if meta["chunk_size"] != C or meta["every"] != every or meta.get("month_loop_unroll", 1) != plan.unroll:
-            raise RunFolderError(
-                f"cannot resume: the interrupted run used chunks of {meta['chunk_size']} on other devices "
-                f"(now {C}); rerun with the same number of devices"
-            )
-        state, start_chunk = state_from(arrays), meta["next_chunk"]
-        ck_trace, stopped = meta.get("trace", []), meta.get("stopped")
-    meta = {"mcrisk.study_sha256": digest, "mcrisk.seed": seed, "mcrisk.version": versions()["mcrisk"], "mcrisk.scenarios": n_total}
-    writer = reserving = None
-    if opts["write_scenarios"]:
-        fields = [f for f in scenario_fields(plan, store) if opts.get("columns") is None or f.name in ("scenario", "system", *opts["columns"])]
-        rows = ScenarioRows(plan, fields)
-        writer = ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(fields), meta,
-                                lambda start, sel, host: rows.columns(start, sel, host),
-                                part_scenarios(len(plan.systems)), n_chunks, C)
+    chunk: int
+    start: int
+    valid: int
+    sel: np.ndarray
+    block: HostBlock
 
-    # Every stage's outputs are placed explicitly: scenarios split over the devices along their
-    # scenario axis, the running summaries replicated (but for the sketches' histograms, split by
-    # device). Then the abstract arguments the stages are compiled from (compile_all, below) are
-    # exactly what they are called with.
-    by_rows = NamedSharding(plan.mesh, PartitionSpec("scenarios", None))  # shocks (n, T) on CPUs
-    by_cols = NamedSharding(plan.mesh, PartitionSpec(None, "scenarios"))  # (S, n), (H, n), shocks (T, n) on accelerators
-    replicated = NamedSharding(plan.mesh, PartitionSpec())
-    # The distributions' parameters and the copula factor are arguments, like the fixed values of
-    # the simulate stage: a stress or sweep point that changes only values compiles nothing new.
-    inputs_s = Stage(lambda idx, v: draw_inputs(plan, idx, v), "sample", times, out_shardings=sharding, label="inputs")
-    shocks_s = Stage(lambda idx, sid: shock_normals(root_key(seed), idx, sid, plan.months, plan.dtype, time_major=plan.time_major_shocks),
-                     "sample", times, out_shardings=by_cols if plan.time_major_shocks else by_rows, label="shocks")
-    streams = shock_streams(plan)  # (placed on the device below, after the compiles have started)
-    # Every chunk's metrics come from one program; the monthly band values from a second, run only
-    # on the chunks that hold band scenarios (engine.monthly_values).
-    simulate_s = Stage(lambda d: simulate(plan, d, C), "simulate", times, out_shardings=by_cols)
-    summaries = reduce_shardings(plan)  # replicated, but for the sketches' histograms (split by device)
-    reduce_s = Stage(lambda acc, o, m: reduce_chunk(plan, acc, o, m), "summarize", times, donate=0,
-                     out_shardings=summaries, label="reduce")
-    band_cap = n_total if opts.get("monthly_scenarios") is None else min(n_total, opts["monthly_scenarios"])
-    # (one program: the band values go from the month loop into the sketches without leaving the device)
-    bands_s = Stage(lambda acc, d, m: reduce_bands(plan, acc, monthly_values(plan, d, C), m), "summarize", times, donate=0,
-                    out_shardings=summaries, label="bands")
-    band_chunks = -(-band_cap // C) if plan.monthly else 0  # chunks 0 .. band_chunks - 1 hold band scenarios
-    # The chunk's scenario indices and masks, made on the device (no host arrays to copy per chunk).
-    # (the counts are arguments: runs of other sizes in the same chunk shape reuse the program)
-    index_s = Stage(lambda start, n, nb: chunk_indices(start, C, n, nb), "sample", times, out_shardings=(sharding,) * 3,
-                    label="indices")
-    counts = (np.int64(n_total), np.int64(band_cap))
-    # The float columns of a chunk's rows, assembled on the device into one block (ScenarioRows).
-    rows_s = Stage(lambda o, v: rows.block(o, v, store), "transfer", times, out_shardings=by_cols, label="rows")
-    # Sketches kept in several copies on the device are added into one before they move to the host.
-    collapse_s = Stage(collapse_copies, "write", times, out_shardings=replicated, label="collapse") if sketch_copies(plan)[0] > 1 else None
-    pinned = pinned_host(by_cols)
-    keep_s = None
-    if opts.get("sample_fraction") is not None:  # a fixed random subset of scenarios, by index
-        picker = make_sampler("random", seed, (stream_id("output.subsample"),), n_total)
-        fraction = opts["sample_fraction"]
-        keep_s = Stage(lambda idx: picker.uniforms(idx, jnp.float64)[:, 0] < fraction, "write", times, label="keep")
-    # The retained draws come from the first chunks, at most k_diag per chunk (a width that does
-    # not depend on the scenario count: runs of other sizes in this chunk shape reuse the program).
-    k_diag = min(C, max(opts["diagnostic_draws"], 0))
-    retain_s = Stage(lambda o: {m: o[m][:, :k_diag] for m in plan.metrics}, "transfer", times, label="retain")
 
-    target = parse_target(opts["target_mcse"]) if opts.get("target_mcse") else None
-    trace: list[list[float]] = ck_trace  # (scenarios so far, MCSE reached) after each chunk
-    stop, end = stopped, (stopped if stopped else hi)
-    consts_h, dist_h = fixed_values(plan), sample_values(plan)
-    diag_future = None
-    times["plan"] = time.perf_counter() - t0
-    chunks = range(start_chunk, hi if not stopped else start_chunk)
-    if len(chunks):  # compile every stage at once, from the shapes, dtypes and placements of their arguments
-        # The stages are traced, lowered and their compiles started before any array is placed on
-        # the device: on a GPU the first array waits for JAX to reserve the device's memory pool
-        # (seconds), which then goes on beside the lowering (cli._start_backend_early starts it).
+@dataclass(frozen=True)
+class Flush:
+    """A flush point: every summary up to chunk `next_chunk` is in `state`, on the host.
+    `stopped`: the chunk count a target MCSE stopped the run at (or None); `trace`: the MCSE
+    reached after each chunk so far."""
+
+    state: HostSummaries
+    next_chunk: int
+    stopped: int | None
+    trace: list[list[float]]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """`done` of the run's `total` scenarios (this shard's) are simulated."""
+
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Done:
+    """The end of the loop: the summaries, the run's manifest fields (`extra`: chunking, shard,
+    scenarios run, convergence) and its ArviZ diagnostics, if they ran during the loop."""
+
+    state: HostSummaries
+    extra: dict[str, Any]
+    diagnostics: Future | None = None
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where an interrupted run continues: its checkpoint's summaries, next chunk, MCSE trace and
+    the chunk count a target MCSE had stopped it at."""
+
+    state: HostSummaries
+    next_chunk: int
+    trace: list[list[float]] = field(default_factory=list)
+    stopped: int | None = None
+
+
+Event = RowBlock | Flush | Progress | Done
+
+
+class ChunkLoop:
+    """The chunk loop of a run of `study` with `opts`: its plan, chunking and flush points are
+    fixed here (StudyError for a shard that would hold no chunk), before anything is compiled.
+
+    `every`: chunks between flush points; `chunks` = (lo, hi): this shard's slice of the
+    `n_chunks` chunks; `fields`: the Parquet schema of the rows it yields; `rows`: how the
+    writer makes a part's columns from a :class:`RowBlock` (None for a run without rows)."""
+
+    def __init__(self, study: Study, opts: RunOptions, times: Timings):
+        t0 = time.perf_counter()
+        self.study, self.opts, self.times = study, opts, times
+        n_total = opts.scenarios
+        self.plan = plan = make_plan(study, scenarios=n_total, seed=opts.seed, precision=opts.precision,
+                                     chunk_size=opts.chunk_size, monthly=opts.monthly, dims=opts.sampler_dims)
+        C = plan.chunk
+        self.n_chunks = -(-n_total // C)
+        every = opts.checkpoint_every or max(1, (CHECKPOINT_SCENARIOS_ACCELERATOR if on_accelerator() else CHECKPOINT_SCENARIOS) // C)
+        self.every = min(every, max(1, (2**31 - 1) // C))  # int32 histogram bins never overflow
+        self.store = np.float64 if opts.precision == "float64" else np.float32
+        self.n_diag = min(n_total, max(opts.diagnostic_draws, 0))
+        shard_i, shard_k = opts.shard_index
+        lo, hi = shard_i * self.n_chunks // shard_k, (shard_i + 1) * self.n_chunks // shard_k
+        if hi <= lo:  # shards are slices of whole chunks
+            raise StudyError([Problem("--shard", f"shard {shard_i}/{shard_k} would hold no scenarios: {n_total:,} scenarios make "
+                                                 f"{self.n_chunks:,} chunk(s) of {C:,}, so at most {self.n_chunks:,} shard(s); use fewer "
+                                                 "shards or a smaller --chunk-size")], "options")
+        self.chunks = (lo, hi)
+        self.fields = self.rows = None
+        if opts.write_scenarios:
+            self.fields = [f for f in scenario_fields(plan, self.store) if opts.columns is None or f.name in ("scenario", "system", *opts.columns)]
+            self.rows = ScenarioRows(plan, self.fields)
+        self.stages = RunStages(plan, opts, times, self.rows)
+        self.target: Target | None = parse_target(opts.target_mcse) if opts.target_mcse else None
+        self._plan_seconds = time.perf_counter() - t0
+
+    def events(self, resume: Resume | None = None, held_blocks: int = 0) -> Iterator[Event]:
+        """Run the chunks (from `resume`'s next chunk, if given): compile every stage at once, then
+        sample, simulate and reduce each chunk, yielding what the caller writes. `held_blocks`: how
+        many chunks' row blocks the caller holds at most (the pinned host memory grown ahead)."""
+        lo, hi = self.chunks
+        start = resume or Resume(HostSummaries.empty(self.plan), lo)
+        self.state, self.trace = start.state, list(start.trace)
+        self.diag_future: Future | None = None
+        self.pinned = pinned_host(self.stages.by_cols)  # where row blocks go on the host (None: ordinary memory)
+        self.times["plan"] = self._plan_seconds
+        chunks = range(start.next_chunk, hi if not start.stopped else start.next_chunk)
+        reserving = self._compile(chunks, held_blocks) if len(chunks) else None
+        t0 = time.perf_counter()  # the run's first arrays (on a GPU, with what is left of the pool's reservation)
+        s = self.stages
+        consts, dist_values = jax.device_put(s.consts_h, s.replicated), jax.device_put(s.dist_h, s.replicated)
+        shock_ids = [None if v is None else jax.device_put(np.uint32(v), s.replicated) for v in s.streams]
+        self.acc = jax.device_put(reduce_init(self.plan), s.summaries)
+        self.times["plan"] += time.perf_counter() - t0
+        end = start.stopped or hi
+        for chunk in chunks:
+            stop = yield from self._chunk(chunk, consts, dist_values, shock_ids)
+            if stop:
+                end = chunk + 1
+                break
+        if reserving is not None and reserving.exception() is not None:  # only slower: the pool grew while writing
+            warnings.warn(f"could not reserve pinned host memory ahead: {reserving.exception()}", RuntimeWarning, stacklevel=2)
+        yield Done(self.state, self._extra(resume, end), self.diag_future)
+
+    def _compile(self, chunks: range, held_blocks: int) -> Future | None:
+        """Compile every stage at once, from the shapes, dtypes and placements of their arguments;
+        return the background reservation of pinned memory for the row blocks, if any.
+
+        The stages are traced, lowered and their compiles started before any array is placed on
+        the device: on a GPU the first array waits for JAX to reserve the device's memory pool
+        (seconds), which then goes on beside the lowering (cli._start_backend_early starts it)."""
         t0 = time.perf_counter()  # tracing the stages for their abstract outputs is compile time too
-        idx_a, mask_a = (jax.ShapeDtypeStruct((C,), dt, sharding=sharding) for dt in (jnp.uint32, jnp.bool_))
-        sid_a = jax.ShapeDtypeStruct((), jnp.uint32, sharding=replicated)
-        consts_a, dist_a = (_placed(v, replicated) for v in (consts_h, dist_h))
-        acc_a = _placed(jax.eval_shape(lambda: reduce_init(plan)), summaries)
-        shocks_a = shocks_s.abstract(idx_a, sid_a)
-        draw_a = Sample(inputs_s.abstract(idx_a, dist_a), Shocks(*(None if s is None else shocks_a for s in streams)))
-        run_a = draw_a._replace(values={**draw_a.values, **consts_a})
-        out_a = simulate_s.abstract(run_a)
-        times["compile"] += time.perf_counter() - t0
-        # Longest compile first (simulate, then the inputs, the summaries, the bands, the shocks:
-        # benchmarks/traffic.py --stages), so that the threads finish together.
-        todo = [(simulate_s, (run_a,)), (inputs_s, (idx_a, dist_a)), (reduce_s, (acc_a, out_a, mask_a))]
-        if start_chunk < band_chunks:
-            todo += [(bands_s, (acc_a, run_a, mask_a))]
-        todo += [(shocks_s, (idx_a, sid_a))] if any(s is not None for s in streams) else []
-        todo += [(index_s, (np.int64(0), *counts))]
-        todo += [(rows_s, (out_a, run_a.values))] if writer is not None else []
-        todo += [(retain_s, (out_a,))] if start_chunk * C < n_diag else []
-        todo += [(keep_s, (idx_a,))] if keep_s is not None and writer is not None else []
-        todo += [(collapse_s, (acc_a,))] if collapse_s is not None else []
-        compile_all(todo, times)
+        todo = self.stages.compile_plan(chunks.start, chunks.start * self.plan.chunk < self.n_diag)
+        self.times["compile"] += time.perf_counter() - t0
+        compile_all(todo, self.times)
         # What only the end needs (pandas, ArviZ, the break-even table's price quantiles) is made
         # ready while the stages compile: not before the run, where importing it held the
         # interpreter's lock against the engine's imports and the lowering, nor after the last chunk.
-        _background(_prepare_end, st)
-        if writer is not None and pinned is not None:
-            # The pinned memory of the row blocks the writer will hold, pinned while the stages
-            # compile: its queue and threads hold at most 2 x threads parts, `parts` per chunk.
-            parts = -(-C // writer.per_part)
-            blocks = min(len(chunks), -(-2 * writer.threads // parts) + 2)
-            reserving = _background(reserve_pinned, (len(rows.names), C * len(plan.systems)), store, by_cols, pinned, blocks)
-    t0 = time.perf_counter()  # the run's first arrays (on a GPU, with what is left of the pool's reservation)
-    consts, dist_values = jax.device_put(consts_h, replicated), jax.device_put(dist_h, replicated)
-    shock_ids = [None if s is None else jax.device_put(np.uint32(s), replicated) for s in streams]
-    acc = jax.device_put(reduce_init(plan), summaries)
-    times["plan"] += time.perf_counter() - t0
-    for chunk in chunks:
+        _background(_prepare_end, self.study)
+        if self.rows is None or self.pinned is None or held_blocks <= 0:
+            return None
+        # The pinned memory of the row blocks the caller will hold, pinned while the stages compile.
+        shape = (len(self.rows.names), self.plan.chunk * len(self.plan.systems))
+        return _background(reserve_pinned, shape, self.store, self.stages.by_cols, self.pinned, min(len(chunks), held_blocks))
+
+    def _chunk(self, chunk: int, consts, dist_values, shock_ids) -> Iterator[Event]:
+        """One chunk: sampled, simulated and reduced; its rows, a flush and its progress yielded.
+        Returns whether a target MCSE stops the run here."""
         interrupt.check()  # a Ctrl-C whose KeyboardInterrupt was dropped (raised in a GC callback) still stops the run
+        s, C, n_total = self.stages, self.plan.chunk, self.opts.scenarios
         start = chunk * C
         valid = min(C, n_total - start)
-        idx, mask, band_mask = index_s(np.int64(start), *counts)
-        draw = Sample(inputs_s(idx, dist_values), Shocks(*(None if s is None else shocks_s(idx, s) for s in shock_ids)))
+        idx, mask, band_mask = s.index(np.int64(start), *s.counts)
+        draw = Sample(s.inputs(idx, dist_values), Shocks(*(None if v is None else s.shocks(idx, v) for v in shock_ids)))
         run_draw = draw._replace(values={**draw.values, **consts})
-        out = simulate_s(run_draw)
-        acc = reduce_s(acc, out, mask)
-        if chunk < band_chunks:
-            acc = bands_s(acc, run_draw, band_mask)
-        if writer is not None:  # the copy to the host starts now, and the writer's threads wait for it
-            sel = np.arange(valid) if keep_s is None else np.flatnonzero(np.asarray(keep_s(idx))[:valid])
-            writer.put(chunk, start, valid, sel, HostBlock(rows_s(out, run_draw.values), pinned))  # waits only while `threads` parts are queued
+        out = s.simulate(run_draw)
+        self.acc = s.reduce(self.acc, out, mask)
+        if chunk < s.band_chunks:
+            self.acc = s.bands(self.acc, run_draw, band_mask)
+        if self.rows is not None:  # the copy to the host starts now, and the caller's writer waits for it
+            sel = np.arange(valid) if s.keep is None else np.flatnonzero(np.asarray(s.keep(idx))[:valid])
+            yield RowBlock(chunk, start, valid, sel, HostBlock(s.rows_block(out, run_draw.values), self.pinned))
         del run_draw
-        if start < n_diag:  # the first scenarios' metrics, float64, for ArviZ
-            k = min(valid, n_diag - start)
-            t0 = time.perf_counter()
-            full = jax.device_get(retain_s(out))
-            times["transfer"] += time.perf_counter() - t0
-            block = np.stack([full[m][:, :k] for m in plan.metrics]).reshape(plan.n_series, k)
-            state["retained"] = np.concatenate([state["retained"], block], axis=1)
-            if state["retained"].shape[1] == n_diag:  # ArviZ's diagnostics run while the device goes on
-                diag_future = _background(risk.diagnostics, state["retained"], n_diag)
+        if start < self.n_diag:  # the first scenarios' metrics, float64, for ArviZ
+            self._retain(out, start, valid)
         del draw, out
-        if target is not None:
+        stop = False
+        if self.target is not None:
             t0 = time.perf_counter()
-            reached = _target_mcse(plan, acc, state, target)
-            trace.append([min(n_total, (chunk + 1) * C), reached])
-            stop = bool(reached <= target.value)
-            times["summarize"] += time.perf_counter() - t0
-        if stop or (chunk + 1) % every == 0 or chunk + 1 == hi:
+            reached = _target_mcse(self.plan, self.acc, self.state, self.target)
+            self.trace.append([min(n_total, (chunk + 1) * C), reached])
+            stop = bool(reached <= self.target.value)
+            self.times["summarize"] += time.perf_counter() - t0
+        if stop or (chunk + 1) % self.every == 0 or chunk + 1 == self.chunks[1]:
             t0 = time.perf_counter()
-            acc = jax.device_put(flush(plan, acc if collapse_s is None else collapse_s(acc), state), summaries)
-            if writer is not None:
-                writer.drain()
-            meta = dict(ck_meta, next_chunk=chunk + 1, stopped=chunk + 1 if stop else None, trace=trace)
-            save_checkpoint(folder.tmp, meta, checkpoint_arrays(state))
-            times["write"] += time.perf_counter() - t0
-        if progress is not None:
-            progress(min(n_total, (chunk + 1) * C) - lo * C, min(n_total, hi * C) - lo * C)
-        if stop:
-            end = chunk + 1
-            break
+            self.acc = jax.device_put(flush(self.plan, self.acc if s.collapse is None else s.collapse(self.acc), self.state), s.summaries)
+            self.times["write"] += time.perf_counter() - t0
+            yield Flush(self.state, chunk + 1, chunk + 1 if stop else None, self.trace)
+        lo, hi = self.chunks
+        yield Progress(min(n_total, (chunk + 1) * C) - lo * C, min(n_total, hi * C) - lo * C)
+        return stop
 
-    if writer is not None:
-        writer.close()
-        if reserving is not None and reserving.exception() is not None:  # only slower: the pool grew while writing
-            warnings.warn(f"could not reserve pinned host memory ahead: {reserving.exception()}", RuntimeWarning, stacklevel=2)
-        times["transfer"] += writer.wait_seconds  # the writer's threads waiting for the blocks' copies
-        times["write"] += writer.busy_seconds - writer.wait_seconds  # encoding in the writer's threads, and handing parts over
-    extra = {
-        "chunk_size": C,
-        "month_loop_unroll": plan.unroll,
-        "chunks": n_chunks,
-        "checkpoint_every_chunks": every,
-        "resumed_from_chunk": start_chunk if resume else None,
-        "shard": {"index": shard_i, "count": shard_k, "chunks": [lo, hi]} if shard_k > 1 else None,
-        "scenarios_run": min(n_total, end * C) - lo * C if shard_k == 1 else None,
-    }
-    # The bands count the scenarios below the cap that ran: fewer than the cap when a target MCSE
-    # stopped the run early. A shard records the whole run's cap, which the merged run keeps.
-    extra["monthly_scenarios"] = None if not plan.monthly else band_cap if shard_k > 1 else min(band_cap, extra["scenarios_run"])
-    if target is not None:
-        extra["convergence"] = {
-            "target": target.text(), "method": "sd/sqrt(N)" if target.prob is None else "order-statistic interval from the sketch",
-            "reached_mcse": trace[-1][1] if trace else None, "met": bool(trace and trace[-1][1] <= target.value),
-            "scenarios": min(n_total, end * C), "maximum": n_total, "trace": trace,
-        }
-    if shard_k > 1:  # what `merge_runs` needs to combine the shards exactly
-        save_checkpoint(folder.tmp, {"next_chunk": hi}, checkpoint_arrays(state), name=SHARD_STATE)
-    stresses = None
-    if st.stress and shard_k == 1 and opts.get("stress", True):
+    def _retain(self, out, start: int, valid: int) -> None:
+        """Keep the chunk's first scenarios' metrics; start ArviZ's diagnostics once all are kept."""
+        k = min(valid, self.n_diag - start)
         t0 = time.perf_counter()
-        n_run = extra["scenarios_run"]
-        stresses = run_stresses(st, st.resolved(), folder.path("stress"), dict(opts, scenarios=n_run), plan.dims, progress)
-        times["stress"] = time.perf_counter() - t0
-        extra["stress"] = {name: describe(o) for name, o in st.stress.items()}
-    return finish(st, plan, folder, opts, state, times, t_total, extra, stresses, diag_future)
+        full = jax.device_get(self.stages.retain(out))
+        self.times["transfer"] += time.perf_counter() - t0
+        block = np.stack([full[m][:, :k] for m in self.plan.metrics]).reshape(self.plan.n_series, k)
+        self.state.retained = np.concatenate([self.state.retained, block], axis=1)
+        if self.state.retained.shape[1] == self.n_diag:  # ArviZ's diagnostics run while the device goes on
+            self.diag_future = _background(risk.diagnostics, self.state.retained, self.n_diag)
+
+    def _extra(self, resume: Resume | None, end: int) -> dict[str, Any]:
+        """The manifest's fields about the loop: chunking, shard, scenarios run, bands, convergence."""
+        lo, hi = self.chunks
+        shard_i, shard_k = self.opts.shard_index
+        C, n_total, plan = self.plan.chunk, self.opts.scenarios, self.plan
+        extra = {
+            "chunk_size": C,
+            "month_loop_unroll": plan.unroll,
+            "chunks": self.n_chunks,
+            "checkpoint_every_chunks": self.every,
+            "resumed_from_chunk": resume.next_chunk if resume is not None else None,
+            "shard": {"index": shard_i, "count": shard_k, "chunks": [lo, hi]} if shard_k > 1 else None,
+            "scenarios_run": min(n_total, end * C) - lo * C if shard_k == 1 else None,
+        }
+        # The bands count the scenarios below the cap that ran: fewer than the cap when a target MCSE
+        # stopped the run early. A shard records the whole run's cap, which the merged run keeps.
+        band_cap = self.stages.band_cap
+        extra["monthly_scenarios"] = None if not plan.monthly else band_cap if shard_k > 1 else min(band_cap, extra["scenarios_run"])
+        if self.target is not None:
+            trace, target = self.trace, self.target
+            extra["convergence"] = {
+                "target": target.text(), "method": "sd/sqrt(N)" if target.prob is None else "order-statistic interval from the sketch",
+                "reached_mcse": trace[-1][1] if trace else None, "met": bool(trace and trace[-1][1] <= target.value),
+                "scenarios": min(n_total, end * C), "maximum": n_total, "trace": trace,
+            }
+        return extra
 
 
 def _prepare_end(st: Study) -> None:
     risk.warm_imports()
     breakeven.prepare(st)
-
-
-def _placed(tree, where):
-    """Abstract arrays (shape, dtype, placement) of a tree of host values or abstract arrays, for
-    compiling: placed by `where`, one sharding for all or a tree of them like `tree`."""
-    def one(a, at):
-        return jax.ShapeDtypeStruct(np.shape(a), a.dtype if hasattr(a, "dtype") else np.asarray(a).dtype, sharding=at)
-
-    if isinstance(where, NamedSharding):
-        return jax.tree.map(lambda a: one(a, where), tree)
-    return jax.tree.map(one, tree, where)
 
 
 def _background(fn: Callable, *args) -> Future:
@@ -302,11 +283,11 @@ def _background(fn: Callable, *args) -> Future:
     return future
 
 
-def _target_mcse(plan: Plan, acc, state: dict, target) -> float:
+def _target_mcse(plan: Plan, acc, state: HostSummaries, target: Target) -> float:
     """The largest MCSE over systems of the target statistic, from the host and device reducers."""
     rows = series_of(target, len(plan.systems))
     dev = red.to_host(red.ReduceState(jax.tree.map(lambda a: a[rows], acc.state.moments), acc.state.hist[:, rows]))
-    host = state["host"]
+    host = state.host
     if host is not None:
         dev = red.merge(red.HostState(red.Moments(*(np.asarray(f)[rows] for f in host.moments)), host.hist[rows]), dev)
     values = mcse(dev, target, plan.sketch)

@@ -1,29 +1,44 @@
 """A run's summaries on the host: moved from the device at chunk boundaries, merged across
 shards, and written to and read from checkpoints.
 
-The state is a dict: ``host`` (the metric reducers, a ``reduce.HostState``), ``tails`` (exact
-tail counts), ``retained`` (the first scenarios' float64 metrics, for ArviZ) and ``monthly``
-(the monthly-band reducers, or None). Every merge is exact (counts add, moments combine by
-Chan's rule), so where the boundaries fall changes no number a run reports.
+Every merge is exact (counts add, moments combine by Chan's rule), so where the boundaries fall
+changes no number a run reports.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import numpy as np
 
+from mcrisk.engine.plan import TAIL_COUNTS, Plan, reduce_init
 from mcrisk.stats import reduce as red
-from mcrisk.engine.plan import Plan, reduce_init
 
 
-def flush(plan: Plan, acc, state: dict) -> Any:
+@dataclass
+class HostSummaries:
+    """What a run keeps on the host: `host` the metric reducers (None before the first flush),
+    `tails` the exact tail counts (tail x system), `retained` the first scenarios' float64
+    metrics (series x draws, for ArviZ) and `monthly` the monthly-band reducers (or None)."""
+
+    host: red.HostState | None
+    tails: np.ndarray
+    retained: np.ndarray
+    monthly: red.HostState | None = None
+
+    @classmethod
+    def empty(cls, plan: Plan) -> HostSummaries:
+        return cls(None, np.zeros((len(TAIL_COUNTS), len(plan.systems)), np.int64), np.zeros((plan.n_series, 0)))
+
+
+def flush(plan: Plan, acc, state: HostSummaries) -> Any:
     """Move the device reducers to the host at a chunk boundary; return fresh device reducers."""
-    state["host"] = _add(state["host"], acc.state)
-    state["tails"] = state["tails"] + np.asarray(jax.device_get(acc.tails))
+    state.host = _add(state.host, acc.state)
+    state.tails = state.tails + np.asarray(jax.device_get(acc.tails))
     if acc.monthly is not None:
-        state["monthly"] = _add(state.get("monthly"), acc.monthly)
+        state.monthly = _add(state.monthly, acc.monthly)
     return reduce_init(plan)
 
 
@@ -32,13 +47,12 @@ def _add(host: red.HostState | None, dev: red.ReduceState) -> red.HostState:
     return red.to_host(dev) if host is None else red.merge_into(host, dev)
 
 
-def merge_states(a: dict, b: dict) -> dict:
+def merge_states(a: HostSummaries, b: HostSummaries) -> HostSummaries:
     """Two host states of disjoint scenario ranges, `a` before `b`, as one."""
     monthly = None
-    if a.get("monthly") is not None and b.get("monthly") is not None:
-        monthly = red.merge(a["monthly"], b["monthly"])
-    return {"host": red.merge(a["host"], b["host"]), "tails": a["tails"] + b["tails"],
-            "retained": np.concatenate([a["retained"], b["retained"]], axis=1), "monthly": monthly}
+    if a.monthly is not None and b.monthly is not None:
+        monthly = red.merge(a.monthly, b.monthly)
+    return HostSummaries(red.merge(a.host, b.host), a.tails + b.tails, np.concatenate([a.retained, b.retained], axis=1), monthly)
 
 
 def _host_arrays(host: red.HostState, prefix: str) -> dict[str, np.ndarray]:
@@ -59,11 +73,11 @@ def _host_from(arrays: dict[str, np.ndarray], prefix: str) -> red.HostState | No
     return red.HostState(moments, hist.reshape(shape))
 
 
-def checkpoint_arrays(state: dict) -> dict[str, np.ndarray]:
-    arrays = _host_arrays(state["host"], "")
-    if state.get("monthly") is not None:
-        arrays.update(_host_arrays(state["monthly"], "monthly_"))
-    arrays.update(tails=state["tails"], retained=state["retained"])
+def checkpoint_arrays(state: HostSummaries) -> dict[str, np.ndarray]:
+    arrays = _host_arrays(state.host, "")
+    if state.monthly is not None:
+        arrays.update(_host_arrays(state.monthly, "monthly_"))
+    arrays.update(tails=state.tails, retained=state.retained)
     return arrays
 
 
@@ -73,6 +87,5 @@ def missing_arrays(arrays: dict[str, np.ndarray]) -> list[str]:
     return [k for k in need if k not in arrays]
 
 
-def state_from(arrays: dict[str, np.ndarray]) -> dict:
-    return {"host": _host_from(arrays, ""), "monthly": _host_from(arrays, "monthly_"),
-            "tails": arrays["tails"], "retained": arrays["retained"]}
+def state_from(arrays: dict[str, np.ndarray]) -> HostSummaries:
+    return HostSummaries(_host_from(arrays, ""), arrays["tails"], arrays["retained"], _host_from(arrays, "monthly_"))

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import pyarrow as pa
 
 from mcrisk.errors import RunFolderError, _shown
+from mcrisk.io.folder import SHARD_STATE
 
 NoneType = type(None)
 # What reading a damaged or foreign file raises: OSError (unreadable, a folder), ValueError (bad
@@ -22,13 +23,6 @@ NoneType = type(None)
 # Arrow's other errors.
 READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, pa.ArrowException)
 RUN_MANIFEST = ("study_sha256", "options")  # the fields that make a manifest.json a run's
-# The options a run records (in its manifest and checkpoints), which --from-manifest, --resume and
-# merge read back, with their JSON types: those every run records, then those an older run may lack.
-RECORDED_OPTIONS = {"scenarios": int, "seed": int, "precision": str, "chunk_size": (int, NoneType),
-                    "write_scenarios": bool, "diagnostic_draws": int, "checkpoint_every": (int, NoneType)}
-OPTIONAL_OPTIONS = {"shard": (list, NoneType), "columns": (list, NoneType), "sample_fraction": (float, NoneType),
-                    "monthly": bool, "monthly_scenarios": (int, NoneType), "sampler_dims": (list, NoneType),
-                    "overrides": (dict, NoneType), "target_mcse": (str, NoneType), "analyze": bool, "stress": bool}
 
 
 def check_folder(folder: Path) -> None:
@@ -108,25 +102,6 @@ def field_problems(obj: Mapping[str, Any], required: Sequence[str] = (), types: 
     return problems
 
 
-# The type of every element of the list options (a shard is [i, k]), and its name in a message.
-LIST_ELEMENTS = {"shard": (int, "whole numbers"), "columns": (str, "strings"), "sampler_dims": (str, "strings")}
-
-
-def option_problems(opts: Mapping[str, Any]) -> list[str]:
-    """What is wrong with a run's recorded `options` object: missing, mistyped or unknown options."""
-    problems = field_problems(opts, list(RECORDED_OPTIONS), RECORDED_OPTIONS | OPTIONAL_OPTIONS, prefix="options.")
-    for k, (t, names) in LIST_ELEMENTS.items():
-        items = opts.get(k)
-        if isinstance(items, list) and not all(_is(x, t) for x in items):
-            problems.append(f"'options.{k}' must be a list of {names}, got {_shown(items)}")
-    if isinstance(opts.get("shard"), list) and len(opts["shard"]) != 2:
-        problems.append(f"'options.shard' must be [index, count], got {_shown(opts['shard'])}")
-    unknown = [f"'options.{k}'" for k in opts if k not in RECORDED_OPTIONS and k not in OPTIONAL_OPTIONS]
-    if unknown:
-        problems.append(f"{', '.join(unknown)}: not an option of this version of mcrisk run")
-    return problems
-
-
 def read_json(file: Path, folder: Path | None = None, *, what: str = "not what mcrisk wrote") -> dict:
     """A JSON file that must hold an object (a manifest, a checkpoint); RunFolderError naming it otherwise."""
     with reading(file, folder, what=what):
@@ -151,8 +126,6 @@ def manifest_kind(m: Mapping[str, Any]) -> str:
 
 def _not_a_run(file: Path, kind: str) -> str:
     """Why `file` (of `kind`, not 'run') is not a run manifest, and which file to use instead."""
-    from mcrisk.io.folder import SHARD_STATE
-
     if kind == "sweep":
         return (f"{str(file)!r} is a sweep's manifest (mcrisk sweep), not a run manifest: each point of the sweep "
                 f"is a run folder with its own, e.g. {file.parent / 'points' / '000' / 'manifest.json'}")

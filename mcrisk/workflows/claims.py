@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from mcrisk.study import catalog
 from mcrisk import reference
 from mcrisk.study.checks import Int, Num
+from mcrisk.engine.options import check_counts
 from mcrisk.errors import StudyError, problems_from
 from mcrisk.model.metrics import METRICS
 from mcrisk.study.overrides import OverrideError, set_path
@@ -287,9 +288,9 @@ def run_claims(
     if None. ``scenarios`` and ``seed`` override each uncertain study's. Each claim's run
     folder is ``out/<claim>/`` and is replaced on every call.
     """
-    from mcrisk.workflows.run import _check_counts, run_study
+    from mcrisk.workflows.run import run_study
 
-    _check_counts(scenarios, seed, None, None)  # before anything is announced or run
+    check_counts(scenarios=scenarios, seed=seed)  # before anything is announced or run
     out = Path(out)
     loaded = [load_claim(n) for n in (names or claim_names())]
     rows, input_rows, folders = [], [], {}

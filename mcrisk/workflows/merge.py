@@ -8,14 +8,16 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from mcrisk._x64 import enable_float64
+from mcrisk.engine.options import RunOptions
 from mcrisk.engine.plan import make_plan
-from mcrisk.errors import RunFolderError
-from mcrisk.workflows.publish import RunResult, finish
-from mcrisk.io.readers import check_folder, damaged, field_problems, option_problems, read_manifest
 from mcrisk.engine.state import merge_states, missing_arrays, state_from
-from mcrisk.io.folder import SCENARIOS_DIR, SHARD_STATE, RunFolder, load_checkpoint
+from mcrisk.engine.timings import Timings
+from mcrisk.errors import RunFolderError
+from mcrisk.io.checkpoint import load_checkpoint
+from mcrisk.io.folder import SCENARIOS_DIR, SHARD_STATE, RunFolder
+from mcrisk.io.readers import check_folder, damaged, field_problems, read_manifest
 from mcrisk.study.schema import load_study
+from mcrisk.workflows.publish import RunResult, finish
 
 
 # The manifest fields a merge reads from each shard's, with their JSON types.
@@ -50,7 +52,7 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
         if not m.get("shard"):  # a whole run (or a merged one): read first, it has no reducer state to load
             raise RunFolderError(f"{str(path)!r} is a whole run, not a shard (run it with --shard i/k)")
         problems = field_problems(m["shard"], ("index", "count"), {"index": int, "count": int}, prefix="shard.")
-        problems += option_problems(m["options"])
+        problems += RunOptions.record_problems(m["options"])
         if problems:
             raise damaged(path / "manifest.json", "; ".join(problems), path)
         meta, arrays = load_checkpoint(path, name=SHARD_STATE)
@@ -70,9 +72,9 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
         have = sorted(m["shard"]["index"] for m, _, _ in shards)
         raise RunFolderError(f"need each of the {k} shards exactly once, got shards {have}")
     st = load_study(shards[0][2] / "study.yaml")
-    opts = dict(first["options"], shard=None)
-    plan = make_plan(st, scenarios=opts["scenarios"], seed=opts["seed"], precision=opts["precision"],
-                     chunk_size=opts["chunk_size"], monthly=opts.get("monthly", True))
+    opts = RunOptions.from_record(first["options"]).replace(shard=None)
+    plan = make_plan(st, scenarios=opts.scenarios, seed=opts.seed, precision=opts.precision,
+                     chunk_size=opts.chunk_size, monthly=opts.monthly)
     folder = RunFolder(out, force=force)
     try:
         folder.write_study(st.to_yaml())
@@ -80,15 +82,15 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
         for _, arrays, _ in shards:
             s = state_from(arrays)
             state = s if state is None else merge_states(state, s)
-        n_diag = min(opts["scenarios"], max(opts["diagnostic_draws"], 0))
-        state["retained"] = state["retained"][:, :n_diag]
-        if opts["write_scenarios"]:
+        n_diag = min(opts.scenarios, max(opts.diagnostic_draws, 0))
+        state.retained = state.retained[:, :n_diag]
+        if opts.write_scenarios:
             parts = folder.path(SCENARIOS_DIR)
             parts.mkdir()
             for _, _, path in shards:
                 for part in sorted((path / SCENARIOS_DIR).glob("part-*.parquet")):
                     shutil.copy2(part, parts / part.name)
-        times = {key: sum(m["seconds"].get(key, 0.0) for m, _, _ in shards) for key in first["seconds"] if key != "total"}
+        times = Timings.summed([m["seconds"] for m, _, _ in shards])
         extra = {"chunk_size": first["chunk_size"], "month_loop_unroll": first.get("month_loop_unroll"),
                  "monthly_scenarios": first.get("monthly_scenarios"), "chunks": first["chunks"],
                  "merged_from": [str(p) for _, _, p in shards]}

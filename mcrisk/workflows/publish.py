@@ -18,9 +18,13 @@ from mcrisk.stats import risk
 from mcrisk.stats.bands import monthly_table
 from mcrisk.stats.breakeven import breakeven_table
 from mcrisk.stats.convergence import explain
-from mcrisk.engine.plan import METRICS, MONTHLY_SKETCH, TAIL_COUNTS, Plan
+from mcrisk.engine.options import RunOptions
+from mcrisk.engine.plan import MONTHLY_SKETCH, TAIL_COUNTS, Plan
+from mcrisk.engine.state import HostSummaries
+from mcrisk.engine.timings import Timings
 from mcrisk.errors import RunFolderError, StudyError
-from mcrisk.io.folder import SCENARIOS_DIR, RunFolder, write_json
+from mcrisk.io.folder import SCENARIOS_DIR, RunFolder
+from mcrisk.io.jsonfiles import write_json
 from mcrisk.workflows.stress import stress_table
 from mcrisk.study.schema import Study
 
@@ -77,7 +81,7 @@ def _analyze(folder: RunFolder) -> dict:
     """sensitivity.csv and comparison.csv from the run's first ANALYSIS_SCENARIOS scenarios: the
     manifest's entries for them (a file name, or None and why in ``analysis_skipped``: a run
     written with --columns may lack what a table needs) and the scenarios they cover."""
-    from mcrisk.workflows.analyze import analyze_run
+    from mcrisk.workflows.analyze import analyze_run  # (pandas: imported at a run's end, not when the command starts)
 
     try:
         done = analyze_run(folder.tmp, max_scenarios=ANALYSIS_SCENARIOS, require_metric=False)
@@ -89,15 +93,42 @@ def _analyze(folder: RunFolder) -> dict:
     return out | {"analysis_scenarios": done.scenarios}
 
 
-def finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, times: dict, t_total: float, extra: dict,
-           stresses: list | None = None, diag_future: Future | None = None) -> RunResult:
+@dataclass
+class _Tables:
+    """A run's tables from its host summaries (the manifest's `extra` with convergence explained)."""
+
+    summary: pd.DataFrame
+    risk: pd.DataFrame
+    breakeven: pd.DataFrame
+    monthly: pd.DataFrame | None
+    extra: dict
+
+
+def finish(st: Study, plan: Plan, folder: RunFolder, opts: RunOptions, state: HostSummaries, times: Timings, t_total: float,
+           extra: dict, stresses: list | None = None, diag_future: Future | None = None) -> RunResult:
     """Summaries, risk table, ArviZ data and manifest from the host reducers; publish the folder."""
-    seed, precision = opts["seed"], opts["precision"]
-    n_total = extra.get("scenarios_run") or opts["scenarios"]
-    store = np.float64 if precision == "float64" else np.float32
-    digest = st.digest()
+    n_total = extra.get("scenarios_run") or opts.scenarios
     t0 = time.perf_counter()
-    host_state, draws = state["host"], state["retained"]
+    tables = _tables(st, plan, state, extra, n_total, diag_future)
+    times["summarize"] += time.perf_counter() - t0
+    analysis = None
+    if opts.write_scenarios and opts.analyze and not extra.get("shard"):
+        t0 = time.perf_counter()
+        analysis = _analyze(folder)
+        times["analyze"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stress = stress_table((tables.summary, tables.risk), stresses) if stresses is not None else None
+    _write(st, plan, folder, opts, tables, stress, state.retained, n_total)
+    times["write"] += time.perf_counter() - t0
+    manifest = _manifest(st, plan, opts, tables, stress, analysis, state.retained.shape[1], times, time.perf_counter() - t_total, n_total)
+    write_json(folder.path("manifest.json"), manifest, strict=True)
+    path = folder.publish()
+    return RunResult(folder=path, summary=tables.summary, risk=tables.risk, manifest=manifest, study=st,
+                     breakeven=tables.breakeven, monthly=tables.monthly, stress=stress)
+
+
+def _tables(st: Study, plan: Plan, state: HostSummaries, extra: dict, n_total: int, diag_future: Future | None) -> _Tables:
+    host_state, draws = state.host, state.retained
     # As for the retained draws, then restated for all N (the same arithmetic whether it ran in
     # the background during the run or here, after a resume or a merge).
     n_diag = draws.shape[1]
@@ -105,50 +136,53 @@ def finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, ti
     diag = risk.rescale(diag, n_diag, n_total)
     summary = risk.summary_table(host_state, plan.systems, plan.metrics, diag, plan.sketch)
     tail_names = [n for n, _, _ in TAIL_COUNTS]
-    risk_df = risk.risk_table(host_state, state["tails"], tail_names, plan.systems, plan.metrics, plan.sketch)
-    breakeven = breakeven_table(st, host_state, state["tails"][tail_names.index("npv_below_0")], plan.systems, plan.sketch)
-    monthly = monthly_table(state["monthly"], plan.systems, plan.months) if state.get("monthly") is not None else None
+    risk_df = risk.risk_table(host_state, state.tails, tail_names, plan.systems, plan.metrics, plan.sketch)
+    breakeven = breakeven_table(st, host_state, state.tails[tail_names.index("npv_below_0")], plan.systems, plan.sketch)
+    monthly = monthly_table(state.monthly, plan.systems, plan.months) if state.monthly is not None else None
     if extra.get("convergence"):  # why a target was not met, for the manifest and the terminal
         extra = dict(extra, convergence=explain(extra["convergence"], host_state, plan.systems, plan.sketch))
-    times["summarize"] += time.perf_counter() - t0
+    return _Tables(summary, risk_df, breakeven, monthly, extra)
 
-    analysis = None
-    if opts["write_scenarios"] and opts.get("analyze", True) and not extra.get("shard"):
-        t0 = time.perf_counter()
-        analysis = _analyze(folder)
-        times["analyze"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    summary.to_csv(folder.path("summary.csv"), index=False)
-    risk_df.to_csv(folder.path("risk.csv"), index=False)
-    breakeven.to_csv(folder.path("breakeven.csv"), index=False)
-    stress = stress_table((summary, risk_df), stresses) if stresses is not None else None
+
+def _write(st: Study, plan: Plan, folder: RunFolder, opts: RunOptions, tables: _Tables, stress: pd.DataFrame | None,
+           draws: np.ndarray, n_total: int) -> None:
+    """The tables as CSV and Parquet, and the retained draws as ArviZ NetCDF, into the partial folder."""
+    tables.summary.to_csv(folder.path("summary.csv"), index=False)
+    tables.risk.to_csv(folder.path("risk.csv"), index=False)
+    tables.breakeven.to_csv(folder.path("breakeven.csv"), index=False)
     if stress is not None:
         stress.to_csv(folder.path("stress.csv"), index=False)
-    if monthly is not None:
-        monthly.to_parquet(folder.path("monthly.parquet"), index=False)
-    attrs = {"mcrisk_study_sha256": digest, "mcrisk_seed": seed, "mcrisk_scenarios": n_total, "mcrisk_retained_draws": int(draws.shape[1])}
+    if tables.monthly is not None:
+        tables.monthly.to_parquet(folder.path("monthly.parquet"), index=False)
+    attrs = {"mcrisk_study_sha256": st.digest(), "mcrisk_seed": opts.seed, "mcrisk_scenarios": n_total,
+             "mcrisk_retained_draws": int(draws.shape[1])}
     if draws.shape[1] > 0:
         # Uncompressed: zlib saved 19% of 10 MB of float64 draws and took 0.45 s of every run.
         risk.inference_data(draws, plan.systems, plan.metrics, attrs).to_netcdf(str(folder.path("summary.nc")), engine="h5netcdf",
                                                                             compress=False)
-    times["write"] += time.perf_counter() - t0
-    wall = time.perf_counter() - t_total
+
+
+def _manifest(st: Study, plan: Plan, opts: RunOptions, tables: _Tables, stress: pd.DataFrame | None, analysis: dict | None,
+              retained: int, times: Timings, wall: float, n_total: int) -> dict:
+    """manifest.json: what ran, with which options, where, the outputs, and where the time went."""
+    extra, monthly = tables.extra, tables.monthly
     status = {
         f"{r.system}.{r.metric}": {"nan": r.n_nan, "posinf": r.n_posinf, "neginf": r.n_neginf}
-        for r in summary.itertuples()
+        for r in tables.summary.itertuples()
         if r.n_nan or r.n_posinf or r.n_neginf
     }
-    manifest = {
+    store = np.float64 if opts.precision == "float64" else np.float32
+    return {
         "study": st.name,
-        "study_sha256": digest,
-        "seed": seed,
+        "study_sha256": st.digest(),
+        "seed": opts.seed,
         "scenarios": n_total,
         "horizon_months": plan.months,
         "sampler": st.simulation.sampler,
         "systems": list(plan.systems),
-        "precision": {"paths": precision, "sums": "float64", "stored": np.dtype(store).name},
+        "precision": {"paths": opts.precision, "sums": "float64", "stored": np.dtype(store).name},
         **extra,
-        "options": opts,
+        "options": opts.record(),
         "devices": [str(d) for d in jax.local_devices()],
         "processes": {"index": jax.process_index(), "count": jax.process_count()} if jax.process_count() > 1 else None,
         "backend": jax.default_backend(),
@@ -156,14 +190,14 @@ def finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, ti
         "platform": platform.platform(),
         "command": sys.argv if sys.argv and sys.argv[0].endswith("mcrisk") else None,
         "outputs": {
-            "scenarios": SCENARIOS_DIR if opts["write_scenarios"] else None,
+            "scenarios": SCENARIOS_DIR if opts.write_scenarios else None,
             "summary": "summary.csv",
             "risk": "risk.csv",
             "breakeven": "breakeven.csv",
             "stress": "stress.csv" if stress is not None else None,
             **(analysis or {"sensitivity": None, "comparison": None}),
             "monthly": "monthly.parquet" if monthly is not None else None,
-            "inference_data": "summary.nc" if draws.shape[1] else None,
+            "inference_data": "summary.nc" if retained else None,
             "study": "study.yaml",
         },
         "quantiles": {
@@ -172,11 +206,8 @@ def finish(st: Study, plan: Plan, folder: RunFolder, opts: dict, state: dict, ti
             "monthly_relative_error": MONTHLY_SKETCH.rel_accuracy if monthly is not None else None,
             "monthly_method": f"log-bucket sketch over the first {extra.get('monthly_scenarios')} scenarios" if monthly is not None else None,
         },
-        "diagnostics": {"retained_draws": int(draws.shape[1]), "chains": risk.CHAINS, "scaled_to": n_total},
+        "diagnostics": {"retained_draws": retained, "chains": risk.CHAINS, "scaled_to": n_total},
         "status": status,
-        "seconds": {k: round(v, 4) for k, v in times.items()} | {"total": round(wall, 4)},
+        "seconds": {k: round(v, 4) for k, v in times.seconds().items()} | {"total": round(wall, 4)},
         "scenario_months_per_second": n_total * plan.months / wall if wall > 0 and not extra.get("merged_from") else None,
     }
-    write_json(folder.path("manifest.json"), manifest, strict=True)
-    path = folder.publish()
-    return RunResult(folder=path, summary=summary, risk=risk_df, manifest=manifest, study=st, breakeven=breakeven, monthly=monthly, stress=stress)

@@ -1,68 +1,37 @@
-"""`run_study`: a study in, a run folder out (scenario Parquet, summaries, ArviZ data, manifest)."""
+"""`run_study`: a study in, a run folder out (scenario Parquet, summaries, ArviZ data, manifest).
+
+The workflow of a run: its options checked once (:class:`~mcrisk.engine.options.RunOptions`), the
+run folder opened (or an interrupted one resumed from its checkpoint, read once), the chunk loop
+driven into it (:func:`~mcrisk.workflows.drive.drive`), then the study's stresses on the same
+draws, and the tables, ArviZ data and manifest published (:func:`~mcrisk.workflows.publish.finish`).
+"""
 
 from __future__ import annotations
 
-import difflib
 import inspect
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from mcrisk._x64 import enable_float64
 from mcrisk.engine import interrupt
-from mcrisk.engine.loop import execute
-from mcrisk.stats.convergence import parse_target
-from mcrisk.engine.plan import METRICS, MONTHLY_SCENARIOS, PLAIN_SYSTEM_FIELDS
-from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
-from mcrisk.study.variants import apply as apply_overrides
-from mcrisk.study.variants import raw_study
+from mcrisk.engine.loop import ChunkLoop, Resume
+from mcrisk.engine.options import DIAGNOSTIC_DRAWS, RunOptions
+from mcrisk.engine.plan import MONTHLY_SCENARIOS
 from mcrisk.engine.programs import cancel_pending
-from mcrisk.workflows.publish import RunResult
-from mcrisk.io.readers import damaged, field_problems, option_problems, read_manifest
-from mcrisk.engine.state import missing_arrays
-from mcrisk.io.folder import CHECKPOINT_DIR, RunFolder, load_checkpoint
-from mcrisk.study.schema import Study, load_study
+from mcrisk.engine.state import checkpoint_arrays, missing_arrays, state_from
+from mcrisk.engine.timings import Timings
+from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
+from mcrisk.io.checkpoint import load_checkpoint, save_checkpoint
+from mcrisk.io.folder import CHECKPOINT_DIR, SHARD_STATE, RunFolder
+from mcrisk.io.readers import damaged, field_problems, read_manifest
+from mcrisk.study import variants
+from mcrisk.study.schema import Study, default_study_path, load_study
+from mcrisk.workflows.drive import drive
+from mcrisk.workflows.publish import RunResult, finish
 
-DIAGNOSTIC_DRAWS = 1 << 14  # scenarios kept on the host for ArviZ (ESS, MCSE of p5, R-hat)
-Progress = Callable[[int, int], None]
-
-
-def _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every=None, shard=None, monthly_scenarios=None) -> None:
-    problems = []
-    if monthly_scenarios is not None and not (isinstance(monthly_scenarios, int) and monthly_scenarios >= 1):
-        problems.append(Problem("--monthly-scenarios", f"must be a whole number >= 1 (or all), got {monthly_scenarios!r}"))
-    if shard is not None and not (len(shard) == 2 and 1 <= shard[1] and 0 <= shard[0] < shard[1]):
-        problems.append(Problem("--shard", f"must be i/k with 0 <= i < k, got {shard}"))
-    if scenarios is not None and not (1 <= scenarios <= 2**32 - 1):
-        problems.append(Problem("--scenarios", f"must be between 1 and 4294967295, got {scenarios}"))
-    if seed is not None and not (0 <= seed <= 2**63 - 1):
-        problems.append(Problem("--seed", f"must be a non-negative integer, got {seed}"))
-    if chunk_size is not None and not (1 <= chunk_size <= 1 << 26):
-        problems.append(Problem("--chunk-size", f"must be between 1 and 67108864, got {chunk_size}"))
-    if checkpoint_every is not None and checkpoint_every < 1:
-        problems.append(Problem("--checkpoint-every", f"must be >= 1 chunk, got {checkpoint_every}"))
-    if precision is not None and precision not in ("float32", "float64"):
-        problems.append(Problem("--precision", f"must be float32 or float64, got {precision!r}"))
-    if problems:
-        raise StudyError(problems, "options")
-
-
-def _check_output_options(st: Study, columns, sample_fraction) -> None:
-    problems = []
-    if sample_fraction is not None and not (0.0 < sample_fraction <= 1.0):
-        problems.append(Problem("--sample-fraction", f"must be in (0, 1], got {sample_fraction}"))
-    if columns is not None and not list(columns):  # ("--columns ''" kept every column)
-        problems.append(Problem("--columns", "names no column: give the columns to keep, or leave the option out to keep every one"))
-    if columns is not None:
-        known = {*METRICS, *(i.column for i in st.inputs()), *(f"system.{p}" for p in PLAIN_SYSTEM_FIELDS)}
-        for c in columns:
-            if c not in known and c not in ("scenario", "system"):
-                close = difflib.get_close_matches(c, sorted(known), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                problems.append(Problem("--columns", f"unknown column {c!r}{hint}"))
-    if problems:
-        raise StudyError(problems, "options")
-
+ProgressFn = Callable[[int, int], None]
+Checkpoint = tuple[dict, dict]  # a checkpoint's JSON and arrays
 
 
 def run_study(
@@ -88,7 +57,7 @@ def run_study(
     sampler_dims: Sequence[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     target_mcse: str | None = None,
-    progress: Progress | None = None,
+    progress: ProgressFn | None = None,
 ) -> RunResult:
     """Simulate a study and write its run folder; return the summary and risk tables.
 
@@ -110,65 +79,60 @@ def run_study(
     `sample_fraction` only a fixed pseudo-random share of the scenarios (by index, so the same
     scenarios whatever the chunking); summaries always cover every scenario.
     """
-    enable_float64()
-    from mcrisk.study.schema import default_study_path
-
     if resume:  # the interrupted run fixes everything but the study (checked) and the progress callback
         given = {k: v for k, v in locals().items() if k in _RESUME_FIXED}
         fixed = [k for k, v in given.items() if v is not _RESUME_FIXED[k] and v != _RESUME_FIXED[k]]
         if fixed:
             raise StudyError([Problem("resume", f"cannot be combined with {', '.join(fixed)}: the interrupted run fixes "
                                                 "its seed and options")], "options")
+        return _resume(study, out, progress, time.perf_counter())
     t_total = time.perf_counter()
-    if resume:
-        if out is None:
-            raise RunFolderError("--resume needs the run folder of the interrupted run (--out DIR)")
-        folder = RunFolder(out, resume=True)
-        try:  # checked here, before the run starts, so that a damaged checkpoint is named
-            meta, arrays = load_checkpoint(folder.tmp)
-            _check_checkpoint(meta, arrays, folder.tmp)
-        except RunFolderError as exc:
-            raise RunFolderError(f"{exc}; the run cannot be resumed: start it again with --force") from None
-        st = load_study(folder.path("study.yaml"))
-        if study is not None and load_study(study).digest() != st.digest():
-            raise RunFolderError(f"the study differs from the one the interrupted run in {out} was started with")
-        opts = meta["options"]
-    else:
-        source = default_study_path() if study is None else study
-        st = load_study(source)
-        if overrides:  # --set: applied to the study as written, so presets and sizing follow
-            st = apply_overrides(raw_study(source), overrides, label="--set")
-        _check_counts(scenarios, seed, chunk_size, precision, checkpoint_every, shard, monthly_scenarios)
-        _check_output_options(st, columns, sample_fraction)
-        if target_mcse is not None:
-            parse_target(target_mcse)
-            if shard is not None:
-                raise StudyError([Problem("--target-mcse", "cannot be combined with --shard (each shard would stop on its own)")], "options")
-        sim = st.simulation
-        opts = dict(
-            scenarios=scenarios or sim.scenarios,
-            seed=sim.seed if seed is None else seed,
-            precision=precision or sim.precision,
-            chunk_size=chunk_size,
-            write_scenarios=write_scenarios,
-            diagnostic_draws=diagnostic_draws,
-            checkpoint_every=checkpoint_every,
-            shard=list(shard) if shard is not None else None,
-            columns=list(columns) if columns is not None else None,
-            sample_fraction=sample_fraction,
-            monthly=monthly,
-            monthly_scenarios=monthly_scenarios,
-            sampler_dims=list(sampler_dims) if sampler_dims is not None else None,
-            overrides=dict(overrides) if overrides else None,  # a record: study.yaml already has them
-            target_mcse=target_mcse,
-            analyze=analyze,
-            stress=stress,
-        )
-        folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
+    source = default_study_path() if study is None else study
+    st = load_study(source)
+    if overrides:  # --set: applied to the study as written, so presets and sizing follow
+        st = variants.apply(variants.raw_study(source), overrides, label="--set")
+    opts = RunOptions.for_study(
+        st, scenarios=scenarios, seed=seed, precision=precision, chunk_size=chunk_size, write_scenarios=write_scenarios,
+        diagnostic_draws=diagnostic_draws, checkpoint_every=checkpoint_every, shard=shard, columns=columns,
+        sample_fraction=sample_fraction, monthly=monthly, monthly_scenarios=monthly_scenarios, sampler_dims=sampler_dims,
+        overrides=overrides, target_mcse=target_mcse, analyze=analyze, stress=stress)
+    folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
+
+    def start() -> RunResult:
+        folder.write_study(st.to_yaml())
+        return _execute(st, folder, opts, None, progress, t_total)
+
+    return _guarded(folder, start)
+
+
+# run_study's options that resume=True cannot take, with their defaults.
+_RESUME_FIXED = {k: p.default for k, p in inspect.signature(run_study).parameters.items()
+                 if k not in ("study", "out", "resume", "progress")}
+
+
+def _resume(study: str | Path | Mapping | Study | None, out: str | Path | None, progress: ProgressFn | None,
+            t_total: float) -> RunResult:
+    """Continue the interrupted run of `out` from its checkpoint (read once, checked here, before
+    the run starts, so that a damaged checkpoint is named); `study`, if given, must be its study."""
+    if out is None:
+        raise RunFolderError("--resume needs the run folder of the interrupted run (--out DIR)")
+    folder = RunFolder(out, resume=True)
     try:
-        if not resume:
-            folder.write_study(st.to_yaml())
-        return execute(st, folder, opts, resume, progress, t_total)
+        meta, arrays = load_checkpoint(folder.tmp)
+        opts = _checked_checkpoint(meta, arrays, folder.tmp)
+    except RunFolderError as exc:
+        raise RunFolderError(f"{exc}; the run cannot be resumed: start it again with --force") from None
+    st = load_study(folder.path("study.yaml"))
+    if study is not None and load_study(study).digest() != st.digest():
+        raise RunFolderError(f"the study differs from the one the interrupted run in {out} was started with")
+    return _guarded(folder, lambda: _execute(st, folder, opts, (meta, arrays), progress, t_total))
+
+
+def _guarded(folder: RunFolder, run: Callable[[], RunResult]) -> RunResult:
+    """`run()` into `folder`; on failure or interruption keep the partial folder where a checkpoint
+    lets `--resume` continue it (and say so), else remove it."""
+    try:
+        return run()
     except KeyboardInterrupt:
         interrupt.clear()
         if folder.resumable():  # keep the partial folder: `--resume` continues from its last checkpoint
@@ -182,7 +146,7 @@ def run_study(
             folder.discard()  # (a kept folder stays, and its error says where)
             raise
         # The checkpoints hold the run so far (hours, perhaps): keep them for --resume once the
-        # cause (a full disk, a lost device) is fixed. (Every failure discarded them.)
+        # cause (a full disk, a lost device) is fixed.
         kept = f"the run so far is kept in {folder.tmp.name}: mcrisk run --resume {folder.final} continues it"
         if isinstance(exc, RunFolderError):
             raise RunFolderError(f"{exc}; {kept}") from None
@@ -192,39 +156,82 @@ def run_study(
         cancel_pending()  # a failed or stopped run does not wait at exit for programs it will not call
 
 
+def _execute(st: Study, folder: RunFolder, opts: RunOptions, checkpoint: Checkpoint | None, progress: ProgressFn | None,
+             t_total: float) -> RunResult:
+    """Run the chunks (from `checkpoint`, if given) into `folder`, then the study's stresses; publish."""
+    times = Timings()
+    loop = ChunkLoop(st, opts, times)
+    resume = None
+    if checkpoint is not None:
+        meta, arrays = checkpoint
+        if meta["chunk_size"] != loop.plan.chunk or meta["every"] != loop.every or meta.get("month_loop_unroll", 1) != loop.plan.unroll:
+            raise RunFolderError(
+                f"cannot resume: the interrupted run used chunks of {meta['chunk_size']} on other devices "
+                f"(now {loop.plan.chunk}); rerun with the same number of devices"
+            )
+        resume = Resume(state_from(arrays), meta["next_chunk"], meta.get("trace", []), meta.get("stopped"))
+    done = drive(loop, folder, resume, progress)
+    extra = done.extra
+    if opts.shard_index[1] > 1:  # what `merge_runs` needs to combine the shards exactly
+        save_checkpoint(folder.tmp, {"next_chunk": loop.chunks[1]}, checkpoint_arrays(done.state), name=SHARD_STATE)
+    stresses = None
+    if st.stress and opts.shard_index[1] == 1 and opts.stress:
+        t0 = time.perf_counter()
+        stresses = run_stresses(st, folder.path("stress"), opts.replace(scenarios=extra["scenarios_run"]), loop.plan.dims, progress)
+        times["stress"] = time.perf_counter() - t0
+        extra["stress"] = {name: variants.describe(o) for name, o in st.stress.items()}
+    return finish(st, loop.plan, folder, opts, done.state, times, t_total, extra, stresses, done.diagnostics)
 
-# run_study's options that resume=True cannot take, with their defaults.
-_RESUME_FIXED = {k: p.default for k, p in inspect.signature(run_study).parameters.items()
-                 if k not in ("study", "out", "resume", "progress")}
+
+def run_stresses(study: Study, where: Path, opts: RunOptions, dims: Sequence[str], progress: ProgressFn | None = None) -> list[tuple]:
+    """Run each stress of `study` into `where/NAME` with the base case's `opts` (scenarios, seed,
+    chunking, precision) and sampler dimensions `dims`, so on its draws; return (name, overrides,
+    summary, risk) per stress."""
+    raw = study.resolved()
+    shutil.rmtree(where, ignore_errors=True)  # a resumed run starts its stresses again
+    where.mkdir(parents=True)
+    out = []
+    for name, overrides in study.stress.items():
+        variant = variants.apply(raw, overrides, label=f"stress.{name}")
+        result = run_study(
+            variant, out=where / name, scenarios=opts.scenarios, seed=opts.seed, chunk_size=opts.chunk_size,
+            # No monthly bands (stress.csv does not use them; they were 0.7 s of each 200k-scenario
+            # stress on a 2-core CPU); the simulate program is the base case's all the same.
+            precision=opts.precision, write_scenarios=False, monthly=False, diagnostic_draws=0,
+            sampler_dims=dims, progress=progress,
+        )
+        out.append((name, overrides, result.summary, result.risk))
+    return out
 
 
-def _check_checkpoint(meta: dict, arrays: dict, partial: Path) -> None:
-    """RunFolderError naming the checkpoint file of `partial` that a resume could not use."""
+def _checked_checkpoint(meta: dict, arrays: dict, partial: Path) -> RunOptions:
+    """The options of a checkpoint of `partial`; RunFolderError naming the checkpoint file a resume could not use."""
     ck = partial / CHECKPOINT_DIR
     problems = field_problems(meta, ("options", "chunk_size", "every"), {"options": dict, "chunk_size": int, "every": int})
     if not problems:
-        problems = option_problems(meta["options"])
+        problems = RunOptions.record_problems(meta["options"])
     if problems:
         raise damaged(ck / "checkpoint.json", "; ".join(problems), partial)
     if missing_arrays(arrays):
         raise damaged(ck / meta["arrays"], f"no array {', '.join(map(repr, missing_arrays(arrays)))}", partial)
+    return RunOptions.from_record(meta["options"])
 
 
-def rerun_manifest(manifest: str | Path, *, out: str | Path | None = None, force: bool = False, progress: Progress | None = None) -> RunResult:
+def rerun_manifest(manifest: str | Path, *, out: str | Path | None = None, force: bool = False,
+                   progress: ProgressFn | None = None) -> RunResult:
     """Run again what a manifest describes: the study beside it, with the same seed and options.
 
     RunFolderError, naming the file and what is wrong, for a manifest that is not a run's."""
     path = Path(manifest)
     m = read_manifest(path, types={"study_sha256": str, "options": dict})
-    problems = option_problems(m["options"])
+    problems = RunOptions.record_problems(m["options"])
     if problems:
         raise damaged(path, "; ".join(problems), what="not a run manifest")
-    opts = m["options"]
+    opts = RunOptions.from_record(m["options"])
     st = load_study(path.parent / "study.yaml")
     if st.digest() != m["study_sha256"]:
         raise RunFolderError(f"{path.parent / 'study.yaml'} does not match the study hash in {path}")
     run_dir = path.parent if path.parent.name else path.resolve().parent  # manifest.json given from inside its folder
     target = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-rerun")
-    opts = {k: v for k, v in opts.items() if k != "overrides"}  # already in study.yaml
-    opts.setdefault("monthly_scenarios", None)  # runs from before the cap kept bands over every scenario
-    return run_study(st, out=target, force=force, progress=progress, **opts)
+    given = {k: v for k, v in opts.record().items() if k != "overrides"}  # (already in study.yaml)
+    return run_study(st, out=target, force=force, progress=progress, **given)

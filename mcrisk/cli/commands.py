@@ -1,0 +1,193 @@
+"""The commands besides `mcrisk run`: merge, validate, catalog, claims, sweep, analyze, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mcrisk.cli.common import count, err_console, fail, parse_sets, write_report
+from mcrisk.cli.terminal import money, out_console, print_analysis, print_claims, print_headline, print_sections, value_text
+from mcrisk.engine import interrupt
+from mcrisk.errors import Problem, RunFolderError, StudyError
+from mcrisk.study.presets import leaves
+
+
+def merge(
+    shards: list[Path] = typer.Argument(..., help="The run folders of every shard (mcrisk run --shard i/k)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write the merged run into."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table."),
+) -> None:
+    """Combine the shard folders of one run into the run folder a single job would have written."""
+    from mcrisk.workflows.merge import merge_runs
+
+    try:
+        result = merge_runs(shards, out=out, force=force)
+    except (StudyError, RunFolderError) as exc:
+        fail(exc)
+    if not quiet:
+        print_headline(result)
+        print_sections(result)
+        out_console.print(f"merged {len(shards)} shards into {result.folder}", highlight=False)
+
+
+def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")) -> None:
+    """Check a study without simulating; print it resolved (defaults, catalog values and sized units
+    filled in) and where each value came from (study, default, preset, workload, curve, sizing)."""
+    from rich.table import Table
+
+    from mcrisk.study.schema import load_study_with_provenance
+
+    try:
+        st, provenance = load_study_with_provenance(study)
+    except StudyError as exc:
+        fail(exc)
+    inputs = st.inputs()
+    uncertain = [i for i in inputs if not i.dist.is_fixed]
+    out_console.print(st.to_yaml(provenance=False), markup=False, highlight=False, end="")
+    values = dict(leaves(st.resolved()))
+    table = Table(title="where each value came from")
+    for col in ("path", "value", "source"):
+        table.add_column(col, overflow="fold")
+    for path, source in provenance.items():
+        table.add_row(path, value_text(values.get(path)), source)
+    out_console.print(table)
+    out_console.print(
+        f"# valid: {len(st.systems)} system(s), {len(inputs)} inputs ({len(uncertain)} uncertain), "
+        f"{st.simulation.scenarios:,} scenarios x {st.simulation.horizon_months} months",
+        markup=False,
+        highlight=False,
+    )
+
+
+def catalog_command(name: Optional[str] = typer.Argument(None, help="An entry to show with its sources; all entries if omitted.")) -> None:
+    """List the catalog (systems, workloads, software curves, serving modes, priors), or show one entry's numbers and sources."""
+    from rich.table import Table
+
+    from mcrisk.study import catalog
+
+    if name is None:
+        table = Table(title="mcrisk catalog (mcrisk catalog NAME shows one with its sources)")
+        for col in ("kind", "name", "title", "summary"):
+            table.add_column(col, overflow="fold")
+        for row in catalog.list_entries():
+            table.add_row(row["kind"], row["name"], row["title"], row["summary"])
+        out_console.print(table)
+        return
+    try:
+        entry = catalog.get_entry(name)
+    except catalog.CatalogError as exc:
+        fail(exc)
+    out_console.print(f"[bold]{entry.name}[/] ({entry.kind}): {entry.title}", highlight=False)
+    out_console.print(entry.summary, markup=False, highlight=False)
+    table = Table(show_lines=True)
+    for col in ("field", "value", "source", "date", "tag", "derivation / note"):
+        table.add_column(col, overflow="fold")
+    for r in catalog.entry_details(name):
+        extra = "\n".join(x for x in (r["derivation"], r["note"]) if x)
+        value = "NOT FOUND" if r["value"] is None else value_text(r["value"])
+        table.add_row(r["field"], value, r["source"] or "", r["date"] or "", r["tag"] or "", extra)
+    out_console.print(table)
+
+
+def claims(
+    names: Optional[list[str]] = typer.Argument(None, help="Claims to run (shipped names or claim files); all shipped claims if omitted."),
+    out: Path = typer.Option(Path("outputs") / "claims", "--out", "-o", help="Folder for claims.csv, inputs.csv and one run folder per claim (replaced)."),
+    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", parser=count, metavar="N", help="Scenarios of each uncertain run (default: the claim's, 20,000)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Root seed of the uncertain runs (default: the claim's)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or table."),
+) -> None:
+    """Reproduce the vendors' published claims from their stated assumptions, then give P(claim holds)
+    under realistic uncertainty from the catalog, with its MCSE and P5/P50/P95."""
+    from mcrisk.workflows.claims import ClaimError, run_claims
+
+    def progress(msg: str) -> None:
+        if not quiet:
+            err_console.print(f"running {msg}", highlight=False)
+
+    try:
+        result = run_claims(names or None, out=out, scenarios=scenarios, seed=seed, progress=progress)
+    except (StudyError, RunFolderError, ClaimError) as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        raise typer.Exit(interrupt.exit_code())
+    if not quiet:
+        print_claims(result.table)
+        out_console.print(f"wrote {result.csv} and {result.inputs_csv}", highlight=False)
+
+
+
+
+def sweep(
+    study: Optional[Path] = typer.Argument(None, help="Study YAML file; the embedded default study if omitted."),
+    set_: list[str] = typer.Option(..., "--set", help="PATH=V1,V2,...: values of one study field (YAML); repeat for a grid."),
+    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", parser=count, metavar="N", help="Scenarios per grid point (overrides simulation.scenarios)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Root seed, the same for every point (common random numbers)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Sweep folder (default outputs/<study name>-sweep/)."),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", parser=count, metavar="N", help="Scenarios per chunk; changes no scenario row or percentile (means and SDs only by float64 rounding)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="float32 or float64."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing sweep folder."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table."),
+) -> None:
+    """Run a grid of study variants on the same scenarios and write sweep.csv (grid point x system x key statistics)."""
+    from rich.table import Table
+
+    from mcrisk.workflows.sweep import run_sweep
+
+    grid = parse_sets(set_, many=True)
+
+    def point_done(k: int, total: int, point) -> None:
+        if not quiet:
+            err_console.print(f"point {k + 1}/{total} done: {point}", highlight=False, markup=False)
+
+    try:
+        folder, table = run_sweep(study, grid, out=out, scenarios=scenarios, seed=seed, chunk_size=chunk_size,
+                                  precision=precision, force=force, point_done=point_done)
+    except (StudyError, RunFolderError) as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        raise typer.Exit(interrupt.exit_code())
+    if quiet:
+        return
+    paths = [p for p, _ in grid]
+    t = Table(title=f"sweep: {len(table) // max(1, table['system'].nunique())} points x {table['system'].nunique()} systems, same scenarios")
+    for col in (*paths, "system", "NPV P5 / P50 / P95", "P(loss)", "ROI P50", "cost $/Mtok P50"):
+        t.add_column(col, justify="left" if col in (*paths, "system") else "right", overflow="fold")
+    for r in table.to_dict("records"):
+        t.add_row(*(str(r[p]) for p in paths), r["system"], " / ".join(money(r[f"npv_usd_p{p}"]) for p in (5, 50, 95)),
+                  f"{r['p_loss']:.1%}", f"{r['roi_multiple_p50']:.2f}x", f"{r['cost_per_mtok_usd_p50']:.4g}")
+    out_console.print(t)
+    out_console.print(f"wrote {folder / 'sweep.csv'}", highlight=False)
+
+
+def analyze(
+    run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run (with its scenarios.parquet)."),
+    metric: str = typer.Option("npv_usd", "--metric", "-m", help="The metric whose drivers to rank (a column of scenarios.parquet)."),
+    top: int = typer.Option(5, "--top", help="Drivers shown per system (sensitivity.csv holds them all)."),
+) -> None:
+    """Rank what drives a metric (sensitivity.csv) and compare the systems scenario by scenario (comparison.csv)."""
+    import pandas as pd
+
+    from mcrisk.workflows.analyze import analyze_run
+
+    try:
+        if top < 1:
+            raise StudyError([Problem("--top", f"must be a whole number >= 1, got {top}")], "options")
+        done = analyze_run(run_dir, metric=metric)
+    except (StudyError, RunFolderError) as exc:
+        fail(exc)
+    print_analysis(*(pd.read_csv(done.paths[k]) if k in done.paths else None for k in ("sensitivity", "comparison")), metric, top)
+    for key, why in done.skipped.items():
+        out_console.print(f"no {key}.csv: {why}", highlight=False)
+    out_console.print(f"wrote {' and '.join(str(p) for p in done.paths.values())}", highlight=False)
+
+
+def report_command(run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run.")) -> None:
+    """Write report.html into a run folder: one self-contained page (figures embedded, also saved in figures/)
+    with the headline, distributions, cash flow, costs, drivers, comparisons and the tables."""
+    write_report(run_dir, quiet=False)
+

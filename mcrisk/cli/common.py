@@ -1,0 +1,83 @@
+"""What every command of the CLI shares: the error console, how a user error is shown, counts,
+--set values and the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from mcrisk.errors import Problem, RunFolderError, StudyError
+from mcrisk.cli.terminal import out_console
+
+err_console = Console(stderr=True, soft_wrap=True)
+
+EXIT_INVALID = 2
+# The options of a run (mcrisk.engine.options.RunOptions) that the library names by their keyword
+# (chunk_size) and the commands by their flag (--chunk-size).
+OPTION_FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "scenarios", "seed", "chunk_size", "precision", "checkpoint_every", "shard", "columns", "sample_fraction",
+    "monthly_scenarios", "target_mcse")}
+
+
+def fail(exc: Exception) -> None:
+    """Show a user error (invalid study, refused folder) without a traceback; exit 2. The options
+    of a run are named by their flags."""
+    from rich.markup import escape  # a message quotes paths and values, which may hold [tags]
+
+    if isinstance(exc, StudyError):
+        where = f" {escape(exc.source)}" if exc.source else ""
+        err_console.print(f"[bold red]error:[/] invalid study{where} ({len(exc.problems)} problem(s)):", highlight=False)
+        for p in exc.problems:
+            if exc.source == "options":
+                p = Problem(OPTION_FLAGS.get(p.path, p.path), p.message)
+            err_console.print(f"  {p}", highlight=False, markup=False)
+    else:
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+    raise typer.Exit(EXIT_INVALID)
+
+
+def count(text: str) -> int:
+    """A count as 200000, 200_000 or 2e5: scenario counts are written in powers of ten (1e8)."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        pass
+    try:
+        x = float(text.strip().replace("_", ""))
+    except ValueError:
+        raise typer.BadParameter(f"must be a whole number (200000, 200_000 or 2e5), got {text!r}") from None
+    if not x.is_integer():
+        raise typer.BadParameter(f"must be a whole number, got {text!r}")
+    return int(x)
+
+
+
+def parse_sets(items: Optional[list[str]], many: bool = False) -> dict | list | None:
+    """--set PATH=VALUE options: {path: value} (run), or [(path, [values])] with `many` (sweep)."""
+    from mcrisk.study.variants import check_unique, parse_assignment
+
+    if not items:
+        return None
+    try:
+        pairs = [parse_assignment(x, many=many) for x in items]
+        check_unique([p for p, _ in pairs])
+    except StudyError as exc:
+        fail(exc)
+    if many:
+        return pairs
+    return {path: values[0] for path, values in pairs}
+
+
+
+def write_report(run_dir: Path, quiet: bool) -> None:
+    from mcrisk.report.page import write_report
+
+    try:
+        path = write_report(run_dir)
+    except RunFolderError as exc:
+        fail(exc)
+    if not quiet:
+        out_console.print(f"wrote {path}", highlight=False)

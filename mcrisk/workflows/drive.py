@@ -1,0 +1,64 @@
+"""The chunk loop driven into a run folder: its rows to Parquet, a checkpoint at each flush point."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import pyarrow as pa
+
+from mcrisk.engine.loop import ChunkLoop, Done, Flush, Progress, Resume, RowBlock
+from mcrisk.engine.state import checkpoint_arrays
+from mcrisk.io.checkpoint import save_checkpoint
+from mcrisk.io.folder import SCENARIOS_DIR, RunFolder
+from mcrisk.io.parquet import ScenarioWriter, part_scenarios
+from mcrisk.workflows.publish import versions
+
+
+def checkpoint_meta(loop: ChunkLoop) -> dict:
+    """What every checkpoint of the run records besides its position: the study, the options and
+    the chunking that a resume must find again."""
+    return {"study_sha256": loop.study.digest(), "options": loop.opts.record(), "chunk_size": loop.plan.chunk,
+            "n_chunks": loop.n_chunks, "every": loop.every, "month_loop_unroll": loop.plan.unroll}
+
+
+def drive(loop: ChunkLoop, folder: RunFolder, resume: Resume | None = None,
+          progress: Callable[[int, int], None] | None = None) -> Done:
+    """Run `loop` (from `resume`, if given) into `folder`: each chunk's rows handed to a Parquet
+    writer's threads, a checkpoint saved at each flush point once the rows before it are on disk.
+    Returns the loop's end (its summaries, manifest fields and diagnostics)."""
+    times = loop.times
+    writer = _writer(loop, folder) if loop.fields is not None else None
+    meta = checkpoint_meta(loop)
+    done = None
+    for event in loop.events(resume, writer.blocks_held(loop.plan.chunk) if writer is not None else 0):
+        if isinstance(event, RowBlock):  # waits only while the writer's threads have `threads` parts queued
+            writer.put(event.chunk, event.start, event.valid, event.sel, event.block.get)
+        elif isinstance(event, Flush):
+            t0 = time.perf_counter()
+            if writer is not None:
+                writer.drain()
+            save_checkpoint(folder.tmp, dict(meta, next_chunk=event.next_chunk, stopped=event.stopped, trace=event.trace),
+                            checkpoint_arrays(event.state))
+            times["write"] += time.perf_counter() - t0
+        elif isinstance(event, Progress):
+            if progress is not None:
+                progress(event.done, event.total)
+        elif isinstance(event, Done):
+            done = event
+    if writer is not None:
+        writer.close()
+        times["transfer"] += writer.wait_seconds  # the writer's threads waiting for the blocks' copies
+        times["write"] += writer.busy_seconds - writer.wait_seconds  # encoding in the writer's threads, and handing parts over
+    assert done is not None  # (the loop always ends with Done)
+    return done
+
+
+def _writer(loop: ChunkLoop, folder: RunFolder) -> ScenarioWriter:
+    """The Parquet writer of the loop's rows, their file metadata naming the study, seed and scenario count."""
+    opts, rows = loop.opts, loop.rows
+    meta = {"mcrisk.study_sha256": loop.study.digest(), "mcrisk.seed": opts.seed, "mcrisk.version": versions()["mcrisk"],
+            "mcrisk.scenarios": opts.scenarios}
+    return ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(loop.fields), meta,
+                          lambda start, sel, host: rows.columns(start, sel, host),
+                          part_scenarios(len(loop.plan.systems)), loop.n_chunks, loop.plan.chunk)
