@@ -29,7 +29,6 @@ import mcrisk
 from mcrisk.engine import plan as engine
 from mcrisk.model import metrics as metrics_mod
 from mcrisk.stats import reduce as red
-from mcrisk.model import metrics as metrics_mod
 from mcrisk.engine.plan import METRICS, Sample, draw_inputs, draw_shocks, fixed_values, make_plan, reduce_chunk, reduce_init, simulate_months
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from mcrisk._x64 import enable_float64
 from mcrisk.engine.options import RunOptions
 from mcrisk.engine.plan import make_plan
 from mcrisk.engine.state import merge_states, missing_arrays, state_from
