@@ -29,7 +29,9 @@ import mcrisk
 from mcrisk.engine import plan as engine
 from mcrisk.model import metrics as metrics_mod
 from mcrisk.stats import reduce as red
-from mcrisk.engine.plan import METRICS, Sample, draw_inputs, draw_shocks, fixed_values, make_plan, reduce_chunk, reduce_init, simulate_months
+from mcrisk.engine import reduction
+from mcrisk.engine.plan import METRICS, Sample, draw_inputs, draw_shocks, fixed_values, make_plan, simulate_months
+from mcrisk.engine.reduction import reduce_chunk, reduce_init
 
 
 def timed(fn, *args, repeat: int, carry: bool = False) -> tuple[float, float, object]:
@@ -126,7 +128,7 @@ def main() -> None:
     for lo in (red.Layout(1, 0), plan.sketch_layout):  # the monthly bands: 336 series, coarser bins
         p = replace(plan, sketch_layout=lo)
         a0 = reduce_init(p)
-        c, t, _ = timed(lambda a, b, m, p=p: engine.reduce_bands(p, a, b, m), a0, bands, mask, repeat=args.repeat, carry=True)
+        c, t, _ = timed(lambda a, b, m, p=p: reduction.reduce_bands(p, a, b, m), a0, bands, mask, repeat=args.repeat, carry=True)
         row("summarize", f"monthly bands only, {lay(lo)}", c, t)
         del a0
     # ... and its parts, to tell where its time goes: the metrics stacked into (H, n) series

@@ -209,6 +209,7 @@ def main() -> None:
 
     import mcrisk
     from mcrisk.engine import plan as engine
+    from mcrisk.engine import reduction
 
     mesh, kind = gpu_mesh(args.target)
     engine.on_accelerator = lambda: True  # the stage as a GPU run builds it (e.g. the IRR's unroll)
@@ -260,15 +261,15 @@ def main() -> None:
         dists = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=rep), engine.sample_values(base))
         sid = jax.ShapeDtypeStruct((), jnp.uint32, sharding=rep)
         idx_c, mask = (jax.ShapeDtypeStruct((C,), dt, sharding=cols) for dt in (jnp.uint32, jnp.bool_))
-        acc = jax.tree.map(lambda a: on(a, rep), engine.reduce_init(base))
+        acc = jax.tree.map(lambda a: on(a, rep), reduction.reduce_init(base))
         out = {k: on(v, by_cols) for k, v in jax.eval_shape(lambda d: engine.simulate(base, d, C), draw).items()}
         programs = {  # as chunks.execute builds them (the index, transfer and retention programs are small)
             "sample: inputs": (lambda i, v: engine.draw_inputs(base, i, v), (idx_c, dists)),
             "sample: shocks": (lambda i, k: shock_normals(root_key(base.seed), i, k, T, base.dtype, time_major=True), (idx_c, sid)),
             "simulate": (lambda d: engine.simulate(base, d, C), (draw,)),
-            "summarize: metrics": (lambda a, o, m: engine.reduce_chunk(replace(base, monthly=False), a, o, m),
+            "summarize: metrics": (lambda a, o, m: reduction.reduce_chunk(replace(base, monthly=False), a, o, m),
                                    (acc._replace(monthly=None), out, mask)),
-            "summarize: bands": (lambda a, d, m: engine.reduce_bands(base, a, engine.monthly_values(base, d, C), m), (acc, draw, mask)),
+            "summarize: bands": (lambda a, d, m: reduction.reduce_bands(base, a, engine.monthly_values(base, d, C), m), (acc, draw, mask)),
         }
         print(f"\n{'program of a run':<28} | {'compile s':>9} | {'kernels':>7} | {'GB moved':>8}")
         for name, (fn, fargs) in programs.items():

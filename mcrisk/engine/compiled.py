@@ -14,9 +14,10 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from mcrisk.engine.options import RunOptions
-from mcrisk.engine.plan import (Plan, Sample, chunk_indices, collapse_copies, draw_inputs, fixed_values, monthly_values,
-                                reduce_bands, reduce_chunk, reduce_init, reduce_shardings, sample_values, shock_streams, simulate,
-                                sketch_copies)
+from mcrisk.engine.plan import (Plan, Sample, chunk_indices, draw_inputs, fixed_values, monthly_values, sample_values,
+                                shock_streams, simulate)
+from mcrisk.engine.reduction import (collapse_copies, reduce_bands, reduce_chunk, reduce_init, reduce_shardings,
+                                     sketch_copies)
 from mcrisk.engine.programs import Stage
 from mcrisk.engine.rows import ScenarioRows
 from mcrisk.engine.timings import Timings

@@ -26,7 +26,8 @@ import numpy as np
 
 from mcrisk.engine import interrupt
 from mcrisk.engine.options import RunOptions
-from mcrisk.engine.plan import Plan, Sample, make_plan, on_accelerator, reduce_init
+from mcrisk.engine.plan import Plan, Sample, make_plan, on_accelerator
+from mcrisk.engine.reduction import reduce_init
 from mcrisk.engine.programs import compile_all
 from mcrisk.engine.rows import HostBlock, ScenarioRows, pinned_host, reserve_pinned, scenario_fields
 from mcrisk.engine.compiled import RunStages

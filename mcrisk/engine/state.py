@@ -13,7 +13,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from mcrisk.engine.plan import TAIL_COUNTS, Plan, reduce_init
+from mcrisk.engine.plan import TAIL_COUNTS, Plan
+from mcrisk.engine.reduction import reduce_init
 from mcrisk.stats import reduce as red
 
 

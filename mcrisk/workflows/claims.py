@@ -42,6 +42,7 @@ from mcrisk.model.metrics import METRICS
 from mcrisk.study.overrides import OverrideError, set_path
 from mcrisk.study.presets import leaves
 from mcrisk.study.schema import Study, parse_yaml, study_from_dict
+from mcrisk.workflows.run import run_study
 
 HOURS_PER_YEAR = 8766.0  # 365.25 x 24, as MODEL.md's month of 730.5 h
 DEFAULT_OUT = Path("outputs") / "claims"
@@ -288,7 +289,6 @@ def run_claims(
     if None. ``scenarios`` and ``seed`` override each uncertain study's. Each claim's run
     folder is ``out/<claim>/`` and is replaced on every call.
     """
-    from mcrisk.workflows.run import run_study
 
     check_counts(scenarios=scenarios, seed=seed)  # before anything is announced or run
     out = Path(out)

@@ -19,7 +19,8 @@ from mcrisk.stats.bands import monthly_table
 from mcrisk.stats.breakeven import breakeven_table
 from mcrisk.stats.convergence import explain
 from mcrisk.engine.options import RunOptions
-from mcrisk.engine.plan import MONTHLY_SKETCH, TAIL_COUNTS, Plan
+from mcrisk.engine.plan import TAIL_COUNTS, Plan
+from mcrisk.stats.bands import MONTHLY_SKETCH
 from mcrisk.engine.state import HostSummaries
 from mcrisk.engine.timings import Timings
 from mcrisk.errors import RunFolderError, StudyError
