@@ -1,14 +1,23 @@
-"""The check of a study's correlation matrix (NumPy): what the Gaussian copula accepts.
+"""A study's correlations: the matrix of its pairs, and the checks of what the Gaussian copula accepts (NumPy).
 
-The study checks its `correlations` with it when it is loaded, and the copula
+The study checks its `correlations` when it is loaded, and the copula
 (`mcrisk.sampling.uniforms.copula_factor`) again before it factors the matrix.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-__all__ = ["PSD_TOL", "check_correlation_matrix"]
+from mcrisk.errors import Problem
+
+if TYPE_CHECKING:
+    from mcrisk.study.schema import Study
+
+__all__ = ["PSD_TOL", "check_correlation_matrix", "check_correlations", "correlation_matrix"]
 
 PSD_TOL = 1e-10  # eigenvalues in [-PSD_TOL, 0) are rounding noise and are clipped to 0
 
@@ -37,3 +46,50 @@ def check_correlation_matrix(corr) -> str | None:
             f"correlations (in absolute value) until they are consistent"
         )
     return None
+
+
+def correlation_matrix(pairs: Mapping[tuple[str, str], float]) -> tuple[list[str], np.ndarray]:
+    """The copula's inputs (sorted study paths) and their correlation matrix, unit diagonal."""
+    names = sorted({p for pair in pairs for p in pair})
+    pos = {n: i for i, n in enumerate(names)}
+    corr = np.eye(len(names))
+    for (a, b), rho in pairs.items():
+        corr[pos[a], pos[b]] = corr[pos[b], pos[a]] = rho
+    return names, corr
+
+
+def check_correlations(study: Study) -> list[Problem]:
+    inputs = {i.path: i for i in study.inputs()}
+    problems: list[Problem] = []
+    pairs: dict[tuple[str, str], float] = {}
+    for k, (a, b, rho) in enumerate(study.correlations):
+        where = f"correlations.{k}"
+        ok = True
+        for j, p in enumerate((a, b)):
+            if p not in inputs:
+                close = difflib.get_close_matches(p, list(inputs), n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                problems.append(Problem(f"{where}.{j}", f"unknown input {p!r}{hint}"))
+                ok = False
+            elif inputs[p].dist.is_fixed:
+                problems.append(
+                    Problem(f"{where}.{j}", f"{p!r} is fixed, so it cannot be correlated; give it a distribution or drop this pair")
+                )
+                ok = False
+        if not ok:
+            continue
+        if a == b:
+            problems.append(Problem(where, f"pairs an input with itself ({a!r})"))
+            continue
+        key = tuple(sorted((a, b)))
+        if key in pairs:
+            problems.append(Problem(where, f"the pair ({a}, {b}) is given twice"))
+            continue
+        pairs[key] = rho
+    if problems or not pairs:
+        return problems
+    _, corr = correlation_matrix(pairs)
+    msg = check_correlation_matrix(corr)
+    if msg:
+        problems.append(Problem("correlations", msg))
+    return problems

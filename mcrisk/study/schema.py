@@ -8,25 +8,23 @@ sized to a budget; both are resolved here, and every value keeps a note of where
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
-import math
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
-import numpy as np
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from mcrisk.study import yaml12
 from mcrisk.study.checks import Int, Num as Float
-from mcrisk.study.correlations import check_correlation_matrix
+from mcrisk.study.correlations import check_correlations, correlation_matrix  # noqa: F401  (public: schema.correlation_matrix)
+from mcrisk.study.ranges import InRange, NonNegative, Positive, UnitHalfOpen, UnitInterval
 from mcrisk.study.overrides import override_tree, relabel
-from mcrisk.study.distributions import Dist, DistBase, Fixed, LogNormal
+from mcrisk.study.distributions import Dist, DistBase, Fixed
 from mcrisk.errors import Problem, StudyError, _shown, problems_from
 from mcrisk.study.presets import CATALOG_KEYS, apply_catalog, apply_sizing, explain_missing, provenance_map
 
@@ -42,48 +40,6 @@ def parse_yaml(text: str, source: str = "<study>") -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = getattr(exc, "problem", None) or str(exc)
         raise StudyError([Problem("", f"not valid YAML{where}: {what}")], source) from None
-
-
-# --------------------------------------------------------------------------- ranges of DIST fields
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
-@dataclass(frozen=True)
-class InRange:
-    """Checks that every value a DIST can take lies in [lo, hi] (open ends where asked)."""
-
-    lo: float = -math.inf
-    hi: float = math.inf
-    lo_open: bool = False
-    hi_open: bool = False
-
-    def text(self) -> str:
-        left = "(" if self.lo_open else "["
-        right = ")" if self.hi_open else "]"
-        return f"{left}{_fmt(self.lo)}, {_fmt(self.hi)}{right}"
-
-    def __call__(self, d: Dist) -> Dist:
-        lo, hi = d.support()
-        # A lognormal's support is (0, inf): 0 is its infimum, never a value it takes.
-        attains_lo = not isinstance(d, LogNormal)
-        bad_lo = lo < self.lo or (self.lo_open and lo <= self.lo and attains_lo)
-        bad_hi = hi > self.hi or (self.hi_open and hi >= self.hi)
-        if not (bad_lo or bad_hi):
-            return d
-        if isinstance(d, Fixed):
-            raise ValueError(f"must lie in {self.text()}, got {_fmt(d.value)}")
-        edge = lo if bad_lo else hi
-        hint = " (truncate it with low/high)" if math.isinf(edge) else ""
-        raise ValueError(f"must lie in {self.text()}; {d.describe()} reaches {_fmt(edge)}{hint}")
-
-
-Positive = Annotated[Dist, AfterValidator(InRange(0.0, lo_open=True))]
-NonNegative = Annotated[Dist, AfterValidator(InRange(0.0))]
-UnitInterval = Annotated[Dist, AfterValidator(InRange(0.0, 1.0))]
-UnitHalfOpen = Annotated[Dist, AfterValidator(InRange(0.0, 1.0, hi_open=True))]
 
 
 def _fixed(x: float) -> Fixed:
@@ -369,56 +325,6 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-# --------------------------------------------------------------------------- correlations
-
-
-def correlation_matrix(pairs: Mapping[tuple[str, str], float]) -> tuple[list[str], np.ndarray]:
-    """The copula's inputs (sorted study paths) and their correlation matrix, unit diagonal."""
-    names = sorted({p for pair in pairs for p in pair})
-    pos = {n: i for i, n in enumerate(names)}
-    corr = np.eye(len(names))
-    for (a, b), rho in pairs.items():
-        corr[pos[a], pos[b]] = corr[pos[b], pos[a]] = rho
-    return names, corr
-
-
-def _check_correlations(study: Study) -> list[Problem]:
-    inputs = {i.path: i for i in study.inputs()}
-    problems: list[Problem] = []
-    pairs: dict[tuple[str, str], float] = {}
-    for k, (a, b, rho) in enumerate(study.correlations):
-        where = f"correlations.{k}"
-        ok = True
-        for j, p in enumerate((a, b)):
-            if p not in inputs:
-                close = difflib.get_close_matches(p, list(inputs), n=1)
-                hint = f"; did you mean '{close[0]}'?" if close else ""
-                problems.append(Problem(f"{where}.{j}", f"unknown input {p!r}{hint}"))
-                ok = False
-            elif inputs[p].dist.is_fixed:
-                problems.append(
-                    Problem(f"{where}.{j}", f"{p!r} is fixed, so it cannot be correlated; give it a distribution or drop this pair")
-                )
-                ok = False
-        if not ok:
-            continue
-        if a == b:
-            problems.append(Problem(where, f"pairs an input with itself ({a!r})"))
-            continue
-        key = tuple(sorted((a, b)))
-        if key in pairs:
-            problems.append(Problem(where, f"the pair ({a}, {b}) is given twice"))
-            continue
-        pairs[key] = rho
-    if problems or not pairs:
-        return problems
-    _, corr = correlation_matrix(pairs)
-    msg = check_correlation_matrix(corr)
-    if msg:
-        problems.append(Problem("correlations", msg))
-    return problems
-
-
 def _check_timing(study: Study) -> list[Problem]:
     """Each system's purchase month lies within the horizon."""
     T = study.simulation.horizon_months
@@ -455,7 +361,7 @@ def study_from_dict(raw: Any, source: str = "<study>") -> Study:
     except ValidationError as exc:
         raise StudyError(problems + explain_missing(problems_from(exc, Study), raw, failed), source) from None
     study, sizing_problems, sized = apply_sizing(study, raw)
-    problems += sizing_problems + _check_correlations(study) + _check_timing(study)
+    problems += sizing_problems + check_correlations(study) + _check_timing(study)
     if not problems:
         problems += _check_stress(raw, study)
     if problems:
