@@ -214,3 +214,12 @@ def test_modules_and_functions_read_in_one_sitting(path):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 85
     ]
     assert not long, ", ".join(long)
+
+
+def test_every_subpackage_ships():
+    """A subpackage missing from pyproject.toml's list would be left out of `pip install .`."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {_module_name(p) for p in FILES if p.name == "__init__.py"}
+    assert packages - listed == set()
