@@ -28,8 +28,8 @@ import json, resource, sys, time
 import mcrisk
 args = json.loads(sys.argv[1])
 if args.get("part_rows"):  # benchmarks/write.py --part-rows: Parquet parts of another size
-    import mcrisk.io.folder
-    mcrisk.io.folder.PART_ROWS = args["part_rows"]
+    import mcrisk.io.parquet
+    mcrisk.io.parquet.PART_ROWS = args["part_rows"]
 t0 = time.perf_counter()
 # The engine alone: the run's own sensitivity/comparison analysis (a fixed cost of its first
 # 65,536 scenarios) and the study's stress tests (each a run of its own) are left out.

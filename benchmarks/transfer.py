@@ -1,7 +1,7 @@
 """How fast a block of scenario rows reaches the host, by each way JAX offers.
 
 A run that writes its scenario rows assembles each chunk's float columns on the device into one
-block (mcrisk.io.folder.ScenarioRows) and moves it to the host (mcrisk.io.folder.HostBlock). This
+block (mcrisk.engine.rows.ScenarioRows) and moves it to the host (mcrisk.engine.rows.HostBlock). This
 times that move alone, for a block the size of one default-study chunk of the given scenarios,
 each way on fresh device arrays (a block already moved is cached by JAX):
 

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bench import HERE, run_one  # noqa: E402  (benchmarks/ is the script's folder)
-from mcrisk.io.folder import PART_ROWS, writer_threads  # noqa: E402
+from mcrisk.io.parquet import PART_ROWS, writer_threads  # noqa: E402
 
 
 def pyarrow_write(table: pa.Table, folder: Path, threads: int, rows_per_file: int | None = None,

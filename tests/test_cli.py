@@ -274,7 +274,7 @@ def test_the_backend_starts_early_only_for_commands_that_simulate(monkeypatch, a
 
 def test_a_run_imports_what_only_its_end_needs_while_it_compiles():
     """`mcrisk run` imports the CLI and the engine, not pandas or ArviZ (about a second, needed
-    only for the summaries at the end): chunks.execute imports those in a thread once the stages
+    only for the summaries at the end): the chunk loop imports those in a thread once the stages
     are compiling, when the interpreter's lock is free, instead of before the run, on the path
     every run waits on."""
     code = ("import sys, mcrisk.cli.app, mcrisk.workflows.run, mcrisk.engine.loop; "
@@ -284,7 +284,7 @@ def test_a_run_imports_what_only_its_end_needs_while_it_compiles():
 
 
 def test_every_option_a_run_records_is_one_the_manifest_reader_knows(tmp_path):
-    """runfiles checks a manifest's options against its own list (an unknown one is refused as not
+    """RunOptions checks a manifest's options against its own list (an unknown one is refused as not
     this version's): the list and what run_study records must stay the same set."""
     from mcrisk import run_study
     from mcrisk.engine.options import OPTIONAL, RECORDED, RunOptions

@@ -16,6 +16,7 @@ from mcrisk.cli import commands
 from mcrisk.cli.common import err_console
 from mcrisk.cli.run_cmd import run
 from mcrisk.engine import interrupt
+from mcrisk.engine.cluster import COORDINATOR_ENV
 
 app = typer.Typer(
     add_completion=False,
@@ -88,8 +89,6 @@ def _start_backend_early(argv: list[str]) -> None:
     with its message, where the run needs it."""
     import os
     import threading
-
-    from mcrisk.engine.cluster import COORDINATOR_ENV
 
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in SIMULATING or "auto" in argv or "--shard=auto" in argv:

@@ -1,4 +1,7 @@
-"""The commands besides `mcrisk run`: merge, validate, catalog, claims, sweep, analyze, report."""
+"""The commands besides `mcrisk run`: merge, validate, catalog, claims, sweep, analyze, report.
+
+Each command imports its workflow when it runs: the engine (JAX), pandas and the catalog's data
+are heavy to import, and a command that simulates starts the backend meanwhile (app.main)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from mcrisk.cli.terminal import money, out_console, print_analysis, print_claims
 from mcrisk.engine import interrupt
 from mcrisk.errors import Problem, RunFolderError, StudyError
 from mcrisk.study.presets import leaves
+from mcrisk.study.schema import load_study_with_provenance
 
 
 def merge(
@@ -37,8 +41,6 @@ def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")
     """Check a study without simulating; print it resolved (defaults, catalog values and sized units
     filled in) and where each value came from (study, default, preset, workload, curve, sizing)."""
     from rich.table import Table
-
-    from mcrisk.study.schema import load_study_with_provenance
 
     try:
         st, provenance = load_study_with_provenance(study)
@@ -117,8 +119,6 @@ def claims(
     if not quiet:
         print_claims(result.table)
         out_console.print(f"wrote {result.csv} and {result.inputs_csv}", highlight=False)
-
-
 
 
 def sweep(

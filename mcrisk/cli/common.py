@@ -9,8 +9,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from mcrisk.errors import Problem, RunFolderError, StudyError
 from mcrisk.cli.terminal import out_console
+from mcrisk.errors import Problem, RunFolderError, StudyError
+from mcrisk.study.variants import check_unique, parse_assignment
 
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -54,11 +55,8 @@ def count(text: str) -> int:
     return int(x)
 
 
-
 def parse_sets(items: Optional[list[str]], many: bool = False) -> dict | list | None:
     """--set PATH=VALUE options: {path: value} (run), or [(path, [values])] with `many` (sweep)."""
-    from mcrisk.study.variants import check_unique, parse_assignment
-
     if not items:
         return None
     try:
@@ -69,7 +67,6 @@ def parse_sets(items: Optional[list[str]], many: bool = False) -> dict | list | 
     if many:
         return pairs
     return {path: values[0] for path, values in pairs}
-
 
 
 def write_report(run_dir: Path, quiet: bool) -> None:

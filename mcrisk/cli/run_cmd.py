@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mcrisk.cli.common import count, err_console, fail, parse_sets, write_report
 from mcrisk.cli.terminal import out_console, print_headline, print_sections, print_timings
 from mcrisk.engine import interrupt
+from mcrisk.engine.cluster import distributed_shard
 from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
 
 
@@ -166,10 +167,7 @@ def _parse_monthly_scenarios(text: str) -> int | None:
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
-
     if text.strip() == "auto":  # under jax.distributed: this process's index of the process count
-        from mcrisk.engine.cluster import distributed_shard
-
         return distributed_shard()
     try:
         i, k = (int(x) for x in text.split("/"))

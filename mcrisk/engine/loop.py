@@ -174,7 +174,7 @@ class ChunkLoop:
 
         The stages are traced, lowered and their compiles started before any array is placed on
         the device: on a GPU the first array waits for JAX to reserve the device's memory pool
-        (seconds), which then goes on beside the lowering (cli._start_backend_early starts it)."""
+        (seconds), which then goes on beside the lowering (cli.app._start_backend_early starts it)."""
         t0 = time.perf_counter()  # tracing the stages for their abstract outputs is compile time too
         todo = self.stages.compile_plan(chunks.start, chunks.start * self.plan.chunk < self.n_diag)
         self.times["compile"] += time.perf_counter() - t0

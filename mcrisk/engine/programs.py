@@ -25,6 +25,8 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
+from mcrisk.engine.timings import Timings
+
 _LOCK = threading.Lock()
 _EXECUTABLES: OrderedDict[str, Any] = OrderedDict()  # key -> compiled program, most recent last
 _EXECUTABLES_KEPT = 16
@@ -83,9 +85,9 @@ def compile_lowered(lowered: Any, args: Any) -> Any:
 class Stage:
     """A jitted stage, compiled before or on its first call (compile time booked apart) and timed per call."""
 
-    def __init__(self, fn: Callable, name: str, times: dict, donate: int | None = None, out_shardings: Any = None,
+    def __init__(self, fn: Callable, name: str, times: Timings | dict[str, float], donate: int | None = None, out_shardings: Any = None,
                  label: str | None = None):
-        """`name`: the stage its time is booked to; `label`: the program's own name (in compile
+        """`name`: the stage its time is booked to (``times[name] += seconds``); `label`: the program's own name (in compile
         logs, profiles and XLA dumps: jit(simulate), not jit(<lambda>)), `name` by default."""
         kw: dict[str, Any] = {}
         if donate is not None:
@@ -144,13 +146,13 @@ def cancel_pending() -> int:
     For a run that fails or is interrupted: the process would otherwise wait at exit until
     every queued program had compiled (8 s after Ctrl-C on 2 cores, for programs the run will
     never call). Compiles already running cannot be stopped (the CLI does not wait for them:
-    ``cli._leave``). A stage whose program was cancelled compiles it on its first call."""
+    ``cli.app._leave``). A stage whose program was cancelled compiles it on its first call."""
     with _LOCK:
         queued = list(_QUEUED)
     return sum(f.cancel() for f in queued)
 
 
-def compile_all(plans: Sequence[tuple[Stage, tuple]], times: dict) -> None:
+def compile_all(plans: Sequence[tuple[Stage, tuple]], times: Timings | dict[str, float]) -> None:
     """Lower every (stage, abstract arguments) now and compile them at once in threads; each
     stage collects its program on its first call. Lowering is booked as compile time here, the
     wait for the programs on each stage's first call."""

@@ -23,7 +23,6 @@ PART_ROWS = 1 << 18
 STATISTICS_COLUMNS = ["scenario", "system"]
 
 
-
 def writer_threads() -> int:
     """Parquet writer threads: one per core beyond the first, at least 1 and at most 16."""
     return max(1, min(16, (os.cpu_count() or 2) - 1))
