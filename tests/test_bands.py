@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from mcrisk.sampling.quantiles import ppf
 from mcrisk.model.metrics import METRICS
 from mcrisk.stats import reduce as red
 from mcrisk.stats.bands import MONTHLY, MONTHLY_SKETCH, PERCENTILES, monthly_table, series_index
@@ -90,7 +91,7 @@ def test_breakeven_table_of_plain_arrays():
     table = breakeven_table(study, host, below, systems, spec)
     assert list(table.columns) == list(BREAKEVEN_COLUMNS)
     assert list(table["quantity"]) == ["initial_token_price_usd_per_mtok", "mean_utilization"] * S
-    price = study.market.token_price.initial_usd_per_mtok.ppf([p / 100 for p in BREAKEVEN_PERCENTILES])
+    price = ppf(study.market.token_price.initial_usd_per_mtok, [p / 100 for p in BREAKEVEN_PERCENTILES])
     for row in table.itertuples():
         s = systems.index(row.system)
         metric = "breakeven_price_usd_per_mtok" if row.quantity.startswith("initial") else "breakeven_utilization"
