@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from mcrisk._x64 import enable_float64
 from mcrisk.engine import interrupt
 from mcrisk.engine.loop import ChunkLoop, Resume
 from mcrisk.engine.options import DIAGNOSTIC_DRAWS, RunOptions
@@ -79,6 +80,7 @@ def run_study(
     `sample_fraction` only a fixed pseudo-random share of the scenarios (by index, so the same
     scenarios whatever the chunking); summaries always cover every scenario.
     """
+    enable_float64()
     if resume:  # the interrupted run fixes everything but the study (checked) and the progress callback
         given = {k: v for k, v in locals().items() if k in _RESUME_FIXED}
         fixed = [k for k, v in given.items() if v is not _RESUME_FIXED[k] and v != _RESUME_FIXED[k]]
