@@ -41,13 +41,22 @@ print(json.dumps({"wall": wall, "manifest": r.manifest,
 """
 
 
-def run_one(study: str, n: int, write: bool, chunk: int | None, precision: str | None, keep: Path | None = None,
-            part_rows: int | None = None) -> dict:
+def run_one(
+    study: str,
+    n: int,
+    write: bool,
+    chunk: int | None,
+    precision: str | None,
+    keep: Path | None = None,
+    part_rows: int | None = None,
+) -> dict:
     """One run in a fresh process; its folder is deleted afterwards unless `keep` names where to
     put it. `part_rows`: rows per Parquet part, if not mcrisk's (storage.PART_ROWS)."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = keep if keep is not None else Path(tmp) / "run"
-        args = dict(study=study, out=str(folder), n=n, write=write, chunk=chunk, precision=precision, part_rows=part_rows)
+        args = dict(
+            study=study, out=str(folder), n=n, write=write, chunk=chunk, precision=precision, part_rows=part_rows
+        )
         proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise SystemExit(f"run of {n} scenarios failed:\n{proc.stderr}")
@@ -130,14 +139,27 @@ def main() -> None:
         "host": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "results": results,
     }
-    path = Path(args.json) if args.json else HERE.parent / "outputs" / "bench" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path = (
+        Path(args.json)
+        if args.json
+        else HERE.parent / "outputs" / "bench" / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"\nwrote {path}")
 
 
 def print_row(r: dict, header: bool) -> None:
-    cols = ["scenarios", "wall s", "scen-months/s", "sim scen-months/s", *[f"{s} %" for s in STAGES], "peak RSS MiB", "numpy s", "x numpy"]
+    cols = [
+        "scenarios",
+        "wall s",
+        "scen-months/s",
+        "sim scen-months/s",
+        *[f"{s} %" for s in STAGES],
+        "peak RSS MiB",
+        "numpy s",
+        "x numpy",
+    ]
     if header:
         print(" | ".join(f"{c:>14}" for c in cols))
     total = sum(r["stages_s"].values()) or 1.0

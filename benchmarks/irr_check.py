@@ -35,7 +35,12 @@ def flows(study: dict, n: int, seed: int, precision: str):
     out = engine.simulate(plan, draw, n)
     (_, _, sp, _), _, ys = engine._month_loop(plan, draw, n, flows=True, bands=False)
     capex = np.asarray(out["capex_usd"])
-    return np.asarray(out["irr"]), np.asarray(ys[0], np.float64), capex, capex * np.broadcast_to(np.asarray(sp.residual, np.float64), capex.shape)
+    return (
+        np.asarray(out["irr"]),
+        np.asarray(ys[0], np.float64),
+        capex,
+        capex * np.broadcast_to(np.asarray(sp.residual, np.float64), capex.shape),
+    )
 
 
 def check(irr, cf, capex, residual) -> dict:
@@ -63,8 +68,14 @@ def check(irr, cf, capex, residual) -> dict:
                 missed += 1
                 if len(examples) < 5:
                     nonneg = np.flatnonzero(f >= 0)
-                    examples.append({"system": s, "scenario": j, "engine": float(e),
-                                     "highest_nonneg_rate": float(a[nonneg[-1]]) if nonneg.size else None})
+                    examples.append(
+                        {
+                            "system": s,
+                            "scenario": j,
+                            "engine": float(e),
+                            "highest_nonneg_rate": float(a[nonneg[-1]]) if nonneg.size else None,
+                        }
+                    )
                 continue
             if np.isfinite(e):
                 z = (1 + e) ** (-1 / 12)
@@ -74,8 +85,13 @@ def check(irr, cf, capex, residual) -> dict:
                 err = abs((np.sum(flow * z**t) - capex[s, j]) / slope) if slope else np.inf
                 worst = max(worst, err)
                 far += err > 1e-8
-    return {"rows": int(irr.size), "missed": missed, "off_by_over_1e-8": int(far), "worst_log_rate_error": worst,
-            "examples": examples}
+    return {
+        "rows": int(irr.size),
+        "missed": missed,
+        "off_by_over_1e-8": int(far),
+        "worst_log_rate_error": worst,
+        "examples": examples,
+    }
 
 
 def main() -> None:
@@ -91,13 +107,23 @@ def main() -> None:
     for T in args.months:
         study = yaml12.load(open(args.study).read())  # YAML 1.2, as mcrisk reads studies (3.0e6 is a number)
         study["simulation"]["horizon_months"] = T
-        r = {"months": T, "scenarios": args.scenarios, **check(*flows(study, args.scenarios, args.seed, args.precision))}
+        r = {
+            "months": T,
+            "scenarios": args.scenarios,
+            **check(*flows(study, args.scenarios, args.seed, args.precision)),
+        }
         results.append(r)
-        print(f"{T:>4} months: {r['rows']:,} rows, {r['missed']} roots missed, {r['off_by_over_1e-8']} off by > 1e-8 "
-              f"in log(1 + a) (worst {r['worst_log_rate_error']:.2g})", flush=True)
+        print(
+            f"{T:>4} months: {r['rows']:,} rows, {r['missed']} roots missed, {r['off_by_over_1e-8']} off by > 1e-8 "
+            f"in log(1 + a) (worst {r['worst_log_rate_error']:.2g})",
+            flush=True,
+        )
     if args.json:
-        json.dump({"study": args.study, "precision": args.precision, "seed": args.seed, "results": results},
-                  open(args.json, "w"), indent=1)
+        json.dump(
+            {"study": args.study, "precision": args.precision, "seed": args.seed, "results": results},
+            open(args.json, "w"),
+            indent=1,
+        )
     sys.exit(1 if any(r["missed"] or r["off_by_over_1e-8"] for r in results) else 0)
 
 

@@ -27,11 +27,11 @@ import jax.numpy as jnp
 
 import mcrisk
 from mcrisk.engine import plan as engine
-from mcrisk.model import metrics as metrics_mod
-from mcrisk.stats import reduce as red
 from mcrisk.engine import reduction
 from mcrisk.engine.plan import METRICS, Sample, draw_inputs, draw_shocks, fixed_values, make_plan, simulate_months
 from mcrisk.engine.reduction import reduce_chunk, reduce_init
+from mcrisk.model import metrics as metrics_mod
+from mcrisk.stats import reduce as red
 
 
 def timed(fn, *args, repeat: int, carry: bool = False) -> tuple[float, float, object]:
@@ -79,10 +79,20 @@ def main() -> None:
     rows = []
 
     def row(stage: str, variant: str, compile_s: float, run_s: float) -> None:
-        rows.append({"stage": stage, "variant": variant, "compile_s": compile_s, "run_s": run_s,
-                     "scenario_months_per_s": sm / run_s})
-        print(f"{stage:>9} | {variant:<28} | compile {compile_s:6.2f} s | run {run_s * 1e3:9.2f} ms | "
-              f"{sm / run_s:9.3g} scenario-months/s", flush=True)
+        rows.append(
+            {
+                "stage": stage,
+                "variant": variant,
+                "compile_s": compile_s,
+                "run_s": run_s,
+                "scenario_months_per_s": sm / run_s,
+            }
+        )
+        print(
+            f"{stage:>9} | {variant:<28} | compile {compile_s:6.2f} s | run {run_s * 1e3:9.2f} ms | "
+            f"{sm / run_s:9.3g} scenario-months/s",
+            flush=True,
+        )
 
     c, t, values = timed(lambda i: draw_inputs(plan, i), idx, repeat=args.repeat)
     row("sample", "static inputs", c, t)
@@ -111,14 +121,28 @@ def main() -> None:
 
     mask = jnp.ones((C,), bool)
     acc = reduce_init(plan)
-    lay = lambda lo: f"{lo.copies} cop{'y' if lo.copies == 1 else 'ies'}, " + (  # noqa: E731
-        f"{lo.interleave} scen. per series in turn" if lo.interleave else "series after series")
-    c, t, _ = timed(lambda a, o, b, m: reduce_chunk(plan, a, o, m, b), acc, out, bands, mask, repeat=args.repeat, carry=True)
+
+    def lay(lo: red.Layout) -> str:
+        order = f"{lo.interleave} scen. per series in turn" if lo.interleave else "series after series"
+        return f"{lo.copies} cop{'y' if lo.copies == 1 else 'ies'}, {order}"
+
+    c, t, _ = timed(
+        lambda a, o, b, m: reduce_chunk(plan, a, o, m, b), acc, out, bands, mask, repeat=args.repeat, carry=True
+    )
     row("summarize", f"metrics + monthly sketches ({lay(plan.sketch_layout)})", c, t)
     # The sketches' device layouts (mcrisk.stats.reduce.Layout: copies of each histogram, and how the
     # scatter's atomic additions are ordered): the same counts, in different times on a GPU.
-    layouts = dict.fromkeys([plan.sketch_layout, red.Layout(1, 0), red.Layout(1, 32), red.Layout(8, 0), red.Layout(8, 1),
-                             red.Layout(8, 32), red.Layout(32, 32)])
+    layouts = dict.fromkeys(
+        [
+            plan.sketch_layout,
+            red.Layout(1, 0),
+            red.Layout(1, 32),
+            red.Layout(8, 0),
+            red.Layout(8, 1),
+            red.Layout(8, 32),
+            red.Layout(32, 32),
+        ]
+    )
     for lo in layouts:
         p = replace(plan, monthly=False, sketch_layout=lo)
         a0 = reduce_init(p)._replace(monthly=None)
@@ -128,7 +152,9 @@ def main() -> None:
     for lo in (red.Layout(1, 0), plan.sketch_layout):  # the monthly bands: 336 series, coarser bins
         p = replace(plan, sketch_layout=lo)
         a0 = reduce_init(p)
-        c, t, _ = timed(lambda a, b, m, p=p: reduction.reduce_bands(p, a, b, m), a0, bands, mask, repeat=args.repeat, carry=True)
+        c, t, _ = timed(
+            lambda a, b, m, p=p: reduction.reduce_bands(p, a, b, m), a0, bands, mask, repeat=args.repeat, carry=True
+        )
         row("summarize", f"monthly bands only, {lay(lo)}", c, t)
         del a0
     # ... and its parts, to tell where its time goes: the metrics stacked into (H, n) series
@@ -136,22 +162,38 @@ def main() -> None:
     H, spec = plan.n_series, plan.sketch
     c, t, x = timed(lambda o: jnp.stack([o[m] for m in METRICS]).reshape(H, -1), out, repeat=args.repeat)
     row("summarize", "part: stack into (H, n)", c, t)
-    c, t, _ = timed(lambda x: (x.sum(axis=1), jnp.where(jnp.isfinite(x), x, 0.0).min(axis=1), (x * x).sum(axis=1)), x, repeat=args.repeat)
+    c, t, _ = timed(
+        lambda x: (x.sum(axis=1), jnp.where(jnp.isfinite(x), x, 0.0).min(axis=1), (x * x).sum(axis=1)),
+        x,
+        repeat=args.repeat,
+    )
     row("summarize", "part: series sums", c, t)
-    c, t, flat = timed(lambda x: red.bin_index(x, spec) + (jnp.arange(H, dtype=jnp.int32) * spec.n_bins)[:, None], x, repeat=args.repeat)
+    c, t, flat = timed(
+        lambda x: red.bin_index(x, spec) + (jnp.arange(H, dtype=jnp.int32) * spec.n_bins)[:, None],
+        x,
+        repeat=args.repeat,
+    )
     row("summarize", "part: sketch bins", c, t)
     hist = red.init_state(H, spec).hist
-    c, t, _ = timed(lambda h, f: h.reshape(-1).at[f.reshape(-1)].add(1, mode="promise_in_bounds").reshape(h.shape), hist, flat,
-                    repeat=args.repeat, carry=True)
+    c, t, _ = timed(
+        lambda h, f: h.reshape(-1).at[f.reshape(-1)].add(1, mode="promise_in_bounds").reshape(h.shape),
+        hist,
+        flat,
+        repeat=args.repeat,
+        carry=True,
+    )
     row("summarize", "part: scatter-add (1 copy, series after series)", c, t)
     del x, flat
 
     # Compiling the four stages one after another, and at once in four threads (fresh functions
     # each time, so that nothing comes from a cache): does XLA leave cores idle while compiling?
     for how in ("one after another", "in 4 threads"):
-        lowered = [jax.jit(lambda i: draw_inputs(plan, i)).lower(idx), jax.jit(lambda i: draw_shocks(plan, i)).lower(idx),
-                   jax.jit(lambda d: simulate_months(plan, d, C)).lower(draw),
-                   jax.jit(lambda a, o, b, m: reduce_chunk(plan, a, o, m, b)).lower(acc, out, bands, mask)]
+        lowered = [
+            jax.jit(lambda i: draw_inputs(plan, i)).lower(idx),
+            jax.jit(lambda i: draw_shocks(plan, i)).lower(idx),
+            jax.jit(lambda d: simulate_months(plan, d, C)).lower(draw),
+            jax.jit(lambda a, o, b, m: reduce_chunk(plan, a, o, m, b)).lower(acc, out, bands, mask),
+        ]
         t0 = time.perf_counter()
         if how == "in 4 threads":
             with ThreadPoolExecutor(4) as pool:
@@ -159,14 +201,23 @@ def main() -> None:
         else:
             [low.compile() for low in lowered]
         wall = time.perf_counter() - t0
-        rows.append({"stage": "compile", "variant": how, "compile_s": wall, "run_s": None, "scenario_months_per_s": None})
+        rows.append(
+            {"stage": "compile", "variant": how, "compile_s": wall, "run_s": None, "scenario_months_per_s": None}
+        )
         print(f"  compile | 4 stages {how:<19} | {wall:6.2f} s", flush=True)
 
     bw = copy_bandwidth()
     print(f"device-to-device copy: {bw / 1e12:.2f} TB/s (bytes read + written)")
     record = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "jax": jax.__version__, "devices": [str(d) for d in jax.devices()],
-        "host": platform.platform(), "chunk": C, "months": T, "systems": S, "copy_bytes_per_s": bw, "rows": rows,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "jax": jax.__version__,
+        "devices": [str(d) for d in jax.devices()],
+        "host": platform.platform(),
+        "chunk": C,
+        "months": T,
+        "systems": S,
+        "copy_bytes_per_s": bw,
+        "rows": rows,
     }
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,11 @@ import mcrisk
 def device_events(trace: dict) -> list[dict]:
     """The complete ('X') events on device tracks: a process named like /device:GPU:0 (or, for
     a CPU backend, the XLA thunks on the host's threads)."""
-    names = {e["pid"]: e["args"]["name"] for e in trace["traceEvents"]
-             if e.get("ph") == "M" and e.get("name") == "process_name"}
+    names = {
+        e["pid"]: e["args"]["name"]
+        for e in trace["traceEvents"]
+        if e.get("ph") == "M" and e.get("name") == "process_name"
+    }
     gpu = {pid for pid, n in names.items() if "/device:GPU" in n}
     events = [e for e in trace["traceEvents"] if e.get("ph") == "X" and "dur" in e]
     if gpu:
@@ -97,8 +100,11 @@ def main() -> None:
         k[0] += e["dur"] / 1e6
         k[1] += 1
     busy = busy_seconds(events)
-    host_pids = {e["pid"] for e in trace["traceEvents"] if e.get("ph") == "M" and e.get("name") == "process_name"
-                 and "/host:" in e["args"]["name"]}
+    host_pids = {
+        e["pid"]
+        for e in trace["traceEvents"]
+        if e.get("ph") == "M" and e.get("name") == "process_name" and "/host:" in e["args"]["name"]
+    }
     host: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])  # the host's own spans (they nest: not additive)
     for e in trace["traceEvents"]:
         if e.get("ph") == "X" and "dur" in e and e["pid"] in host_pids and "hlo_op" not in e.get("args", {}):
@@ -106,12 +112,14 @@ def main() -> None:
             h[0] += e["dur"] / 1e6
             h[1] += 1
     stages = result.manifest["seconds"]
-    print(f"{n:,} scenarios on {jax.devices()[0].device_kind}: wall {wall:.2f} s traced, device busy {busy:.2f} s, "
-          f"{len(events):,} device events; the run's stages: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+    print(
+        f"{n:,} scenarios on {jax.devices()[0].device_kind}: wall {wall:.2f} s traced, device busy {busy:.2f} s, "
+        f"{len(events):,} device events; the run's stages: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())
+    )
     print(f"\n{'program':<40} {'device s':>9}")
     for p, s in sorted(by_program.items(), key=lambda kv: -kv[1]):
         print(f"{p[:40]:<40} {s:9.3f}")
-    top = sorted(by_kernel.items(), key=lambda kv: -kv[1][0])[:args.top]
+    top = sorted(by_kernel.items(), key=lambda kv: -kv[1][0])[: args.top]
     print(f"\n{'program':<24} {'kernel':<48} {'calls':>6} {'s':>8} {'us/call':>9}")
     for (p, name), (s, calls) in top:
         print(f"{p[:24]:<24} {name[:48]:<48} {calls:6d} {s:8.3f} {s / calls * 1e6:9.1f}")
@@ -120,19 +128,30 @@ def main() -> None:
         rest = sum(ts[1:]) / max(1, len(ts) - 1) * 1e3
         print(f"{name:<16} {len(ts):6d} {sum(ts):8.3f} {ts[0] * 1e3:9.1f} {rest:10.1f}")
     print(f"\n{'host span (nested spans overlap)':<60} {'calls':>6} {'s':>8}")
-    host_top = sorted(host.items(), key=lambda kv: -kv[1][0])[:args.top]
+    host_top = sorted(host.items(), key=lambda kv: -kv[1][0])[: args.top]
     for name, (sec, calls) in host_top:
         print(f"{name:<60} {calls:6d} {sec:8.3f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({
-            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "jax": jax.__version__, "device": jax.devices()[0].device_kind,
-            "scenarios": n, "wall_traced_s": wall, "device_busy_s": busy, "stages_s": stages,
-            "programs_s": dict(sorted(by_program.items(), key=lambda kv: -kv[1])),
-            "kernels": [{"program": p, "name": name, "calls": c, "seconds": s} for (p, name), (s, c) in top],
-            "stage_calls_s": dict(stage_calls),
-            "host_spans": [{"name": name, "calls": c, "seconds": s} for name, (s, c) in host_top],
-        }, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "jax": jax.__version__,
+                    "device": jax.devices()[0].device_kind,
+                    "scenarios": n,
+                    "wall_traced_s": wall,
+                    "device_busy_s": busy,
+                    "stages_s": stages,
+                    "programs_s": dict(sorted(by_program.items(), key=lambda kv: -kv[1])),
+                    "kernels": [{"program": p, "name": name, "calls": c, "seconds": s} for (p, name), (s, c) in top],
+                    "stage_calls_s": dict(stage_calls),
+                    "host_spans": [{"name": name, "calls": c, "seconds": s} for name, (s, c) in host_top],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -65,8 +65,15 @@ if "--exit" in sys.argv:  # and the end: JAX's atexit clean-up (the backend dest
     exit_s = time.perf_counter() - t_exit
 record = {
     "exit_clean_up_s": exit_s,
-    "import_jax_s": t_jax - t0, "import_mcrisk_s": t_mcrisk - t_jax, "backend_start_s": t_backend - t_mcrisk,
-    "first_program_s": t_first - t_backend, "to_first_program_s": t_first - t0, "early": early, "early_alloc": alloc, "devices": [str(d) for d in devices], "jax": jax.__version__,
+    "import_jax_s": t_jax - t0,
+    "import_mcrisk_s": t_mcrisk - t_jax,
+    "backend_start_s": t_backend - t_mcrisk,
+    "first_program_s": t_first - t_backend,
+    "to_first_program_s": t_first - t0,
+    "early": early,
+    "early_alloc": alloc,
+    "devices": [str(d) for d in devices],
+    "jax": jax.__version__,
     "env": {k: v for k, v in os.environ.items() if k.startswith(("XLA_", "JAX_", "TF_CPP"))},
 }
 print(json.dumps(record))

@@ -45,14 +45,41 @@ from pathlib import Path
 
 os.environ.setdefault("JAX_SKIP_CUDA_CONSTRAINTS_CHECK", "1")
 
-DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2, "s32": 4, "u32": 4, "f32": 4,
-               "s64": 8, "u64": 8, "f64": 8, "c64": 8, "c128": 16}
+DTYPE_BYTES = {
+    "pred": 1,
+    "s8": 1,
+    "u8": 1,
+    "s16": 2,
+    "u16": 2,
+    "f16": 2,
+    "bf16": 2,
+    "s32": 4,
+    "u32": 4,
+    "f32": 4,
+    "s64": 8,
+    "u64": 8,
+    "f64": 8,
+    "c64": 8,
+    "c128": 16,
+}
 _ARRAY = re.compile(r"\b(" + "|".join(DTYPE_BYTES) + r")\[([\d,]*)\]")
 _INSTR = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (.*?) ([\w\-]+)\((.*?)\)(, .*)?$")
 _HEADER = re.compile(r"^(ENTRY )?%([\w.\-]+) .*\{\s*$")
 # Instructions that launch no kernel of their own.
-NO_KERNEL = {"parameter", "get-tuple-element", "tuple", "bitcast", "constant", "after-all", "partition-id",
-             "replica-id", "opt-barrier", "copy-start", "copy-done", "add-dependency"}
+NO_KERNEL = {
+    "parameter",
+    "get-tuple-element",
+    "tuple",
+    "bitcast",
+    "constant",
+    "after-all",
+    "partition-id",
+    "replica-id",
+    "opt-barrier",
+    "copy-start",
+    "copy-done",
+    "add-dependency",
+}
 H200_BANDWIDTH = 3.0e12  # bytes/s: counted bytes / this matched the measured times within 15% (see docstring)
 
 
@@ -91,7 +118,7 @@ def fusion_bytes(comps: dict, fused: str) -> int:
     body = comps[fused]
     shape = {n: s for n, s, *_ in body}
     users = defaultdict(list)
-    for n, s, op, ops, _ in body:
+    for _, s, op, ops, _ in body:
         for o in ops:
             users[o].append((s, op, ops))
     moved = 0
@@ -145,7 +172,9 @@ def kernels(comps: dict, comp: str = "__entry__") -> list[tuple[str, str, int, i
             body = re.search(r"body=%([\w.\-]+)", attrs).group(1)
             out += [(k, o, b, c * trip, part) for k, o, b, c, part in kernels(comps, body)]
         elif op in ("conditional", "call"):  # the costliest branch
-            branches = [kernels(comps, c) for c in re.findall(r"(?:branch_computations=\{|to_apply=|calls=)%([\w.\-]+)", attrs)]
+            branches = [
+                kernels(comps, c) for c in re.findall(r"(?:branch_computations=\{|to_apply=|calls=)%([\w.\-]+)", attrs)
+            ]
             out += max(branches, key=lambda ks: sum(k[2] * k[3] for k in ks), default=[])
         elif op not in NO_KERNEL:
             if op == "fusion":
@@ -166,8 +195,12 @@ def account(text: str) -> dict:
         row = parts.setdefault(part, {"launches": 0, "bytes": 0})
         row["launches"] += c
         row["bytes"] += b * c
-    return {"launches": sum(k[3] for k in ks), "bytes": sum(k[2] * k[3] for k in ks),
-            "kernels": sorted(ks, key=lambda k: -k[2] * k[3]), "parts": parts}
+    return {
+        "launches": sum(k[3] for k in ks),
+        "bytes": sum(k[2] * k[3] for k in ks),
+        "kernels": sorted(ks, key=lambda k: -k[2] * k[3]),
+        "parts": parts,
+    }
 
 
 def gpu_mesh(target: Path):
@@ -182,8 +215,12 @@ def gpu_mesh(target: Path):
     try:
         topo = topologies.get_topology_desc("", "cuda", topology="1x1x1", target_config=target.read_text())
     except Exception as e:  # noqa: BLE001
-        sys.exit(f"cannot compile for a GPU here ({e}); install the CUDA plugin: pip install \"jax[cuda12]=={jax.__version__}\"")
-    return Mesh(np.array(topo.devices), ("scenarios",)), f"{topo.devices[0].device_kind} (no GPU attached: compiled only)"
+        sys.exit(
+            f'cannot compile for a GPU here ({e}); install the CUDA plugin: pip install "jax[cuda12]=={jax.__version__}"'
+        )
+    return Mesh(
+        np.array(topo.devices), ("scenarios",)
+    ), f"{topo.devices[0].device_kind} (no GPU attached: compiled only)"
 
 
 def main() -> None:
@@ -191,12 +228,20 @@ def main() -> None:
     ap.add_argument("--study", default=None)
     ap.add_argument("--chunk", type=int, default=1 << 20, help="scenarios per chunk (default 2^20, the GPU default)")
     ap.add_argument("--unroll", type=int, nargs="+", default=[4], help="month-loop unrolls to compile")
-    ap.add_argument("--bands", choices=("on", "off", "both"), default="off",
-                    help="with the monthly band outputs (runs compute them apart, in the first chunks only)")
+    ap.add_argument(
+        "--bands",
+        choices=("on", "off", "both"),
+        default="off",
+        help="with the monthly band outputs (runs compute them apart, in the first chunks only)",
+    )
     ap.add_argument("--target", type=Path, default=Path(__file__).with_name("h100.txtpb"))
     ap.add_argument("--bandwidth", type=float, default=H200_BANDWIDTH, help="bytes/s for the predicted rate")
     ap.add_argument("--top", type=int, default=0, help="list the N kernels that move the most bytes (first variant)")
-    ap.add_argument("--parts", action="store_true", help="bytes by part: the month loop, the IRR's grid, bracket, search, Newton steps")
+    ap.add_argument(
+        "--parts",
+        action="store_true",
+        help="bytes by part: the month loop, the IRR's grid, bracket, search, Newton steps",
+    )
     ap.add_argument("--dump", type=Path, default=None, help="write each variant's optimized HLO into this folder")
     ap.add_argument("--stages", action="store_true", help="also compile every stage of a run, timed")
     ap.add_argument("--json", default=None)
@@ -223,20 +268,38 @@ def main() -> None:
     idx = jax.ShapeDtypeStruct((C,), jnp.uint32)
     on = lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s)  # noqa: E731
     values = {k: on(v, cols) for k, v in jax.eval_shape(lambda i: engine.draw_inputs(base, i), idx).items()}
-    values |= {k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype, sharding=rep) for k, v in engine.fixed_values(base).items()}
-    shocks = engine.Shocks(*(None if s is None else on(s, NamedSharding(mesh, PartitionSpec(None, "scenarios"))) for s in jax.eval_shape(lambda i: engine.draw_shocks(base, i), idx)))
+    values |= {
+        k: jax.ShapeDtypeStruct(np.shape(v), np.asarray(v).dtype, sharding=rep)
+        for k, v in engine.fixed_values(base).items()
+    }
+    shocks = engine.Shocks(
+        *(
+            None if s is None else on(s, NamedSharding(mesh, PartitionSpec(None, "scenarios")))
+            for s in jax.eval_shape(lambda i: engine.draw_shocks(base, i), idx)
+        )
+    )
     draw = engine.Sample(values, shocks)
 
-    print(f"simulate stage of {study.name or 'the study'}: {C:,} scenarios x {T} months x {len(base.systems)} systems, "
-          f"for {kind}; predicted at {args.bandwidth / 1e12:.1f} TB/s")
-    print(f"{'variant':<28} | {'compile s':>9} | {'kernels':>7} | {'GB moved':>8} | {'B/scen-month':>12} | {'predicted scen-months/s':>23}")
+    print(
+        f"simulate stage of {study.name or 'the study'}: {C:,} scenarios x {T} months x {len(base.systems)} systems, "
+        f"for {kind}; predicted at {args.bandwidth / 1e12:.1f} TB/s"
+    )
+    print(
+        f"{'variant':<28} | {'compile s':>9} | {'kernels':>7} | {'GB moved':>8} | {'B/scen-month':>12} | {'predicted scen-months/s':>23}"
+    )
     rows = []
     bands = {"on": (True,), "off": (False,), "both": (True, False)}[args.bands]
     for monthly, u in [(m, u) for m in bands for u in args.unroll]:
         plan = replace(base, unroll=u, monthly=monthly)
         t0 = time.perf_counter()
-        compiled = jax.jit(lambda d, p=plan: engine.simulate_months(p, d, C),
-                           out_shardings=NamedSharding(mesh, PartitionSpec(None, "scenarios"))).lower(draw).compile()
+        compiled = (
+            jax.jit(
+                lambda d, p=plan: engine.simulate_months(p, d, C),
+                out_shardings=NamedSharding(mesh, PartitionSpec(None, "scenarios")),
+            )
+            .lower(draw)
+            .compile()
+        )
         compile_s = time.perf_counter() - t0
         text = compiled.as_text()
         variant = f"scan, unroll {u}, bands {'on' if monthly else 'off'}"
@@ -245,31 +308,55 @@ def main() -> None:
             (args.dump / f"simulate-{variant.replace(', ', '-').replace(' ', '')}.hlo").write_text(text)
         acc = account(text)
         per_sm = acc["bytes"] / (C * T)
-        rows.append({"variant": variant, "unroll": u, "bands": monthly, "compile_s": compile_s, "launches": acc["launches"],
-                     "bytes": acc["bytes"], "bytes_per_scenario_month": per_sm,
-                     "predicted_scenario_months_per_s": args.bandwidth / per_sm,
-                     "parts": {p: dict(v, bytes_per_scenario_month=v["bytes"] / (C * T)) for p, v in acc["parts"].items()},
-                     "top": [{"kernel": k, "op": o, "bytes": b, "launches": c, "part": part}
-                             for k, o, b, c, part in acc["kernels"][:max(args.top, 20)]]})
-        print(f"{variant:<28} | {compile_s:9.1f} | {acc['launches']:7d} | {acc['bytes'] / 1e9:8.2f} | {per_sm:12.0f} | "
-              f"{args.bandwidth / per_sm:23.3g}", flush=True)
+        rows.append(
+            {
+                "variant": variant,
+                "unroll": u,
+                "bands": monthly,
+                "compile_s": compile_s,
+                "launches": acc["launches"],
+                "bytes": acc["bytes"],
+                "bytes_per_scenario_month": per_sm,
+                "predicted_scenario_months_per_s": args.bandwidth / per_sm,
+                "parts": {p: dict(v, bytes_per_scenario_month=v["bytes"] / (C * T)) for p, v in acc["parts"].items()},
+                "top": [
+                    {"kernel": k, "op": o, "bytes": b, "launches": c, "part": part}
+                    for k, o, b, c, part in acc["kernels"][: max(args.top, 20)]
+                ],
+            }
+        )
+        print(
+            f"{variant:<28} | {compile_s:9.1f} | {acc['launches']:7d} | {acc['bytes'] / 1e9:8.2f} | {per_sm:12.0f} | "
+            f"{args.bandwidth / per_sm:23.3g}",
+            flush=True,
+        )
     stages = []
     if args.stages:
         from mcrisk.sampling.uniforms import root_key, shock_normals
 
         by_cols = NamedSharding(mesh, PartitionSpec(None, "scenarios"))
-        dists = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=rep), engine.sample_values(base))
+        dists = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=rep), engine.sample_values(base)
+        )
         sid = jax.ShapeDtypeStruct((), jnp.uint32, sharding=rep)
         idx_c, mask = (jax.ShapeDtypeStruct((C,), dt, sharding=cols) for dt in (jnp.uint32, jnp.bool_))
         acc = jax.tree.map(lambda a: on(a, rep), reduction.reduce_init(base))
         out = {k: on(v, by_cols) for k, v in jax.eval_shape(lambda d: engine.simulate(base, d, C), draw).items()}
         programs = {  # as chunks.execute builds them (the index, transfer and retention programs are small)
             "sample: inputs": (lambda i, v: engine.draw_inputs(base, i, v), (idx_c, dists)),
-            "sample: shocks": (lambda i, k: shock_normals(root_key(base.seed), i, k, T, base.dtype, time_major=True), (idx_c, sid)),
+            "sample: shocks": (
+                lambda i, k: shock_normals(root_key(base.seed), i, k, T, base.dtype, time_major=True),
+                (idx_c, sid),
+            ),
             "simulate": (lambda d: engine.simulate(base, d, C), (draw,)),
-            "summarize: metrics": (lambda a, o, m: reduction.reduce_chunk(replace(base, monthly=False), a, o, m),
-                                   (acc._replace(monthly=None), out, mask)),
-            "summarize: bands": (lambda a, d, m: reduction.reduce_bands(base, a, engine.monthly_values(base, d, C), m), (acc, draw, mask)),
+            "summarize: metrics": (
+                lambda a, o, m: reduction.reduce_chunk(replace(base, monthly=False), a, o, m),
+                (acc._replace(monthly=None), out, mask),
+            ),
+            "summarize: bands": (
+                lambda a, d, m: reduction.reduce_bands(base, a, engine.monthly_values(base, d, C), m),
+                (acc, draw, mask),
+            ),
         }
         print(f"\n{'program of a run':<28} | {'compile s':>9} | {'kernels':>7} | {'GB moved':>8}")
         for name, (fn, fargs) in programs.items():
@@ -277,25 +364,46 @@ def main() -> None:
             text = jax.jit(fn).lower(*fargs).compile().as_text()
             compile_s = time.perf_counter() - t0
             acc_s = account(text)
-            stages.append({"program": name, "compile_s": compile_s, "launches": acc_s["launches"], "bytes": acc_s["bytes"]})
+            stages.append(
+                {"program": name, "compile_s": compile_s, "launches": acc_s["launches"], "bytes": acc_s["bytes"]}
+            )
             print(f"{name:<28} | {compile_s:9.1f} | {acc_s['launches']:7d} | {acc_s['bytes'] / 1e9:8.2f}", flush=True)
     if args.parts:
         for row in rows:
-            print(f"\nparts of '{row['variant']}' (by the named scopes of mcrisk's code; the IRR's search runs once a chunk):")
+            print(
+                f"\nparts of '{row['variant']}' (by the named scopes of mcrisk's code; the IRR's search runs once a chunk):"
+            )
             print(f"  {'part':<12} | {'kernels':>7} | {'GB moved':>8} | {'B/scen-month':>12} | {'share':>5}")
             for part, v in sorted(row["parts"].items(), key=lambda kv: -kv[1]["bytes"]):
-                print(f"  {part:<12} | {v['launches']:7d} | {v['bytes'] / 1e9:8.2f} | {v['bytes_per_scenario_month']:12.0f} | "
-                      f"{v['bytes'] / row['bytes']:5.0%}")
+                print(
+                    f"  {part:<12} | {v['launches']:7d} | {v['bytes'] / 1e9:8.2f} | {v['bytes_per_scenario_month']:12.0f} | "
+                    f"{v['bytes'] / row['bytes']:5.0%}"
+                )
     if args.top:
         print(f"\nthe {args.top} kernels of '{rows[0]['variant']}' that move the most bytes:")
-        for k in rows[0]["top"][:args.top]:
-            print(f"  {k['bytes'] * k['launches'] / 1e9:7.2f} GB  {k['launches']:4d} x  {k['op']:<20} {k['part']:<12} {k['kernel']}")
+        for k in rows[0]["top"][: args.top]:
+            print(
+                f"  {k['bytes'] * k['launches'] / 1e9:7.2f} GB  {k['launches']:4d} x  {k['op']:<20} {k['part']:<12} {k['kernel']}"
+            )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({
-            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "jax": jax.__version__, "target": kind, "chunk": C,
-            "months": T, "systems": len(base.systems), "bandwidth": args.bandwidth, "rows": rows,
-            "stages": stages}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "jax": jax.__version__,
+                    "target": kind,
+                    "chunk": C,
+                    "months": T,
+                    "systems": len(base.systems),
+                    "bandwidth": args.bandwidth,
+                    "rows": rows,
+                    "stages": stages,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

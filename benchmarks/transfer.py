@@ -111,20 +111,39 @@ def main() -> None:
     if pinned_sharding is not None:
         y = jax.device_put(fresh(9), pinned_sharding)
         zero_copy = not y._single_device_array_to_np_array_did_copy()[1]
-    print(f"{shape[0]} x {shape[1]:,} float32 = {nbytes / 1e9:.2f} GB on {dev.device_kind}; memory kinds {kinds}; "
-          f"pinned block read in place: {zero_copy}")
+    print(
+        f"{shape[0]} x {shape[1]:,} float32 = {nbytes / 1e9:.2f} GB on {dev.device_kind}; memory kinds {kinds}; "
+        f"pinned block read in place: {zero_copy}"
+    )
     for r in rows:
         print(f"{r['way']:<40} {r['seconds'] * 1e3:9.1f} ms {r['gb_per_s']:8.2f} GB/s")
     if pool is not None:
         for round_, times in pool.items():
-            print(f"pinned pool, {args.pool_blocks} blocks held at once ({round_}): ms each " + " ".join(f"{t * 1e3:.0f}" for t in times))
+            print(
+                f"pinned pool, {args.pool_blocks} blocks held at once ({round_}): ms each "
+                + " ".join(f"{t * 1e3:.0f}" for t in times)
+            )
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({
-            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "jax": jax.__version__, "device": str(dev),
-            "device_kind": dev.device_kind, "host": platform.platform(), "shape": shape, "bytes": nbytes,
-            "memory_kinds": kinds, "pinned_zero_copy": zero_copy, "rows": rows, "pinned_pool_s": pool,
-        }, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "jax": jax.__version__,
+                    "device": str(dev),
+                    "device_kind": dev.device_kind,
+                    "host": platform.platform(),
+                    "shape": shape,
+                    "bytes": nbytes,
+                    "memory_kinds": kinds,
+                    "pinned_zero_copy": zero_copy,
+                    "rows": rows,
+                    "pinned_pool_s": pool,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

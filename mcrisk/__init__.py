@@ -12,8 +12,13 @@ from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
 # The rest of the API is imported on first use (PEP 562): `import mcrisk.cli.app` then costs JAX and
 # little else, and the command can start the accelerator while it imports the engine (cli.main).
 _LAZY = {
-    "enable_float64": "_x64", "merge_runs": "workflows.merge", "METRICS": "model.metrics", "RunResult": "workflows.run",
-    "run_study": "workflows.run", "Study": "study.schema", "default_study_path": "study.schema",
+    "enable_float64": "_x64",
+    "merge_runs": "workflows.merge",
+    "METRICS": "model.metrics",
+    "RunResult": "workflows.run",
+    "run_study": "workflows.run",
+    "Study": "study.schema",
+    "default_study_path": "study.schema",
     "load_study": "study.schema",
 }
 

@@ -10,17 +10,17 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mcrisk.sampling.quantiles import ppf
+from mcrisk.engine.plan import fixed_values, make_plan, sample, simulate_months
 from mcrisk.model.metrics import METRICS
+from mcrisk.reference import system_flows
+from mcrisk.sampling.quantiles import ppf
 from mcrisk.stats import reduce as red
 from mcrisk.stats.bands import MONTHLY, MONTHLY_SKETCH, PERCENTILES, monthly_table, series_index
 from mcrisk.stats.breakeven import COLUMNS as BREAKEVEN_COLUMNS
 from mcrisk.stats.breakeven import PERCENTILES as BREAKEVEN_PERCENTILES
 from mcrisk.stats.breakeven import breakeven_table
-from mcrisk.engine.plan import fixed_values, make_plan, sample, simulate_months
-from mcrisk.reference import system_flows
-from mcrisk.workflows.run import run_study
 from mcrisk.study.schema import study_from_dict
+from mcrisk.workflows.run import run_study
 
 from .conftest import small_study
 
@@ -125,6 +125,7 @@ def exact(run):
     """Every monthly value of every scenario, from the engine's own stage on one chunk of N."""
     raw, _ = run
     plan = make_plan(study_from_dict(raw), scenarios=N, seed=3, precision="float32", chunk_size=N)
+
     # jitted like the run's stages, fixed values passed as arguments as the run does (op-by-op
     # or constant-folded float32 rounding may differ from the run's kernels in the last bit)
     def months(idx, consts):
@@ -161,10 +162,19 @@ def test_cumulative_cash_flow_band_agrees_with_the_float64_reference(run):
     draw = sample(plan, jnp.arange(N, dtype=jnp.uint32))
     rows = pd.read_parquet(result.folder / "scenarios.parquet")
     rack = rows[rows.system == "rack"].sort_values("scenario")
-    market = {c: rack[c].to_numpy(np.float64) for c in rack.columns if c.startswith(("market.", "facility.", "finance."))}
+    market = {
+        c: rack[c].to_numpy(np.float64) for c in rack.columns if c.startswith(("market.", "facility.", "finance."))
+    }
     system = {c.removeprefix("system."): rack[c].to_numpy(np.float64) for c in rack.columns if c.startswith("system.")}
     # a shock the study does not use is a 0-d placeholder: the reference takes None for it
-    eps = [None if np.ndim(e) == 0 else np.asarray(e, np.float64).T if plan.time_major_shocks else np.asarray(e, np.float64) for e in draw.shocks]
+    eps = [
+        None
+        if np.ndim(e) == 0
+        else np.asarray(e, np.float64).T
+        if plan.time_major_shocks
+        else np.asarray(e, np.float64)
+        for e in draw.shocks
+    ]
     f = system_flows(market, system, plan.months, *eps)
     cum = np.cumsum(f["cash_flow"], axis=1) - f["capex"][:, None]
     table = pd.read_parquet(result.folder / "monthly.parquet")
@@ -184,20 +194,26 @@ def test_breakeven_table(run):
     for row in be.itertuples():
         metric = "breakeven_price_usd_per_mtok" if row.quantity.startswith("initial") else "breakeven_utilization"
         for p in (5, 50, 95):
-            assert getattr(row, f"breakeven_p{p}") == pytest.approx(summary.loc[(row.system, metric), f"p{p}"], rel=1e-12)
+            assert getattr(row, f"breakeven_p{p}") == pytest.approx(
+                summary.loc[(row.system, metric), f"p{p}"], rel=1e-12
+            )
         # NPV is affine in both, so the market clears a scenario's break-even exactly when its NPV >= 0
         assert row.p_market_clears == pytest.approx(1 - risk.loc[row.system, "p_loss"], abs=1e-12)
         if row.quantity.startswith("initial"):
             # the market side is the study's lognormal with P5 = 0.5 and P95 = 2.5, exactly
             assert row.market_p5 == pytest.approx(0.5, rel=1e-9)
             assert row.market_p95 == pytest.approx(2.5, rel=1e-9)
-            assert row.market_p50 == pytest.approx(stats.lognorm(s=np.log(5) / 3.2897072539029457, scale=np.sqrt(1.25)).median(), rel=1e-9)
+            assert row.market_p50 == pytest.approx(
+                stats.lognorm(s=np.log(5) / 3.2897072539029457, scale=np.sqrt(1.25)).median(), rel=1e-9
+            )
         else:
             assert row.market_p50 == pytest.approx(summary.loc[(row.system, "mean_utilization"), "p50"], rel=1e-12)
 
 
 def test_no_monthly_skips_the_bands(tmp_path):
-    result = run_study(small_study(scenarios=200), out=tmp_path / "r", monthly=False, write_scenarios=False, diagnostic_draws=0)
+    result = run_study(
+        small_study(scenarios=200), out=tmp_path / "r", monthly=False, write_scenarios=False, diagnostic_draws=0
+    )
     assert not (result.folder / "monthly.parquet").exists()
     assert result.manifest["outputs"]["monthly"] is None
     assert (result.folder / "breakeven.csv").exists()
@@ -208,8 +224,15 @@ def test_monthly_scenarios_caps_the_bands_by_index(tmp_path, exact):
     the chunking (M falls inside a chunk here), while the metric summaries cover all N."""
     plan, bands = exact
     M = 1234
-    result = run_study(small_study(scenarios=N), out=tmp_path / "r", chunk_size=512, monthly_scenarios=M,
-                       write_scenarios=False, diagnostic_draws=0, stress=False)
+    result = run_study(
+        small_study(scenarios=N),
+        out=tmp_path / "r",
+        chunk_size=512,
+        monthly_scenarios=M,
+        write_scenarios=False,
+        diagnostic_draws=0,
+        stress=False,
+    )
     table = result.monthly
     S, T = len(plan.systems), plan.months
     assert (table["n"] == M).all()
@@ -221,7 +244,14 @@ def test_monthly_scenarios_caps_the_bands_by_index(tmp_path, exact):
         want = np.percentile(x, PERCENTILES, method="inverted_cdf")
         np.testing.assert_allclose([getattr(row, f"p{p}") for p in PERCENTILES], want, rtol=5.01e-3, atol=1e-6)
     # the same cap on other chunks gives the same sketch, hence the same percentiles
-    other = run_study(small_study(scenarios=N), out=tmp_path / "o", chunk_size=1000, monthly_scenarios=M,
-                      write_scenarios=False, diagnostic_draws=0, stress=False).monthly
+    other = run_study(
+        small_study(scenarios=N),
+        out=tmp_path / "o",
+        chunk_size=1000,
+        monthly_scenarios=M,
+        write_scenarios=False,
+        diagnostic_draws=0,
+        stress=False,
+    ).monthly
     pcols = [f"p{p}" for p in PERCENTILES]
     np.testing.assert_array_equal(other[pcols].to_numpy(), table[pcols].to_numpy())

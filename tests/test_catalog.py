@@ -9,28 +9,59 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from mcrisk.study import catalog
-from mcrisk.study import yaml12
+from mcrisk.study import catalog, yaml12
 from mcrisk.study.catalog import CatalogError, Sourced, check_dist
 
 SYSTEMS = ["hgx-h100", "hgx-h200", "hgx-b200", "hgx-b300", "gb200-nvl72", "gb300-nvl72", "mi300x", "mi325x", "mi355x"]
 WORKLOADS = ["deepseek-r1-8k1k", "deepseek-r1-1k1k", "gpt-oss-120b", "llama-3.3-70b"]
 CURVES = ["launch-ramp", "mature", "plateau"]
 SERVING = ["colocated", "disaggregated"]
-PRIORS = ["fleet-utilization", "token-price-decline", "production-efficiency", "electricity-price", "pue", "colocation",
-          "token-price-dsr1-class", "token-price-gpt-oss-1k8k", "residual-value", "discount-rate", "cost-of-equity",
-          "tax-rate", "debt-share", "debt-rate", "lead-time", "contract-share", "contract-term",
-          "contract-price-multiple", "contract-usage", "contract-default-probability", "succession-first-month",
-          "succession-every-months", "succession-token-price-step", "succession-rental-step",
-          "rental-decline-hopper", "rental-decline-blackwell"]
+PRIORS = [
+    "fleet-utilization",
+    "token-price-decline",
+    "production-efficiency",
+    "electricity-price",
+    "pue",
+    "colocation",
+    "token-price-dsr1-class",
+    "token-price-gpt-oss-1k8k",
+    "residual-value",
+    "discount-rate",
+    "cost-of-equity",
+    "tax-rate",
+    "debt-share",
+    "debt-rate",
+    "lead-time",
+    "contract-share",
+    "contract-term",
+    "contract-price-multiple",
+    "contract-usage",
+    "contract-default-probability",
+    "succession-first-month",
+    "succession-every-months",
+    "succession-token-price-step",
+    "succession-rental-step",
+    "rental-decline-hopper",
+    "rental-decline-blackwell",
+]
 # Study paths of STUDY.md's extensions ("How operators earn and finance") that a prior may fill even
 # where this checkout's study model does not have them yet.
 EXTENSION_PATHS = {
-    "finance.cost_of_equity", "finance.tax_rate", "finance.debt.share", "finance.debt.annual_rate",
-    "market.succession.first_month", "market.succession.every_months", "market.succession.token_price_step",
-    "market.succession.rental_step", "systems.*.lead_months", "systems.*.rental.annual_decline",
-    "systems.*.contract.share", "systems.*.contract.term_months", "systems.*.contract.price_multiple",
-    "systems.*.contract.usage", "systems.*.contract.annual_default_probability",
+    "finance.cost_of_equity",
+    "finance.tax_rate",
+    "finance.debt.share",
+    "finance.debt.annual_rate",
+    "market.succession.first_month",
+    "market.succession.every_months",
+    "market.succession.token_price_step",
+    "market.succession.rental_step",
+    "systems.*.lead_months",
+    "systems.*.rental.annual_decline",
+    "systems.*.contract.share",
+    "systems.*.contract.term_months",
+    "systems.*.contract.price_multiple",
+    "systems.*.contract.usage",
+    "systems.*.contract.annual_default_probability",
 }
 DATA = resources.files("mcrisk") / "data" / "catalog"
 FILES = ["systems.yaml", "workloads.yaml", "software_curves.yaml", "serving.yaml", "priors.yaml"]
@@ -264,7 +295,12 @@ def test_workload_data_is_consistent(name):
 def test_price_follows_the_interactivity_band():
     assert catalog.workload_price("deepseek-r1-8k1k", 50)["mode"] == 0.732
     assert catalog.workload_price("deepseek-r1-8k1k", 167)["mode"] == 2.444
-    assert catalog.workload_price("gpt-oss-120b", None) == {"dist": "triangular", "low": 0.10, "mode": 0.25, "high": 0.45}
+    assert catalog.workload_price("gpt-oss-120b", None) == {
+        "dist": "triangular",
+        "low": 0.10,
+        "mode": 0.25,
+        "high": 0.45,
+    }
     with pytest.raises(CatalogError, match=r"\[0, 100\) tok/s/user, \[100, inf\)"):
         catalog.workload_price("deepseek-r1-8k1k", None)
 
@@ -283,8 +319,10 @@ def test_software_curves_have_study_shape():
         assert set(out["software_speedup"]) == {"ceiling", "time_constant_months"}
         for f, v in out["software_speedup"].items():
             _check_study_value(f"{name}.{f}", v)
-        assert set(catalog.software_curve_provenance(name)) == {"software_speedup.ceiling",
-                                                               "software_speedup.time_constant_months"}
+        assert set(catalog.software_curve_provenance(name)) == {
+            "software_speedup.ceiling",
+            "software_speedup.time_constant_months",
+        }
 
 
 def test_launch_ramp_reaches_1_5_to_5x_within_2_to_6_months():
@@ -335,15 +373,25 @@ def test_system_numbers_match_domain_facts(name, gpus, hbm, costh, costn, costr,
 
 def test_capex_and_power_follow_their_stated_arithmetic():
     f = catalog.system_fields
-    assert f("hgx-h100")["capex_usd"] == pytest.approx({"dist": "triangular", "low": (8 * 25e3 + 30e3) * 1.10,
-                                                        "mode": 270e3 * 1.125, "high": (8 * 30e3 + 70e3) * 1.15})
+    assert f("hgx-h100")["capex_usd"] == pytest.approx(
+        {"dist": "triangular", "low": (8 * 25e3 + 30e3) * 1.10, "mode": 270e3 * 1.125, "high": (8 * 30e3 + 70e3) * 1.15}
+    )
     gpu = round(0.39 * 5.9e6 / 72, -3)  # Bernstein's GPU share of a GB200 rack, per GPU
     assert f("hgx-b200")["capex_usd"] == pytest.approx(
-        {"dist": "triangular", "low": (8 * gpu + 30e3) * 1.10, "mode": (8 * gpu + 50e3) * 1.125,
-         "high": (8 * gpu + 70e3) * 1.15})
+        {
+            "dist": "triangular",
+            "low": (8 * gpu + 30e3) * 1.10,
+            "mode": (8 * gpu + 50e3) * 1.125,
+            "high": (8 * gpu + 70e3) * 1.15,
+        }
+    )
     assert f("gb200-nvl72")["capex_usd"] == {"dist": "triangular", "low": 3.0e6, "mode": 3.4e6, "high": 4.0e6}
     assert f("gb200-nvl72")["it_power_kw"] == {"dist": "triangular", "low": 120, "mode": 132, "high": 140}
-    assert (f("hgx-h100")["it_power_kw"], f("hgx-b200")["it_power_kw"], f("hgx-b300")["it_power_kw"]) == (10.2, 14.3, 14.5)
+    assert (f("hgx-h100")["it_power_kw"], f("hgx-b200")["it_power_kw"], f("hgx-b300")["it_power_kw"]) == (
+        10.2,
+        14.3,
+        14.5,
+    )
     for name in ("hgx-h200", "hgx-b300", "mi300x", "mi325x", "mi355x"):
         assert "capex_usd" not in f(name), f"{name}: no public price, so no preset capex"
     ratios = [8 * 1.73 / 10.2, 8 * 2.17 / 14.3, 8 * 2.17 / 14.5, 72 * 2.10 / 132]  # all-in / IT, NVIDIA systems
@@ -357,15 +405,21 @@ def test_capex_and_power_follow_their_stated_arithmetic():
 def test_workload_numbers_match_domain_facts():
     tput = lambda w, s, x: catalog.workload_fields(w, s, x)["throughput_tokens_per_s_per_gpu"]  # noqa: E731
     assert tput("gpt-oss-120b", "hgx-b200", 100) == 30000
-    assert tput("deepseek-r1-1k1k", "gb200-nvl72", 125) / tput("deepseek-r1-1k1k", "hgx-b200", 125) == \
-        pytest.approx(4.39, abs=0.005)
-    for system, per_mw, kw in (("hgx-h100", 0.90e6, 1.73), ("hgx-b200", 2.8e6, 2.17),
-                               ("mi300x", 0.75e6, 1.79), ("mi355x", 2.55e6, 2.65)):
+    assert tput("deepseek-r1-1k1k", "gb200-nvl72", 125) / tput("deepseek-r1-1k1k", "hgx-b200", 125) == pytest.approx(
+        4.39, abs=0.005
+    )
+    for system, per_mw, kw in (
+        ("hgx-h100", 0.90e6, 1.73),
+        ("hgx-b200", 2.8e6, 2.17),
+        ("mi300x", 0.75e6, 1.79),
+        ("mi355x", 2.55e6, 2.65),
+    ):
         assert tput("gpt-oss-120b", system, 90) == pytest.approx(per_mw * kw / 1000)
     blend = lambda i, o, a, b: (a * i + b * o) / (a + b)  # noqa: E731
     p = catalog.workload_price("deepseek-r1-8k1k", 36)
     assert (p["low"], p["mode"], p["high"]) == pytest.approx(
-        (blend(0.50, 2.15, 8, 1), blend(0.55, 2.19, 8, 1), blend(1.35, 5.40, 8, 1)), abs=5e-4)
+        (blend(0.50, 2.15, 8, 1), blend(0.55, 2.19, 8, 1), blend(1.35, 5.40, 8, 1)), abs=5e-4
+    )
     implied = [r for r in catalog.get_entry("deepseek-r1-8k1k").reference_points if r.figure.value == 1.10]
     assert implied and 75e6 / (72 * 10000 * 26298 * 3600 / 1e6) == pytest.approx(1.10, abs=0.005)
 
@@ -411,18 +465,36 @@ def test_priors_match_domain_facts():
     assert _tri("colocation") == (150, 190, 220)
     assert _tri("residual-value")[0] == 0.10 and _tri("residual-value")[2] == 0.35  # §10: 10-35% at 4 years
     blend = lambda i, o, a, b: round((a * i + b * o) / (a + b), 3)  # noqa: E731
-    assert _tri("token-price-dsr1-class") == (blend(0.135, 0.55, 8, 1), blend(0.28, 0.42, 8, 1), blend(0.50, 2.15, 8, 1))
-    assert _tri("token-price-gpt-oss-1k8k") == (blend(0.04, 0.19, 1, 8), blend(0.15, 0.60, 1, 8), blend(0.24, 0.96, 1, 8))
+    assert _tri("token-price-dsr1-class") == (
+        blend(0.135, 0.55, 8, 1),
+        blend(0.28, 0.42, 8, 1),
+        blend(0.50, 2.15, 8, 1),
+    )
+    assert _tri("token-price-gpt-oss-1k8k") == (
+        blend(0.04, 0.19, 1, 8),
+        blend(0.15, 0.60, 1, 8),
+        blend(0.24, 0.96, 1, 8),
+    )
 
 
 def test_finance_priors_are_fixed_where_a_committee_fixes_them():
     value = lambda n: catalog.prior_value(n)[1]  # noqa: E731
     assert isinstance(value("discount-rate"), float) and 0.10 <= value("discount-rate") <= 0.12  # a hurdle, not a draw
     assert value("tax-rate") == 0.21 and value("debt-share") == 0.60 and value("contract-term") == 48
-    wacc = value("debt-share") * _tri("debt-rate")[1] * (1 - value("tax-rate")) + (1 - value("debt-share")) * value("cost-of-equity")
+    wacc = value("debt-share") * _tri("debt-rate")[1] * (1 - value("tax-rate")) + (1 - value("debt-share")) * value(
+        "cost-of-equity"
+    )
     assert wacc == pytest.approx(value("discount-rate"), abs=0.002)
-    for n in ("contract-share", "contract-usage", "contract-default-probability", "succession-token-price-step",
-              "succession-rental-step", "rental-decline-hopper", "rental-decline-blackwell", "token-price-decline"):
+    for n in (
+        "contract-share",
+        "contract-usage",
+        "contract-default-probability",
+        "succession-token-price-step",
+        "succession-rental-step",
+        "rental-decline-hopper",
+        "rental-decline-blackwell",
+        "token-price-decline",
+    ):
         assert 0 <= _tri(n)[0] and _tri(n)[2] < 1, n  # shares in [0, 1], steps and declines in [0, 1)
     assert _tri("succession-first-month")[0] >= 1 and _tri("succession-every-months")[0] >= 1
 
@@ -493,10 +565,16 @@ def implied_revenue_per_gpu_hour(name):
     """First-year revenue per installed GPU-hour from the catalog's medians: throughput x efficiency x
     utilization x price, the price averaged over months 1-12 of its fixed-model decline."""
     c = catalog.get_entry(name).calibration
-    tput = _median(catalog.workload_fields(c.workload, name, c.interactivity_tok_s_user, c.serving)
-                   ["throughput_tokens_per_s_per_gpu"])
-    price = _median(catalog.prior_value(c.price_prior)[1] if c.price_prior
-                    else catalog.workload_price(c.workload, c.interactivity_tok_s_user))
+    tput = _median(
+        catalog.workload_fields(c.workload, name, c.interactivity_tok_s_user, c.serving)[
+            "throughput_tokens_per_s_per_gpu"
+        ]
+    )
+    price = _median(
+        catalog.prior_value(c.price_prior)[1]
+        if c.price_prior
+        else catalog.workload_price(c.workload, c.interactivity_tok_s_user)
+    )
     eff = _median(catalog.prior_value("production-efficiency")[1])
     util = _median(catalog.prior_value("fleet-utilization")[1])
     decline = _median(catalog.prior_value("token-price-decline")[1])
@@ -542,8 +620,10 @@ def test_software_speedup_ceilings_cannot_fall_below_one():
 
 
 def test_capex_per_gpu_is_on_one_basis_across_systems():
-    per_gpu = lambda n: {k: catalog.system_fields(n)["capex_usd"][k] / catalog.system_fields(n)["gpus_per_unit"]  # noqa: E731
-                         for k in ("low", "mode", "high")}
+    def per_gpu(name: str) -> dict[str, float]:
+        fields = catalog.system_fields(name)
+        return {k: fields["capex_usd"][k] / fields["gpus_per_unit"] for k in ("low", "mode", "high")}
+
     gb200, b200 = per_gpu("gb200-nvl72"), per_gpu("hgx-b200")
     assert all(gb200[k] >= b200[k] for k in gb200), (gb200, b200)  # a rack GPU carries NVLink switches and Grace
     assert sum(gb200.values()) / 3 >= sum(b200.values()) / 3

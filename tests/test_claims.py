@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from mcrisk.cli.app import app
 from mcrisk.study import catalog
+from mcrisk.study.schema import study_from_dict
 from mcrisk.workflows import claims
 from mcrisk.workflows.claims import ClaimError, load_claim, point_metrics, studies
-from mcrisk.cli.app import app
-from mcrisk.study.schema import study_from_dict
 
 runner = CliRunner()
 N = 2000
@@ -91,7 +91,9 @@ def test_probabilities_come_with_their_mcse_and_spread(run):
 
 def test_probabilities_recount_from_the_run_folders(run):
     out, _, table = run
-    rows = pd.read_parquet(out / "blackwell-vs-hopper" / "scenarios.parquet", columns=["scenario", "system", "cost_per_mtok_usd"])
+    rows = pd.read_parquet(
+        out / "blackwell-vs-hopper" / "scenarios.parquet", columns=["scenario", "system", "cost_per_mtok_usd"]
+    )
     wide = rows.pivot(index="scenario", columns="system", values="cost_per_mtok_usd")
     ratio = wide["h200"].to_numpy(np.float64) / wide["gb300"].to_numpy(np.float64)
     assert table.loc["blackwell-35x", "p_holds"] == pytest.approx(np.mean(ratio >= 35))
@@ -106,8 +108,11 @@ def test_every_uncertain_input_names_its_source(run):
     uncertain = inputs[inputs["study"] == "uncertain"].set_index(["claim", "path"])["source"]
     assert uncertain[("gb200-roi", "market.demand.utilization")].startswith("prior fleet-utilization: DeepSeek")
     assert uncertain[("gb200-roi", "market.token_price.initial_usd_per_mtok")].startswith(
-        "workload deepseek-r1-8k1k price [0, 100) tok/s/user")
-    assert uncertain[("blackwell-vs-hopper", "systems.h200.capex_usd")].startswith("TCO hgx-h200: costh $1.41 to costn $1.74")
+        "workload deepseek-r1-8k1k price [0, 100) tok/s/user"
+    )
+    assert uncertain[("blackwell-vs-hopper", "systems.h200.capex_usd")].startswith(
+        "TCO hgx-h200: costh $1.41 to costn $1.74"
+    )
     assert uncertain[("b200-two-cents", "systems.b200.capex_usd")].startswith("preset hgx-b200: ")
     assert "prior production-efficiency" in (out / "gb200-roi" / "study.yaml").read_text()
 
@@ -128,23 +133,32 @@ def test_shipped_claim_files_are_complete(name):
 
 
 def test_tco_capex_books_the_tco_over_the_life():
-    value, line = claims._catalog_value({"tco_capex": "hgx-h200", "basis": "costh", "years": 4}, "systems.h200.capex_usd")
+    value, line = claims._catalog_value(
+        {"tco_capex": "hgx-h200", "basis": "costh", "years": 4}, "systems.h200.capex_usd"
+    )
     assert value == pytest.approx(1.41 * 8 * HOURS_4Y)
     assert line.startswith("TCO hgx-h200: costh $1.41/GPU-hr x 8 GPUs x 4 yr x 8766 h; SemiAnalysisAI/InferenceX-app")
     value, _ = claims._catalog_value({"tco_capex": "gb300-nvl72", "basis": ["costh", "costn"]}, "x")
     t = catalog.get_entry("gb300-nvl72").tco_usd_per_gpu_hour
-    assert value == {"dist": "uniform", "low": pytest.approx(t.costh * 72 * HOURS_4Y), "high": pytest.approx(t.costn * 72 * HOURS_4Y)}
+    assert value == {
+        "dist": "uniform",
+        "low": pytest.approx(t.costh * 72 * HOURS_4Y),
+        "high": pytest.approx(t.costn * 72 * HOURS_4Y),
+    }
 
 
 def test_catalog_values_in_claim_files_are_checked():
     with pytest.raises(ClaimError, match="prior 'pue' is a value for facility.pue, not for market.demand.utilization"):
         claims._resolve({"market": {"demand": {"utilization": {"prior": "pue"}}}}, "", {})
-    with pytest.raises(ClaimError, match=r"systems.a.efficiency: unknown catalog prior 'efficiency'.*production-efficiency"):
+    with pytest.raises(
+        ClaimError, match=r"systems.a.efficiency: unknown catalog prior 'efficiency'.*production-efficiency"
+    ):
         claims._resolve({"systems": {"a": {"efficiency": {"prior": "efficiency"}}}}, "", {})
     with pytest.raises(ClaimError, match="workload_price: ...} takes interactivity_tok_s_user, workload_price, got"):
         claims._resolve({"p": {"workload_price": "gpt-oss-120b", "interactivity": 50}}, "", {})
     assert claims._resolve({"systems": {"a": {"efficiency": {"prior": "production-efficiency"}}}}, "", {}) == {
-        "systems": {"a": {"efficiency": catalog.prior_value("production-efficiency")[1]}}}
+        "systems": {"a": {"efficiency": catalog.prior_value("production-efficiency")[1]}}
+    }
 
 
 def test_unknown_claim_exits_2_with_the_shipped_ones(tmp_path):

@@ -33,7 +33,13 @@ def test_mcrisk_run_without_arguments_runs_the_default_study(tmp_path):
         assert system in proc.stdout
     assert "P(loss)" in proc.stdout and "NPV" in proc.stdout
     # the decision-analytics sections: what must be true, the default study's stresses, drivers
-    for section in ("what must be true", "stress tests on the same scenarios", "price-war", "what drives npv_usd", "P(row > column)"):
+    for section in (
+        "what must be true",
+        "stress tests on the same scenarios",
+        "price-war",
+        "what drives npv_usd",
+        "P(row > column)",
+    ):
         assert section in proc.stdout, section
     folder = tmp_path / "outputs" / "dsr1-rack-economics"
     for name in ("breakeven.csv", "monthly.parquet", "stress.csv", "sensitivity.csv", "comparison.csv"):
@@ -43,7 +49,11 @@ def test_mcrisk_run_without_arguments_runs_the_default_study(tmp_path):
     # a second run into the same folder is refused, and leaves it alone
     again = subprocess.run(
         [sys.executable, "-m", "mcrisk.cli.app", "run", "--scenarios", "10"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
     assert json.loads((folder / "manifest.json").read_text())["scenarios"] == 3000
@@ -61,8 +71,22 @@ def test_timings_table_shows_each_stage_and_its_throughput(tmp_path):
 
     path = write_study(tmp_path / "s.yaml", small_study(scenarios=100))
     # (counts as users write them: 6e2 is 600)
-    result = runner.invoke(app, ["run", str(path), "-n", "6e2", "--chunk-size", "1_024", "--out", str(tmp_path / "r"),
-                                 "--no-stress", "--no-analyze", "--timings"])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(path),
+            "-n",
+            "6e2",
+            "--chunk-size",
+            "1_024",
+            "--out",
+            str(tmp_path / "r"),
+            "--no-stress",
+            "--no-analyze",
+            "--timings",
+        ],
+    )
     assert result.exit_code == 0, result.stdout
     text = result.stdout
     assert "where the time went: 600 scenarios" in text
@@ -75,6 +99,7 @@ def test_timings_table_shows_each_stage_and_its_throughput(tmp_path):
 
 
 # --------------------------------------------------------------------------- options refused up front
+
 
 def _text(result) -> str:
     return result.stdout + (result.stderr or "")
@@ -93,7 +118,10 @@ def whole_run(tmp_path_factory):
 @pytest.mark.parametrize(
     "extra, named",
     [
-        (["-n", "500", "--seed", "99", "--no-scenarios", "--set", "facility.pue=1.5"], "--scenarios, --seed, --no-scenarios, --set"),
+        (
+            ["-n", "500", "--seed", "99", "--no-scenarios", "--set", "facility.pue=1.5"],
+            "--scenarios, --seed, --no-scenarios, --set",
+        ),
         (["--shard", "0/2"], "--shard"),
         (["STUDY"], "STUDY"),
         (["--resume", "somewhere"], "--resume"),
@@ -102,7 +130,9 @@ def whole_run(tmp_path_factory):
 )
 def test_from_manifest_refuses_the_options_it_fixes(tmp_path, whole_run, extra, named):
     extra = [str(CONFIGS / "default.yaml") if x == "STUDY" else x for x in extra]
-    result = runner.invoke(app, ["run", "--from-manifest", str(whole_run / "manifest.json"), "--out", str(tmp_path / "E"), *extra])
+    result = runner.invoke(
+        app, ["run", "--from-manifest", str(whole_run / "manifest.json"), "--out", str(tmp_path / "E"), *extra]
+    )
     text = _text(result)
     assert result.exit_code == 2, text
     assert f"--from-manifest: cannot be combined with {named}" in text and "Traceback" not in text
@@ -111,7 +141,9 @@ def test_from_manifest_refuses_the_options_it_fixes(tmp_path, whole_run, extra, 
 
 def test_resume_refuses_the_options_it_fixes(tmp_path):
     (tmp_path / ".run.partial" / "checkpoint").mkdir(parents=True)
-    result = runner.invoke(app, ["run", "--resume", str(tmp_path / "run"), "-n", "3", "--out", str(tmp_path / "B"), "--force"])
+    result = runner.invoke(
+        app, ["run", "--resume", str(tmp_path / "run"), "-n", "3", "--out", str(tmp_path / "B"), "--force"]
+    )
     text = _text(result)
     assert result.exit_code == 2, text
     assert "--resume: cannot be combined with --scenarios, --out, --force" in text and "Traceback" not in text
@@ -148,17 +180,32 @@ def _edited_manifest(whole_run, **changes) -> dict:
     return m
 
 
-@pytest.mark.parametrize("write, says", [
-    (lambda w: "[]", "it is damaged or not a run manifest (a JSON array, not an object)"),
-    (lambda w: "{\"seed\": 1", "it is damaged or not a run manifest (not valid JSON"),
-    (lambda w: json.dumps({"seed": 1}), "it is damaged or not a run manifest (no fields 'study_sha256', 'options')"),
-    (lambda w: json.dumps(_edited_manifest(w, options__scenarios="many", options__colour=1)),
-     "('options.scenarios' must be a whole number, got 'many'; 'options.colour': not an option of this version of mcrisk run)"),
-    (lambda w: json.dumps(_edited_manifest(w, options__shard=["a", "b"])),
-     "('options.shard' must be a list of whole numbers, got ['a', 'b'])"),
-    (lambda w: json.dumps({"study": "s", "study_sha256": "0" * 64, "grid": [], "points": [], "outputs": {"sweep": "sweep.csv"}}),
-     "is a sweep's manifest (mcrisk sweep), not a run manifest: each point of the sweep is a run folder with its own"),
-], ids=["array", "not-json", "missing-fields", "bad-options", "bad-shard", "sweep"])
+@pytest.mark.parametrize(
+    "write, says",
+    [
+        (lambda w: "[]", "it is damaged or not a run manifest (a JSON array, not an object)"),
+        (lambda w: '{"seed": 1', "it is damaged or not a run manifest (not valid JSON"),
+        (
+            lambda w: json.dumps({"seed": 1}),
+            "it is damaged or not a run manifest (no fields 'study_sha256', 'options')",
+        ),
+        (
+            lambda w: json.dumps(_edited_manifest(w, options__scenarios="many", options__colour=1)),
+            "('options.scenarios' must be a whole number, got 'many'; 'options.colour': not an option of this version of mcrisk run)",
+        ),
+        (
+            lambda w: json.dumps(_edited_manifest(w, options__shard=["a", "b"])),
+            "('options.shard' must be a list of whole numbers, got ['a', 'b'])",
+        ),
+        (
+            lambda w: json.dumps(
+                {"study": "s", "study_sha256": "0" * 64, "grid": [], "points": [], "outputs": {"sweep": "sweep.csv"}}
+            ),
+            "is a sweep's manifest (mcrisk sweep), not a run manifest: each point of the sweep is a run folder with its own",
+        ),
+    ],
+    ids=["array", "not-json", "missing-fields", "bad-options", "bad-shard", "sweep"],
+)
 def test_from_manifest_names_what_is_wrong_with_a_manifest(tmp_path, whole_run, write, says):
     """--from-manifest with JSON that is not a run manifest: exit 2, the file and what is wrong
     (not an object, the fields missing or mistyped, another kind of manifest), nothing written."""
@@ -172,13 +219,24 @@ def test_from_manifest_names_what_is_wrong_with_a_manifest(tmp_path, whole_run, 
     assert not (tmp_path / "E").exists() and not (tmp_path / ".E.partial").exists()
 
 
-@pytest.mark.parametrize("damage, says", [
-    (lambda d: (d / "manifest.json").write_text("[]"), "manifest.json is damaged or not what mcrisk wrote (a JSON array, not an object)"),
-    (lambda d: (d / "manifest.json").write_text(json.dumps(_edited_manifest(d, shard="0/2"))),
-     "manifest.json is damaged or not what mcrisk wrote ('shard' must be an object or null, got '0/2')"),
-    (lambda d: (d / "manifest.json").write_text(json.dumps(_edited_manifest(d, shard={"index": 0, "count": 2}))),
-     "it has no reducers/checkpoint.json"),
-], ids=["manifest-array", "shard-text", "no-reducers"])
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (
+            lambda d: (d / "manifest.json").write_text("[]"),
+            "manifest.json is damaged or not what mcrisk wrote (a JSON array, not an object)",
+        ),
+        (
+            lambda d: (d / "manifest.json").write_text(json.dumps(_edited_manifest(d, shard="0/2"))),
+            "manifest.json is damaged or not what mcrisk wrote ('shard' must be an object or null, got '0/2')",
+        ),
+        (
+            lambda d: (d / "manifest.json").write_text(json.dumps(_edited_manifest(d, shard={"index": 0, "count": 2}))),
+            "it has no reducers/checkpoint.json",
+        ),
+    ],
+    ids=["manifest-array", "shard-text", "no-reducers"],
+)
 def test_merge_names_a_damaged_shard_folder(tmp_path, whole_run, damage, says):
     shard = tmp_path / "s0"
     shutil.copytree(whole_run, shard)
@@ -198,7 +256,13 @@ def test_an_error_quoting_square_brackets_is_printed_as_written(tmp_path):
     assert f"'{tmp_path / '[/]run [bold]'}' is not a run folder (no such folder)" in text and "Traceback" not in text
 
 
-@pytest.mark.parametrize("count, says", [("1.5", "must be a whole number, got '1.5'"), ("lots", "must be a whole number (200000, 200_000 or 2e5), got 'lots'")])
+@pytest.mark.parametrize(
+    "count, says",
+    [
+        ("1.5", "must be a whole number, got '1.5'"),
+        ("lots", "must be a whole number (200000, 200_000 or 2e5), got 'lots'"),
+    ],
+)
 def test_a_count_that_is_not_a_whole_number_is_refused_by_name(tmp_path, count, says):
     result = runner.invoke(app, ["run", "-n", count, "--out", str(tmp_path / "r")])
     text = " ".join(_text(result).replace("│", " ").split())  # (typer's box wraps the message)
@@ -241,25 +305,32 @@ def test_an_input_beyond_float32_is_refused_by_name(tmp_path):
     assert "systems.server.it_power_kw" in res.output and "systems.rack.capex_usd" in res.output
     assert "--precision float64" in res.output and "Traceback" not in res.output
     assert not out.exists() and not (tmp_path / ".run.partial").exists()
-    res = runner.invoke(app, ["run", str(path), "--out", str(out), "--precision", "float64", "--no-stress", "--no-analyze", "-q"])
+    res = runner.invoke(
+        app, ["run", str(path), "--out", str(out), "--precision", "float64", "--no-stress", "--no-analyze", "-q"]
+    )
     assert res.exit_code == 0, res.output
 
 
-@pytest.mark.parametrize("argv, starts", [
-    (["run", "-n", "1e4"], True),
-    (["-q", "claims"], True),
-    (["sweep", "s.yaml", "--grid", "a=1,2"], True),
-    (["report", "outputs/run"], False),  # never touches the device
-    (["validate", "s.yaml"], False),
-    ([], False),
-    (["run", "--shard", "auto"], False),  # jax.distributed must start first
-    (["run", "--shard=auto"], False),
-])
+@pytest.mark.parametrize(
+    "argv, starts",
+    [
+        (["run", "-n", "1e4"], True),
+        (["-q", "claims"], True),
+        (["sweep", "s.yaml", "--grid", "a=1,2"], True),
+        (["report", "outputs/run"], False),  # never touches the device
+        (["validate", "s.yaml"], False),
+        ([], False),
+        (["run", "--shard", "auto"], False),  # jax.distributed must start first
+        (["run", "--shard=auto"], False),
+    ],
+)
 def test_the_backend_starts_early_only_for_commands_that_simulate(monkeypatch, argv, starts):
     from mcrisk.cli import app as cli
 
     started = []
-    monkeypatch.setattr("threading.Thread", lambda target, name, daemon: type("T", (), {"start": lambda self: started.append(name)})())
+    monkeypatch.setattr(
+        "threading.Thread", lambda target, name, daemon: type("T", (), {"start": lambda self: started.append(name)})()
+    )
     from mcrisk.engine.cluster import COORDINATOR_ENV
 
     for key in COORDINATOR_ENV:
@@ -277,8 +348,10 @@ def test_a_run_imports_what_only_its_end_needs_while_it_compiles():
     only for the summaries at the end): the chunk loop imports those in a thread once the stages
     are compiling, when the interpreter's lock is free, instead of before the run, on the path
     every run waits on."""
-    code = ("import sys, mcrisk.cli.app, mcrisk.workflows.run, mcrisk.engine.loop; "
-            "print(sorted(m for m in ('pandas', 'arviz', 'xarray', 'matplotlib') if m in sys.modules))")
+    code = (
+        "import sys, mcrisk.cli.app, mcrisk.workflows.run, mcrisk.engine.loop; "
+        "print(sorted(m for m in ('pandas', 'arviz', 'xarray', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

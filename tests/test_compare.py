@@ -8,14 +8,11 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from mcrisk import METRICS
-from mcrisk import RunFolderError
-from mcrisk import StudyError
-from mcrisk import run_study
-from mcrisk.workflows.analyze import analyze_run
+from mcrisk import METRICS, RunFolderError, StudyError, run_study
 from mcrisk.cli.app import app
 from mcrisk.stats.compare import COLUMNS, paired_comparisons, win_matrix
 from mcrisk.stats.sensitivity import COLUMNS as SENSITIVITY_COLUMNS
+from mcrisk.workflows.analyze import analyze_run
 
 from .conftest import small_study
 
@@ -25,11 +22,13 @@ def two_systems(n: int, shift: float, noise: float, seed: int = 0) -> tuple[pd.D
     rng = np.random.default_rng(seed)
     f, e1, e2 = rng.standard_normal((3, n))
     a, b = f + shift + noise * e1, f + noise * e2
-    rows = pd.DataFrame({
-        "scenario": np.tile(np.arange(n), 2),
-        "system": pd.Categorical(np.repeat(["A", "B"], n), categories=["A", "B"]),
-        "npv_usd": np.concatenate([a, b]),
-    })
+    rows = pd.DataFrame(
+        {
+            "scenario": np.tile(np.arange(n), 2),
+            "system": pd.Categorical(np.repeat(["A", "B"], n), categories=["A", "B"]),
+            "npv_usd": np.concatenate([a, b]),
+        }
+    )
     return rows, a, b
 
 
@@ -140,7 +139,9 @@ def test_a_run_that_kept_some_columns_is_analyzed_as_far_as_they_allow(tmp_path)
     assert set(pd.read_csv(run.folder / "comparison.csv").metric) == {"npv_usd", "irr"}
     missing = cli("--metric", "roi_multiple")
     assert missing.exit_code == 2 and "Traceback" not in missing.output
-    assert "the run kept only the metrics npv_usd, irr (--columns), not 'roi_multiple'" in " ".join(missing.output.split())
+    assert "the run kept only the metrics npv_usd, irr (--columns), not 'roi_multiple'" in " ".join(
+        missing.output.split()
+    )
 
     bare = run_study(study, out=tmp_path / "one", columns=["irr"], stress=False)
     assert bare.manifest["outputs"]["sensitivity"] is None and bare.manifest["outputs"]["comparison"] is None
@@ -156,7 +157,10 @@ def test_mcrisk_analyze_prints_drivers_and_the_win_matrix(runs):
     full, _ = runs
     result = CliRunner().invoke(app, ["analyze", str(full), "--metric", "roi_multiple"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "what drives roi_multiple" in result.output and "P(row > column) in roi_multiple, scenario by scenario" in result.output
+    assert (
+        "what drives roi_multiple" in result.output
+        and "P(row > column) in roi_multiple, scenario by scenario" in result.output
+    )
     sens = pd.read_csv(full / "sensitivity.csv")
     assert (sens.metric == "roi_multiple").all()
     assert sens[sens["rank"] == 1].input.iloc[0] in result.output

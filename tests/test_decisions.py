@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mcrisk.stats import reduce as red
-from mcrisk.stats.convergence import mcse, parse_target
 from mcrisk.engine.plan import draw_inputs, make_plan
 from mcrisk.errors import StudyError
+from mcrisk.stats import reduce as red
+from mcrisk.stats.convergence import mcse, parse_target
+from mcrisk.study.schema import study_from_dict
 from mcrisk.study.variants import apply, grid, parse_assignment
 from mcrisk.workflows.run import run_study
 from mcrisk.workflows.sweep import run_sweep
-from mcrisk.study.schema import study_from_dict
 
 from .conftest import small_study
 
@@ -40,8 +40,15 @@ def point_study() -> dict:
         },
         "facility": {"pue": 1.25, "colocation_usd_per_kw_month": 180},
         "systems": {
-            "rack": {"gpus_per_unit": 72, "capex_usd": 3.4e6, "it_power_kw": 132, "throughput_tokens_per_s_per_gpu": 2500,
-                     "maintenance_fraction_per_year": 0.03, "license_usd_per_gpu_year": 400, "residual_value_fraction": 0.1},
+            "rack": {
+                "gpus_per_unit": 72,
+                "capex_usd": 3.4e6,
+                "it_power_kw": 132,
+                "throughput_tokens_per_s_per_gpu": 2500,
+                "maintenance_fraction_per_year": 0.03,
+                "license_usd_per_gpu_year": 400,
+                "residual_value_fraction": 0.1,
+            },
         },
     }
 
@@ -59,14 +66,19 @@ def test_parse_assignment_reads_yaml_values():
     assert v == {"dist": "uniform", "low": 3e6, "high": 4e6}
     assert parse_assignment("systems.rack.units=1,2,4", many=True)[1] == [1, 2, 4]
     assert parse_assignment("facility.pue={dist: uniform, low: 1.1, high: 1.3},1.5", many=True)[1] == [
-        {"dist": "uniform", "low": 1.1, "high": 1.3}, 1.5]
+        {"dist": "uniform", "low": 1.1, "high": 1.3},
+        1.5,
+    ]
     with pytest.raises(StudyError, match="expected PATH=VALUE"):
         parse_assignment("market.token_price.annual_decline")
     # what cannot be set says where it is changed (it said "simulation settings have their own
     # options" of the horizon too, which has none)
-    for text, where in [("simulation.seed=3", "use --seed for simulation.seed"),
-                        ("simulation.horizon_months=12", "simulation.horizon_months is part of the study: change it in the study file"),
-                        ("name=x", "name is part of the study"), ("markt.x=1", "did you mean 'market'?")]:
+    for text, where in [
+        ("simulation.seed=3", "use --seed for simulation.seed"),
+        ("simulation.horizon_months=12", "simulation.horizon_months is part of the study: change it in the study file"),
+        ("name=x", "name is part of the study"),
+        ("markt.x=1", "did you mean 'market'?"),
+    ]:
         with pytest.raises(StudyError, match="only market, facility") as e:
             parse_assignment(text)
         assert where in str(e.value)
@@ -83,7 +95,10 @@ def test_override_problems_name_the_override():
     # a field of a system the study does not have (it was reported as that system's missing fields)
     with pytest.raises(StudyError) as e:
         apply(raw, {"systems.rak.units": 2})
-    assert "--set systems.rak.units: unknown system 'rak': did you mean 'rack'? the study's systems are rack, server" in str(e.value)
+    assert (
+        "--set systems.rak.units: unknown system 'rak': did you mean 'rack'? the study's systems are rack, server"
+        in str(e.value)
+    )
     assert "required" not in str(e.value)
     with pytest.raises(StudyError, match="is set twice"):
         grid([("facility.pue", [1.1]), ("facility.pue", [1.2])])
@@ -138,8 +153,11 @@ def test_a_stress_that_overrides_nothing_equals_the_base_case(stressed):
     none = table[table.stress == "nothing"].drop(columns=["stress", "overrides"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(base, none, check_exact=True)
     sub = pd.read_csv(stressed.folder / "stress" / "nothing" / "summary.csv")
-    pd.testing.assert_frame_equal(sub.drop(columns=["ess", "r_hat", "mcse_p5"]),
-                                  stressed.summary.drop(columns=["ess", "r_hat", "mcse_p5"]), check_exact=True)
+    pd.testing.assert_frame_equal(
+        sub.drop(columns=["ess", "r_hat", "mcse_p5"]),
+        stressed.summary.drop(columns=["ess", "r_hat", "mcse_p5"]),
+        check_exact=True,
+    )
 
 
 def test_stresses_move_npv_the_way_they_should(stressed):
@@ -209,7 +227,13 @@ def test_a_variant_that_changes_only_distribution_values_compiles_nothing(tmp_pa
     market["token_price"]["annual_decline"] = {"dist": "pert", "low": 0.4, "mode": 0.6, "high": 0.95}
     market["demand"]["utilization"] = {"dist": "beta", "mean": 0.45, "sd": 0.1}
     market["electricity"]["usd_per_kwh"] = {"dist": "triangular", "low": 0.1, "mode": 0.18, "high": 0.25}
-    variant["facility"]["colocation_usd_per_kw_month"] = {"dist": "normal", "mean": 150, "sd": 30, "low": 100, "high": 250}
+    variant["facility"]["colocation_usd_per_kw_month"] = {
+        "dist": "normal",
+        "mean": 150,
+        "sd": 30,
+        "low": 100,
+        "high": 250,
+    }
     rack["price_multiplier"] = {"dist": "discrete", "values": [0.8, 1.0, 1.1, 1.3], "weights": [1, 1, 2, 1]}
     rack["software_speedup"]["ceiling"] = {"dist": "loguniform", "low": 1.2, "high": 2.0}
     variant["correlations"] = [[a, b, -rho] for a, b, rho in raw["correlations"]]
@@ -272,19 +296,28 @@ def test_variants_keep_the_base_case_draws_with_sobol():
 
 def test_sweep_grid_on_common_random_numbers(tmp_path):
     raw = small_study(scenarios=400)
-    folder, table = run_sweep(raw, [("systems.rack.units", [2, 4]), ("facility.pue", [1.2, 1.4])], out=tmp_path / "sw",
-                              chunk_size=200)
+    folder, table = run_sweep(
+        raw, [("systems.rack.units", [2, 4]), ("facility.pue", [1.2, 1.4])], out=tmp_path / "sw", chunk_size=200
+    )
     assert (folder / "sweep.csv").exists() and (folder / "manifest.json").exists()
     assert list(table.columns[:4]) == ["point", "systems.rack.units", "facility.pue", "system"]
     assert len(table) == 4 * 2 and sorted(table.point.unique()) == [0, 1, 2, 3]
     t = table.set_index(["systems.rack.units", "facility.pue", "system"])
     # twice the racks on the same scenarios: exactly twice the NPV of each scenario, so of its mean
-    assert t.loc[(4, 1.2, "rack"), "npv_usd_mean"] == pytest.approx(2 * t.loc[(2, 1.2, "rack"), "npv_usd_mean"], rel=1e-9)
+    assert t.loc[(4, 1.2, "rack"), "npv_usd_mean"] == pytest.approx(
+        2 * t.loc[(2, 1.2, "rack"), "npv_usd_mean"], rel=1e-9
+    )
     assert t.loc[(4, 1.2, "server"), "npv_usd_mean"] == t.loc[(2, 1.2, "server"), "npv_usd_mean"]
     assert t.loc[(2, 1.4, "rack"), "npv_usd_mean"] < t.loc[(2, 1.2, "rack"), "npv_usd_mean"]
     # a grid point equals a plain run with the same --set values
-    single = run_study(copy.deepcopy(raw), out=tmp_path / "one", chunk_size=200, write_scenarios=False,
-                       overrides={"systems.rack.units": 4, "facility.pue": 1.4}, diagnostic_draws=0)
+    single = run_study(
+        copy.deepcopy(raw),
+        out=tmp_path / "one",
+        chunk_size=200,
+        write_scenarios=False,
+        overrides={"systems.rack.units": 4, "facility.pue": 1.4},
+        diagnostic_draws=0,
+    )
     assert t.loc[(4, 1.4, "rack"), "npv_usd_p50"] == one_stat(single, "npv_usd", "p50")
 
 
@@ -317,8 +350,14 @@ def test_target_mcse_stops_at_the_right_chunk(tmp_path):
 
 
 def test_target_mcse_reports_when_the_maximum_is_reached(tmp_path):
-    result = run_study(small_study(scenarios=1000), out=tmp_path / "r", chunk_size=500, target_mcse="npv_usd:p5:1",
-                       write_scenarios=False, diagnostic_draws=0)
+    result = run_study(
+        small_study(scenarios=1000),
+        out=tmp_path / "r",
+        chunk_size=500,
+        target_mcse="npv_usd:p5:1",
+        write_scenarios=False,
+        diagnostic_draws=0,
+    )
     conv = result.manifest["convergence"]
     assert not conv["met"] and conv["scenarios"] == 1000 and len(conv["trace"]) == 2
     assert conv["reached_mcse"] > 1
@@ -331,10 +370,10 @@ def test_mcse_of_a_statistic_that_is_not_finite_is_not_finite():
     spec = red.SketchSpec(rel_accuracy=0.01, min_abs=1e-3, max_abs=1e3)
     rng = np.random.default_rng(5)
     x = np.stack([rng.normal(10.0, 2.0, 400) for _ in range(4)])
-    x[1, :7] = np.inf                 # a few +inf: mean +inf
+    x[1, :7] = np.inf  # a few +inf: mean +inf
     x[2, :5], x[2, 5:9] = np.inf, -np.inf  # both: mean NaN
-    x[3, :300] = np.inf               # mostly +inf: the median and its interval are +inf
-    x[0, :50] = np.nan                # NaN is left out, as in summary.csv: sd / sqrt(N) of the rest
+    x[3, :300] = np.inf  # mostly +inf: the median and its interval are +inf
+    x[0, :50] = np.nan  # NaN is left out, as in summary.csv: sd / sqrt(N) of the rest
     state = red.to_host(red.update(red.init_state(4, spec), jnp.asarray(x), jnp.ones(400, bool), spec))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -353,39 +392,55 @@ def test_target_mcse_is_not_met_where_the_statistic_is_not_finite(tmp_path, recw
 
     runs = {}
     for target in ("irr:mean:1e9", "payback_months:p50:1e9"):
-        runs[target] = run_study(small_study(scenarios=1000), out=tmp_path / target.split(":")[0], chunk_size=500,
-                                 target_mcse=target, write_scenarios=False, diagnostic_draws=0, monthly=False)
+        runs[target] = run_study(
+            small_study(scenarios=1000),
+            out=tmp_path / target.split(":")[0],
+            chunk_size=500,
+            target_mcse=target,
+            write_scenarios=False,
+            diagnostic_draws=0,
+            monthly=False,
+        )
     irr = runs["irr:mean:1e9"]
     assert np.isnan(one_stat(irr, "irr", "mean")) and one_stat(irr, "irr", "n_posinf") > 0
     conv = irr.manifest["convergence"]
     assert not conv["met"] and conv["reached_mcse"] == np.inf and conv["scenarios"] == 1000
-    assert conv["reason"] == ("MCSE not finite: irr holds infinite values (summary.csv's n_posinf, n_neginf), "
-                              "so its mean is +-inf or NaN for rack")
+    assert conv["reason"] == (
+        "MCSE not finite: irr holds infinite values (summary.csv's n_posinf, n_neginf), "
+        "so its mean is +-inf or NaN for rack"
+    )
     assert list(conv) == ["target", "method", "reached_mcse", "met", "reason", "scenarios", "maximum", "trace"]
     payback = runs["payback_months:p50:1e9"]
     assert one_stat(payback, "payback_months", "p50", "server") == np.inf
     conv = payback.manifest["convergence"]
     assert not conv["met"] and conv["reason"] == "MCSE not finite: the p50 of payback_months is +inf for server"
+
     # the file is strict JSON (it held Infinity, which jq and JavaScript refuse): null for the infinite MCSE
     def refuse(constant):
         raise AssertionError(f"manifest.json holds {constant}")
+
     on_disk = json.loads((payback.folder / "manifest.json").read_text(), parse_constant=refuse)["convergence"]
     assert on_disk["reason"] == conv["reason"] and on_disk["reached_mcse"] is None
     assert not [w for w in recwarn if "convergence" in w.filename], [str(w.message) for w in recwarn]
     capsys.readouterr()
     print_sections(payback)
     printed = " ".join(capsys.readouterr().out.split())
-    assert "convergence: MCSE of payback_months:p50:1e+09 NOT met: inf after 1,000 of at most 1,000 scenarios" in printed
+    assert (
+        "convergence: MCSE of payback_months:p50:1e+09 NOT met: inf after 1,000 of at most 1,000 scenarios" in printed
+    )
     assert "why: MCSE not finite: the p50 of payback_months is +inf for server" in printed
 
 
-@pytest.mark.parametrize("text, message", [
-    ("npv_usd:p5", "expected METRIC:STAT:VALUE"),
-    ("npv:p5:100", "did you mean 'npv_usd'"),
-    ("npv_usd:p500:100", "STAT must be"),
-    ("npv_usd:median:100", "STAT must be"),
-    ("npv_usd:p5:-3", "VALUE must be a positive number"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("npv_usd:p5", "expected METRIC:STAT:VALUE"),
+        ("npv:p5:100", "did you mean 'npv_usd'"),
+        ("npv_usd:p500:100", "STAT must be"),
+        ("npv_usd:median:100", "STAT must be"),
+        ("npv_usd:p5:-3", "VALUE must be a positive number"),
+    ],
+)
 def test_target_mcse_errors(text, message):
     with pytest.raises(StudyError, match=message):
         parse_target(text)
@@ -403,8 +458,22 @@ def test_cli_run_with_set_and_target_and_the_sweep_command(tmp_path):
 
     runner = CliRunner()
     study = write_study(tmp_path / "s.yaml", small_study(scenarios=4000))
-    r = runner.invoke(app, ["run", str(study), "--out", str(tmp_path / "r"), "--chunk-size", "1000", "--no-scenarios",
-                            "--set", "facility.pue=1.2", "--target-mcse", "npv_usd:mean:1e12"])
+    r = runner.invoke(
+        app,
+        [
+            "run",
+            str(study),
+            "--out",
+            str(tmp_path / "r"),
+            "--chunk-size",
+            "1000",
+            "--no-scenarios",
+            "--set",
+            "facility.pue=1.2",
+            "--target-mcse",
+            "npv_usd:mean:1e12",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "what must be true" in r.output and "convergence: MCSE of npv_usd:mean:1e+12 met" in r.output
     assert "after 1,000 of at most 4,000 scenarios" in r.output
@@ -412,8 +481,21 @@ def test_cli_run_with_set_and_target_and_the_sweep_command(tmp_path):
     bad = runner.invoke(app, ["run", str(study), "--out", str(tmp_path / "bad"), "--set", "facility.pue=0.5"])
     assert bad.exit_code == 2 and "--set facility.pue" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "bad").exists()
-    r = runner.invoke(app, ["sweep", str(study), "--out", str(tmp_path / "sw"), "-n", "300", "--chunk-size", "300",
-                            "--set", "systems.rack.units=1,3"])
+    r = runner.invoke(
+        app,
+        [
+            "sweep",
+            str(study),
+            "--out",
+            str(tmp_path / "sw"),
+            "-n",
+            "300",
+            "--chunk-size",
+            "300",
+            "--set",
+            "systems.rack.units=1,3",
+        ],
+    )
     assert r.exit_code == 0, r.output
     table = pd.read_csv(tmp_path / "sw" / "sweep.csv")
     assert len(table) == 4 and set(table["systems.rack.units"]) == {1, 3}

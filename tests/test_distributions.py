@@ -3,14 +3,11 @@
 import functools
 
 import jax
-
-jax.config.update("jax_enable_x64", True)
-
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pydantic  # noqa: E402
-import pytest  # noqa: E402
-from scipy import stats  # noqa: E402
+import jax.numpy as jnp
+import numpy as np
+import pydantic
+import pytest
+from scipy import stats
 
 from mcrisk.sampling.quantiles import quantile, quantiles
 from mcrisk.study.distributions import Beta, Discrete, Fixed, LogNormal, Normal, Pert, Triangular, Uniform, parse_dist
@@ -43,12 +40,10 @@ TABLE = [
     ({"dist": "normal", "mean": 10, "sd": 2, "high": 7}, stats.truncnorm(-np.inf, -1.5, 10, 2)),
     ({"dist": "normal", "mean": 0.1, "sd": 0.05, "low": 0, "high": 0.2}, stats.truncnorm(-2, 2, 0.1, 0.05)),
     ({"dist": "normal", "mean": 0, "sd": 1, "low": 3, "high": 6}, stats.truncnorm(3, 6)),
-    ({"dist": "lognormal", "p5": 2, "p95": 8},
-     stats.lognorm(np.log(4) / (2 * Z95), scale=4.0)),
+    ({"dist": "lognormal", "p5": 2, "p95": 8}, stats.lognorm(np.log(4) / (2 * Z95), scale=4.0)),
     ({"dist": "lognormal", "median": 0.5, "sigma": 0.3}, stats.lognorm(0.3, scale=0.5)),
     ({"dist": "beta", "mean": 0.3, "sd": 0.1}, stats.beta(*beta_ab(0.3, 0.1))),
-    ({"dist": "beta", "mean": 30, "sd": 20, "low": 0, "high": 100},
-     stats.beta(*beta_ab(30, 20, 0, 100), 0, 100)),
+    ({"dist": "beta", "mean": 30, "sd": 20, "low": 0, "high": 100}, stats.beta(*beta_ab(30, 20, 0, 100), 0, 100)),
     ({"dist": "beta", "mean": 0.4, "sd": 0.4}, stats.beta(0.2, 0.3)),  # U-shaped, a, b < 1
 ]
 IDS = [f"{d['dist']}-{i}" for i, (d, _) in enumerate(TABLE)]
@@ -59,7 +54,7 @@ U_POINTS = np.array([1e-6, 1e-3, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1 - 1e-3, 
 ENDS = [0.0, 0.5, 1.0]  # 0 and 1 are clamped to eps and 1 - eps
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def uniforms(dtype):
     """N random uniforms, then U_POINTS (float32: those it can hold usefully), then ENDS."""
     points = U_POINTS if dtype == jnp.float64 else U_POINTS[2:-2]
@@ -67,7 +62,7 @@ def uniforms(dtype):
     return jnp.concatenate([random, jnp.asarray(points, dtype), jnp.asarray(ENDS, dtype)])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def evaluate(spec_index, dtype):
     """(draws, points u, quantile at them, quantile at ENDS) of ALL_FORMS[spec_index] in dtype.
 
@@ -82,6 +77,7 @@ def evaluate(spec_index, dtype):
 
 
 # ---------------------------------------------------------------- sampling
+
 
 @pytest.mark.parametrize("k", range(len(TABLE)), ids=IDS)
 def test_draws_follow_the_scipy_distribution(k):
@@ -109,12 +105,14 @@ def test_quantile_is_the_scipy_ppf_in_float32(k):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.max(np.abs(want)))
 
 
-@pytest.mark.parametrize("a,b", [(0.3, 0.5), (0.5, 0.5), (5, 1), (1, 5), (2, 50), (0.05, 2),
-                                 (3, 3), (200, 300), (1e4, 1e4)])
+@pytest.mark.parametrize(
+    "a,b", [(0.3, 0.5), (0.5, 0.5), (5, 1), (1, 5), (2, 50), (0.05, 2), (3, 3), (200, 300), (1e4, 1e4)]
+)
 def test_beta_table_matches_scipy_ppf_to_1e9(a, b):
     # As many points as uniforms() holds, so the eager kernels compiled for it are reused.
-    u = np.concatenate([np.linspace(1e-6, 1 - 1e-6, N + 14 - 4000), np.geomspace(1e-6, 0.5, 2000),
-                        1 - np.geomspace(1e-6, 0.5, 2000)])
+    u = np.concatenate(
+        [np.linspace(1e-6, 1 - 1e-6, N + 14 - 4000), np.geomspace(1e-6, 0.5, 2000), 1 - np.geomspace(1e-6, 0.5, 2000)]
+    )
     got = np.asarray(quantile(parse_dist(beta_of(a, b)), jnp.asarray(u)))
     assert np.max(np.abs(got - stats.beta(a, b).ppf(u))) < 1e-9
 
@@ -140,6 +138,7 @@ def test_fixed_quantile_is_the_value():
 
 
 # ---------------------------------------------------------------- properties
+
 
 @pytest.mark.parametrize("spec,frozen", TABLE, ids=IDS)
 def test_support_and_mean_match_scipy(spec, frozen):
@@ -195,12 +194,16 @@ def test_integer_uniforms_are_refused():
 def test_describe():
     assert parse_dist(0.08).describe() == "0.08"
     assert parse_dist(TABLE[2][0]).describe() == "triangular(low=3e+06, mode=3.4e+06, high=4e+06)"
-    assert parse_dist({"dist": "pert", "low": 0, "mode": 1, "high": 2, "shape": 6}).describe() == \
-        "pert(low=0, mode=1, high=2, shape=6)"
+    assert (
+        parse_dist({"dist": "pert", "low": 0, "mode": 1, "high": 2, "shape": 6}).describe()
+        == "pert(low=0, mode=1, high=2, shape=6)"
+    )
     assert parse_dist({"dist": "normal", "mean": 1, "sd": 2, "high": 3}).describe() == "normal(mean=1, sd=2, high=3)"
     assert parse_dist({"dist": "lognormal", "p5": 2, "p95": 8}).describe() == "lognormal(p5=2, p95=8)"
-    assert parse_dist({"dist": "beta", "mean": 30, "sd": 20, "low": 0, "high": 100}).describe() == \
-        "beta(mean=30, sd=20, high=100)"
+    assert (
+        parse_dist({"dist": "beta", "mean": 30, "sd": 20, "low": 0, "high": 100}).describe()
+        == "beta(mean=30, sd=20, high=100)"
+    )
 
 
 def test_parameters_of_pert_beta_and_lognormal():
@@ -211,6 +214,7 @@ def test_parameters_of_pert_beta_and_lognormal():
 
 
 # ---------------------------------------------------------------- parsing and validation
+
 
 def test_bare_numbers_are_fixed_and_models_pass_through():
     assert parse_dist(0.08) == Fixed(value=0.08)
@@ -263,13 +267,19 @@ BAD = [  # (DIST, last element of loc, text the message must contain)
     ({"dist": "lognormal", "median": 1, "sigma": 0}, "sigma", "must be > 0, got 0"),
     ({"dist": "lognormal", "p5": 1, "p95": 2, "median": 1.5}, "median", "not both"),
     ({"dist": "lognormal"}, "lognormal", "needs either {p5, p95} or {median, sigma}"),
-    ({"dist": "beta", "mean": 0.97, "sd": 0.2}, "sd",
-     "too large for mean 0.97 on [0, 1]: need sd < sqrt((mean-low)*(high-mean)) = 0.1706, got 0.2"),
+    (
+        {"dist": "beta", "mean": 0.97, "sd": 0.2},
+        "sd",
+        "too large for mean 0.97 on [0, 1]: need sd < sqrt((mean-low)*(high-mean)) = 0.1706, got 0.2",
+    ),
     ({"dist": "beta", "mean": 1.2, "sd": 0.1}, "mean", "must lie strictly inside (low, high) = (0, 1), got 1.2"),
     ({"dist": "beta", "mean": 0.5, "sd": 0.1, "low": 1, "high": 0}, "high", "must be > low (1), got 0"),
     ({"dist": "beta", "mean": 0.5, "sd": 0}, "sd", "must be > 0, got 0"),
-    ({"dist": "discrete", "values": [1, 2, 3], "weights": [1, 2]}, "weights",
-     "must have one weight per value (3 values, 2 weights)"),
+    (
+        {"dist": "discrete", "values": [1, 2, 3], "weights": [1, 2]},
+        "weights",
+        "must have one weight per value (3 values, 2 weights)",
+    ),
     ({"dist": "discrete", "values": [1, 2], "weights": [0, 0]}, "weights", "must sum to a positive number"),
     ({"dist": "discrete", "values": [1, 2], "weights": [1, -1]}, "weights", "must be >= 0, got -1 at position 1"),
     ({"dist": "discrete", "values": [], "weights": [1]}, "values", "at least 1 item"),

@@ -16,17 +16,32 @@ from mcrisk.errors import StudyError
 from mcrisk.model.metrics import ALL_METRICS, METRICS
 from mcrisk.study.schema import study_from_dict
 
-B200 = {"units": 1, "gpus_per_unit": 8, "capex_usd": 400_000, "it_power_kw": 14.3, "throughput_tokens_per_s_per_gpu": 30_000,
-        "depreciation_years": 4}
+B200 = {
+    "units": 1,
+    "gpus_per_unit": 8,
+    "capex_usd": 400_000,
+    "it_power_kw": 14.3,
+    "throughput_tokens_per_s_per_gpu": 30_000,
+    "depreciation_years": 4,
+}
 
 
 def _study(system: dict, months: int = 48, finance: dict | None = None, market: dict | None = None, **top) -> dict:
-    mk = {"token_price": {"initial_usd_per_mtok": 1.10}, "demand": {"utilization": 1.0, "volatility": 0.0},
-          "electricity": {"usd_per_kwh": 0.08}}
+    mk = {
+        "token_price": {"initial_usd_per_mtok": 1.10},
+        "demand": {"utilization": 1.0, "volatility": 0.0},
+        "electricity": {"usd_per_kwh": 0.08},
+    }
     mk.update(market or {})
-    return {"name": "econ", "simulation": {"scenarios": 4, "horizon_months": months, "precision": "float64"},
-            "market": mk, "facility": {"pue": 1.3, "colocation_usd_per_kw_month": 190},
-            "finance": {"discount_rate": 0.1, **(finance or {})}, "systems": {"b200": system}, **top}
+    return {
+        "name": "econ",
+        "simulation": {"scenarios": 4, "horizon_months": months, "precision": "float64"},
+        "market": mk,
+        "facility": {"pue": 1.3, "colocation_usd_per_kw_month": 190},
+        "finance": {"discount_rate": 0.1, **(finance or {})},
+        "systems": {"b200": system},
+        **top,
+    }
 
 
 def _run(raw: dict, n: int = 4, precision: str = "float64") -> dict[str, np.ndarray]:
@@ -85,10 +100,21 @@ def test_check_4_debt_schedule_pays_off_within_the_tenor():
 def test_check_5_tax_with_straight_line_depreciation():
     # CF_t = 50,000 a month, I = 1.2e6, L = 2, T = 24, V = 0: Y_t = 0, no tax; CF_t = 60,000: 2,500 a month.
     for cf, tax in ((50_000.0, 0.0), (60_000.0, 2_500.0 * 24)):
-        system = {"units": 1, "gpus_per_unit": 1, "capex_usd": 1_200_000, "it_power_kw": 1.0, "idle_power_fraction": 0.0,
-                  "throughput_tokens_per_s_per_gpu": cf / 2_629_800 * 1e6, "depreciation_years": 2}
-        raw = _study(system, months=24, finance={"tax_rate": 0.25}, market={
-            "token_price": {"initial_usd_per_mtok": 1.0}, "electricity": {"usd_per_kwh": 0.0}})
+        system = {
+            "units": 1,
+            "gpus_per_unit": 1,
+            "capex_usd": 1_200_000,
+            "it_power_kw": 1.0,
+            "idle_power_fraction": 0.0,
+            "throughput_tokens_per_s_per_gpu": cf / 2_629_800 * 1e6,
+            "depreciation_years": 2,
+        }
+        raw = _study(
+            system,
+            months=24,
+            finance={"tax_rate": 0.25},
+            market={"token_price": {"initial_usd_per_mtok": 1.0}, "electricity": {"usd_per_kwh": 0.0}},
+        )
         raw["facility"] = {"pue": 1.0, "colocation_usd_per_kw_month": 0}
         out = _run(raw)
         np.testing.assert_allclose(out["revenue_usd"][0], 24 * cf, rtol=1e-12)
@@ -126,8 +152,10 @@ def test_gpu_hours_revenue_and_generations():
 
 
 def test_contract_default_month_follows_the_uniform():
-    system = {**B200, "contract": {"share": 1.0, "term_months": 48, "price_multiple": 2.0,
-                                   "annual_default_probability": 0.5}}
+    system = {
+        **B200,
+        "contract": {"share": 1.0, "term_months": 48, "price_multiple": 2.0, "annual_default_probability": 0.5},
+    }
     out = _run(_study(system), n=64)
     D = out["contract_default_month"][0]
     assert np.all((D >= 1) & ((D <= 48) | np.isinf(D)))
@@ -139,12 +167,15 @@ def test_contract_default_month_follows_the_uniform():
     np.testing.assert_allclose(out["revenue_usd"][0], month * (48 + live_before), rtol=1e-12)
 
 
-@pytest.mark.parametrize("change, path", [
-    ({"purchase_month": 48}, "systems.b200.purchase_month"),
-    ({"revenue_mode": "gpu_hours"}, "systems.b200"),
-    ({"contract": {"share": 1.5}}, "systems.b200.contract.share"),
-    ({"lead_months": -1}, "systems.b200.lead_months"),
-])
+@pytest.mark.parametrize(
+    "change, path",
+    [
+        ({"purchase_month": 48}, "systems.b200.purchase_month"),
+        ({"revenue_mode": "gpu_hours"}, "systems.b200"),
+        ({"contract": {"share": 1.5}}, "systems.b200.contract.share"),
+        ({"lead_months": -1}, "systems.b200.lead_months"),
+    ],
+)
 def test_bad_extension_fields_name_their_path(change, path):
     with pytest.raises(StudyError) as exc:
         study_from_dict(_study({**B200, **change}))

@@ -58,7 +58,11 @@ def n(examples: int) -> int:
 
 
 # No example database (hypothesis still keeps its own caches in .hypothesis/, which it git-ignores).
-FUZZ = {"deadline": None, "database": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much]}
+FUZZ = {
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much],
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -127,17 +131,31 @@ POSITIVE_FLOATS = {f"systems.{s}.depreciation_years" for s in SYSTEMS}  # > 0, f
 LITERALS = {"simulation.sampler": {"random", "sobol", "lhs"}, "simulation.precision": {"float32", "float64"}}
 
 REQUIRED = {
-    "name", "market", "systems",
-    "market.token_price", "market.token_price.initial_usd_per_mtok",
-    "market.demand", "market.demand.utilization",
-    "market.electricity", "market.electricity.usd_per_kwh",
-    *(f"systems.{s}.{f}" for s in SYSTEMS for f in ("gpus_per_unit", "capex_usd", "it_power_kw", "throughput_tokens_per_s_per_gpu")),
+    "name",
+    "market",
+    "systems",
+    "market.token_price",
+    "market.token_price.initial_usd_per_mtok",
+    "market.demand",
+    "market.demand.utilization",
+    "market.electricity",
+    "market.electricity.usd_per_kwh",
+    *(
+        f"systems.{s}.{f}"
+        for s in SYSTEMS
+        for f in ("gpus_per_unit", "capex_usd", "it_power_kw", "throughput_tokens_per_s_per_gpu")
+    ),
 }
 # Parameters a DIST cannot do without (lognormal: either pair; deleting one half breaks it).
 DIST_REQUIRED = {
-    "fixed": {"value"}, "uniform": {"low", "high"}, "loguniform": {"low", "high"},
-    "triangular": {"low", "mode", "high"}, "pert": {"low", "mode", "high"},
-    "normal": {"mean", "sd"}, "beta": {"mean", "sd"}, "lognormal": {"p5", "p95", "median", "sigma"},
+    "fixed": {"value"},
+    "uniform": {"low", "high"},
+    "loguniform": {"low", "high"},
+    "triangular": {"low", "mode", "high"},
+    "pert": {"low", "mode", "high"},
+    "normal": {"mean", "sd"},
+    "beta": {"mean", "sd"},
+    "lognormal": {"p5", "p95", "median", "sigma"},
     "discrete": {"values", "weights"},
 }
 DIST_TAGS = set(DIST_REQUIRED)
@@ -210,7 +228,9 @@ unknown_key = st.from_regex(r"\Ax[a-z0-9_]{0,12}\Z")  # no field of the schema s
 scalar = st.one_of(st.none(), st.booleans(), st.integers(-10, 10), finite, word)
 # A mapping that is never valid anywhere: no `dist` key, and an unknown key in every model.
 no_dist_mapping = st.dictionaries(unknown_key, scalar, min_size=1, max_size=3)
-nested = st.recursive(scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(word, inner, max_size=3), max_leaves=8)
+nested = st.recursive(
+    scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(word, inner, max_size=3), max_leaves=8
+)
 
 
 def below(lo: float, lo_open: bool):
@@ -252,45 +272,68 @@ def inconsistent_dist():
     ordered = st.tuples(finite, pos).map(lambda t: (t[0], t[0] + t[1])).filter(lambda t: t[1] > t[0])
 
     def mode_outside(tag):
-        return st.tuples(ordered, pos, st.booleans()).map(
-            lambda t: {"dist": tag, "low": t[0][0], "high": t[0][1], "mode": t[0][1] + t[1] if t[2] else t[0][0] - t[1]}
-        ).filter(lambda d: not d["low"] <= d["mode"] <= d["high"]).map(lambda d: (d, "mode"))
+        return (
+            st.tuples(ordered, pos, st.booleans())
+            .map(
+                lambda t: {
+                    "dist": tag,
+                    "low": t[0][0],
+                    "high": t[0][1],
+                    "mode": t[0][1] + t[1] if t[2] else t[0][0] - t[1],
+                }
+            )
+            .filter(lambda d: not d["low"] <= d["mode"] <= d["high"])
+            .map(lambda d: (d, "mode"))
+        )
 
-    tri_low_high = st.tuples(finite, gap, finite).map(
-        lambda t: {"low": t[0], "high": t[0] - t[1], "mode": t[2]}
-    )
+    tri_low_high = st.tuples(finite, gap, finite).map(lambda t: {"low": t[0], "high": t[0] - t[1], "mode": t[2]})
     return st.one_of(
         low_high({"dist": "uniform"}),
         st.tuples(nonpos, pos).map(lambda t: ({"dist": "loguniform", "low": t[0], "high": t[1]}, "low")),
-        st.tuples(pos, gap).map(lambda t: ({"dist": "loguniform", "low": t[0], "high": t[0] - t[1]}, "high"))
+        st.tuples(pos, gap)
+        .map(lambda t: ({"dist": "loguniform", "low": t[0], "high": t[0] - t[1]}, "high"))
         .filter(lambda c: c[0]["low"] > 0),
         tri_low_high.map(lambda d: ({"dist": "triangular", **d}, "high")),
         tri_low_high.map(lambda d: ({"dist": "pert", **d}, "high")),
         mode_outside("triangular"),
         mode_outside("pert"),
         st.tuples(ordered, nonpos).map(
-            lambda t: ({"dist": "pert", "low": t[0][0], "high": t[0][1], "mode": t[0][0], "shape": t[1]}, "shape")),
+            lambda t: ({"dist": "pert", "low": t[0][0], "high": t[0][1], "mode": t[0][0], "shape": t[1]}, "shape")
+        ),
         st.tuples(finite, nonpos).map(lambda t: ({"dist": "normal", "mean": t[0], "sd": t[1]}, "sd")),
         # low within 3 sd of the mean (else low itself is refused: no probability mass left above it)
-        st.tuples(finite, pos, st.floats(-3.0, 3.0), gap).map(lambda t: (t[0], t[1], t[0] + t[2] * t[1], t[3])).map(
-            lambda t: ({"dist": "normal", "mean": t[0], "sd": t[1], "low": t[2], "high": t[2] - t[3]}, "high")),
+        st.tuples(finite, pos, st.floats(-3.0, 3.0), gap)
+        .map(lambda t: (t[0], t[1], t[0] + t[2] * t[1], t[3]))
+        .map(lambda t: ({"dist": "normal", "mean": t[0], "sd": t[1], "low": t[2], "high": t[2] - t[3]}, "high")),
         st.tuples(pos, gap).map(lambda t: ({"dist": "lognormal", "p5": t[0], "p95": t[0] - t[1]}, "p95")),
         st.tuples(nonpos, pos).map(lambda t: ({"dist": "lognormal", "p5": t[0], "p95": t[1]}, "p5")),
         st.tuples(pos, nonpos).map(lambda t: ({"dist": "lognormal", "median": t[0], "sigma": t[1]}, "sigma")),
         st.tuples(nonpos, pos).map(lambda t: ({"dist": "lognormal", "median": t[0], "sigma": t[1]}, "median")),
-        st.tuples(pos, pos).map(lambda t: ({"dist": "lognormal", "p5": t[0], "p95": 2 * t[0], "median": t[1], "sigma": 0.3}, "median")),
+        st.tuples(pos, pos).map(
+            lambda t: ({"dist": "lognormal", "p5": t[0], "p95": 2 * t[0], "median": t[1], "sigma": 0.3}, "median")
+        ),
         st.tuples(st.floats(0.01, 0.99), nonpos).map(lambda t: ({"dist": "beta", "mean": t[0], "sd": t[1]}, "sd")),
         st.floats(0.01, 0.99).map(lambda m: ({"dist": "beta", "mean": m, "sd": math.sqrt(m * (1 - m))}, "sd")),
-        st.one_of(st.floats(-1e6, 0.0), st.floats(1.0, 1e6)).map(lambda m: ({"dist": "beta", "mean": m, "sd": 0.1}, "mean")),
-        st.integers(1, 5).map(lambda k: ({"dist": "discrete", "values": list(range(1, k + 1)), "weights": [0] * k}, "weights")),
-        st.tuples(st.integers(1, 5), st.integers(0, 6)).filter(lambda t: t[0] != t[1]).map(
-            lambda t: ({"dist": "discrete", "values": list(range(1, t[0] + 1)), "weights": [1] * t[1]}, "weights")),
+        st.one_of(st.floats(-1e6, 0.0), st.floats(1.0, 1e6)).map(
+            lambda m: ({"dist": "beta", "mean": m, "sd": 0.1}, "mean")
+        ),
+        st.integers(1, 5).map(
+            lambda k: ({"dist": "discrete", "values": list(range(1, k + 1)), "weights": [0] * k}, "weights")
+        ),
+        st.tuples(st.integers(1, 5), st.integers(0, 6))
+        .filter(lambda t: t[0] != t[1])
+        .map(lambda t: ({"dist": "discrete", "values": list(range(1, t[0] + 1)), "weights": [1] * t[1]}, "weights")),
         st.tuples(st.integers(1, 5), st.floats(-1e6, -1e-9)).map(
-            lambda t: ({"dist": "discrete", "values": list(range(1, t[0] + 1)), "weights": [t[1]] + [1] * (t[0] - 1)}, "weights")),
+            lambda t: (
+                {"dist": "discrete", "values": list(range(1, t[0] + 1)), "weights": [t[1]] + [1] * (t[0] - 1)},
+                "weights",
+            )
+        ),
         st.just(({"dist": "discrete", "values": [], "weights": []}, "values")),
         # an unknown form, or a tag that is no text
-        st.one_of(st.from_regex(r"\A[a-z_]{1,12}\Z").filter(lambda s: s not in DIST_TAGS), st.integers(), st.none())
-        .map(lambda tag: ({"dist": tag, "low": 1, "high": 2}, None)),
+        st.one_of(
+            st.from_regex(r"\A[a-z_]{1,12}\Z").filter(lambda s: s not in DIST_TAGS), st.integers(), st.none()
+        ).map(lambda tag: ({"dist": tag, "low": 1, "high": 2}, None)),
     )
 
 
@@ -356,8 +399,9 @@ def _out_of_range_mutation(draw, study):
     elif key in POSITIVE_FLOATS:
         value = draw(st.one_of(st.floats(-1e9, 0.0), st.sampled_from([math.nan, math.inf])))
     else:
-        value = draw(st.one_of(st.floats(1.0, 1e9, exclude_min=True), st.floats(-1e9, -1.0, exclude_max=True),
-                               st.just(math.nan)))
+        value = draw(
+            st.one_of(st.floats(1.0, 1e9, exclude_min=True), st.floats(-1e9, -1.0, exclude_max=True), st.just(math.nan))
+        )
     put(study, tuple(int(p) if p.isdigit() else p for p in key.split(".")), value)
     return "out-of-range", key, None
 
@@ -402,8 +446,11 @@ def _unknown_catalog_name_mutation(draw, study):
     key = draw(st.sampled_from(sorted(CATALOG_KIND)))
     known = set(catalog.names(CATALOG_KIND[key]))
     other = sorted(set(catalog.names()) - known)
-    name = draw(st.one_of(st.sampled_from(other), st.text(min_size=1, max_size=20), st.integers(), some_list)
-                .filter(lambda v: v not in known if isinstance(v, str) else True))
+    name = draw(
+        st.one_of(st.sampled_from(other), st.text(min_size=1, max_size=20), st.integers(), some_list).filter(
+            lambda v: v not in known if isinstance(v, str) else True
+        )
+    )
     study["systems"][system][key] = name
     path = f"systems.{system}.{key}"
     return "unknown-catalog-name", path, path
@@ -526,9 +573,16 @@ def not_psd_correlations(draw):
 
 @settings(max_examples=n(150), **FUZZ)
 @given(not_psd_correlations())
-@example(([["facility.pue", "finance.discount_rate", 0.9], ["facility.pue", "market.demand.utilization", 0.9],
-           ["finance.discount_rate", "market.demand.utilization", -0.9]],
-          float(np.linalg.eigvalsh([[1, 0.9, 0.9], [0.9, 1, -0.9], [0.9, -0.9, 1]])[0])))
+@example(
+    (
+        [
+            ["facility.pue", "finance.discount_rate", 0.9],
+            ["facility.pue", "market.demand.utilization", 0.9],
+            ["finance.discount_rate", "market.demand.utilization", -0.9],
+        ],
+        float(np.linalg.eigvalsh([[1, 0.9, 0.9], [0.9, 1, -0.9], [0.9, -0.9, 1]])[0]),
+    )
+)
 def test_correlations_not_psd_are_rejected(case):
     pairs, smallest = case
     TRIED["non-PSD correlation matrices"] += 1
@@ -561,8 +615,19 @@ def correlations_with_a_bad_input(draw):
     elif how == "text":
         name, needle = draw(st.text(max_size=30).filter(_not_an_input)), "unknown input"
     else:
-        name = draw(st.sampled_from(["facility", "systems.rack", "market.demand", "systems.nope.capex_usd", "name",
-                                     "systems.rack.units", "simulation.seed"]))
+        name = draw(
+            st.sampled_from(
+                [
+                    "facility",
+                    "systems.rack",
+                    "market.demand",
+                    "systems.nope.capex_usd",
+                    "name",
+                    "systems.rack.units",
+                    "simulation.seed",
+                ]
+            )
+        )
         needle = "unknown input"
     partner = draw(st.sampled_from(UNCERTAIN))
     j = draw(st.integers(0, 1))
@@ -608,11 +673,40 @@ def _not_utf8(b: bytes) -> bool:
     return False
 
 
-SYNTAX_BREAKERS = ["[", "]", "{", "}", ":", ": :", "\t", "- ", "&", "*", "!", "%", "@", "`", '"', "'", "|", ">",
-                   "\n  bad", "\n- x\n", ": [", "---\n- a", "\x00", "\x07", "\ufffe"]
+SYNTAX_BREAKERS = [
+    "[",
+    "]",
+    "{",
+    "}",
+    ":",
+    ": :",
+    "\t",
+    "- ",
+    "&",
+    "*",
+    "!",
+    "%",
+    "@",
+    "`",
+    '"',
+    "'",
+    "|",
+    ">",
+    "\n  bad",
+    "\n- x\n",
+    ": [",
+    "---\n- a",
+    "\x00",
+    "\x07",
+    "\ufffe",
+]
 
 top_level_non_mapping = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=40),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=40),
     st.lists(nested, max_size=4),
 )
 
@@ -620,7 +714,9 @@ top_level_non_mapping = st.one_of(
 @st.composite
 def raw_file(draw):
     """(bytes of a file that is no valid study, what kind it is)."""
-    kind = draw(st.sampled_from(["binary", "bad-byte", "text", "syntax", "truncated", "empty", "top-level", "duplicate-key"]))
+    kind = draw(
+        st.sampled_from(["binary", "bad-byte", "text", "syntax", "truncated", "empty", "top-level", "duplicate-key"])
+    )
     if kind == "binary":
         data = draw(st.binary(min_size=1, max_size=200).filter(_not_utf8))
     elif kind == "bad-byte":  # a valid study with one byte that is never UTF-8
@@ -635,8 +731,10 @@ def raw_file(draw):
     elif kind == "truncated":
         data = VALID_TEXT[: draw(st.integers(0, len(VALID_TEXT) - 1))].encode()
     elif kind == "empty":
-        data = draw(st.sampled_from(["", "\n", "   ", "# only a comment\n", "---\n", "---\n...\n", "~\n", "null"])
-                    | st.text(alphabet=" \n\r", max_size=10)).encode()
+        data = draw(
+            st.sampled_from(["", "\n", "   ", "# only a comment\n", "---\n", "---\n...\n", "~\n", "null"])
+            | st.text(alphabet=" \n\r", max_size=10)
+        ).encode()
     elif kind == "top-level":
         data = yaml.safe_dump(draw(top_level_non_mapping), allow_unicode=True).encode()
     else:  # a top-level key written twice
@@ -776,9 +874,18 @@ def test_unhashable_yaml_key_exits_2(text):
         assert_refused(folder, _write(folder, text.encode()), expect=("not valid YAML",))
 
 
-@pytest.mark.parametrize("path", ["systems.rack.units", "systems.server.gpus_per_unit", "simulation.scenarios",
-                                  "simulation.seed", "simulation.horizon_months", "systems.rack.depreciation_years",
-                                  "correlations.0.2"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "systems.rack.units",
+        "systems.server.gpus_per_unit",
+        "simulation.scenarios",
+        "simulation.seed",
+        "simulation.horizon_months",
+        "systems.rack.depreciation_years",
+        "correlations.0.2",
+    ],
+)
 def test_bool_is_not_a_number(path):
     TRIED["regressions"] += 1
     study = small_study()
@@ -788,8 +895,15 @@ def test_bool_is_not_a_number(path):
     assert any(p.path == path for p in info.value.problems), info.value.problems
 
 
-@pytest.mark.parametrize("parent, key", [(("market", "demand"), "beta"), (("systems", "rack"), "normal"),
-                                         (("facility",), "uniform"), (("systems", "rack"), "a[1]")])
+@pytest.mark.parametrize(
+    "parent, key",
+    [
+        (("market", "demand"), "beta"),
+        (("systems", "rack"), "normal"),
+        (("facility",), "uniform"),
+        (("systems", "rack"), "a[1]"),
+    ],
+)
 def test_unknown_field_named_like_a_dist_is_reported_at_itself(parent, key):
     TRIED["regressions"] += 1
     study = small_study()

@@ -202,17 +202,39 @@ def test_no_import_cycle():
     assert not cycles, "\n".join(" <-> ".join(c) for c in cycles)
 
 
+def _code_lines(text: str, tree: ast.Module) -> set[int]:
+    """The numbers of the lines that hold code: not blank, not only a comment, not a docstring.
+    (The formatter lays a long call out one argument per line; the measure is what there is to read.)"""
+    docs = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                docs.update(range(first.lineno, first.end_lineno + 1))
+    return {
+        i
+        for i, line in enumerate(text.splitlines(), 1)
+        if line.strip() and not line.strip().startswith("#") and i not in docs
+    }
+
+
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_modules_and_functions_read_in_one_sitting(path):
-    """Modules under about 400 lines, functions under about 80."""
+    """Modules under about 400 lines of code, function bodies under about 80."""
     text = path.read_text()
-    lines = text.count("\n")
-    assert lines <= 420, f"{path.name}: {lines} lines"
-    long = [
-        f"{node.name}: {node.end_lineno - node.lineno + 1} lines"
-        for node in ast.walk(ast.parse(text))
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 85
-    ]
+    tree = ast.parse(text)
+    code = _code_lines(text, tree)
+    assert len(code) <= 400, f"{path.name}: {len(code)} lines of code"
+    long = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = len(code & set(range(node.body[0].lineno, node.end_lineno + 1)))
+            if body > 80:
+                long.append(f"{node.name}: {body} lines of code")
     assert not long, ", ".join(long)
 
 

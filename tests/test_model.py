@@ -27,8 +27,18 @@ def _paths(p: MarketParams, eps: Shocks, months: int):
 
 
 def _params(n, dtype=jnp.float64, **kw):
-    base = dict(price0=1.0, decline=0.0, price_vol=0.0, util_mean=0.7, ramp=0.0, persistence=0.8,
-                util_vol=0.0, elec0=0.08, elec_vol=0.0, reversion=1.0)
+    base = dict(
+        price0=1.0,
+        decline=0.0,
+        price_vol=0.0,
+        util_mean=0.7,
+        ramp=0.0,
+        persistence=0.8,
+        util_vol=0.0,
+        elec0=0.08,
+        elec_vol=0.0,
+        reversion=1.0,
+    )
     base.update(kw)
     return MarketParams(**{k: jnp.full((n,), v, dtype) for k, v in base.items()})
 
@@ -164,7 +174,9 @@ def test_grid_masks_are_the_same_read_in_one_reduction_or_row_by_row():
     for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(rows)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     t = np.arange(1, 49)
-    cf = rng.uniform(0.5, 3, (256, 1)) * np.exp(-rng.uniform(0.0, 0.05, (256, 1)) * t) - rng.uniform(0.05, 0.6, (256, 1))
+    cf = rng.uniform(0.5, 3, (256, 1)) * np.exp(-rng.uniform(0.0, 0.05, (256, 1)) * t) - rng.uniform(
+        0.05, 0.6, (256, 1)
+    )
     args = (jnp.asarray(rng.uniform(5, 100, (1, 256))), jnp.asarray(cf.T[:, None, :]), jnp.zeros((1, 256)))
     np.testing.assert_array_equal(np.asarray(irr(*args)), np.asarray(irr(*args, mask_rows_per_pass=8)))
 
@@ -174,9 +186,15 @@ def _irr_case() -> tuple[jax.Array, jax.Array, jax.Array]:
     fixed cost, with sign changes in every 7th scenario (some with two roots or none)."""
     rng = np.random.default_rng(11)
     t = np.arange(1, 49)
-    cf = rng.uniform(0.5, 3, (300, 1)) * np.exp(-rng.uniform(0.0, 0.05, (300, 1)) * t) - rng.uniform(0.05, 0.6, (300, 1))
+    cf = rng.uniform(0.5, 3, (300, 1)) * np.exp(-rng.uniform(0.0, 0.05, (300, 1)) * t) - rng.uniform(
+        0.05, 0.6, (300, 1)
+    )
     cf[::7, rng.integers(0, 48)] *= -4
-    return jnp.asarray(rng.uniform(5, 100, (1, 300))), jnp.asarray(cf.T[:, None, :]), jnp.asarray(rng.uniform(0, 5, (1, 300)))
+    return (
+        jnp.asarray(rng.uniform(5, 100, (1, 300))),
+        jnp.asarray(cf.T[:, None, :]),
+        jnp.asarray(rng.uniform(0, 5, (1, 300))),
+    )
 
 
 def test_irr_does_not_depend_on_the_horner_unroll():
@@ -203,8 +221,9 @@ def test_irr_converges_over_long_horizons(unroll):
     cf = rng.uniform(0.5, 3, (n, 1)) * np.exp(-rng.uniform(0.005, 0.05, (n, 1)) * t) - rng.uniform(0.05, 0.6, (n, 1))
     capex = rng.uniform(5, 200, n)
     residual = capex * rng.uniform(0, 0.1, n)
-    got = np.asarray(irr(jnp.asarray(capex[None]), jnp.asarray(cf.T[:, None, :]), jnp.asarray(residual[None]),
-                         unroll=unroll))[0]
+    got = np.asarray(
+        irr(jnp.asarray(capex[None]), jnp.asarray(cf.T[:, None, :]), jnp.asarray(residual[None]), unroll=unroll)
+    )[0]
     want = irr_reference(capex, cf, residual)
     np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
     ok = np.isfinite(want)
@@ -241,7 +260,9 @@ def test_estrin_irrs_agree_with_horner_and_their_gradients_too():
     """The IRR with each NPV scheme: the same infinities, finite IRRs within 1e-13 in log(1 + a),
     and the same gradient with respect to the cash flows (the IRR is differentiable either way)."""
     capex, flows, residual = _irr_case()
-    got = {u: np.asarray(jax.jit(lambda a, b, c, u=u: irr(a, b, c, unroll=u))(capex, flows, residual)) for u in (4, None)}
+    got = {
+        u: np.asarray(jax.jit(lambda a, b, c, u=u: irr(a, b, c, unroll=u))(capex, flows, residual)) for u in (4, None)
+    }
     ok = np.isfinite(got[4])
     assert ok.sum() > 200
     np.testing.assert_array_equal(got[None][~ok], got[4][~ok])
@@ -283,12 +304,20 @@ def test_estrin_and_horner_agree_on_extreme_and_non_finite_flows():
     the same +inf / -inf / NaN under either scheme, and the same finite IRRs."""
     T = 48
     cases = [  # (monthly cash flows, capex, residual)
-        (np.full(T, np.inf), 100.0, 0.0), (np.full(T, -np.inf), 100.0, 0.0),
-        (np.r_[np.inf, np.zeros(T - 1)], 100.0, 0.0), (np.r_[np.zeros(T - 1), -np.inf], 100.0, 0.0),
-        (np.r_[np.nan, np.ones(T - 1)], 100.0, 0.0), (np.zeros(T), 100.0, 0.0),
-        (np.full(T, 1e300), 100.0, 0.0), (np.full(T, -1e300), 100.0, 0.0), (np.full(T, 1e-300), 100.0, 0.0),
-        (np.full(T, 5.0), 0.0, 0.0), (np.full(T, -5.0), 0.0, 0.0), (np.full(T, 3.0), 100.0, np.inf),
-        (np.full(T, 3.0), np.inf, 0.0), (np.r_[np.full(T // 2, 10.0), np.full(T // 2, -10.0)], 50.0, 0.0),
+        (np.full(T, np.inf), 100.0, 0.0),
+        (np.full(T, -np.inf), 100.0, 0.0),
+        (np.r_[np.inf, np.zeros(T - 1)], 100.0, 0.0),
+        (np.r_[np.zeros(T - 1), -np.inf], 100.0, 0.0),
+        (np.r_[np.nan, np.ones(T - 1)], 100.0, 0.0),
+        (np.zeros(T), 100.0, 0.0),
+        (np.full(T, 1e300), 100.0, 0.0),
+        (np.full(T, -1e300), 100.0, 0.0),
+        (np.full(T, 1e-300), 100.0, 0.0),
+        (np.full(T, 5.0), 0.0, 0.0),
+        (np.full(T, -5.0), 0.0, 0.0),
+        (np.full(T, 3.0), 100.0, np.inf),
+        (np.full(T, 3.0), np.inf, 0.0),
+        (np.r_[np.full(T // 2, 10.0), np.full(T // 2, -10.0)], 50.0, 0.0),
         (np.full(T, 3e38), 1e39, 0.0),
     ]
     cf = jnp.asarray(np.stack([c for c, _, _ in cases], axis=1)[:, None, :])

@@ -27,14 +27,23 @@ def test_options_take_the_studys_simulation_section_and_record_what_they_hold():
     assert opts.shard == (1, 2) and opts.columns == ("npv_usd",) and opts.shard_index == (1, 2)
     record = opts.record()
     assert list(record) == [*RECORDED, *OPTIONAL]  # the manifest's order
-    assert record["shard"] == [1, 2] and record["columns"] == ["npv_usd"] and record["overrides"] == {"facility.pue": 1.3}
+    assert (
+        record["shard"] == [1, 2] and record["columns"] == ["npv_usd"] and record["overrides"] == {"facility.pue": 1.3}
+    )
     assert RunOptions.record_problems(record) == []
     assert RunOptions.from_record(record) == opts
 
 
 def test_a_record_of_an_older_run_reads_back_with_the_defaults_of_its_time():
-    old = {"scenarios": 100, "seed": 1, "precision": "float32", "chunk_size": None, "write_scenarios": True,
-           "diagnostic_draws": 16, "checkpoint_every": None}
+    old = {
+        "scenarios": 100,
+        "seed": 1,
+        "precision": "float32",
+        "chunk_size": None,
+        "write_scenarios": True,
+        "diagnostic_draws": 16,
+        "checkpoint_every": None,
+    }
     opts = RunOptions.from_record(old)
     assert opts.monthly_scenarios is None  # those runs kept bands over every scenario
     assert opts.monthly and opts.stress and opts.analyze and opts.shard is None and opts.diagnostic_draws == 16
@@ -45,7 +54,14 @@ def test_a_record_of_an_older_run_reads_back_with_the_defaults_of_its_time():
 def test_every_bad_option_is_named_by_its_argument_at_once():
     with pytest.raises(StudyError) as e:
         RunOptions(scenarios=0, seed=-1, precision="half", chunk_size=2**27, checkpoint_every=0, shard=(2, 2))
-    assert [p.path for p in e.value.problems] == ["shard", "scenarios", "seed", "chunk_size", "checkpoint_every", "precision"]
+    assert [p.path for p in e.value.problems] == [
+        "shard",
+        "scenarios",
+        "seed",
+        "chunk_size",
+        "checkpoint_every",
+        "precision",
+    ]
     assert "scenarios: must be between 1 and 4294967295, got 0" in str(e.value)
     with pytest.raises(StudyError, match="scenarios: must be between 1") as e:
         RunOptions(scenarios="100", seed=0, precision="float32")  # not a whole number: refused, not a TypeError
@@ -61,13 +77,24 @@ def test_every_bad_option_is_named_by_its_argument_at_once():
 
 
 def test_a_recorded_options_object_is_checked_by_json_type():
-    bad = {"scenarios": "many", "seed": 1, "precision": "float32", "chunk_size": None, "write_scenarios": 1,
-           "diagnostic_draws": 16, "shard": ["a", "b"], "colour": 1}
+    bad = {
+        "scenarios": "many",
+        "seed": 1,
+        "precision": "float32",
+        "chunk_size": None,
+        "write_scenarios": 1,
+        "diagnostic_draws": 16,
+        "shard": ["a", "b"],
+        "colour": 1,
+    }
     problems = RunOptions.record_problems(bad)
-    assert problems == ["no field 'options.checkpoint_every'", "'options.scenarios' must be a whole number, got 'many'",
-                        "'options.write_scenarios' must be true or false, got 1",
-                        "'options.shard' must be a list of whole numbers, got ['a', 'b']",
-                        "'options.colour': not an option of this version of mcrisk run"]
+    assert problems == [
+        "no field 'options.checkpoint_every'",
+        "'options.scenarios' must be a whole number, got 'many'",
+        "'options.write_scenarios' must be true or false, got 1",
+        "'options.shard' must be a list of whole numbers, got ['a', 'b']",
+        "'options.colour': not an option of this version of mcrisk run",
+    ]
     with pytest.raises(ValueError, match="options.scenarios"):
         RunOptions.from_record(bad)
 

@@ -30,7 +30,10 @@ def test_electricity_in_cents_is_called_a_slip():
 
 @pytest.mark.parametrize(
     ("capex", "slip"),
-    [(40_000.0, "capex per GPU typed where capex per unit belongs"), (3.4e8, "capex of the whole fleet typed per unit")],
+    [
+        (40_000.0, "capex per GPU typed where capex per unit belongs"),
+        (3.4e8, "capex of the whole fleet typed per unit"),
+    ],
 )
 def test_capex_per_gpu_outside_5k_to_500k(capex, slip):
     def edit(raw):

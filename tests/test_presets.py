@@ -13,11 +13,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from mcrisk.study import catalog
 from mcrisk.cli.app import app
 from mcrisk.errors import StudyError
-from mcrisk.workflows.run import run_study
+from mcrisk.study import catalog
 from mcrisk.study.schema import CATALOG_KEYS, load_study, load_study_with_provenance, study_from_dict
+from mcrisk.workflows.run import run_study
 
 from .conftest import write_study
 
@@ -34,19 +34,34 @@ EVERY_PRESET = {
     "h200": {"preset": "hgx-h200", "workload": "deepseek-r1-8k1k", "interactivity_tok_s_user": 50, "capex_usd": 300000},
     "b200": {"preset": "hgx-b200", "workload": "gpt-oss-120b", "interactivity_tok_s_user": 100},
     "b300": {"preset": "hgx-b300", "throughput_tokens_per_s_per_gpu": 8000, "capex_usd": 550000},
-    "gb200": {"preset": "gb200-nvl72", "workload": "deepseek-r1-8k1k", "interactivity_tok_s_user": 50,
-              "serving": "disaggregated", "software_curve": "launch-ramp"},
+    "gb200": {
+        "preset": "gb200-nvl72",
+        "workload": "deepseek-r1-8k1k",
+        "interactivity_tok_s_user": 50,
+        "serving": "disaggregated",
+        "software_curve": "launch-ramp",
+    },
     "gb300": {"preset": "gb300-nvl72", "throughput_tokens_per_s_per_gpu": 6000, "software_curve": "mature"},
     "mi300x": {"preset": "mi300x", "workload": "gpt-oss-120b", "interactivity_tok_s_user": 90, "capex_usd": 250000},
     "mi325x": {"preset": "mi325x", "throughput_tokens_per_s_per_gpu": 1500, "capex_usd": 300000},
-    "mi355x": {"preset": "mi355x", "workload": "gpt-oss-120b", "interactivity_tok_s_user": 90, "capex_usd": 350000,
-               "software_curve": "plateau"},
+    "mi355x": {
+        "preset": "mi355x",
+        "workload": "gpt-oss-120b",
+        "interactivity_tok_s_user": 90,
+        "capex_usd": 350000,
+        "software_curve": "plateau",
+    },
 }
 
 
 def study(systems: dict, **top) -> dict:
-    return {"name": "presets", "simulation": {"scenarios": 50, "horizon_months": 12, "seed": 1},
-            "market": copy.deepcopy(MARKET), "systems": copy.deepcopy(systems), **top}
+    return {
+        "name": "presets",
+        "simulation": {"scenarios": 50, "horizon_months": 12, "seed": 1},
+        "market": copy.deepcopy(MARKET),
+        "systems": copy.deepcopy(systems),
+        **top,
+    }
 
 
 def gb200(**fields) -> dict:
@@ -135,28 +150,58 @@ def test_preset_and_spelled_out_study_are_the_same_study():
 
 KNOWN_SYSTEMS = ", ".join(catalog.names("system"))
 BAD = [
-    ("unknown-preset", {"preset": "gb200-nv72"},
-     f"systems.gb200.preset: unknown catalog system 'gb200-nv72'; did you mean 'gb200-nvl72'? (known system entries: {KNOWN_SYSTEMS})"),
+    (
+        "unknown-preset",
+        {"preset": "gb200-nv72"},
+        f"systems.gb200.preset: unknown catalog system 'gb200-nv72'; did you mean 'gb200-nvl72'? (known system entries: {KNOWN_SYSTEMS})",
+    ),
     ("preset-of-another-kind", {"preset": "launch-ramp"}, "systems.gb200.preset: unknown catalog system 'launch-ramp'"),
-    ("unknown-workload", {"workload": "x"},
-     "systems.gb200.workload: unknown catalog workload 'x' (known workload entries: deepseek-r1-8k1k, deepseek-r1-1k1k, gpt-oss-120b, llama-3.3-70b)"),
-    ("unknown-curve", {"software_curve": "ramp"},
-     "systems.gb200.software_curve: unknown catalog software_curve 'ramp' (known software_curve entries: launch-ramp, mature, plateau)"),
-    ("unknown-serving", {"serving": "disagg"},
-     "systems.gb200.serving: unknown catalog serving 'disagg'; did you mean 'disaggregated'? (known serving entries: colocated, disaggregated)"),
-    ("tier-without-figure", {"interactivity_tok_s_user": 60},
-     "systems.gb200.interactivity_tok_s_user: workload 'deepseek-r1-8k1k' has no throughput for gb200-nvl72 at 60 tok/s/user; gb200-nvl72 has figures at: 50 tok/s/user"),
-    ("system-without-figure", {"workload": "gpt-oss-120b", "interactivity_tok_s_user": 100},
-     "systems.gb200.workload: workload 'gpt-oss-120b' has no throughput for gb200-nvl72 at 100 tok/s/user; it has no figure for gb200-nvl72"),
-    ("workload-without-preset", {"preset": None},
-     f"systems.gb200.workload: throughput figures are per catalog system: set preset too (one of: {KNOWN_SYSTEMS})"),
-    ("tier-without-workload", {"workload": None, "throughput_tokens_per_s_per_gpu": 5000},
-     "systems.gb200.interactivity_tok_s_user: only applies with a workload"),
+    (
+        "unknown-workload",
+        {"workload": "x"},
+        "systems.gb200.workload: unknown catalog workload 'x' (known workload entries: deepseek-r1-8k1k, deepseek-r1-1k1k, gpt-oss-120b, llama-3.3-70b)",
+    ),
+    (
+        "unknown-curve",
+        {"software_curve": "ramp"},
+        "systems.gb200.software_curve: unknown catalog software_curve 'ramp' (known software_curve entries: launch-ramp, mature, plateau)",
+    ),
+    (
+        "unknown-serving",
+        {"serving": "disagg"},
+        "systems.gb200.serving: unknown catalog serving 'disagg'; did you mean 'disaggregated'? (known serving entries: colocated, disaggregated)",
+    ),
+    (
+        "tier-without-figure",
+        {"interactivity_tok_s_user": 60},
+        "systems.gb200.interactivity_tok_s_user: workload 'deepseek-r1-8k1k' has no throughput for gb200-nvl72 at 60 tok/s/user; gb200-nvl72 has figures at: 50 tok/s/user",
+    ),
+    (
+        "system-without-figure",
+        {"workload": "gpt-oss-120b", "interactivity_tok_s_user": 100},
+        "systems.gb200.workload: workload 'gpt-oss-120b' has no throughput for gb200-nvl72 at 100 tok/s/user; it has no figure for gb200-nvl72",
+    ),
+    (
+        "workload-without-preset",
+        {"preset": None},
+        f"systems.gb200.workload: throughput figures are per catalog system: set preset too (one of: {KNOWN_SYSTEMS})",
+    ),
+    (
+        "tier-without-workload",
+        {"workload": None, "throughput_tokens_per_s_per_gpu": 5000},
+        "systems.gb200.interactivity_tok_s_user: only applies with a workload",
+    ),
     ("negative-tier", {"interactivity_tok_s_user": -5}, "systems.gb200.interactivity_tok_s_user: must be > 0"),
-    ("not-found-capex", {"preset": "hgx-h200", "workload": "deepseek-r1-8k1k", "serving": "colocated"},
-     "systems.gb200.capex_usd: required, and preset hgx-h200 has no value: NOT FOUND in public sources"),
-    ("preset-without-throughput", {"workload": None, "interactivity_tok_s_user": None, "serving": None},
-     "systems.gb200.throughput_tokens_per_s_per_gpu: required field is missing: a preset gives hardware only"),
+    (
+        "not-found-capex",
+        {"preset": "hgx-h200", "workload": "deepseek-r1-8k1k", "serving": "colocated"},
+        "systems.gb200.capex_usd: required, and preset hgx-h200 has no value: NOT FOUND in public sources",
+    ),
+    (
+        "preset-without-throughput",
+        {"workload": None, "interactivity_tok_s_user": None, "serving": None},
+        "systems.gb200.throughput_tokens_per_s_per_gpu: required field is missing: a preset gives hardware only",
+    ),
 ]
 
 
@@ -191,7 +236,13 @@ RACK_AND_SERVER = {
     "sizing, units",
     [
         ({"power_kw": 1000}, {"gb200": math.floor(1000 / ((120 + 132 + 140) / 3)), "b200": math.floor(1000 / 14.3)}),
-        ({"capex_usd": 5.0e7}, {"gb200": math.floor(5e7 / ((3.0e6 + 3.4e6 + 4.0e6) / 3)), "b200": math.floor(5e7 / ((314600 + 344250 + 374900) / 3))}),
+        (
+            {"capex_usd": 5.0e7},
+            {
+                "gb200": math.floor(5e7 / ((3.0e6 + 3.4e6 + 4.0e6) / 3)),
+                "b200": math.floor(5e7 / ((314600 + 344250 + 374900) / 3)),
+            },
+        ),
         ({"power_kw": 14.3 * 10}, {"gb200": 1, "b200": 10}),  # an exact multiple; less than one rack still buys one
     ],
 )
@@ -234,8 +285,14 @@ def test_validate_shows_each_value_and_its_source(tmp_path):
     assert result.exit_code == 0, result.stdout
     text = result.stdout
     assert "units: 7" in text and "units: 69" in text and "sizing" not in text.split("where each value")[0]
-    for source in ("sizing power_kw 1,000: floor(1,000 / 130.667 kW", "preset gb200-nvl72: ", "workload gpt-oss-120b on hgx-b200",
-                   "curve launch-ramp: ", "default", "study"):
+    for source in (
+        "sizing power_kw 1,000: floor(1,000 / 130.667 kW",
+        "preset gb200-nvl72: ",
+        "workload gpt-oss-120b on hgx-b200",
+        "curve launch-ramp: ",
+        "default",
+        "study",
+    ):
         assert source in text, source
     assert "triangular(low=120, mode=132, high=140)" in text
 

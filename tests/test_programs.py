@@ -65,8 +65,8 @@ def test_a_run_starts_compiling_before_it_places_any_array(monkeypatch, tmp_path
     (abstract) do not count."""
     import jax
 
-    from mcrisk.engine import loop as chunks
     from mcrisk import run_study
+    from mcrisk.engine import loop as chunks
 
     from .conftest import small_study
 

@@ -32,21 +32,26 @@ def datasets(seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     special = rng.standard_normal(N) * 50.0
     special[rng.choice(N, 900, replace=False)] = rng.choice(
-        [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-15, -3e-13, 1e30], 900)
+        [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-15, -3e-13, 1e30], 900
+    )
     mixture = np.where(rng.random(N) < 0.5, -rng.lognormal(2.0, 1.5, N), rng.standard_normal(N) * 10.0)
     mixture[rng.random(N) < 0.2] = 0.0
     tiny = np.where(rng.random(N) < 0.7, rng.uniform(-1e-12, 1e-12, N), rng.lognormal(0.0, 1.0, N))
-    return np.stack([
-        rng.standard_normal(N) * 1e6,            # normal x 1e6
-        rng.lognormal(0.0, 2.0, N),              # lognormal
-        mixture,                                 # negatives, zeros
-        special,                                 # +-inf, NaN, zeros, below min_abs, huge
-        tiny,                                    # mostly inside the zero bucket
-        np.full(N, 3.0),                         # constant
-    ])
+    return np.stack(
+        [
+            rng.standard_normal(N) * 1e6,  # normal x 1e6
+            rng.lognormal(0.0, 2.0, N),  # lognormal
+            mixture,  # negatives, zeros
+            special,  # +-inf, NaN, zeros, below min_abs, huge
+            tiny,  # mostly inside the zero bucket
+            np.full(N, 3.0),  # constant
+        ]
+    )
 
 
-def stream(x: np.ndarray, chunk: int, seed: int = 1, dtype=np.float64, layout: red.Layout = red.Layout()) -> red.HostState:
+def stream(
+    x: np.ndarray, chunk: int, seed: int = 1, dtype=np.float64, layout: red.Layout = red.Layout()
+) -> red.HostState:
     """Feed x (H, n) in chunks of `chunk` columns, each scattered into a wider block
     whose other columns hold garbage (NaN, inf, huge) and are masked off."""
     rng = np.random.default_rng(seed)
@@ -54,7 +59,7 @@ def stream(x: np.ndarray, chunk: int, seed: int = 1, dtype=np.float64, layout: r
     width = chunk + 37
     state = red.init_state(H, SPEC, layout.copies)
     for start in range(0, n, chunk):
-        part = x[:, start:start + chunk]
+        part = x[:, start : start + chunk]
         cols = np.sort(rng.choice(width, part.shape[1], replace=False))
         block = rng.choice([np.nan, np.inf, -np.inf, 7e30, 0.0], (H, width))
         block[:, cols] = part
@@ -112,10 +117,10 @@ def test_layout_and_representatives():
     # every representative is within alpha of both edges of its bucket
     b = sk._bounds(SPEC)
     rep = sk._representatives(SPEC)
-    pos = rep[K + 2:2 * K + 2]
+    pos = rep[K + 2 : 2 * K + 2]
     assert np.all(np.abs(pos - b[1:]) <= (SPEC.rel_accuracy + 1e-12) * b[1:])
     assert np.all(np.abs(pos - b[:-1]) <= (SPEC.rel_accuracy + 1e-12) * b[:-1])
-    assert np.array_equal(rep[1:K + 1], -pos[::-1]) and rep[K + 1] == 0.0
+    assert np.array_equal(rep[1 : K + 1], -pos[::-1]) and rep[K + 1] == 0.0
     assert rep[0] == -np.inf and rep[-1] == np.inf
 
 
@@ -134,14 +139,16 @@ def test_bucket_of_a_value():
     edge = np.concatenate([b[i] * (1 - 1e-6), b[i] * (1 + 1e-6)])
     got = np.asarray(_bins(jnp.asarray(edge), SPEC))
     np.testing.assert_array_equal(got, K + 1 + np.concatenate([i, i + 1]))
-    special = np.array([0.0, -0.0, SPEC.min_abs, -SPEC.min_abs, np.nextafter(SPEC.min_abs, 1.0),
-                        1e30, -1e30, np.inf, -np.inf, np.nan])
+    special = np.array(
+        [0.0, -0.0, SPEC.min_abs, -SPEC.min_abs, np.nextafter(SPEC.min_abs, 1.0), 1e30, -1e30, np.inf, -np.inf, np.nan]
+    )
     got = np.asarray(_bins(jnp.asarray(special), SPEC))
     np.testing.assert_array_equal(got, [K + 1] * 4 + [K + 2, 2 * K + 1, 1, 2 * K + 2, 0, K + 1])
     # float32 input: the same bucket as the same value in float64
     x32 = x.astype(np.float32)
-    np.testing.assert_array_equal(np.asarray(_bins(jnp.asarray(x32), SPEC)),
-                                  np.asarray(_bins(jnp.asarray(x32.astype(np.float64)), SPEC)))
+    np.testing.assert_array_equal(
+        np.asarray(_bins(jnp.asarray(x32), SPEC)), np.asarray(_bins(jnp.asarray(x32.astype(np.float64)), SPEC))
+    )
 
 
 def test_counts_and_moments_match_numpy(data, one_pass):
@@ -167,7 +174,7 @@ def test_tail_mean_within_alpha_of_exact_expected_shortfall(data, one_pass, q):
     got = red.tail_mean(one_pass, q, SPEC)
     for h, row in enumerate(data):
         v = np.sort(row[~np.isnan(row)])
-        tail = v[:max(1, math.ceil(q * v.size))]
+        tail = v[: max(1, math.ceil(q * v.size))]
         if tail[0] == -np.inf:
             assert got[h] == -np.inf
         elif tail[-1] == np.inf:
@@ -225,7 +232,9 @@ def test_merge_of_halves_equals_one_pass(data, one_pass):
 
 def test_merge_into_equals_merge_and_adds_in_place(data):
     first = stream(data[:, :7000], 4096)
-    second_dev = _update(red.init_state(data.shape[0], SPEC), jnp.asarray(data[:, 7000:]), jnp.ones(N - 7000, bool), SPEC)
+    second_dev = _update(
+        red.init_state(data.shape[0], SPEC), jnp.asarray(data[:, 7000:]), jnp.ones(N - 7000, bool), SPEC
+    )
     want = red.merge(first, second_dev)
     buffer = first.hist
     got = red.merge_into(first, second_dev)  # what a run's flush does, the device counts int32
@@ -290,12 +299,14 @@ def test_stats_are_nan_where_there_is_no_value_and_over_the_values_elsewhere(dat
     """What a table reports: NaN, not the state's merge identities (mean 0, min +inf, max -inf),
     for a series with no value; otherwise the moments of the finite values and the exact range."""
     nan, inf = np.nan, np.inf
-    x = np.array([
-        [nan] * 6,                           # no value at all
-        [inf, -inf, nan, inf, nan, nan],     # values, none finite
-        [nan, 5.0, nan, nan, nan, nan],      # one finite value
-        [nan, 1.0, 2.0, 4.0, inf, nan],      # some of each
-    ])
+    x = np.array(
+        [
+            [nan] * 6,  # no value at all
+            [inf, -inf, nan, inf, nan, nan],  # values, none finite
+            [nan, 5.0, nan, nan, nan, nan],  # one finite value
+            [nan, 1.0, 2.0, 4.0, inf, nan],  # some of each
+        ]
+    )
     host = red.to_host(_update(red.init_state(4, SPEC), jnp.asarray(x), jnp.ones(6, bool), SPEC))
     assert list(host.moments.mean[:2]) == [0.0, 0.0] and host.moments.min[0] == inf  # the identities stay in the state
     st = red.stats(host)
@@ -308,7 +319,9 @@ def test_stats_are_nan_where_there_is_no_value_and_over_the_values_elsewhere(dat
     for got in (red.stats(one_pass), red.stats(red.merge(empty, one_pass))):
         for h, row in enumerate(data):
             fin = row[np.isfinite(row)]
-            assert got.mean[h] == one_pass.moments.mean[h] and abs(got.mean[h] - fin.mean()) <= 1e-12 * (abs(fin.mean()) + fin.std())
+            assert got.mean[h] == one_pass.moments.mean[h] and abs(got.mean[h] - fin.mean()) <= 1e-12 * (
+                abs(fin.mean()) + fin.std()
+            )
             assert got.sd[h] == pytest.approx(fin.std(ddof=1), rel=1e-12)
             assert got.min[h] == np.nanmin(row) and got.max[h] == np.nanmax(row)
 

@@ -47,35 +47,75 @@ def sig(x: float, digits: int) -> float:
 
 def flat_market(**over):
     """Full utilization, flat price, flat power: the seed claims' market."""
-    m = {P0: 1.10, DECLINE: 0.0, PVOL: 0.0, UTIL: 1.0, RAMP: 0.0, UVOL: 0.0, ELEC: 0.08, EVOL: 0.0, PUE: 1.3, COLO: 190.0}
+    m = {
+        P0: 1.10,
+        DECLINE: 0.0,
+        PVOL: 0.0,
+        UTIL: 1.0,
+        RAMP: 0.0,
+        UVOL: 0.0,
+        ELEC: 0.08,
+        EVOL: 0.0,
+        PUE: 1.3,
+        COLO: 190.0,
+    }
     m.update(over)
     return m
 
 
-GB200 = {"gpus_per_unit": 72, "capex_usd": 5.0e6, "it_power_kw": 132.0, "throughput_tokens_per_s_per_gpu": 10_000.0,
-         "depreciation_years": 3}
-B200 = {"gpus_per_unit": 8, "capex_usd": 400_000.0, "it_power_kw": 14.3, "throughput_tokens_per_s_per_gpu": 30_000.0,
-        "depreciation_years": 4, "residual_value_fraction": 0.0, "maintenance_fraction_per_year": 0.0,
-        "license_usd_per_gpu_year": 0.0}
+GB200 = {
+    "gpus_per_unit": 72,
+    "capex_usd": 5.0e6,
+    "it_power_kw": 132.0,
+    "throughput_tokens_per_s_per_gpu": 10_000.0,
+    "depreciation_years": 3,
+}
+B200 = {
+    "gpus_per_unit": 8,
+    "capex_usd": 400_000.0,
+    "it_power_kw": 14.3,
+    "throughput_tokens_per_s_per_gpu": 30_000.0,
+    "depreciation_years": 4,
+    "residual_value_fraction": 0.0,
+    "maintenance_fraction_per_year": 0.0,
+    "license_usd_per_gpu_year": 0.0,
+}
 
 
 def random_case(n: int, months: int, seed: int = 0):
     """A realistic uncertain study: every input varies, every shock is on."""
     rng = np.random.default_rng(seed)
     market = {
-        P0: rng.lognormal(0.0, 0.5, n), DECLINE: rng.uniform(0.2, 0.8, n), PVOL: rng.uniform(0.0, 0.3, n),
-        UTIL: rng.beta(6, 3, n), RAMP: rng.uniform(0, 6, n), PERSIST: rng.uniform(0.5, 0.95, n),
-        UVOL: rng.uniform(0.1, 0.5, n), ELEC: rng.uniform(0.05, 0.15, n), EVOL: rng.uniform(0, 0.3, n),
-        REVERT: rng.uniform(0.5, 2, n), PUE: rng.uniform(1.1, 1.5, n), COLO: rng.uniform(150, 220, n),
+        P0: rng.lognormal(0.0, 0.5, n),
+        DECLINE: rng.uniform(0.2, 0.8, n),
+        PVOL: rng.uniform(0.0, 0.3, n),
+        UTIL: rng.beta(6, 3, n),
+        RAMP: rng.uniform(0, 6, n),
+        PERSIST: rng.uniform(0.5, 0.95, n),
+        UVOL: rng.uniform(0.1, 0.5, n),
+        ELEC: rng.uniform(0.05, 0.15, n),
+        EVOL: rng.uniform(0, 0.3, n),
+        REVERT: rng.uniform(0.5, 2, n),
+        PUE: rng.uniform(1.1, 1.5, n),
+        COLO: rng.uniform(150, 220, n),
         RATE: rng.uniform(0.06, 0.15, n),
     }
     system = {
-        "units": 2, "gpus_per_unit": 72, "capex_usd": rng.uniform(3e6, 4e6, n), "it_power_kw": rng.uniform(120, 140, n),
-        "idle_power_fraction": 0.3, "throughput_tokens_per_s_per_gpu": rng.lognormal(np.log(6000), 0.3, n),
-        "efficiency": rng.uniform(0.6, 0.9, n), "availability": rng.uniform(0.95, 1.0, n), "price_multiplier": 1.1,
-        "software_speedup.ceiling": rng.uniform(1.1, 2.5, n), "software_speedup.time_constant_months": rng.uniform(2, 9, n),
-        "maintenance_fraction_per_year": 0.02, "license_usd_per_gpu_year": 500.0,
-        "residual_value_fraction": rng.uniform(0, 0.15, n), "depreciation_years": 4,
+        "units": 2,
+        "gpus_per_unit": 72,
+        "capex_usd": rng.uniform(3e6, 4e6, n),
+        "it_power_kw": rng.uniform(120, 140, n),
+        "idle_power_fraction": 0.3,
+        "throughput_tokens_per_s_per_gpu": rng.lognormal(np.log(6000), 0.3, n),
+        "efficiency": rng.uniform(0.6, 0.9, n),
+        "availability": rng.uniform(0.95, 1.0, n),
+        "price_multiplier": 1.1,
+        "software_speedup.ceiling": rng.uniform(1.1, 2.5, n),
+        "software_speedup.time_constant_months": rng.uniform(2, 9, n),
+        "maintenance_fraction_per_year": 0.02,
+        "license_usd_per_gpu_year": 500.0,
+        "residual_value_fraction": rng.uniform(0, 0.15, n),
+        "depreciation_years": 4,
     }
     eps = tuple(rng.standard_normal((n, months)) for _ in range(3))
     return market, system, eps
@@ -139,7 +179,13 @@ def test_price_shock_accumulates_as_a_random_walk():
 
 def test_electricity_recursion():
     eps = np.random.default_rng(2).standard_normal((4, 10))
-    market = {P0: 1.0, UTIL: 1.0, ELEC: [0.08, 0.08, 0.1, 0.1], EVOL: [0.0, 0.2, 0.2, 0.2], REVERT: [1.0, 12.0, 0.0, 3.0]}
+    market = {
+        P0: 1.0,
+        UTIL: 1.0,
+        ELEC: [0.08, 0.08, 0.1, 0.1],
+        EVOL: [0.0, 0.2, 0.2, 0.2],
+        REVERT: [1.0, 12.0, 0.0, 3.0],
+    }
     e = market_paths(market, 10, eps_elec=eps)["electricity"]
     np.testing.assert_array_equal(e[0], 0.08)  # no volatility: flat
     # k = 12: no memory, y_t is the current shock alone
@@ -167,8 +213,9 @@ def test_utilization_without_shocks_is_ramp_times_mean_exactly():
 def test_utilization_logit_ar1():
     eps = np.random.default_rng(4).standard_normal((2, 8))
     u, phi, su = 0.6, 0.8, 0.4
-    U = market_paths({P0: 1.0, ELEC: 0.1, UTIL: [u, 1.0], PERSIST: phi, UVOL: su, RAMP: [4.0, 0.0]}, 8,
-                     eps_util=eps)["utilization"]
+    U = market_paths({P0: 1.0, ELEC: 0.1, UTIL: [u, 1.0], PERSIST: phi, UVOL: su, RAMP: [4.0, 0.0]}, 8, eps_util=eps)[
+        "utilization"
+    ]
     for row, (uu, R) in enumerate([(u, 4.0), (1.0, 0.0)]):
         m = math.log(min(max(uu, 1e-6), 1 - 1e-6) / (1 - min(max(uu, 1e-6), 1 - 1e-6)))
         x, want = m, []
@@ -185,10 +232,21 @@ def test_utilization_logit_ar1():
 # --------------------------------------------------------------------------- #
 def test_monthly_lines_by_hand():
     market = flat_market(**{UTIL: 0.5, P0: 2.0, COLO: 100.0})
-    system = {"units": 3, "gpus_per_unit": 8, "capex_usd": 250_000.0, "it_power_kw": 10.0, "idle_power_fraction": 0.3,
-              "throughput_tokens_per_s_per_gpu": 1000.0, "efficiency": 0.8, "availability": 0.9,
-              "price_multiplier": 1.2, "software_speedup.ceiling": 2.0, "software_speedup.time_constant_months": 6.0,
-              "maintenance_fraction_per_year": 0.03, "license_usd_per_gpu_year": 1200.0}
+    system = {
+        "units": 3,
+        "gpus_per_unit": 8,
+        "capex_usd": 250_000.0,
+        "it_power_kw": 10.0,
+        "idle_power_fraction": 0.3,
+        "throughput_tokens_per_s_per_gpu": 1000.0,
+        "efficiency": 0.8,
+        "availability": 0.9,
+        "price_multiplier": 1.2,
+        "software_speedup.ceiling": 2.0,
+        "software_speedup.time_constant_months": 6.0,
+        "maintenance_fraction_per_year": 0.03,
+        "license_usd_per_gpu_year": 1200.0,
+    }
     f = system_flows(market, system, 12)
     t = np.arange(1, 13)
     S = 1 + (2.0 - 1) * (1 - np.exp(-t / 6.0))
@@ -390,8 +448,9 @@ def test_levelized_cost_and_breakeven_price():
     m = system_metrics(market, system, 24, *eps)
     w_price = (f["tokens"] * f["price"] / market[P0][:, None] * f["discount_factor"]).sum(axis=1)
     w = (f["tokens"] * f["discount_factor"]).sum(axis=1)
-    np.testing.assert_allclose(m["breakeven_price_usd_per_mtok"] * 1.1 * w_price, m["levelized_cost_per_mtok_usd"] * w,
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        m["breakeven_price_usd_per_mtok"] * 1.1 * w_price, m["levelized_cost_per_mtok_usd"] * w, rtol=1e-12
+    )
     # Levelized cost at a zero discount rate: (I - V + opex) per Mtok.
     m0 = system_metrics({**market, RATE: 0.0}, system, 24, *eps)
     want = (m0["capex_usd"] * (1 - system["residual_value_fraction"]) + m0["opex_usd"]) / (m0["tokens"] / 1e6)
@@ -436,10 +495,14 @@ def test_shapes_dtypes_and_broadcasting():
     assert all(v.shape == (1,) for v in m1.values())
     # a scenario computed alone equals the same scenario in a batch
     i = 17
-    one = system_metrics({k: (v[i] if np.ndim(v) else v) for k, v in market.items()},
-                         {k: (v[i] if np.ndim(v) else v) for k, v in system.items()}, 12, *(e[i:i + 1] for e in eps))
+    one = system_metrics(
+        {k: (v[i] if np.ndim(v) else v) for k, v in market.items()},
+        {k: (v[i] if np.ndim(v) else v) for k, v in system.items()},
+        12,
+        *(e[i : i + 1] for e in eps),
+    )
     for name in METRICS:
-        np.testing.assert_allclose(one[name], m[name][i:i + 1], rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(one[name], m[name][i : i + 1], rtol=1e-12, err_msg=name)
 
 
 def test_keys_defaults_and_required_inputs():
@@ -450,8 +513,16 @@ def test_keys_defaults_and_required_inputs():
     b = system_metrics(flat_market(), B200, 12)
     for name in METRICS:
         np.testing.assert_array_equal(a[name], b[name])
-    explicit = {**B200, "units": 1, "idle_power_fraction": 0.3, "efficiency": 1.0, "availability": 1.0,
-                "price_multiplier": 1.0, "software_speedup.ceiling": 1.0, "software_speedup.time_constant_months": 6.0}
+    explicit = {
+        **B200,
+        "units": 1,
+        "idle_power_fraction": 0.3,
+        "efficiency": 1.0,
+        "availability": 1.0,
+        "price_multiplier": 1.0,
+        "software_speedup.ceiling": 1.0,
+        "software_speedup.time_constant_months": 6.0,
+    }
     c = system_metrics(flat_market(**{PERSIST: 0.8, REVERT: 1.0, RATE: 0.10}), explicit, 12)
     for name in METRICS:
         np.testing.assert_array_equal(b[name], c[name])

@@ -120,8 +120,14 @@ def test_worked_check_5_tax(cash, tax):
     y = taxable_income(cf, dx, 0.0, one(0.0), one(1_200_000.0 - dx.sum()))
     np.testing.assert_array_equal(income_tax(y, 0.25), tax)
     # through a system: price chosen so that CF_t is $50,000 or $60,000 a month (up to rounding)
-    system = {"gpus_per_unit": 1, "capex_usd": 1_200_000.0, "it_power_kw": 1.0, "idle_power_fraction": 0.0,
-              "throughput_tokens_per_s_per_gpu": 1e6, "depreciation_years": 2}
+    system = {
+        "gpus_per_unit": 1,
+        "capex_usd": 1_200_000.0,
+        "it_power_kw": 1.0,
+        "idle_power_fraction": 0.0,
+        "throughput_tokens_per_s_per_gpu": 1e6,
+        "depreciation_years": 2,
+    }
     market = {P0: cash / SECONDS_PER_MONTH, UTIL: 1.0, ELEC: 0.0, TAX: 0.25}
     f = system_flows(market, system, 24)
     np.testing.assert_allclose(f["cash_flow"][0], cash, rtol=1e-14)
@@ -138,10 +144,20 @@ def hand_case():
     1.5x the initial price, used at 50%, whose counterparty defaults in month 10."""
     pd, w = 0.3, 1 - 0.7 ** (9.5 / 12)  # D = ceil(9.5) = 10
     market = flat_market(**{UTIL: 0.8, RAMP: 4.0, DECLINE: 0.4, RATE: 0.09, COLO: 150.0})
-    system = {**B200, "units": 2, "purchase_month": 2, "lead_months": 2.5, "residual_value_fraction": 0.2,
-              "maintenance_fraction_per_year": 0.03, "software_speedup.ceiling": 1.5, "contract.share": 0.6,
-              "contract.term_months": 12, "contract.price_multiple": 1.5, "contract.usage": 0.5,
-              "contract.annual_default_probability": pd}
+    system = {
+        **B200,
+        "units": 2,
+        "purchase_month": 2,
+        "lead_months": 2.5,
+        "residual_value_fraction": 0.2,
+        "maintenance_fraction_per_year": 0.03,
+        "software_speedup.ceiling": 1.5,
+        "contract.share": 0.6,
+        "contract.term_months": 12,
+        "contract.price_multiple": 1.5,
+        "contract.usage": 0.5,
+        "contract.annual_default_probability": pd,
+    }
     return market, system, w
 
 
@@ -171,8 +187,15 @@ def test_lead_time_and_contract_default_by_hand():
     market, system, w = hand_case()
     L, B, N, R, Rc, Q, CF = hand_lines(T)
     f = system_flows(market, system, T, default_uniform=w)
-    for key, want in (("live", L), ("busy", B), ("tokens", N), ("revenue", R), ("contract_revenue", Rc),
-                      ("energy_kwh", Q), ("cash_flow", CF)):
+    for key, want in (
+        ("live", L),
+        ("busy", B),
+        ("tokens", N),
+        ("revenue", R),
+        ("contract_revenue", Rc),
+        ("energy_kwh", Q),
+        ("cash_flow", CF),
+    ):
         np.testing.assert_allclose(f[key][0], want, rtol=1e-12, atol=1e-9, err_msg=key)
     m = system_metrics(market, system, T, default_uniform=w)
     I, V = 800_000.0, 160_000.0
@@ -210,9 +233,16 @@ def test_default_month_is_inf_beyond_the_horizon_and_needs_a_uniform():
 # defaults reduce to the base model
 # --------------------------------------------------------------------------- #
 EXPLICIT_DEFAULTS_MARKET = {RENTAL_VOL: 0.0, PRICE_STEP: 0.0, RENTAL_STEP: 0.0, TAX: 0.0, DEBT: 0.0, DEBT_RATE: 0.0}
-EXPLICIT_DEFAULTS_SYSTEM = {"purchase_month": 0, "lead_months": 0.4, "revenue_mode": "tokens", "contract.share": 0.0,
-                            "contract.term_months": 0, "contract.price_multiple": 1.0, "contract.usage": 1.0,
-                            "contract.annual_default_probability": 0.0}
+EXPLICIT_DEFAULTS_SYSTEM = {
+    "purchase_month": 0,
+    "lead_months": 0.4,
+    "revenue_mode": "tokens",
+    "contract.share": 0.0,
+    "contract.term_months": 0,
+    "contract.price_multiple": 1.0,
+    "contract.usage": 1.0,
+    "contract.annual_default_probability": 0.0,
+}
 
 
 @pytest.mark.parametrize("case", ["explicit defaults", "k = 0", "db = 0", "x = 0 with debt", "jp = 0"])
@@ -227,8 +257,15 @@ def test_extensions_at_their_defaults_leave_the_base_model_bit_for_bit(case, n):
         mk.update(EXPLICIT_DEFAULTS_MARKET, **{EQUITY_RATE: market[RATE], TENOR: 36})
         sy.update(EXPLICIT_DEFAULTS_SYSTEM)
     elif case == "k = 0":
-        sy.update({"contract.share": 0.0, "contract.term_months": 24, "contract.price_multiple": rng.uniform(1, 2, n),
-                   "contract.usage": 0.3, "contract.annual_default_probability": 0.2})
+        sy.update(
+            {
+                "contract.share": 0.0,
+                "contract.term_months": 24,
+                "contract.price_multiple": rng.uniform(1, 2, n),
+                "contract.usage": 0.3,
+                "contract.annual_default_probability": 0.2,
+            }
+        )
     elif case == "db = 0":
         mk.update({DEBT: 0.0, DEBT_RATE: 0.08, TENOR: 24})
     elif case == "x = 0 with debt":
@@ -380,9 +417,18 @@ def test_gpu_hour_revenue_by_hand():
     T = 18
     eps_h = np.random.default_rng(41).standard_normal((1, T))
     market = flat_market(**{UTIL: 0.7, RENTAL_VOL: 0.2, FIRST: 6.0, EVERY: 12.0, PRICE_STEP: 0.5, RENTAL_STEP: 0.2})
-    system = {**B200, "units": 2, "availability": 0.9, "price_multiplier": 1.1, "revenue_mode": "gpu_hours",
-              "rental.initial_usd_per_gpu_hour": 2.5, "rental.annual_decline": 0.3, "contract.share": 0.25,
-              "contract.term_months": 10, "contract.price_multiple": 1.2}
+    system = {
+        **B200,
+        "units": 2,
+        "availability": 0.9,
+        "price_multiplier": 1.1,
+        "revenue_mode": "gpu_hours",
+        "rental.initial_usd_per_gpu_hour": 2.5,
+        "rental.annual_decline": 0.3,
+        "contract.share": 0.25,
+        "contract.term_months": 10,
+        "contract.price_multiple": 1.2,
+    }
     f = system_flows(market, system, T, eps_rental=eps_h)
     walk = np.cumsum(eps_h[0])
     R, h = [], []
@@ -442,9 +488,17 @@ def test_irr_with_a_later_outlay():
 def two_systems():
     market, a, w = hand_case()
     market = {**market, TAX: 0.25, DEBT: 0.5, DEBT_RATE: 0.1, TENOR: 18}
-    b = {**B200, "gpus_per_unit": 4, "capex_usd": 150_000.0, "it_power_kw": 9.0, "depreciation_years": 3,
-         "revenue_mode": "gpu_hours", "rental.initial_usd_per_gpu_hour": 3.0, "rental.annual_decline": 0.2,
-         "residual_value_fraction": 0.1}
+    b = {
+        **B200,
+        "gpus_per_unit": 4,
+        "capex_usd": 150_000.0,
+        "it_power_kw": 9.0,
+        "depreciation_years": 3,
+        "revenue_mode": "gpu_hours",
+        "rental.initial_usd_per_gpu_hour": 3.0,
+        "rental.annual_decline": 0.2,
+        "residual_value_fraction": 0.1,
+    }
     return market, {"a": a, "b": b}, {"a": w}
 
 
@@ -457,9 +511,26 @@ def test_portfolio_sums_and_ratios():
     fb = system_flows(market, systems["b"], T)
     pf = portfolio_metrics(market, systems, T, default_uniforms=uniforms)
     assert tuple(pf) == METRICS
-    for name in ("capex_usd", "revenue_usd", "tokens", "energy_kwh", "energy_usd", "colocation_usd", "maintenance_usd",
-                 "license_usd", "opex_usd", "depreciation_usd", "ebitda_usd", "operating_profit_usd",
-                 "contract_revenue_usd", "tax_usd", "equity_tax_usd", "interest_usd", "npv_usd", "equity_npv_usd"):
+    for name in (
+        "capex_usd",
+        "revenue_usd",
+        "tokens",
+        "energy_kwh",
+        "energy_usd",
+        "colocation_usd",
+        "maintenance_usd",
+        "license_usd",
+        "opex_usd",
+        "depreciation_usd",
+        "ebitda_usd",
+        "operating_profit_usd",
+        "contract_revenue_usd",
+        "tax_usd",
+        "equity_tax_usd",
+        "interest_usd",
+        "npv_usd",
+        "equity_npv_usd",
+    ):
         assert pf[name][0] == ma[name][0] + mb[name][0], name
     rev, I = pf["revenue_usd"][0], pf["capex_usd"][0]
     assert pf["roi_multiple"][0] == pytest.approx(rev / I, rel=1e-15)
@@ -469,16 +540,23 @@ def test_portfolio_sums_and_ratios():
     assert pf["net_roi"][0] == pytest.approx((fcf.sum() + V - I) / I, rel=1e-13)
     live_a, live_b = 19.0, 24.0
     assert pf["revenue_per_mw_year_usd"][0] == pytest.approx(
-        rev / (2 * 14.3 / 1000 * live_a / 12 + 9.0 / 1000 * live_b / 12), rel=1e-14)
+        rev / (2 * 14.3 / 1000 * live_a / 12 + 9.0 / 1000 * live_b / 12), rel=1e-14
+    )
     assert pf["revenue_per_gpu_hour_usd"][0] == pytest.approx(rev / (730.5 * (16 * live_a + 4 * live_b)), rel=1e-14)
     busy = 16 * fa["busy"][0].sum() + 4 * fb["busy"][0].sum()
     assert pf["mean_utilization"][0] == pytest.approx(busy / (16 * live_a + 4 * live_b), rel=1e-14)
     DF = fa["discount_factor"][0]
     cost = 800_000.0 * DF[1] + 150_000.0 - V * DF[-1] + ((fa["opex"][0] + fb["opex"][0]) * DF).sum()
     assert pf["levelized_cost_per_mtok_usd"][0] == pytest.approx(
-        cost / (((fa["tokens"][0] + fb["tokens"][0]) * DF).sum() / 1e6), rel=1e-13)
-    for name in ("breakeven_price_usd_per_mtok", "breakeven_rental_usd_per_gpu_hour", "revenue_per_unit_year_usd",
-                 "live_months", "contract_default_month"):
+        cost / (((fa["tokens"][0] + fb["tokens"][0]) * DF).sum() / 1e6), rel=1e-13
+    )
+    for name in (
+        "breakeven_price_usd_per_mtok",
+        "breakeven_rental_usd_per_gpu_hour",
+        "revenue_per_unit_year_usd",
+        "live_months",
+        "contract_default_month",
+    ):
         assert math.isnan(pf[name][0]), name
 
 
@@ -512,8 +590,14 @@ def test_a_portfolio_of_one_is_that_system():
     one_row = system_metrics(market, system, 24, *eps)
     pf = portfolio_metrics(market, {"only": system}, 24, *eps)
     for name in METRICS:
-        if name in ("breakeven_price_usd_per_mtok", "breakeven_rental_usd_per_gpu_hour", "revenue_per_unit_year_usd",
-                    "live_months", "contract_default_month", "breakeven_utilization"):
+        if name in (
+            "breakeven_price_usd_per_mtok",
+            "breakeven_rental_usd_per_gpu_hour",
+            "revenue_per_unit_year_usd",
+            "live_months",
+            "contract_default_month",
+            "breakeven_utilization",
+        ):
             assert np.isnan(pf[name]).all(), name
         else:
             np.testing.assert_allclose(pf[name], one_row[name], rtol=1e-12, err_msg=name)

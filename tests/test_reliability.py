@@ -99,7 +99,9 @@ def test_killed_run_resumes_to_the_same_outputs(setup, sig, after_chunks):
     assert partial.is_dir()
     if sig != signal.SIGKILL:
         assert "--resume" in err and "Traceback" not in err
-    resumed = subprocess.run(_cli("--resume", str(out), "-q", env=env), env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        _cli("--resume", str(out), "-q", env=env), env=env, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert not partial.exists()
     same_outputs(reference, out)
@@ -110,7 +112,9 @@ def test_killed_run_resumes_to_the_same_outputs(setup, sig, after_chunks):
 def test_a_run_killed_before_its_first_checkpoint_says_so(setup, tmp_path):
     _, study, env, _ = setup
     out = tmp_path / "early"
-    proc = subprocess.Popen(_cli(str(study), "--out", str(out), "-q", env=env), env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _cli(str(study), "--out", str(out), "-q", env=env), env=env, stderr=subprocess.PIPE, text=True
+    )
     time.sleep(0.5)  # still importing or compiling
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
@@ -127,8 +131,19 @@ def test_a_run_interrupted_before_its_first_checkpoint_keeps_nothing_and_says_so
     out = tmp_path / "early"
     partial = tmp_path / ".early.partial"
     # 782 chunks and one checkpoint, at the end: the signal lands while compiling or simulating.
-    args = [str(study), "--out", str(out), "-n", "200000", "--chunk-size", str(CHUNK), "--checkpoint-every", "1000",
-            "--no-scenarios", "-q"]
+    args = [
+        str(study),
+        "--out",
+        str(out),
+        "-n",
+        "200000",
+        "--chunk-size",
+        str(CHUNK),
+        "--checkpoint-every",
+        "1000",
+        "--no-scenarios",
+        "-q",
+    ]
     proc = subprocess.Popen(_cli(*args, env=env), env=env, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
     while not (partial / "study.yaml").is_file() and proc.poll() is None and time.time() - t0 < 120:
@@ -196,37 +211,78 @@ def test_a_shard_with_no_chunk_is_refused_by_name(tmp_path):
     writing its state); it is refused, naming --shard and what would fit, and nothing is left."""
     from mcrisk.errors import StudyError
 
-    with pytest.raises(StudyError, match=r"--shard: shard 0/2 would hold no scenarios: 300 scenarios make 1 chunk\(s\) of 512"):
+    with pytest.raises(
+        StudyError, match=r"--shard: shard 0/2 would hold no scenarios: 300 scenarios make 1 chunk\(s\) of 512"
+    ):
         run_study(small_study(scenarios=300), out=tmp_path / "s0", shard=(0, 2))
     assert list(tmp_path.iterdir()) == []
 
 
 def _checkpoint_meta(**changes) -> dict:
     """A checkpoint.json as a run writes it (after chunk 1 of a 2-chunk run), with `changes`."""
-    options = {"scenarios": 128, "seed": 1, "precision": "float32", "chunk_size": 64, "write_scenarios": True,
-               "diagnostic_draws": 16, "checkpoint_every": 1}
-    meta = {"study_sha256": "0" * 64, "options": options, "chunk_size": 64, "n_chunks": 2, "every": 1,
-            "month_loop_unroll": 1, "next_chunk": 1, "arrays": "state-000001.npz"}
+    options = {
+        "scenarios": 128,
+        "seed": 1,
+        "precision": "float32",
+        "chunk_size": 64,
+        "write_scenarios": True,
+        "diagnostic_draws": 16,
+        "checkpoint_every": 1,
+    }
+    meta = {
+        "study_sha256": "0" * 64,
+        "options": options,
+        "chunk_size": 64,
+        "n_chunks": 2,
+        "every": 1,
+        "month_loop_unroll": 1,
+        "next_chunk": 1,
+        "arrays": "state-000001.npz",
+    }
     for key, value in changes.items():
         if key.startswith("options__"):
-            options.pop(key.removeprefix("options__")) if value is None else options.update({key.removeprefix("options__"): value})
+            options.pop(key.removeprefix("options__")) if value is None else options.update(
+                {key.removeprefix("options__"): value}
+            )
         else:
             meta.pop(key) if value is None else meta.update({key: value})
     return meta
 
 
-@pytest.mark.parametrize("json_text, npz, says", [
-    ("garbage", None, "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (not valid JSON"),
-    ("[]", None, "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (a JSON array, not an object)"),
-    ("{}", None, "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (no fields 'arrays', 'next_chunk')"),
-    (json.dumps(_checkpoint_meta(options__seed=None, every="1")), "tails-only",
-     "checkpoint/checkpoint.json is damaged or not what mcrisk wrote ('every' must be a whole number, got '1')"),
-    (json.dumps(_checkpoint_meta(options__seed=None)), "tails-only",
-     "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (no field 'options.seed')"),
-    (json.dumps(_checkpoint_meta()), b"garbage", "checkpoint/state-000001.npz is damaged or not what mcrisk wrote (not an .npz archive)"),
-    (json.dumps(_checkpoint_meta()), "tails-only", "checkpoint/state-000001.npz is damaged or not what mcrisk wrote (no array 'retained'"),
-    (json.dumps(_checkpoint_meta()), None, "it has no checkpoint/state-000001.npz"),
-], ids=["not-json", "array", "empty", "every-text", "no-seed", "npz-garbage", "npz-lacks-arrays", "npz-missing"])
+@pytest.mark.parametrize(
+    "json_text, npz, says",
+    [
+        ("garbage", None, "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (not valid JSON"),
+        ("[]", None, "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (a JSON array, not an object)"),
+        (
+            "{}",
+            None,
+            "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (no fields 'arrays', 'next_chunk')",
+        ),
+        (
+            json.dumps(_checkpoint_meta(options__seed=None, every="1")),
+            "tails-only",
+            "checkpoint/checkpoint.json is damaged or not what mcrisk wrote ('every' must be a whole number, got '1')",
+        ),
+        (
+            json.dumps(_checkpoint_meta(options__seed=None)),
+            "tails-only",
+            "checkpoint/checkpoint.json is damaged or not what mcrisk wrote (no field 'options.seed')",
+        ),
+        (
+            json.dumps(_checkpoint_meta()),
+            b"garbage",
+            "checkpoint/state-000001.npz is damaged or not what mcrisk wrote (not an .npz archive)",
+        ),
+        (
+            json.dumps(_checkpoint_meta()),
+            "tails-only",
+            "checkpoint/state-000001.npz is damaged or not what mcrisk wrote (no array 'retained'",
+        ),
+        (json.dumps(_checkpoint_meta()), None, "it has no checkpoint/state-000001.npz"),
+    ],
+    ids=["not-json", "array", "empty", "every-text", "no-seed", "npz-garbage", "npz-lacks-arrays", "npz-missing"],
+)
 def test_resume_names_a_damaged_checkpoint_and_keeps_the_partial_folder(tmp_path, json_text, npz, says):
     """--resume of a partial folder whose checkpoint is damaged: exit 2 naming the file and what is
     wrong, no traceback, and the partial folder stays as it was (nothing discarded)."""
@@ -279,7 +335,13 @@ def test_resume_matches_in_process(tmp_path):
     study = small_study(scenarios=2048)
     ref = run_study(study, out=tmp_path / "ref", chunk_size=256, checkpoint_every=2)
     with pytest.raises(KeyboardInterrupt):
-        run_study(study, out=tmp_path / "run", chunk_size=256, checkpoint_every=2, progress=_raising_at_chunk(5, KeyboardInterrupt()))
+        run_study(
+            study,
+            out=tmp_path / "run",
+            chunk_size=256,
+            checkpoint_every=2,
+            progress=_raising_at_chunk(5, KeyboardInterrupt()),
+        )
     assert (tmp_path / ".run.partial" / "checkpoint" / "checkpoint.json").is_file()
     done = run_study(out=tmp_path / "run", resume=True)
     assert done.manifest["resumed_from_chunk"] == 4
@@ -354,10 +416,23 @@ def test_degenerate_inputs_give_defined_values_and_are_counted(tmp_path):
 
 def test_float32_and_float64_agree_on_the_default_study(tmp_path):
     """The summary statistics agree to 1e-4 relative (means) and to the sketch's accuracy (percentiles)."""
-    a = run_study(CONFIGS / "default.yaml", out=tmp_path / "f32", scenarios=4000, write_scenarios=False,
-                  stress=False, analyze=False).summary
-    b = run_study(CONFIGS / "default.yaml", out=tmp_path / "f64", scenarios=4000, precision="float64", write_scenarios=False,
-                  stress=False, analyze=False).summary
+    a = run_study(
+        CONFIGS / "default.yaml",
+        out=tmp_path / "f32",
+        scenarios=4000,
+        write_scenarios=False,
+        stress=False,
+        analyze=False,
+    ).summary
+    b = run_study(
+        CONFIGS / "default.yaml",
+        out=tmp_path / "f64",
+        scenarios=4000,
+        precision="float64",
+        write_scenarios=False,
+        stress=False,
+        analyze=False,
+    ).summary
     key = ["system", "metric"]
     a, b = a.set_index(key), b.set_index(key)
     finite = np.isfinite(a["mean"]) & np.isfinite(b["mean"])
@@ -384,10 +459,28 @@ def test_shard_auto_under_jax_distributed_merges_into_the_single_run(tmp_path):
         port = sock.getsockname()[1]
     procs = []
     for i in range(2):
-        env = dict(os.environ, MCRISK_COORDINATOR=f"localhost:{port}", MCRISK_NUM_PROCESSES="2", MCRISK_PROCESS_ID=str(i),
-                   MCRISK_CACHE_DIR="off")
-        cmd = [sys.executable, "-m", "mcrisk", "run", str(path), "--shard", "auto", "--chunk-size", "256", "--no-analyze",
-               "--out", str(tmp_path / "shard-{shard}"), "-q"]
+        env = dict(
+            os.environ,
+            MCRISK_COORDINATOR=f"localhost:{port}",
+            MCRISK_NUM_PROCESSES="2",
+            MCRISK_PROCESS_ID=str(i),
+            MCRISK_CACHE_DIR="off",
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "mcrisk",
+            "run",
+            str(path),
+            "--shard",
+            "auto",
+            "--chunk-size",
+            "256",
+            "--no-analyze",
+            "--out",
+            str(tmp_path / "shard-{shard}"),
+            "-q",
+        ]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     for p in procs:
         out, _ = p.communicate(timeout=300)
@@ -402,10 +495,19 @@ def test_shard_auto_under_jax_distributed_merges_into_the_single_run(tmp_path):
 
 def test_shard_auto_without_a_cluster_is_a_clear_error(tmp_path):
     path = write_study(tmp_path / "s.yaml", small_study(scenarios=100))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "OMPI_", "MCRISK_COORDINATOR", "MCRISK_NUM", "MCRISK_PROCESS"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLURM_", "OMPI_", "MCRISK_COORDINATOR", "MCRISK_NUM", "MCRISK_PROCESS"))
+    }
     env["MCRISK_COORDINATOR"] = "localhost:1"  # only one of the three: refused before any connection
-    proc = subprocess.run([sys.executable, "-m", "mcrisk", "run", str(path), "--shard", "auto", "--out", str(tmp_path / "r")],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcrisk", "run", str(path), "--shard", "auto", "--out", str(tmp_path / "r")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "--shard" in proc.stderr and "MCRISK_NUM_PROCESSES" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()
@@ -423,7 +525,9 @@ def test_shards_merge_into_the_single_run(tmp_path):
     assert data_hash(single.folder) == data_hash(merged.folder)
     a = pd.read_csv(single.folder / "summary.csv").set_index(["system", "metric"])
     b = pd.read_csv(merged.folder / "summary.csv").set_index(["system", "metric"])
-    exact = [c for c in a.columns if c.startswith("p") or c.startswith("n") or c in ("min", "max", "ess", "mcse_p5", "r_hat")]
+    exact = [
+        c for c in a.columns if c.startswith("p") or c.startswith("n") or c in ("min", "max", "ess", "mcse_p5", "r_hat")
+    ]
     pd.testing.assert_frame_equal(a[exact], b[exact])
     pd.testing.assert_frame_equal(a[["mean", "sd", "mcse_mean"]], b[["mean", "sd", "mcse_mean"]], rtol=1e-12)
     pd.testing.assert_frame_equal(pd.read_csv(single.folder / "risk.csv"), pd.read_csv(merged.folder / "risk.csv"))
@@ -438,16 +542,23 @@ def test_shards_of_a_metric_without_values_merge_to_nan(tmp_path):
 
     study = degenerate_study(600)
     single = run_study(study, out=tmp_path / "single", chunk_size=256, write_scenarios=False)
-    shards = [run_study(study, out=tmp_path / f"shard{i}", chunk_size=256, write_scenarios=False, shard=(i, 2)) for i in (0, 1)]
+    shards = [
+        run_study(study, out=tmp_path / f"shard{i}", chunk_size=256, write_scenarios=False, shard=(i, 2))
+        for i in (0, 1)
+    ]
     merged = merge_runs([s.folder for s in shards], out=tmp_path / "merged")
     a = pd.read_csv(single.folder / "summary.csv").set_index(["system", "metric"])
     b = pd.read_csv(merged.folder / "summary.csv").set_index(["system", "metric"])
     for system in ("rack", "server"):
         margin = b.loc[(system, "operating_margin")]
         assert list(margin[COUNTS]) == [0, 600, 0, 0] and margin.drop(COUNTS).isna().all()
-    pd.testing.assert_frame_equal(a.drop(columns=["mean", "sd", "mcse_mean"]), b.drop(columns=["mean", "sd", "mcse_mean"]))
+    pd.testing.assert_frame_equal(
+        a.drop(columns=["mean", "sd", "mcse_mean"]), b.drop(columns=["mean", "sd", "mcse_mean"])
+    )
     pd.testing.assert_frame_equal(a[["mean", "sd", "mcse_mean"]], b[["mean", "sd", "mcse_mean"]], rtol=1e-12)
-    pd.testing.assert_frame_equal(pd.read_csv(single.folder / "breakeven.csv"), pd.read_csv(merged.folder / "breakeven.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(single.folder / "breakeven.csv"), pd.read_csv(merged.folder / "breakeven.csv")
+    )
 
 
 # --------------------------------------------------------------------------- output folders
@@ -517,10 +628,16 @@ def test_an_unusable_output_folder_is_refused_before_simulating(tmp_path, monkey
     inside.mkdir(parents=True)
     (inside / "manifest.json").write_text(json.dumps({"study_sha256": "x"}))  # even a run folder: it holds the cwd
     monkeypatch.chdir(inside)
-    out = {"below-a-file": str(tmp_path / "afile" / "run"), "proc": "/proc/mcrisk_test_run", "cwd": ".",
-           "parent-of-cwd": str(tmp_path / "work"), "dot-dot": "sub/.."}[where]
+    out = {
+        "below-a-file": str(tmp_path / "afile" / "run"),
+        "proc": "/proc/mcrisk_test_run",
+        "cwd": ".",
+        "parent-of-cwd": str(tmp_path / "work"),
+        "dot-dot": "sub/..",
+    }[where]
     expected = {"below-a-file": "is a file, not a folder", "proc": "cannot create the output folder"}.get(
-        where, "is the current folder or contains it")
+        where, "is the current folder or contains it"
+    )
     simulated = []
     with pytest.raises(RunFolderError, match=expected):
         run_study(str(path), out=out, force=True, progress=lambda done, total: simulated.append(done))

@@ -14,19 +14,27 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from mcrisk.workflows.analyze import analyze_run
 from mcrisk.cli.app import app
 from mcrisk.errors import RunFolderError
-from mcrisk.report.figures import money
 from mcrisk.report import sections
-from mcrisk.report.page import FIGURES, SECTIONS, write_report
 from mcrisk.report.data import load_run, scenario_sample
+from mcrisk.report.figures import money
+from mcrisk.report.page import FIGURES, SECTIONS, write_report
+from mcrisk.workflows.analyze import analyze_run
 
 from .conftest import small_study, write_study
 
 runner = CliRunner()
 PNG = b"\x89PNG\r\n\x1a\n"
-OPTIONAL = ("sensitivity.csv", "comparison.csv", "stress.csv", "breakeven.csv", "monthly.parquet", "scenarios.parquet", "claims.csv")
+OPTIONAL = (
+    "sensitivity.csv",
+    "comparison.csv",
+    "stress.csv",
+    "breakeven.csv",
+    "monthly.parquet",
+    "scenarios.parquet",
+    "claims.csv",
+)
 
 
 class Page(HTMLParser):
@@ -68,32 +76,90 @@ def synthetic_outputs(folder: Path, systems: list[str], months: int) -> None:
             capex = summary.loc[(s, "capex_usd"), "mean"]
             for t in range(1, months + 1):
                 mid, sd = -capex + capex * 0.09 * t, capex * 0.02 * np.sqrt(t)
-                rows.append({"system": s, "quantity": "cumulative_cash_flow_usd", "month": t, "n": 2000, "mean": mid,
-                             **{q: mid + z[q] * sd for q in qs}})
-                rows.append({"system": s, "quantity": "utilization", "month": t, "n": 2000, "mean": 0.6,
-                             **{q: 0.6 + 0.1 * z[q] for q in qs}})
+                rows.append(
+                    {
+                        "system": s,
+                        "quantity": "cumulative_cash_flow_usd",
+                        "month": t,
+                        "n": 2000,
+                        "mean": mid,
+                        **{q: mid + z[q] * sd for q in qs},
+                    }
+                )
+                rows.append(
+                    {
+                        "system": s,
+                        "quantity": "utilization",
+                        "month": t,
+                        "n": 2000,
+                        "mean": 0.6,
+                        **{q: 0.6 + 0.1 * z[q] for q in qs},
+                    }
+                )
         pd.DataFrame(rows).to_parquet(folder / "monthly.parquet")
     if not (folder / "breakeven.csv").exists():
-        be = [{"system": s, "quantity": q, **{f"breakeven_{k}": v * (1 + z[k] / 5) for k in ("p5", "p25", "p50", "p75", "p95")},
-               "breakeven_mean": v, **{f"market_{k}": m * (1 + z[k] / 5) for k in ("p5", "p25", "p50", "p75", "p95")},
-               "p_market_clears": 0.6, "p_market_clears_mcse": 0.01}
-              for s in systems for q, v, m in (("initial_token_price_usd_per_mtok", 0.9, 1.1), ("mean_utilization", 0.5, 0.6))]
+        be = [
+            {
+                "system": s,
+                "quantity": q,
+                **{f"breakeven_{k}": v * (1 + z[k] / 5) for k in ("p5", "p25", "p50", "p75", "p95")},
+                "breakeven_mean": v,
+                **{f"market_{k}": m * (1 + z[k] / 5) for k in ("p5", "p25", "p50", "p75", "p95")},
+                "p_market_clears": 0.6,
+                "p_market_clears_mcse": 0.01,
+            }
+            for s in systems
+            for q, v, m in (("initial_token_price_usd_per_mtok", 0.9, 1.1), ("mean_utilization", 0.5, 0.6))
+        ]
         pd.DataFrame(be).to_csv(folder / "breakeven.csv", index=False)
     stress = []
     for name, overrides in (("base", ""), ("cheap tokens", "market.token_price.initial_usd_per_mtok=0.5 <&>")):
         for s in systems:
-            g = lambda m, q: summary.loc[(s, m), q] * (0.5 if name != "base" else 1)  # noqa: E731
-            stress.append({"stress": name, "system": s, "overrides": overrides, "npv_usd_mean": g("npv_usd", "mean"),
-                           "npv_usd_p5": g("npv_usd", "p5"), "npv_usd_p50": g("npv_usd", "p50"), "npv_usd_p95": g("npv_usd", "p95"),
-                           "p_loss": 0.3, "cvar95_usd": 1e6, "roi_multiple_p5": g("roi_multiple", "p5"),
-                           "roi_multiple_p50": g("roi_multiple", "p50"), "irr_p50": 0.2, "payback_months_p50": 14.0,
-                           "cost_per_mtok_usd_p50": g("cost_per_mtok_usd", "p50"), "operating_margin_p50": 0.4,
-                           "npv_usd_p50_change": g("npv_usd", "p50") - summary.loc[(s, "npv_usd"), "p50"]})
+            g = lambda m, q, s=s, k=(0.5 if name != "base" else 1): summary.loc[(s, m), q] * k  # noqa: E731
+            stress.append(
+                {
+                    "stress": name,
+                    "system": s,
+                    "overrides": overrides,
+                    "npv_usd_mean": g("npv_usd", "mean"),
+                    "npv_usd_p5": g("npv_usd", "p5"),
+                    "npv_usd_p50": g("npv_usd", "p50"),
+                    "npv_usd_p95": g("npv_usd", "p95"),
+                    "p_loss": 0.3,
+                    "cvar95_usd": 1e6,
+                    "roi_multiple_p5": g("roi_multiple", "p5"),
+                    "roi_multiple_p50": g("roi_multiple", "p50"),
+                    "irr_p50": 0.2,
+                    "payback_months_p50": 14.0,
+                    "cost_per_mtok_usd_p50": g("cost_per_mtok_usd", "p50"),
+                    "operating_margin_p50": 0.4,
+                    "npv_usd_p50_change": g("npv_usd", "p50") - summary.loc[(s, "npv_usd"), "p50"],
+                }
+            )
     pd.DataFrame(stress).to_csv(folder / "stress.csv", index=False)
-    claims = {"claim": "toy", "check": "toy-roi", "text": "a rack returns 15x <b>", "source": "vendor", "date": "2025",
-              "tag": "V", "quantity": f"roi_multiple of {systems[0]}", "holds_if": ">= 15", "published": 15.0,
-              "point_value": 14.996, "reproduced": True, "reproduction": "", "scenarios": 2000, "p_holds": 0.01,
-              "p_holds_mcse": 0.002, "p5": 0.8, "p50": 1.6, "p95": 3.3, "n_nan": 0, "uncertainty": "", "run_folder": str(folder)}
+    claims = {
+        "claim": "toy",
+        "check": "toy-roi",
+        "text": "a rack returns 15x <b>",
+        "source": "vendor",
+        "date": "2025",
+        "tag": "V",
+        "quantity": f"roi_multiple of {systems[0]}",
+        "holds_if": ">= 15",
+        "published": 15.0,
+        "point_value": 14.996,
+        "reproduced": True,
+        "reproduction": "",
+        "scenarios": 2000,
+        "p_holds": 0.01,
+        "p_holds_mcse": 0.002,
+        "p5": 0.8,
+        "p50": 1.6,
+        "p95": 3.3,
+        "n_nan": 0,
+        "uncertainty": "",
+        "run_folder": str(folder),
+    }
     pd.DataFrame([claims]).to_csv(folder / "claims.csv", index=False)
 
 
@@ -104,7 +170,9 @@ def run_dir(tmp_path_factory) -> Path:
     study = small_study(scenarios=2000)
     study["description"] = "A <test> study & its description."
     out = tmp / "run"
-    result = runner.invoke(app, ["run", str(write_study(tmp / "study.yaml", study)), "--out", str(out), "--report", "-q"])
+    result = runner.invoke(
+        app, ["run", str(write_study(tmp / "study.yaml", study)), "--out", str(out), "--report", "-q"]
+    )
     assert result.exit_code == 0, result.output
     assert (out / "report.html").is_file()  # --report wrote a page before the optional files existed
     analyze_run(out, n_boot=20)
@@ -144,7 +212,7 @@ def test_the_headline_numbers_come_from_the_run(run_dir, page):
     _, text = page
     summary = pd.read_csv(run_dir / "summary.csv").set_index(["system", "metric"])
     risk = pd.read_csv(run_dir / "risk.csv").set_index("system")
-    head = text[text.index('id="headline"'):text.index('id="distributions"')]
+    head = text[text.index('id="headline"') : text.index('id="distributions"')]
     assert "2,000 scenarios, seed 3, a horizon of 24 months" in head
     for s in ("rack", "server"):
         assert f"the median NPV is {money(summary.loc[(s, 'npv_usd'), 'p50'])}" in head
@@ -161,10 +229,15 @@ def test_text_from_the_run_folder_is_escaped(page):
 
 def test_the_tables_show_stress_breakeven_claims_and_manifest(page):
     _, text = page
-    for sid, expected in (("stress", "cheap tokens"), ("breakeven", "initial token price ($/Mtok)"),
-                          ("claims", "toy-roi"), ("manifest", "seed 3"), ("methods", "0.05%")):
+    for sid, expected in (
+        ("stress", "cheap tokens"),
+        ("breakeven", "initial token price ($/Mtok)"),
+        ("claims", "toy-roi"),
+        ("manifest", "seed 3"),
+        ("methods", "0.05%"),
+    ):
         start = text.index(f'id="{sid}"')
-        assert expected in text[start:text.index("</section>", start)], sid
+        assert expected in text[start : text.index("</section>", start)], sid
 
 
 def test_missing_optional_inputs_give_notes_not_errors(run_dir, tmp_path):
@@ -176,8 +249,14 @@ def test_missing_optional_inputs_give_notes_not_errors(run_dir, tmp_path):
     parsed = Page(write_report(bare).read_text())
     assert [sid for sid, _ in SECTIONS if sid not in parsed.ids] == []
     notes = " ".join(parsed.notes)
-    for expected in ("no monthly.parquet", "Needs the scenarios", "then mcrisk analyze, to see what drives NPV",
-                     "no stress.csv", "no breakeven.csv", "Not a claims run"):
+    for expected in (
+        "no monthly.parquet",
+        "Needs the scenarios",
+        "then mcrisk analyze, to see what drives NPV",
+        "no stress.csv",
+        "no breakeven.csv",
+        "Not a claims run",
+    ):
         assert expected in notes, expected
     # NPV and ROI from the summary percentiles, and the cost structure; stale figures are gone
     assert len(parsed.images) == 3
@@ -220,16 +299,35 @@ def _listing(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("damage, file, says", [
-    (lambda d: (d / "manifest.json").write_text("[]"), "manifest.json", "a JSON array, not an object"),
-    (lambda d: (d / "manifest.json").write_text("{not json"), "manifest.json", "not valid JSON"),
-    (lambda d: (d / "summary.csv").write_text("garbage\n"), "summary.csv", "no column 'system', 'metric'"),
-    (lambda d: (d / "risk.csv").write_text("system,p_loss\nrack,lots\n"), "risk.csv", "text where numbers belong, in column 'p_loss'"),
-    (lambda d: next((d / "scenarios.parquet").glob("part-*.parquet")).write_text("garbage\n"),
-     "scenarios.parquet/part-", "Parquet magic bytes not found"),
-    (lambda d: (d / "monthly.parquet").write_text("garbage\n"), "monthly.parquet", "Parquet magic bytes not found"),
-    (lambda d: (d / "sensitivity.csv").write_bytes(b"\xff\xfe\x00garbage"), "sensitivity.csv", "damaged"),
-], ids=["manifest-list", "manifest-not-json", "summary-garbage", "risk-text", "parquet-part", "monthly", "sensitivity-binary"])
+@pytest.mark.parametrize(
+    "damage, file, says",
+    [
+        (lambda d: (d / "manifest.json").write_text("[]"), "manifest.json", "a JSON array, not an object"),
+        (lambda d: (d / "manifest.json").write_text("{not json"), "manifest.json", "not valid JSON"),
+        (lambda d: (d / "summary.csv").write_text("garbage\n"), "summary.csv", "no column 'system', 'metric'"),
+        (
+            lambda d: (d / "risk.csv").write_text("system,p_loss\nrack,lots\n"),
+            "risk.csv",
+            "text where numbers belong, in column 'p_loss'",
+        ),
+        (
+            lambda d: next((d / "scenarios.parquet").glob("part-*.parquet")).write_text("garbage\n"),
+            "scenarios.parquet/part-",
+            "Parquet magic bytes not found",
+        ),
+        (lambda d: (d / "monthly.parquet").write_text("garbage\n"), "monthly.parquet", "Parquet magic bytes not found"),
+        (lambda d: (d / "sensitivity.csv").write_bytes(b"\xff\xfe\x00garbage"), "sensitivity.csv", "damaged"),
+    ],
+    ids=[
+        "manifest-list",
+        "manifest-not-json",
+        "summary-garbage",
+        "risk-text",
+        "parquet-part",
+        "monthly",
+        "sensitivity-binary",
+    ],
+)
 def test_a_damaged_run_folder_is_named_and_the_report_writes_nothing(run_dir, tmp_path, damage, file, says):
     """`mcrisk report` on a run folder with a damaged file: exit 2 naming the file and why, no
     traceback, and neither report.html nor figures/ is written (an earlier report is left alone)."""
@@ -292,4 +390,4 @@ def test_analyze_names_a_damaged_parquet_part(run_dir, tmp_path):
 
 def test_the_methods_section_links_the_model_documentation_of_a_source_checkout(run_dir):
     html = sections.methods(load_run(run_dir))
-    assert 'docs/model.md</a>' in html and (Path(sections.__file__).parents[2] / "docs" / "model.md").is_file()
+    assert "docs/model.md</a>" in html and (Path(sections.__file__).parents[2] / "docs" / "model.md").is_file()

@@ -10,22 +10,31 @@ from pathlib import Path
 
 import pytest
 
-from mcrisk.workflows.analyze import analyze_run
 from mcrisk.report.page import SECTIONS, write_report
+from mcrisk.workflows.analyze import analyze_run
 from mcrisk.workflows.run import run_study
 
 from .conftest import small_study
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium; .ci/run does)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[dev]')")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is not installed (pip install -e '.[dev]')"
+    )
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield b
@@ -47,7 +56,9 @@ def test_the_report_opens_in_chromium_without_errors_or_broken_images(browser, t
     assert errors == []
     assert requests == []  # self-contained: nothing fetched from a network
     assert len(sizes) >= 5 and all(ok and w > 0 and h > 0 for ok, w, h in sizes), sizes
-    assert page.evaluate("Array.from(document.querySelectorAll('section')).map(s => s.id)") == [sid for sid, _ in SECTIONS]
+    assert page.evaluate("Array.from(document.querySelectorAll('section')).map(s => s.id)") == [
+        sid for sid, _ in SECTIONS
+    ]
     # Fits a laptop screen: no horizontal scroll of the page itself (wide tables scroll in their box).
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     shot = tmp_path / "report.png"  # pytest keeps the last runs' tmp folders: look at it there

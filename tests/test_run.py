@@ -13,8 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from mcrisk import METRICS
-from mcrisk import run_study
+from mcrisk import METRICS, run_study
 from mcrisk.errors import RunFolderError
 from mcrisk.reference import MARKET_KEYS, SYSTEM_KEYS, system_metrics
 from mcrisk.sampling.uniforms import root_key, shock_normals, stream_id
@@ -180,8 +179,16 @@ def test_part_names_sort_in_scenario_order_however_many_there_are(tmp_path):
 
     from mcrisk.io.parquet import ScenarioWriter
 
-    w = ScenarioWriter(tmp_path / "p", pa.schema([pa.field("scenario", pa.int64())]), {},
-                       lambda start, sel, host: {"scenario": start + sel}, per_part=1, chunks=12_345_678, chunk_size=1001, threads=2)
+    w = ScenarioWriter(
+        tmp_path / "p",
+        pa.schema([pa.field("scenario", pa.int64())]),
+        {},
+        lambda start, sel, host: {"scenario": start + sel},
+        per_part=1,
+        chunks=12_345_678,
+        chunk_size=1001,
+        threads=2,
+    )
     for chunk in (9, 10, 12_345_677):  # the last chunk of the run holds 12 scenarios
         w.put(chunk, chunk * 1001, 12, np.arange(12), None)
     w.close()
@@ -204,7 +211,7 @@ def test_a_row_block_reaches_the_host_whole_by_either_copy():
     for pinned in (None, x.sharding.with_memory_kind("pinned_host")):
         block = HostBlock(x, pinned)
         seen = []
-        threads = [threading.Thread(target=lambda: seen.append(block.get())) for _ in range(4)]
+        threads = [threading.Thread(target=lambda b=block, out=seen: out.append(b.get())) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
@@ -219,8 +226,14 @@ def test_every_stage_is_compiled_ahead_and_used(tmp_path):
     from mcrisk.engine import programs
 
     before = dict(programs.STATS)
-    result = run_study(small_study(scenarios=700), out=tmp_path / "r", chunk_size=256, sample_fraction=0.5,
-                       diagnostic_draws=300, stress=False)
+    result = run_study(
+        small_study(scenarios=700),
+        out=tmp_path / "r",
+        chunk_size=256,
+        sample_fraction=0.5,
+        diagnostic_draws=300,
+        stress=False,
+    )
     used = programs.STATS["prepared_used"] - before["prepared_used"]
     assert programs.STATS["prepared_missed"] == before["prepared_missed"]
     # index, inputs, simulate, reduce, Parquet rows, retained draws, subsample (+ shocks if any)
@@ -272,7 +285,9 @@ SUMMARY_FILES = ("summary.csv", "risk.csv", "breakeven.csv", "monthly.parquet")
 
 
 def _summaries(folder) -> dict[str, pd.DataFrame]:
-    return {f: pd.read_parquet(folder / f) if f.endswith(".parquet") else pd.read_csv(folder / f) for f in SUMMARY_FILES}
+    return {
+        f: pd.read_parquet(folder / f) if f.endswith(".parquet") else pd.read_csv(folder / f) for f in SUMMARY_FILES
+    }
 
 
 def test_summaries_do_not_depend_on_the_sketch_layout(tmp_path, monkeypatch):
@@ -306,7 +321,7 @@ def test_rows_do_not_depend_on_device_count(tmp_path):
         from mcrisk.stats import reduce as red
         assert len(jax.devices()) == 4, jax.devices()
         engine.default_sketch_layout = lambda: red.Layout(copies=8, interleave=32)
-        mcrisk.run_study(json.load(open({str(study_path)!r})), out={str(tmp_path / 'four')!r}, chunk_size=512)
+        mcrisk.run_study(json.load(open({str(study_path)!r})), out={str(tmp_path / "four")!r}, chunk_size=512)
         # compiled ahead from sharded abstract arguments, and each program used as compiled
         assert programs.STATS["prepared_used"] >= 5 and programs.STATS["prepared_missed"] == 0, programs.STATS
         """
@@ -318,7 +333,9 @@ def test_rows_do_not_depend_on_device_count(tmp_path):
     pd.testing.assert_frame_equal(one, four)
     # percentiles and counts to the bit; means and spreads to float64 rounding (the devices sum apart)
     for name, frame in _summaries(tmp_path / "one").items():
-        pd.testing.assert_frame_equal(_summaries(tmp_path / "four")[name], frame, check_exact=False, rtol=1e-12, obj=name)
+        pd.testing.assert_frame_equal(
+            _summaries(tmp_path / "four")[name], frame, check_exact=False, rtol=1e-12, obj=name
+        )
     manifest = json.loads((tmp_path / "four" / "manifest.json").read_text())
     assert len(manifest["devices"]) == 4
 
@@ -372,7 +389,22 @@ def test_run_folder_contents(tmp_path):
     df = table.to_pandas()
 
     summary = pd.read_csv(folder / "summary.csv")
-    need = ["system", "metric", "mean", "sd", "p1", "p5", "p10", "p50", "p90", "p95", "p99", "mcse_mean", "mcse_p5", "ess"]
+    need = [
+        "system",
+        "metric",
+        "mean",
+        "sd",
+        "p1",
+        "p5",
+        "p10",
+        "p50",
+        "p90",
+        "p95",
+        "p99",
+        "mcse_mean",
+        "mcse_p5",
+        "ess",
+    ]
     assert set(need) <= set(summary.columns)
     assert len(summary) == 2 * len(METRICS)
     npv = summary[(summary.system == "rack") & (summary.metric == "npv_usd")].iloc[0]
@@ -387,7 +419,17 @@ def test_run_folder_contents(tmp_path):
     assert np.isclose(npv["mcse_mean"], npv["sd"] / np.sqrt(npv["ess"]))
 
     risk = pd.read_csv(folder / "risk.csv")
-    need = ["system", "p_loss", "var95_usd", "cvar95_usd", "var99_usd", "cvar99_usd", "p_payback_within_horizon", "median_payback_months", "p_roi_multiple_ge_15"]
+    need = [
+        "system",
+        "p_loss",
+        "var95_usd",
+        "cvar95_usd",
+        "var99_usd",
+        "cvar99_usd",
+        "p_payback_within_horizon",
+        "median_payback_months",
+        "p_roi_multiple_ge_15",
+    ]
     assert set(need) <= set(risk.columns)
     r = risk[risk.system == "rack"].iloc[0]
     assert r.p_loss == pytest.approx((x < 0).mean(), abs=1e-12)
@@ -434,7 +476,9 @@ def test_default_study_runs_from_any_folder(tmp_path, monkeypatch):
 def test_a_subset_of_columns_and_scenarios_can_be_written(tmp_path):
     study = small_study(scenarios=3000)
     full = run_study(study, out=tmp_path / "full", chunk_size=1024)
-    part = run_study(study, out=tmp_path / "part", chunk_size=700, columns=["npv_usd", "facility.pue"], sample_fraction=0.1)
+    part = run_study(
+        study, out=tmp_path / "part", chunk_size=700, columns=["npv_usd", "facility.pue"], sample_fraction=0.1
+    )
     a, b = rows(full), rows(part)
     assert list(b.columns) == ["scenario", "system", "npv_usd", "facility.pue"]
     assert 0.07 < b.scenario.nunique() / 3000 < 0.13

@@ -62,8 +62,13 @@ def test_scenario_keys_fold_each_global_index_into_the_root():
 
 @pytest.mark.parametrize(
     "k, bits, dtype",
-    [(0, 23, np.float32), (2**23 - 1, 23, np.float32), (0, 52, np.float64), (2**52 - 1, 52, np.float64),
-     (2**32 - 1, 32, np.float64)],
+    [
+        (0, 23, np.float32),
+        (2**23 - 1, 23, np.float32),
+        (0, 52, np.float64),
+        (2**52 - 1, 52, np.float64),
+        (2**32 - 1, 32, np.float64),
+    ],
 )
 def test_bit_to_uniform_map_never_reaches_0_or_1(k, bits, dtype):
     u = S._open_unit(jnp.asarray(k, jnp.uint64), bits, jnp.dtype(dtype))
@@ -151,11 +156,14 @@ def test_sobol_direction_numbers_and_uniforms_are_those_runs_were_made_with():
     # every Sobol' run's numbers.
     v = S.sobol_directions(1111)  # dimensions of every degree up to 13, all 32 bits
     assert hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest() == (
-        "86f95f6051991a3f9c2dbccf74cb5f09d393235067937ec1896fb55c003f38e6")
+        "86f95f6051991a3f9c2dbccf74cb5f09d393235067937ec1896fb55c003f38e6"
+    )
     sampler = S.make_sampler("sobol", 12345, [S.stream_id(f"x{j}") for j in range(9)], 5000)
     idx = np.array([0, 1, 2, 3, 1023, 4095, 4999, 2**31 + 5, 2**32 - 1], np.uint32)
-    want = {jnp.float32: "f48eb5291556f829290b838566eb1a01e98464039a1b26565ce978dc04bd12e4",
-            jnp.float64: "c2263e677857ebe108fe477558264538c90d6cf28980e81116f8774ac6bb86b3"}
+    want = {
+        jnp.float32: "f48eb5291556f829290b838566eb1a01e98464039a1b26565ce978dc04bd12e4",
+        jnp.float64: "c2263e677857ebe108fe477558264538c90d6cf28980e81116f8774ac6bb86b3",
+    }
     for dtype, digest in want.items():
         assert hashlib.sha256(np.asarray(sampler.uniforms(idx, dtype)).tobytes()).hexdigest() == digest, dtype
 

@@ -16,7 +16,9 @@ Z90 = stats.norm.ppf(0.95)  # half-width of a 90% CI in standard errors
 def table(systems: dict[str, np.ndarray], **inputs: np.ndarray) -> pd.DataFrame:
     """A scenarios table: the same input draws (like market inputs) under every system, metric npv_usd."""
     n = len(next(iter(inputs.values())))
-    parts = [pd.DataFrame({"scenario": np.arange(n), "system": name, "npv_usd": y, **inputs}) for name, y in systems.items()]
+    parts = [
+        pd.DataFrame({"scenario": np.arange(n), "system": name, "npv_usd": y, **inputs}) for name, y in systems.items()
+    ]
     rows = pd.concat(parts, ignore_index=True)
     rows["system"] = rows["system"].astype("category")
     return rows
@@ -136,8 +138,15 @@ def test_a_discrete_input_gets_one_bin_per_value():
     assert r.first_order == pytest.approx(16 * var_x / (16 * var_x + 0.01), abs=0.01)
 
 
-@pytest.mark.parametrize("x", [np.random.default_rng(3).standard_normal(1000), np.random.default_rng(4).integers(0, 7, 1000) / 3.0,
-                               np.array([2.0, 2.0, -1.0, 5.0, 2.0]), np.array([7.0])])
+@pytest.mark.parametrize(
+    "x",
+    [
+        np.random.default_rng(3).standard_normal(1000),
+        np.random.default_rng(4).integers(0, 7, 1000) / 3.0,
+        np.array([2.0, 2.0, -1.0, 5.0, 2.0]),
+        np.array([7.0]),
+    ],
+)
 def test_ranks_are_scipys_min_and_average_ranks(x):
     first, average = ranks(x)
     np.testing.assert_array_equal(first, stats.rankdata(x, method="min") - 1)

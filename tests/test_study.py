@@ -36,8 +36,19 @@ def test_yaml_12_numbers_are_numbers():
 def test_yaml_11_forms_are_not_numbers_booleans_or_dates():
     """PyYAML's YAML 1.1 reads 010 as 8, 1:30 as 90, `on` as True and 2025-10-01 as a date."""
     got = parse_yaml("a: 010\nb: 1:30\nc: on\nd: yes\ne: 2025-10-01\nf: 0o17\ng: 0x1F\nh: 1__0\ni: =\nj: True\nk: ~")
-    assert got == {"a": 10, "b": "1:30", "c": "on", "d": "yes", "e": "2025-10-01", "f": 15, "g": 31, "h": "1__0",
-                   "i": "=", "j": True, "k": None}
+    assert got == {
+        "a": 10,
+        "b": "1:30",
+        "c": "on",
+        "d": "yes",
+        "e": "2025-10-01",
+        "f": 15,
+        "g": 31,
+        "h": "1__0",
+        "i": "=",
+        "j": True,
+        "k": None,
+    }
 
 
 def test_merge_keys_copy_a_mapping_and_may_be_overridden():
@@ -56,16 +67,25 @@ def test_what_mcrisk_writes_reads_back_the_same_in_yaml_11_and_12():
 
     from mcrisk.study import yaml12
 
-    data = {"s": ["1e5", "yes", "on", "010", "1_000", "1:30", "2025-10-01", "=", "~", "null", "True", "x"],
-            "n": [1e-5, 3.0e6, 12, float("inf"), -0.5, True, None]}
+    data = {
+        "s": ["1e5", "yes", "on", "010", "1_000", "1:30", "2025-10-01", "=", "~", "null", "True", "x"],
+        "n": [1e-5, 3.0e6, 12, float("inf"), -0.5, True, None],
+    }
     text = yaml12.dump(data)
     assert yaml12.load(text) == data
     assert yaml.safe_load(text) == data
 
 
-@pytest.mark.parametrize("field, value", [("simulation.scenarios", "'1000'"), ("simulation.seed", "1:30"),
-                                          ("simulation.scenarios", "yes"), ("systems.server.units", '"2"'),
-                                          ("systems.server.depreciation_years", "'3'")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("simulation.scenarios", "'1000'"),
+        ("simulation.seed", "1:30"),
+        ("simulation.scenarios", "yes"),
+        ("systems.server.units", '"2"'),
+        ("systems.server.depreciation_years", "'3'"),
+    ],
+)
 def test_text_in_a_number_field_is_refused_by_name(field, value):
     import yaml
 
@@ -153,7 +173,11 @@ MALFORMED = [
     ("missing-utilization", _drop("market.demand.utilization"), "market.demand.utilization: required field is missing"),
     ("missing-market", _drop("market"), "market: required field is missing"),
     ("no-systems", _set("systems", {}), "systems:"),
-    ("unknown-system-field", _set("systems.rack.capex", 1), "systems.rack.capex: unknown field; did you mean 'capex_usd'"),
+    (
+        "unknown-system-field",
+        _set("systems.rack.capex", 1),
+        "systems.rack.capex: unknown field; did you mean 'capex_usd'",
+    ),
     ("missing-capex", _drop("systems.server.capex_usd"), "systems.server.capex_usd: required field is missing"),
     ("horizon-zero", _set("simulation.horizon_months", 0), "simulation.horizon_months: must be >= 1, got 0"),
     ("horizon-too-long", _set("simulation.horizon_months", 241), "simulation.horizon_months: must be <= 240"),
@@ -161,19 +185,67 @@ MALFORMED = [
     ("huge-scenarios", _set("simulation.scenarios", 10**12), "simulation.scenarios: must be <= 4294967295"),
     ("unknown-sampler", _set("simulation.sampler", "halton"), "simulation.sampler: must be one of"),
     ("bad-precision", _set("simulation.precision", "float16"), "simulation.precision: must be one of"),
-    ("utilization-above-1", _set("market.demand.utilization", 1.2), "market.demand.utilization: must lie in [0, 1], got 1.2"),
-    ("utilization-unbounded-normal", _set("market.demand.utilization", {"dist": "normal", "mean": 0.5, "sd": 0.1}), "truncate it with low/high"),
-    ("decline-of-1", _set("market.token_price.annual_decline", 1.0), "market.token_price.annual_decline: must lie in [0, 1)"),
+    (
+        "utilization-above-1",
+        _set("market.demand.utilization", 1.2),
+        "market.demand.utilization: must lie in [0, 1], got 1.2",
+    ),
+    (
+        "utilization-unbounded-normal",
+        _set("market.demand.utilization", {"dist": "normal", "mean": 0.5, "sd": 0.1}),
+        "truncate it with low/high",
+    ),
+    (
+        "decline-of-1",
+        _set("market.token_price.annual_decline", 1.0),
+        "market.token_price.annual_decline: must lie in [0, 1)",
+    ),
     ("pue-below-1", _set("facility.pue", 0.9), "facility.pue: must lie in [1, inf]"),
-    ("uniform-low-above-high", _set("systems.rack.capex_usd", {"dist": "uniform", "low": 3.0e6, "high": 2.0e6}), "systems.rack.capex_usd.high: must be > low"),
-    ("triangular-mode-outside", _set("systems.rack.capex_usd", {"dist": "triangular", "low": 1, "mode": 5, "high": 3}), "systems.rack.capex_usd.mode"),
-    ("lognormal-p95-below-p5", _set("systems.rack.throughput_tokens_per_s_per_gpu", {"dist": "lognormal", "p5": 5000, "p95": 4000}), "systems.rack.throughput_tokens_per_s_per_gpu.p95"),
-    ("normal-sd-negative", _set("facility.colocation_usd_per_kw_month", {"dist": "normal", "mean": 190, "sd": -1, "low": 0}), "facility.colocation_usd_per_kw_month.sd"),
-    ("discrete-weights-zero", _set("systems.rack.price_multiplier", {"dist": "discrete", "values": [1, 2], "weights": [0, 0]}), "systems.rack.price_multiplier.weights"),
-    ("beta-sd-too-large", _set("market.demand.utilization", {"dist": "beta", "mean": 0.97, "sd": 0.3}), "market.demand.utilization.sd"),
-    ("unknown-dist", _set("systems.rack.capex_usd", {"dist": "gamma", "shape": 2}), "systems.rack.capex_usd: unknown distribution 'gamma'"),
-    ("dist-without-tag", _set("systems.rack.capex_usd", {"low": 1, "high": 2}), "systems.rack.capex_usd: a distribution needs a 'dist' key"),
-    ("text-for-number", _set("systems.rack.it_power_kw", "lots"), "systems.rack.it_power_kw: must be a number or a distribution"),
+    (
+        "uniform-low-above-high",
+        _set("systems.rack.capex_usd", {"dist": "uniform", "low": 3.0e6, "high": 2.0e6}),
+        "systems.rack.capex_usd.high: must be > low",
+    ),
+    (
+        "triangular-mode-outside",
+        _set("systems.rack.capex_usd", {"dist": "triangular", "low": 1, "mode": 5, "high": 3}),
+        "systems.rack.capex_usd.mode",
+    ),
+    (
+        "lognormal-p95-below-p5",
+        _set("systems.rack.throughput_tokens_per_s_per_gpu", {"dist": "lognormal", "p5": 5000, "p95": 4000}),
+        "systems.rack.throughput_tokens_per_s_per_gpu.p95",
+    ),
+    (
+        "normal-sd-negative",
+        _set("facility.colocation_usd_per_kw_month", {"dist": "normal", "mean": 190, "sd": -1, "low": 0}),
+        "facility.colocation_usd_per_kw_month.sd",
+    ),
+    (
+        "discrete-weights-zero",
+        _set("systems.rack.price_multiplier", {"dist": "discrete", "values": [1, 2], "weights": [0, 0]}),
+        "systems.rack.price_multiplier.weights",
+    ),
+    (
+        "beta-sd-too-large",
+        _set("market.demand.utilization", {"dist": "beta", "mean": 0.97, "sd": 0.3}),
+        "market.demand.utilization.sd",
+    ),
+    (
+        "unknown-dist",
+        _set("systems.rack.capex_usd", {"dist": "gamma", "shape": 2}),
+        "systems.rack.capex_usd: unknown distribution 'gamma'",
+    ),
+    (
+        "dist-without-tag",
+        _set("systems.rack.capex_usd", {"low": 1, "high": 2}),
+        "systems.rack.capex_usd: a distribution needs a 'dist' key",
+    ),
+    (
+        "text-for-number",
+        _set("systems.rack.it_power_kw", "lots"),
+        "systems.rack.it_power_kw: must be a number or a distribution",
+    ),
     ("fractional-gpus", _set("systems.rack.gpus_per_unit", 2.5), "systems.rack.gpus_per_unit: must be a whole number"),
     ("zero-units", _set("systems.rack.units", 0), "systems.rack.units: must be >= 1"),
     ("dotted-system-name", _set("systems", {"a.b": small_study()["systems"]["server"]}), "no dots"),
@@ -183,9 +255,21 @@ MALFORMED = [
     ("name-absolute-path", _set("name", "/abs/path"), "name: the study name must use letters, digits, '_' and '-'"),
     ("name-with-space", _set("name", "my run"), "name: the study name must use letters, digits, '_' and '-'"),
     ("name-trailing-newline", _set("name", "run\n"), "name: the study name must use letters, digits, '_' and '-'"),
-    ("correlation-unknown-input", _set("correlations", [["market.demand.utilisation", "facility.pue", 0.2]]), "correlations.0.0: unknown input 'market.demand.utilisation'; did you mean 'market.demand.utilization'"),
-    ("correlation-fixed-input", _set("correlations", [["facility.pue", "systems.server.it_power_kw", 0.2]]), "correlations.0.1: 'systems.server.it_power_kw' is fixed"),
-    ("correlation-out-of-range", _set("correlations", [["facility.pue", "finance.discount_rate", 1.5]]), "correlations.0.2: must be <= 1"),
+    (
+        "correlation-unknown-input",
+        _set("correlations", [["market.demand.utilisation", "facility.pue", 0.2]]),
+        "correlations.0.0: unknown input 'market.demand.utilisation'; did you mean 'market.demand.utilization'",
+    ),
+    (
+        "correlation-fixed-input",
+        _set("correlations", [["facility.pue", "systems.server.it_power_kw", 0.2]]),
+        "correlations.0.1: 'systems.server.it_power_kw' is fixed",
+    ),
+    (
+        "correlation-out-of-range",
+        _set("correlations", [["facility.pue", "finance.discount_rate", 1.5]]),
+        "correlations.0.2: must be <= 1",
+    ),
     ("correlation-self", _set("correlations", [["facility.pue", "facility.pue", 0.5]]), "pairs an input with itself"),
     (
         "correlation-not-psd",
@@ -252,9 +336,20 @@ def test_all_problems_are_reported_at_once(tmp_path):
 
 @pytest.mark.parametrize(
     "flag",
-    [["--scenarios", "0"], ["--chunk-size", "0"], ["--precision", "half"], ["--seed", "-1"], ["--shard", "3/2"], ["--shard", "x"],
-     ["--columns", "npv"], ["--columns", ""], ["--columns", " , "], ["--sample-fraction", "0"], ["--monthly-scenarios", "0"],
-     ["--monthly-scenarios", "many"]],
+    [
+        ["--scenarios", "0"],
+        ["--chunk-size", "0"],
+        ["--precision", "half"],
+        ["--seed", "-1"],
+        ["--shard", "3/2"],
+        ["--shard", "x"],
+        ["--columns", "npv"],
+        ["--columns", ""],
+        ["--columns", " , "],
+        ["--sample-fraction", "0"],
+        ["--monthly-scenarios", "0"],
+        ["--monthly-scenarios", "many"],
+    ],
 )
 def test_bad_cli_flags_exit_2(tmp_path, flag):
     path = write_study(tmp_path / "s.yaml", small_study())
@@ -294,16 +389,30 @@ def test_a_real_process_shows_no_traceback(tmp_path):
 
 def _python(code: str) -> str:
     env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout.strip()
 
 
 def test_importing_mcrisk_leaves_jax_in_float32_until_enable_float64():
-    code = ("import mcrisk, jax.numpy as jnp; print(jnp.arange(3.0).dtype); "
-            "mcrisk.enable_float64(); print(jnp.arange(3.0).dtype)")
+    code = (
+        "import mcrisk, jax.numpy as jnp; print(jnp.arange(3.0).dtype); "
+        "mcrisk.enable_float64(); print(jnp.arange(3.0).dtype)"
+    )
     assert _python(code).split() == ["float32", "float64"]
 
 
 def test_the_study_layer_imports_no_jax():
-    modules = ("catalog", "checks", "correlations", "distributions", "overrides", "presets", "schema", "variants", "yaml12")
+    modules = (
+        "catalog",
+        "checks",
+        "correlations",
+        "distributions",
+        "overrides",
+        "presets",
+        "schema",
+        "variants",
+        "yaml12",
+    )
     code = f"import sys; import {', '.join('mcrisk.study.' + m for m in modules)}; print('jax' in sys.modules)"
     assert _python(code) == "False"

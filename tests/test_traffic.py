@@ -8,7 +8,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-_spec = importlib.util.spec_from_file_location("traffic", Path(__file__).resolve().parents[1] / "benchmarks" / "traffic.py")
+_spec = importlib.util.spec_from_file_location(
+    "traffic", Path(__file__).resolve().parents[1] / "benchmarks" / "traffic.py"
+)
 traffic = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(traffic)
 
@@ -94,6 +96,7 @@ def test_nbytes_of_arrays_and_tuples():
 
 def test_accounts_a_module_jax_compiled_here():
     """The parser reads what XLA prints for this machine's backend (a loop over 48 months)."""
+
     def f(x):
         return jax.lax.scan(lambda c, _: (c * 1.5 + 1.0, c), x, None, length=48)
 
@@ -107,6 +110,7 @@ def test_accounts_a_module_jax_compiled_here():
 def test_parts_follow_the_named_scopes_of_the_code():
     """Kernels are booked to the part of the simulate stage whose jax.named_scope made them (the
     IRR's scopes nest inside a scope of their own name), the rest to 'other'."""
+
     def f(x):
         with jax.named_scope("month_loop"):
             y = jax.lax.scan(lambda c, _: (jnp.sin(c) * 1.5 + 1.0, c), x, None, length=48)[0]

@@ -6,12 +6,19 @@ are heavy to import, and a command that simulates starts the backend meanwhile (
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from mcrisk.cli.common import count, err_console, fail, parse_sets, write_report
-from mcrisk.cli.terminal import money, out_console, print_analysis, print_claims, print_headline, print_sections, value_text
+from mcrisk.cli.terminal import (
+    money,
+    out_console,
+    print_analysis,
+    print_claims,
+    print_headline,
+    print_sections,
+    value_text,
+)
 from mcrisk.engine import interrupt
 from mcrisk.errors import Problem, RunFolderError, StudyError
 from mcrisk.study.presets import leaves
@@ -64,7 +71,9 @@ def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")
     )
 
 
-def catalog_command(name: Optional[str] = typer.Argument(None, help="An entry to show with its sources; all entries if omitted.")) -> None:
+def catalog_command(
+    name: str | None = typer.Argument(None, help="An entry to show with its sources; all entries if omitted."),
+) -> None:
     """List the catalog (systems, workloads, software curves, serving modes, priors), or show one entry's numbers and sources."""
     from rich.table import Table
 
@@ -95,10 +104,24 @@ def catalog_command(name: Optional[str] = typer.Argument(None, help="An entry to
 
 
 def claims(
-    names: Optional[list[str]] = typer.Argument(None, help="Claims to run (shipped names or claim files); all shipped claims if omitted."),
-    out: Path = typer.Option(Path("outputs") / "claims", "--out", "-o", help="Folder for claims.csv, inputs.csv and one run folder per claim (replaced)."),
-    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", parser=count, metavar="N", help="Scenarios of each uncertain run (default: the claim's, 20,000)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Root seed of the uncertain runs (default: the claim's)."),
+    names: list[str] | None = typer.Argument(
+        None, help="Claims to run (shipped names or claim files); all shipped claims if omitted."
+    ),
+    out: Path = typer.Option(
+        Path("outputs") / "claims",
+        "--out",
+        "-o",
+        help="Folder for claims.csv, inputs.csv and one run folder per claim (replaced).",
+    ),
+    scenarios: int | None = typer.Option(
+        None,
+        "--scenarios",
+        "-n",
+        parser=count,
+        metavar="N",
+        help="Scenarios of each uncertain run (default: the claim's, 20,000).",
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Root seed of the uncertain runs (default: the claim's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or table."),
 ) -> None:
     """Reproduce the vendors' published claims from their stated assumptions, then give P(claim holds)
@@ -115,20 +138,37 @@ def claims(
         fail(exc)
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
-        raise typer.Exit(interrupt.exit_code())
+        raise typer.Exit(interrupt.exit_code()) from None
     if not quiet:
         print_claims(result.table)
         out_console.print(f"wrote {result.csv} and {result.inputs_csv}", highlight=False)
 
 
 def sweep(
-    study: Optional[Path] = typer.Argument(None, help="Study YAML file; the embedded default study if omitted."),
-    set_: list[str] = typer.Option(..., "--set", help="PATH=V1,V2,...: values of one study field (YAML); repeat for a grid."),
-    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", parser=count, metavar="N", help="Scenarios per grid point (overrides simulation.scenarios)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Root seed, the same for every point (common random numbers)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Sweep folder (default outputs/<study name>-sweep/)."),
-    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", parser=count, metavar="N", help="Scenarios per chunk; changes no scenario row or percentile (means and SDs only by float64 rounding)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="float32 or float64."),
+    study: Path | None = typer.Argument(None, help="Study YAML file; the embedded default study if omitted."),
+    set_: list[str] = typer.Option(
+        ..., "--set", help="PATH=V1,V2,...: values of one study field (YAML); repeat for a grid."
+    ),
+    scenarios: int | None = typer.Option(
+        None,
+        "--scenarios",
+        "-n",
+        parser=count,
+        metavar="N",
+        help="Scenarios per grid point (overrides simulation.scenarios).",
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Root seed, the same for every point (common random numbers)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Sweep folder (default outputs/<study name>-sweep/)."),
+    chunk_size: int | None = typer.Option(
+        None,
+        "--chunk-size",
+        parser=count,
+        metavar="N",
+        help="Scenarios per chunk; changes no scenario row or percentile (means and SDs only by float64 rounding).",
+    ),
+    precision: str | None = typer.Option(None, "--precision", help="float32 or float64."),
     force: bool = typer.Option(False, "--force", help="Replace an existing sweep folder."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No table."),
 ) -> None:
@@ -144,29 +184,48 @@ def sweep(
             err_console.print(f"point {k + 1}/{total} done: {point}", highlight=False, markup=False)
 
     try:
-        folder, table = run_sweep(study, grid, out=out, scenarios=scenarios, seed=seed, chunk_size=chunk_size,
-                                  precision=precision, force=force, point_done=point_done)
+        folder, table = run_sweep(
+            study,
+            grid,
+            out=out,
+            scenarios=scenarios,
+            seed=seed,
+            chunk_size=chunk_size,
+            precision=precision,
+            force=force,
+            point_done=point_done,
+        )
     except (StudyError, RunFolderError) as exc:
         fail(exc)
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
-        raise typer.Exit(interrupt.exit_code())
+        raise typer.Exit(interrupt.exit_code()) from None
     if quiet:
         return
     paths = [p for p, _ in grid]
-    t = Table(title=f"sweep: {len(table) // max(1, table['system'].nunique())} points x {table['system'].nunique()} systems, same scenarios")
+    t = Table(
+        title=f"sweep: {len(table) // max(1, table['system'].nunique())} points x {table['system'].nunique()} systems, same scenarios"
+    )
     for col in (*paths, "system", "NPV P5 / P50 / P95", "P(loss)", "ROI P50", "cost $/Mtok P50"):
         t.add_column(col, justify="left" if col in (*paths, "system") else "right", overflow="fold")
     for r in table.to_dict("records"):
-        t.add_row(*(str(r[p]) for p in paths), r["system"], " / ".join(money(r[f"npv_usd_p{p}"]) for p in (5, 50, 95)),
-                  f"{r['p_loss']:.1%}", f"{r['roi_multiple_p50']:.2f}x", f"{r['cost_per_mtok_usd_p50']:.4g}")
+        t.add_row(
+            *(str(r[p]) for p in paths),
+            r["system"],
+            " / ".join(money(r[f"npv_usd_p{p}"]) for p in (5, 50, 95)),
+            f"{r['p_loss']:.1%}",
+            f"{r['roi_multiple_p50']:.2f}x",
+            f"{r['cost_per_mtok_usd_p50']:.4g}",
+        )
     out_console.print(t)
     out_console.print(f"wrote {folder / 'sweep.csv'}", highlight=False)
 
 
 def analyze(
     run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run (with its scenarios.parquet)."),
-    metric: str = typer.Option("npv_usd", "--metric", "-m", help="The metric whose drivers to rank (a column of scenarios.parquet)."),
+    metric: str = typer.Option(
+        "npv_usd", "--metric", "-m", help="The metric whose drivers to rank (a column of scenarios.parquet)."
+    ),
     top: int = typer.Option(5, "--top", help="Drivers shown per system (sensitivity.csv holds them all)."),
 ) -> None:
     """Rank what drives a metric (sensitivity.csv) and compare the systems scenario by scenario (comparison.csv)."""
@@ -180,7 +239,9 @@ def analyze(
         done = analyze_run(run_dir, metric=metric)
     except (StudyError, RunFolderError) as exc:
         fail(exc)
-    print_analysis(*(pd.read_csv(done.paths[k]) if k in done.paths else None for k in ("sensitivity", "comparison")), metric, top)
+    print_analysis(
+        *(pd.read_csv(done.paths[k]) if k in done.paths else None for k in ("sensitivity", "comparison")), metric, top
+    )
     for key, why in done.skipped.items():
         out_console.print(f"no {key}.csv: {why}", highlight=False)
     out_console.print(f"wrote {' and '.join(str(p) for p in done.paths.values())}", highlight=False)
@@ -190,4 +251,3 @@ def report_command(run_dir: Path = typer.Argument(..., help="A run folder writte
     """Write report.html into a run folder: one self-contained page (figures embedded, also saved in figures/)
     with the headline, distributions, cash flow, costs, drivers, comparisons and the tables."""
     write_report(run_dir, quiet=False)
-

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -18,9 +17,21 @@ err_console = Console(stderr=True, soft_wrap=True)
 EXIT_INVALID = 2
 # The options of a run (mcrisk.engine.options.RunOptions) that the library names by their keyword
 # (chunk_size) and the commands by their flag (--chunk-size).
-OPTION_FLAGS = {name: "--" + name.replace("_", "-") for name in (
-    "scenarios", "seed", "chunk_size", "precision", "checkpoint_every", "shard", "columns", "sample_fraction",
-    "monthly_scenarios", "target_mcse")}
+OPTION_FLAGS = {
+    name: "--" + name.replace("_", "-")
+    for name in (
+        "scenarios",
+        "seed",
+        "chunk_size",
+        "precision",
+        "checkpoint_every",
+        "shard",
+        "columns",
+        "sample_fraction",
+        "monthly_scenarios",
+        "target_mcse",
+    )
+}
 
 
 def fail(exc: Exception) -> None:
@@ -30,7 +41,9 @@ def fail(exc: Exception) -> None:
 
     if isinstance(exc, StudyError):
         where = f" {escape(exc.source)}" if exc.source else ""
-        err_console.print(f"[bold red]error:[/] invalid study{where} ({len(exc.problems)} problem(s)):", highlight=False)
+        err_console.print(
+            f"[bold red]error:[/] invalid study{where} ({len(exc.problems)} problem(s)):", highlight=False
+        )
         for p in exc.problems:
             if exc.source == "options":
                 p = Problem(OPTION_FLAGS.get(p.path, p.path), p.message)
@@ -55,7 +68,7 @@ def count(text: str) -> int:
     return int(x)
 
 
-def parse_sets(items: Optional[list[str]], many: bool = False) -> dict | list | None:
+def parse_sets(items: list[str] | None, many: bool = False) -> dict | list | None:
     """--set PATH=VALUE options: {path: value} (run), or [(path, [values])] with `many` (sweep)."""
     if not items:
         return None

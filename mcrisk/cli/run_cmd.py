@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -17,29 +18,80 @@ from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
 
 def run(
     ctx: typer.Context,
-    study: Optional[Path] = typer.Argument(None, help="Study YAML file; the embedded default study if omitted."),
-    scenarios: Optional[int] = typer.Option(None, "--scenarios", "-n", parser=count, metavar="N", help="Number of scenarios (overrides simulation.scenarios)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Root seed (overrides simulation.seed)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default outputs/<study name>/)."),
-    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", parser=count, metavar="N", help="Scenarios per chunk; changes no scenario row or percentile (means and SDs only by float64 rounding)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="float32 or float64 (overrides simulation.precision)."),
+    study: Path | None = typer.Argument(None, help="Study YAML file; the embedded default study if omitted."),
+    scenarios: int | None = typer.Option(
+        None,
+        "--scenarios",
+        "-n",
+        parser=count,
+        metavar="N",
+        help="Number of scenarios (overrides simulation.scenarios).",
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Root seed (overrides simulation.seed)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder (default outputs/<study name>/)."),
+    chunk_size: int | None = typer.Option(
+        None,
+        "--chunk-size",
+        parser=count,
+        metavar="N",
+        help="Scenarios per chunk; changes no scenario row or percentile (means and SDs only by float64 rounding).",
+    ),
+    precision: str | None = typer.Option(
+        None, "--precision", help="float32 or float64 (overrides simulation.precision)."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
-    no_scenarios: bool = typer.Option(False, "--no-scenarios", help="Write summaries only, no per-scenario Parquet (for very large N)."),
+    no_scenarios: bool = typer.Option(
+        False, "--no-scenarios", help="Write summaries only, no per-scenario Parquet (for very large N)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run of this run folder from its last checkpoint."),
-    from_manifest: Optional[Path] = typer.Option(None, "--from-manifest", help="Run again what a manifest.json describes (its study, seed and options)."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", parser=count, metavar="N", help="Chunks between checkpoints (default: about every 4M scenarios)."),
-    shard: Optional[str] = typer.Option(None, "--shard", help="Run slice i of k (i/k, 0-based) of the scenarios, for job arrays, or auto (this process's slice under jax.distributed); {shard} in --out becomes i; combine with mcrisk merge."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Comma-separated Parquet columns to keep (scenario and system always stay)."),
-    sample_fraction: Optional[float] = typer.Option(None, "--sample-fraction", help="Write only this share of the scenarios to Parquet (a fixed random subset); summaries use all."),
-    report: bool = typer.Option(False, "--report", help="Also write report.html (the mcrisk report page) into the run folder."),
-    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a study value: PATH=VALUE (YAML, e.g. market.token_price.annual_decline=0.9); repeatable."),
-    target_mcse: Optional[str] = typer.Option(None, "--target-mcse", help="METRIC:STAT:VALUE, e.g. npv_usd:p5:50000: stop adding chunks once that MCSE is met for every system (--scenarios is the maximum)."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Continue the interrupted run of this run folder from its last checkpoint."
+    ),
+    from_manifest: Path | None = typer.Option(
+        None, "--from-manifest", help="Run again what a manifest.json describes (its study, seed and options)."
+    ),
+    checkpoint_every: int | None = typer.Option(
+        None,
+        "--checkpoint-every",
+        parser=count,
+        metavar="N",
+        help="Chunks between checkpoints (default: about every 4M scenarios).",
+    ),
+    shard: str | None = typer.Option(
+        None,
+        "--shard",
+        help="Run slice i of k (i/k, 0-based) of the scenarios, for job arrays, or auto (this process's slice under jax.distributed); {shard} in --out becomes i; combine with mcrisk merge.",
+    ),
+    columns: str | None = typer.Option(
+        None, "--columns", help="Comma-separated Parquet columns to keep (scenario and system always stay)."
+    ),
+    sample_fraction: float | None = typer.Option(
+        None,
+        "--sample-fraction",
+        help="Write only this share of the scenarios to Parquet (a fixed random subset); summaries use all.",
+    ),
+    report: bool = typer.Option(
+        False, "--report", help="Also write report.html (the mcrisk report page) into the run folder."
+    ),
+    set_: list[str] | None = typer.Option(
+        None,
+        "--set",
+        help="Override a study value: PATH=VALUE (YAML, e.g. market.token_price.annual_decline=0.9); repeatable.",
+    ),
+    target_mcse: str | None = typer.Option(
+        None,
+        "--target-mcse",
+        help="METRIC:STAT:VALUE, e.g. npv_usd:p5:50000: stop adding chunks once that MCSE is met for every system (--scenarios is the maximum).",
+    ),
     no_monthly: bool = typer.Option(False, "--no-monthly", help="Skip the monthly percentile bands (monthly.parquet)."),
-    monthly_scenarios: Optional[str] = typer.Option(None, "--monthly-scenarios", help="Monthly bands from the first N scenarios, or 'all' (default 262144)."),
+    monthly_scenarios: str | None = typer.Option(
+        None, "--monthly-scenarios", help="Monthly bands from the first N scenarios, or 'all' (default 262144)."
+    ),
     no_analyze: bool = typer.Option(False, "--no-analyze", help="Skip sensitivity.csv and comparison.csv."),
     no_stress: bool = typer.Option(False, "--no-stress", help="Skip the study's stress tests (stress.csv)."),
-    timings: bool = typer.Option(False, "--timings", help="Also print where the time went: each stage's seconds, share and throughput."),
+    timings: bool = typer.Option(
+        False, "--timings", help="Also print where the time went: each stage's seconds, share and throughput."
+    ),
 ) -> None:
     """Simulate a study and write its run folder (scenarios.parquet, summary.csv, risk.csv, summary.nc, manifest.json)."""
     bar, progress = _progress_bar(quiet)
@@ -51,11 +103,20 @@ def run(
         elif out is not None and "{shard}" in str(out):  # (it made a folder named with the braces)
             raise StudyError([Problem("--out", f"{str(out)!r} has {{shard}}, which only --shard fills in")], "options")
         options = dict(
-            scenarios=scenarios, seed=seed, chunk_size=chunk_size, precision=precision, force=force,
-            write_scenarios=not no_scenarios, checkpoint_every=checkpoint_every, shard=shard_ik,
+            scenarios=scenarios,
+            seed=seed,
+            chunk_size=chunk_size,
+            precision=precision,
+            force=force,
+            write_scenarios=not no_scenarios,
+            checkpoint_every=checkpoint_every,
+            shard=shard_ik,
             columns=[x.strip() for x in columns.split(",") if x.strip()] if columns is not None else None,
-            sample_fraction=sample_fraction, target_mcse=target_mcse, monthly=not no_monthly,
-            analyze=not no_analyze, stress=not no_stress,
+            sample_fraction=sample_fraction,
+            target_mcse=target_mcse,
+            monthly=not no_monthly,
+            analyze=not no_analyze,
+            stress=not no_stress,
         )
         if monthly_scenarios is not None:  # (else run_study's default cap)
             options["monthly_scenarios"] = _parse_monthly_scenarios(monthly_scenarios)
@@ -69,10 +130,11 @@ def run(
             err_console.print("interrupted before the run's first checkpoint: nothing was kept", highlight=False)
         else:
             err_console.print(f"interrupted: continue with  mcrisk run --resume {exc.resume_from}", highlight=False)
-        raise typer.Exit(interrupt.exit_code())  # (run_study cancelled its compiles; _leave does not wait for a running one)
+        # (run_study cancelled its compiles; _leave does not wait for a running one)
+        raise typer.Exit(interrupt.exit_code()) from None
     except KeyboardInterrupt:  # before the run had a folder
         err_console.print("interrupted", highlight=False)
-        raise typer.Exit(interrupt.exit_code())
+        raise typer.Exit(interrupt.exit_code()) from None
     if not quiet:
         print_headline(result)
         print_sections(result)
@@ -84,8 +146,15 @@ def run(
         write_report(result.folder, quiet)
 
 
-def _run(study: Optional[Path], out: Optional[Path], from_manifest: Optional[Path], resume: Optional[Path], force: bool,
-         progress: Callable[[int, int], None], options: dict) -> Any:
+def _run(
+    study: Path | None,
+    out: Path | None,
+    from_manifest: Path | None,
+    resume: Path | None,
+    force: bool,
+    progress: Callable[[int, int], None],
+    options: dict,
+) -> Any:
     """The run the command asks for: again from a manifest, resumed, or a study with `options`."""
     # The engine is imported here, once the command is known: meanwhile the backend starts (app.main).
     from mcrisk.workflows.run import rerun_manifest, run_study
@@ -139,7 +208,7 @@ def _flag(param) -> str:
     return longs[0] if longs else str(param.name).upper()
 
 
-def _refuse_fixed_options(ctx: typer.Context, from_manifest: Optional[Path], resume: Optional[Path]) -> None:
+def _refuse_fixed_options(ctx: typer.Context, from_manifest: Path | None, resume: Path | None) -> None:
     """--from-manifest and --resume run what was already decided: refuse the options they would ignore."""
 
     if from_manifest is not None:
@@ -150,8 +219,12 @@ def _refuse_fixed_options(ctx: typer.Context, from_manifest: Optional[Path], res
         return
     bad = [_flag(p) for p in _given(ctx) if p.name not in allowed]
     if bad:
-        ok = ", ".join(_flag(p) for p in ctx.command.params if p.name in allowed and p.name not in ("from_manifest", "resume"))
-        raise StudyError([Problem(which, f"cannot be combined with {', '.join(bad)}: {why} (it takes only {ok})")], "options")
+        ok = ", ".join(
+            _flag(p) for p in ctx.command.params if p.name in allowed and p.name not in ("from_manifest", "resume")
+        )
+        raise StudyError(
+            [Problem(which, f"cannot be combined with {', '.join(bad)}: {why} (it takes only {ok})")], "options"
+        )
 
 
 def _parse_monthly_scenarios(text: str) -> int | None:
@@ -162,7 +235,9 @@ def _parse_monthly_scenarios(text: str) -> int | None:
     except typer.BadParameter:
         n = None
     if n is None or n < 1:
-        raise StudyError([Problem("--monthly-scenarios", f"must be a whole number >= 1 or 'all', got {text!r}")], "options")
+        raise StudyError(
+            [Problem("--monthly-scenarios", f"must be a whole number >= 1 or 'all', got {text!r}")], "options"
+        )
     return n
 
 
@@ -174,4 +249,3 @@ def _parse_shard(text: str) -> tuple[int, int]:
     except ValueError:
         raise StudyError([Problem("--shard", f"must be i/k (e.g. 0/8) or auto, got {text!r}")], "options") from None
     return i, k
-

@@ -39,9 +39,16 @@ def _fmt(metric: str, x: float) -> str:
 def print_headline(result) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{result.study.name}: {result.manifest['scenarios']:,} scenarios, {result.manifest['horizon_months']} months (P5 / P50 / P95)")
+    t = Table(
+        title=f"{result.study.name}: {result.manifest['scenarios']:,} scenarios, {result.manifest['horizon_months']} months (P5 / P50 / P95)"
+    )
     t.add_column("system")
-    labels = {"npv_usd": "NPV $", "roi_multiple": "ROI multiple", "operating_margin": "operating margin", "cost_per_mtok_usd": "cost $/Mtok"}
+    labels = {
+        "npv_usd": "NPV $",
+        "roi_multiple": "ROI multiple",
+        "operating_margin": "operating margin",
+        "cost_per_mtok_usd": "cost $/Mtok",
+    }
     for label in labels.values():
         t.add_column(label, justify="right")
     t.add_column("P(loss)", justify="right")
@@ -79,9 +86,14 @@ def print_claims(table) -> None:
     for r in table.to_dict("records"):
         metric, _, systems = r["quantity"].partition(" of ")
         p = f"{r['p_holds']:.4f} ± {r['p_holds_mcse']:.4f}" if r["p_holds"] > 0 else f"0 of {r['scenarios']:,}"
-        t.add_row(r["check"], f"{_SHORT.get(metric, metric)} {systems.replace(' / ', '/')} {r['holds_if']}",
-                  f"{r['point_value']:.5g}", "yes" if r["reproduced"] else "[red]no[/]", p,
-                  *(f"{r[q]:.4g}" for q in ("p5", "p50", "p95")))
+        t.add_row(
+            r["check"],
+            f"{_SHORT.get(metric, metric)} {systems.replace(' / ', '/')} {r['holds_if']}",
+            f"{r['point_value']:.5g}",
+            "yes" if r["reproduced"] else "[red]no[/]",
+            p,
+            *(f"{r[q]:.4g}" for q in ("p5", "p50", "p95")),
+        )
     out_console.print(t)
     for r in table.to_dict("records"):
         if not r["reproduced"]:
@@ -97,12 +109,20 @@ def print_analysis(sens, comp, metric: str = "npv_usd", top: int = 5) -> None:
     from mcrisk.stats.compare import win_matrix
 
     if sens is not None:
-        t = Table(title=f"what drives {metric}: top {top} inputs per system (first-order share of its variance, 90% CI)")
+        t = Table(
+            title=f"what drives {metric}: top {top} inputs per system (first-order share of its variance, 90% CI)"
+        )
         for col in ("system", "input", "Spearman", "first-order share", f"P50 {metric}: bottom -> top decile"):
             t.add_column(col, justify="left" if col in ("system", "input") else "right", overflow="fold")
         for r in sens[sens["rank"] <= top].to_dict("records"):
             share = f"{r['first_order']:.3f} [{r['first_order_lo']:.3f}, {r['first_order_hi']:.3f}]"
-            t.add_row(r["system"], r["input"], f"{r['spearman']:+.2f}", share, f"{_fmt(metric, r['bottom_p50'])} -> {_fmt(metric, r['top_p50'])}")
+            t.add_row(
+                r["system"],
+                r["input"],
+                f"{r['spearman']:+.2f}",
+                share,
+                f"{_fmt(metric, r['bottom_p50'])} -> {_fmt(metric, r['top_p50'])}",
+            )
         out_console.print(t)
     wins = win_matrix(comp, metric) if comp is not None else ()
     if len(wins) > 1:
@@ -127,8 +147,10 @@ def print_timings(manifest: dict) -> None:
         lo, hi = manifest["shard"]["chunks"]
         n = min(n, hi * manifest["chunk_size"]) - lo * manifest["chunk_size"]
     work = n * manifest["horizon_months"]
-    t = Table(title=f"where the time went: {n:,} scenarios x {manifest['horizon_months']} months on "
-                    f"{len(manifest['devices'])} {manifest['backend']} device(s)")
+    t = Table(
+        title=f"where the time went: {n:,} scenarios x {manifest['horizon_months']} months on "
+        f"{len(manifest['devices'])} {manifest['backend']} device(s)"
+    )
     for col in ("stage", "seconds", "share of wall", "scenario-months/s"):
         t.add_column(col, justify="left" if col == "stage" else "right")
     for stage, v in secs.items():
@@ -138,8 +160,11 @@ def print_timings(manifest: dict) -> None:
     engine_only = not (secs.get("stress") or secs.get("analyze"))
     t.add_row("wall", f"{wall:.2f}", "100%", f"{work / wall:.3g}" if engine_only and wall > 0 else "")
     out_console.print(t)
-    out_console.print("Stages are work done: Parquet is encoded in background threads while later chunks run, "
-                      "so the stages can add up to more than the wall time.", highlight=False)
+    out_console.print(
+        "Stages are work done: Parquet is encoded in background threads while later chunks run, "
+        "so the stages can add up to more than the wall time.",
+        highlight=False,
+    )
 
 
 def print_sections(result) -> None:
@@ -150,32 +175,57 @@ def print_sections(result) -> None:
 
     if result.breakeven is not None:
         t = Table(title="what must be true: break-even per scenario vs the market (P5 / P50 / P95)")
-        for col in ("system", "break-even P0 $/Mtok", "market P0", "break-even mean utilization", "market utilization", "P(market clears)"):
+        for col in (
+            "system",
+            "break-even P0 $/Mtok",
+            "market P0",
+            "break-even mean utilization",
+            "market utilization",
+            "P(market clears)",
+        ):
             t.add_column(col, justify="left" if col == "system" else "right")
         be = result.breakeven.set_index(["system", "quantity"])
         for system in result.risk["system"]:
             price, util = be.loc[(system, "initial_token_price_usd_per_mtok")], be.loc[(system, "mean_utilization")]
             band = lambda r, side, f: " / ".join(f(r[f"{side}_p{p}"]) for p in (5, 50, 95))  # noqa: E731
-            t.add_row(system, band(price, "breakeven", _num4), band(price, "market", _num4),
-                      band(util, "breakeven", _pct), band(util, "market", _pct), f"{price['p_market_clears']:.1%}")
+            t.add_row(
+                system,
+                band(price, "breakeven", _num4),
+                band(price, "market", _num4),
+                band(util, "breakeven", _pct),
+                band(util, "market", _pct),
+                f"{price['p_market_clears']:.1%}",
+            )
         out_console.print(t)
     if result.stress is not None:
         t = Table(title="stress tests on the same scenarios")
         for col in ("stress", "system", "NPV P5 / P50 / P95", "P(loss)", "ROI P50", "P50 NPV change"):
             t.add_column(col, justify="left" if col in ("stress", "system") else "right")
         for r in result.stress.to_dict("records"):
-            t.add_row(r["stress"], r["system"], " / ".join(money(r[f"npv_usd_p{p}"]) for p in (5, 50, 95)),
-                      f"{r['p_loss']:.1%}", _fmt("roi_multiple", r["roi_multiple_p50"]), money(r["npv_usd_p50_change"]))
+            t.add_row(
+                r["stress"],
+                r["system"],
+                " / ".join(money(r[f"npv_usd_p{p}"]) for p in (5, 50, 95)),
+                f"{r['p_loss']:.1%}",
+                _fmt("roi_multiple", r["roi_multiple_p50"]),
+                money(r["npv_usd_p50_change"]),
+            )
         out_console.print(t)
     conv = result.manifest.get("convergence")
     if conv:
         verdict = "met" if conv["met"] else "NOT met"
-        out_console.print(f"convergence: MCSE of {conv['target']} {verdict}: {conv['reached_mcse']:.4g} "
-                          f"after {conv['scenarios']:,} of at most {conv['maximum']:,} scenarios", highlight=False)
+        out_console.print(
+            f"convergence: MCSE of {conv['target']} {verdict}: {conv['reached_mcse']:.4g} "
+            f"after {conv['scenarios']:,} of at most {conv['maximum']:,} scenarios",
+            highlight=False,
+        )
         if not conv["met"]:  # (a manifest written before the reason was recorded: the maximum was reached)
             out_console.print(f"  why: {conv.get('reason', 'maximum reached')}", highlight=False)
     outputs = result.manifest["outputs"]
-    print_analysis(*(pd.read_csv(result.folder / outputs[k]) if outputs.get(k) else None for k in ("sensitivity", "comparison")), top=3)
+    print_analysis(
+        *(pd.read_csv(result.folder / outputs[k]) if outputs.get(k) else None for k in ("sensitivity", "comparison")),
+        top=3,
+    )
     if outputs.get("analysis_skipped"):
         out_console.print(outputs["analysis_skipped"], highlight=False)
 

@@ -24,12 +24,22 @@ def distributed_shard() -> tuple[int, int]:
         if env:
             if len(env) != len(COORDINATOR_ENV):
                 raise ValueError(f"set all of {', '.join(COORDINATOR_ENV)} or none")
-            jax.distributed.initialize(coordinator_address=env["MCRISK_COORDINATOR"],
-                                       num_processes=int(env["MCRISK_NUM_PROCESSES"]),
-                                       process_id=int(env["MCRISK_PROCESS_ID"]))
+            jax.distributed.initialize(
+                coordinator_address=env["MCRISK_COORDINATOR"],
+                num_processes=int(env["MCRISK_NUM_PROCESSES"]),
+                process_id=int(env["MCRISK_PROCESS_ID"]),
+            )
         else:
             jax.distributed.initialize()
     except Exception as exc:  # JAX raises ValueError/RuntimeError with its own message
-        raise StudyError([Problem("--shard", f"auto needs a cluster jax.distributed can join (Slurm, Open MPI, "
-                                  f"or {', '.join(COORDINATOR_ENV)}): {exc}")], "options") from None
+        raise StudyError(
+            [
+                Problem(
+                    "--shard",
+                    f"auto needs a cluster jax.distributed can join (Slurm, Open MPI, "
+                    f"or {', '.join(COORDINATOR_ENV)}): {exc}",
+                )
+            ],
+            "options",
+        ) from None
     return jax.process_index(), jax.process_count()

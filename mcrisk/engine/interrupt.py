@@ -42,7 +42,11 @@ def install() -> None:
         previous = sys.unraisablehook
 
         def hook(unraisable) -> None:  # Python's report of an exception it dropped
-            if not (unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt) and _REQUESTED.is_set()):
+            if not (
+                unraisable.exc_type is not None
+                and issubclass(unraisable.exc_type, KeyboardInterrupt)
+                and _REQUESTED.is_set()
+            ):
                 previous(unraisable)
 
         hook._mcrisk = True  # type: ignore[attr-defined]

@@ -17,20 +17,21 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import jax
 import numpy as np
 
 from mcrisk.engine import interrupt
+from mcrisk.engine.compiled import RunStages
 from mcrisk.engine.options import RunOptions
 from mcrisk.engine.plan import Plan, Sample, make_plan, on_accelerator
-from mcrisk.engine.reduction import reduce_init
 from mcrisk.engine.programs import compile_all
+from mcrisk.engine.reduction import reduce_init
 from mcrisk.engine.rows import HostBlock, ScenarioRows, pinned_host, reserve_pinned, scenario_fields
-from mcrisk.engine.compiled import RunStages
 from mcrisk.engine.state import HostSummaries, flush
 from mcrisk.engine.timings import Timings
 from mcrisk.errors import Problem, StudyError
@@ -117,24 +118,45 @@ class ChunkLoop:
         t0 = time.perf_counter()
         self.study, self.opts, self.times = study, opts, times
         n_total = opts.scenarios
-        self.plan = plan = make_plan(study, scenarios=n_total, seed=opts.seed, precision=opts.precision,
-                                     chunk_size=opts.chunk_size, monthly=opts.monthly, dims=opts.sampler_dims)
+        self.plan = plan = make_plan(
+            study,
+            scenarios=n_total,
+            seed=opts.seed,
+            precision=opts.precision,
+            chunk_size=opts.chunk_size,
+            monthly=opts.monthly,
+            dims=opts.sampler_dims,
+        )
         C = plan.chunk
         self.n_chunks = -(-n_total // C)
-        every = opts.checkpoint_every or max(1, (CHECKPOINT_SCENARIOS_ACCELERATOR if on_accelerator() else CHECKPOINT_SCENARIOS) // C)
+        every = opts.checkpoint_every or max(
+            1, (CHECKPOINT_SCENARIOS_ACCELERATOR if on_accelerator() else CHECKPOINT_SCENARIOS) // C
+        )
         self.every = min(every, max(1, (2**31 - 1) // C))  # int32 histogram bins never overflow
         self.store = np.float64 if opts.precision == "float64" else np.float32
         self.n_diag = min(n_total, max(opts.diagnostic_draws, 0))
         shard_i, shard_k = opts.shard_index
         lo, hi = shard_i * self.n_chunks // shard_k, (shard_i + 1) * self.n_chunks // shard_k
         if hi <= lo:  # shards are slices of whole chunks
-            raise StudyError([Problem("--shard", f"shard {shard_i}/{shard_k} would hold no scenarios: {n_total:,} scenarios make "
-                                                 f"{self.n_chunks:,} chunk(s) of {C:,}, so at most {self.n_chunks:,} shard(s); use fewer "
-                                                 "shards or a smaller --chunk-size")], "options")
+            raise StudyError(
+                [
+                    Problem(
+                        "--shard",
+                        f"shard {shard_i}/{shard_k} would hold no scenarios: {n_total:,} scenarios make "
+                        f"{self.n_chunks:,} chunk(s) of {C:,}, so at most {self.n_chunks:,} shard(s); use fewer "
+                        "shards or a smaller --chunk-size",
+                    )
+                ],
+                "options",
+            )
         self.chunks = (lo, hi)
         self.fields = self.rows = None
         if opts.write_scenarios:
-            self.fields = [f for f in scenario_fields(plan, self.store) if opts.columns is None or f.name in ("scenario", "system", *opts.columns)]
+            self.fields = [
+                f
+                for f in scenario_fields(plan, self.store)
+                if opts.columns is None or f.name in ("scenario", "system", *opts.columns)
+            ]
             self.rows = ScenarioRows(plan, self.fields)
         self.stages = RunStages(plan, opts, times, self.rows)
         self.target: Target | None = parse_target(opts.target_mcse) if opts.target_mcse else None
@@ -165,7 +187,9 @@ class ChunkLoop:
                 end = chunk + 1
                 break
         if reserving is not None and reserving.exception() is not None:  # only slower: the pool grew while writing
-            warnings.warn(f"could not reserve pinned host memory ahead: {reserving.exception()}", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"could not reserve pinned host memory ahead: {reserving.exception()}", RuntimeWarning, stacklevel=2
+            )
         yield Done(self.state, self._extra(resume, end), self.diag_future)
 
     def _compile(self, chunks: range, held_blocks: int) -> Future | None:
@@ -187,7 +211,9 @@ class ChunkLoop:
             return None
         # The pinned memory of the row blocks the caller will hold, pinned while the stages compile.
         shape = (len(self.rows.names), self.plan.chunk * len(self.plan.systems))
-        return _background(reserve_pinned, shape, self.store, self.stages.by_cols, self.pinned, min(len(chunks), held_blocks))
+        return _background(
+            reserve_pinned, shape, self.store, self.stages.by_cols, self.pinned, min(len(chunks), held_blocks)
+        )
 
     def _chunk(self, chunk: int, consts, dist_values, shock_ids) -> Iterator[Event]:
         """One chunk: sampled, simulated and reduced; its rows, a flush and its progress yielded.
@@ -219,7 +245,9 @@ class ChunkLoop:
             self.times["summarize"] += time.perf_counter() - t0
         if stop or (chunk + 1) % self.every == 0 or chunk + 1 == self.chunks[1]:
             t0 = time.perf_counter()
-            self.acc = jax.device_put(flush(self.plan, self.acc if s.collapse is None else s.collapse(self.acc), self.state), s.summaries)
+            self.acc = jax.device_put(
+                flush(self.plan, self.acc if s.collapse is None else s.collapse(self.acc), self.state), s.summaries
+            )
             self.times["write"] += time.perf_counter() - t0
             yield Flush(self.state, chunk + 1, chunk + 1 if stop else None, self.trace)
         lo, hi = self.chunks
@@ -254,13 +282,19 @@ class ChunkLoop:
         # The bands count the scenarios below the cap that ran: fewer than the cap when a target MCSE
         # stopped the run early. A shard records the whole run's cap, which the merged run keeps.
         band_cap = self.stages.band_cap
-        extra["monthly_scenarios"] = None if not plan.monthly else band_cap if shard_k > 1 else min(band_cap, extra["scenarios_run"])
+        extra["monthly_scenarios"] = (
+            None if not plan.monthly else band_cap if shard_k > 1 else min(band_cap, extra["scenarios_run"])
+        )
         if self.target is not None:
             trace, target = self.trace, self.target
             extra["convergence"] = {
-                "target": target.text(), "method": "sd/sqrt(N)" if target.prob is None else "order-statistic interval from the sketch",
-                "reached_mcse": trace[-1][1] if trace else None, "met": bool(trace and trace[-1][1] <= target.value),
-                "scenarios": min(n_total, end * C), "maximum": n_total, "trace": trace,
+                "target": target.text(),
+                "method": "sd/sqrt(N)" if target.prob is None else "order-statistic interval from the sketch",
+                "reached_mcse": trace[-1][1] if trace else None,
+                "met": bool(trace and trace[-1][1] <= target.value),
+                "scenarios": min(n_total, end * C),
+                "maximum": n_total,
+                "trace": trace,
             }
         return extra
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from mcrisk.engine.plan import MONTHLY_SCENARIOS, PLAIN_SYSTEM_FIELDS
-from mcrisk.model.metrics import ALL_METRICS
 from mcrisk.errors import Problem, StudyError, _shown
+from mcrisk.model.metrics import ALL_METRICS
 from mcrisk.stats.convergence import parse_target
 from mcrisk.study.schema import Study
 
@@ -30,19 +31,36 @@ def _whole(x: Any) -> bool:
     return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
-def count_problems(*, scenarios: Any = None, seed: Any = None, chunk_size: Any = None, precision: Any = None,
-                   checkpoint_every: Any = None, shard: Any = None, monthly_scenarios: Any = MONTHLY_SCENARIOS) -> list[Problem]:
+def count_problems(
+    *,
+    scenarios: Any = None,
+    seed: Any = None,
+    chunk_size: Any = None,
+    precision: Any = None,
+    checkpoint_every: Any = None,
+    shard: Any = None,
+    monthly_scenarios: Any = MONTHLY_SCENARIOS,
+) -> list[Problem]:
     """What is wrong with the counts of a run (None: not given), each problem named by its argument."""
     problems = []
     if monthly_scenarios is not None and not (_whole(monthly_scenarios) and monthly_scenarios >= 1):
-        problems.append(Problem("monthly_scenarios", f"must be a whole number >= 1 (or all), got {monthly_scenarios!r}"))
-    if shard is not None and not (isinstance(shard, Sequence) and len(shard) == 2 and all(map(_whole, shard))
-                                  and 1 <= shard[1] and 0 <= shard[0] < shard[1]):
+        problems.append(
+            Problem("monthly_scenarios", f"must be a whole number >= 1 (or all), got {monthly_scenarios!r}")
+        )
+    if shard is not None and not (
+        isinstance(shard, Sequence)
+        and len(shard) == 2
+        and all(map(_whole, shard))
+        and 1 <= shard[1]
+        and 0 <= shard[0] < shard[1]
+    ):
         problems.append(Problem("shard", f"must be i/k with 0 <= i < k, got {shard}"))
-    bounds = (("scenarios", scenarios, 1, 2**32 - 1, "must be between 1 and 4294967295"),
-              ("seed", seed, 0, 2**63 - 1, "must be a non-negative integer"),
-              ("chunk_size", chunk_size, 1, 1 << 26, "must be between 1 and 67108864"),
-              ("checkpoint_every", checkpoint_every, 1, None, "must be >= 1 chunk"))
+    bounds = (
+        ("scenarios", scenarios, 1, 2**32 - 1, "must be between 1 and 4294967295"),
+        ("seed", seed, 0, 2**63 - 1, "must be a non-negative integer"),
+        ("chunk_size", chunk_size, 1, 1 << 26, "must be between 1 and 67108864"),
+        ("checkpoint_every", checkpoint_every, 1, None, "must be >= 1 chunk"),
+    )
     for name, value, lo, hi, says in bounds:
         if value is not None and not (_whole(value) and lo <= value and (hi is None or value <= hi)):
             problems.append(Problem(name, f"{says}, got {value}"))
@@ -89,13 +107,24 @@ class RunOptions:
     stress: bool = True
 
     def __post_init__(self) -> None:
-        check_counts(scenarios=self.scenarios, seed=self.seed, chunk_size=self.chunk_size, precision=self.precision,
-                     checkpoint_every=self.checkpoint_every, shard=self.shard, monthly_scenarios=self.monthly_scenarios)
+        check_counts(
+            scenarios=self.scenarios,
+            seed=self.seed,
+            chunk_size=self.chunk_size,
+            precision=self.precision,
+            checkpoint_every=self.checkpoint_every,
+            shard=self.shard,
+            monthly_scenarios=self.monthly_scenarios,
+        )
         problems = []
         if self.sample_fraction is not None and not (0.0 < self.sample_fraction <= 1.0):
             problems.append(Problem("sample_fraction", f"must be in (0, 1], got {self.sample_fraction}"))
         if self.columns is not None and not list(self.columns):  # ("--columns ''" kept every column)
-            problems.append(Problem("columns", "names no column: give the columns to keep, or leave the option out to keep every one"))
+            problems.append(
+                Problem(
+                    "columns", "names no column: give the columns to keep, or leave the option out to keep every one"
+                )
+            )
         if problems:
             raise StudyError(problems, "options")
         if self.target_mcse is not None:
@@ -104,7 +133,10 @@ class RunOptions:
             except StudyError as exc:
                 raise StudyError([Problem("target_mcse", p.message) for p in exc.problems], "options") from None
             if self.shard is not None:
-                raise StudyError([Problem("target_mcse", "cannot be combined with shard (each shard would stop on its own)")], "options")
+                raise StudyError(
+                    [Problem("target_mcse", "cannot be combined with shard (each shard would stop on its own)")],
+                    "options",
+                )
         for name in ("scenarios", "seed", "chunk_size", "checkpoint_every", "monthly_scenarios", "diagnostic_draws"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, int(getattr(self, name)))
@@ -115,13 +147,24 @@ class RunOptions:
             object.__setattr__(self, "overrides", dict(self.overrides) or None)
 
     @classmethod
-    def for_study(cls, study: Study, *, scenarios: int | None = None, seed: int | None = None,
-                  precision: str | None = None, **given: Any) -> RunOptions:
+    def for_study(
+        cls,
+        study: Study,
+        *,
+        scenarios: int | None = None,
+        seed: int | None = None,
+        precision: str | None = None,
+        **given: Any,
+    ) -> RunOptions:
         """Options for `study`: its ``simulation`` section fills in the scenarios, seed and precision
         not given, and the columns kept must be columns of its rows."""
         sim = study.simulation
-        opts = cls(scenarios=sim.scenarios if scenarios is None else scenarios, seed=sim.seed if seed is None else seed,
-                   precision=sim.precision if precision is None else precision, **given)
+        opts = cls(
+            scenarios=sim.scenarios if scenarios is None else scenarios,
+            seed=sim.seed if seed is None else seed,
+            precision=sim.precision if precision is None else precision,
+            **given,
+        )
         opts.check_columns(study)
         return opts
 
@@ -188,15 +231,38 @@ class RunOptions:
 
 
 # The options a run records, with their JSON types: those every run records, then those an older run may lack.
-RECORDED = {"scenarios": int, "seed": int, "precision": str, "chunk_size": (int, NoneType),
-            "write_scenarios": bool, "diagnostic_draws": int, "checkpoint_every": (int, NoneType)}
-OPTIONAL = {"shard": (list, NoneType), "columns": (list, NoneType), "sample_fraction": (float, NoneType),
-            "monthly": bool, "monthly_scenarios": (int, NoneType), "sampler_dims": (list, NoneType),
-            "overrides": (dict, NoneType), "target_mcse": (str, NoneType), "analyze": bool, "stress": bool}
+RECORDED = {
+    "scenarios": int,
+    "seed": int,
+    "precision": str,
+    "chunk_size": (int, NoneType),
+    "write_scenarios": bool,
+    "diagnostic_draws": int,
+    "checkpoint_every": (int, NoneType),
+}
+OPTIONAL = {
+    "shard": (list, NoneType),
+    "columns": (list, NoneType),
+    "sample_fraction": (float, NoneType),
+    "monthly": bool,
+    "monthly_scenarios": (int, NoneType),
+    "sampler_dims": (list, NoneType),
+    "overrides": (dict, NoneType),
+    "target_mcse": (str, NoneType),
+    "analyze": bool,
+    "stress": bool,
+}
 # The type of every element of the list options (a shard is [i, k]), and its name in a message.
 _LIST_ELEMENTS = {"shard": (int, "whole numbers"), "columns": (str, "strings"), "sampler_dims": (str, "strings")}
-_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "a whole number", float: "a number",
-               bool: "true or false", NoneType: "null"}
+_TYPE_NAMES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    NoneType: "null",
+}
 
 
 def _is(value: Any, types: type | tuple[type, ...]) -> bool:

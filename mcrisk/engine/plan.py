@@ -14,24 +14,35 @@ nor the device count changes any number.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from mcrisk.engine.stages import (
+    MARKET_PATHS,
+    PLAIN_SYSTEM_FIELDS,
+    SHOCKS,
+    SITE_PATHS,
+    SYSTEM_FIELDS,
+    contract_uniforms,
+    ext_month_loop,
+    ext_simulate,
+    params,
+    study_flags,
+)
 from mcrisk.errors import Problem, StudyError
 from mcrisk.model import metrics as metrics_mod
-from mcrisk.stats import reduce as red
-from mcrisk.sampling.quantiles import quantile_params, quantiles
-from mcrisk.engine.stages import (MARKET_PATHS, PLAIN_SYSTEM_FIELDS, SHOCKS, SITE_PATHS, SYSTEM_FIELDS, contract_uniforms,
-                                  ext_month_loop, ext_simulate, params, study_flags)
 from mcrisk.model.cashflows import accumulate, discount_factor, month_flows, plant, totals_init
 from mcrisk.model.market import Shocks, market_init, market_step
 from mcrisk.model.operators import Flags
+from mcrisk.sampling.quantiles import quantile_params, quantiles
 from mcrisk.sampling.uniforms import apply_copula, copula_factor, make_sampler, root_key, shock_normals, stream_id
+from mcrisk.stats import reduce as red
 from mcrisk.study.schema import Input, Study, correlation_matrix
 
 METRICS = metrics_mod.METRICS
@@ -176,8 +187,15 @@ def irr_unroll(months: int) -> int | None:
 
 
 def make_plan(
-    study: Study, *, scenarios: int, seed: int, precision: str, chunk_size: int | None,
-    monthly: bool = True, dims: Sequence[str] | None = None, unroll: int | None = None,
+    study: Study,
+    *,
+    scenarios: int,
+    seed: int,
+    precision: str,
+    chunk_size: int | None,
+    monthly: bool = True,
+    dims: Sequence[str] | None = None,
+    unroll: int | None = None,
 ) -> Plan:
     """Fix everything a run needs before its first chunk.
 
@@ -193,9 +211,7 @@ def make_plan(
     col_of = {p: k for k, p in enumerate(dims)}
     fixed = {i.path: float(i.dist.mean()) for i in inputs if i.dist.is_fixed}
     systems = tuple(study.systems)
-    plain = {
-        f: tuple(float(getattr(study.systems[s], f)) for s in systems) for f in PLAIN_SYSTEM_FIELDS
-    }
+    plain = {f: tuple(float(getattr(study.systems[s], f)) for s in systems) for f in PLAIN_SYSTEM_FIELDS}
     _check_range(uncertain, fixed, plain, systems, precision)
     sampler = make_sampler(study.simulation.sampler, seed, tuple(stream_id(p) for p in dims), scenarios)
     cols, factor = (), None
@@ -240,14 +256,19 @@ def _check_range(uncertain, fixed: dict, plain: dict, systems, precision: str) -
     big = float(np.finfo(np.float64 if precision == "float64" else np.float32).max)
     values = dict(fixed)
     values.update({f"systems.{s}.{f}": v for f, vs in plain.items() for s, v in zip(systems, vs)})
-    problems = [Problem(p, f"{v:g} is beyond the largest {precision} number ({big:.3g})")
-                for p, v in values.items() if abs(v) > big]
+    problems = [
+        Problem(p, f"{v:g} is beyond the largest {precision} number ({big:.3g})")
+        for p, v in values.items()
+        if abs(v) > big
+    ]
     for i in uncertain:  # the draws' range: the support's bounds, or the mean where a bound is infinite
         lo, hi = (float(x) for x in i.dist.support())
         reach = max((abs(x) for x in (lo, hi) if np.isfinite(x)), default=0.0)
         reach = max(reach, abs(float(i.dist.mean())) if not (np.isfinite(lo) and np.isfinite(hi)) else 0.0)
         if reach > big:
-            problems.append(Problem(i.path, f"its draws reach {reach:g}, beyond the largest {precision} number ({big:.3g})"))
+            problems.append(
+                Problem(i.path, f"its draws reach {reach:g}, beyond the largest {precision} number ({big:.3g})")
+            )
     if problems:
         hint = " (a float64 run, --precision float64, holds up to 1.8e308)" if precision == "float32" else ""
         raise StudyError(problems, f"for a {precision} run{hint}")
@@ -285,7 +306,9 @@ def draw_inputs(plan: Plan, idx: jax.Array, values: dict[str, Any] | None = None
     # which are slow on CPUs.
     columns = [u[:, j] for j in range(u.shape[1])]
     if plan.copula_factor is not None:
-        z = apply_copula(jnp.stack([columns[j] for j in plan.copula_cols], axis=1), jnp.asarray(values["copula"], plan.dtype))
+        z = apply_copula(
+            jnp.stack([columns[j] for j in plan.copula_cols], axis=1), jnp.asarray(values["copula"], plan.dtype)
+        )
         for k, j in enumerate(plan.copula_cols):
             columns[j] = z[:, k]
     u = jnp.stack([columns[j] for j in plan.sample_cols], axis=1) if plan.sample_cols else u[:, :0]
@@ -313,11 +336,17 @@ def draw_shocks(plan: Plan, idx: jax.Array, normals: Callable = shock_normals) -
     The stream id is a traced argument of `normals`, so one compiled function serves all three.
     """
     root = root_key(plan.seed)
-    return Shocks(*(None if s is None else normals(root, idx, s, plan.months, plan.dtype, time_major=plan.time_major_shocks)
-                    for s in shock_streams(plan)))
+    return Shocks(
+        *(
+            None if s is None else normals(root, idx, s, plan.months, plan.dtype, time_major=plan.time_major_shocks)
+            for s in shock_streams(plan)
+        )
+    )
 
 
-def chunk_indices(start: jax.Array, size: int, n_total: jax.Array | int, n_bands: jax.Array | int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def chunk_indices(
+    start: jax.Array, size: int, n_total: jax.Array | int, n_bands: jax.Array | int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Scenario indices start .. start + size - 1 of a chunk (uint32), which of them are real
     scenarios (< n_total; the last chunk is padded), and which count in the monthly bands (< n_bands)."""
     i = jnp.asarray(start, jnp.int64) + jnp.arange(size, dtype=jnp.int64)
@@ -387,8 +416,17 @@ def simulate_months(plan: Plan, draw: Sample, n: int) -> tuple[dict[str, jax.Arr
         out, ys = ext_simulate(plan, draw, n, irr_kw)
         return out, (_band_rows(*ys) if plan.monthly else None)
     (mp, site, sp, pl), tot, ys = _month_loop(plan, draw, n, flows=True, bands=plan.monthly)
-    out = metrics_mod.compute(sp, site, pl, tot, ys[0], mp.price0, plan.months, irr_unroll=irr_unroll(plan.months),
-                              irr_mask_rows=irr_mask_rows())
+    out = metrics_mod.compute(
+        sp,
+        site,
+        pl,
+        tot,
+        ys[0],
+        mp.price0,
+        plan.months,
+        irr_unroll=irr_unroll(plan.months),
+        irr_mask_rows=irr_mask_rows(),
+    )
     return out, (_band_rows(*ys[1:]) if plan.monthly else None)
 
 

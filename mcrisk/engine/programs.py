@@ -19,8 +19,9 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -85,8 +86,15 @@ def compile_lowered(lowered: Any, args: Any) -> Any:
 class Stage:
     """A jitted stage, compiled before or on its first call (compile time booked apart) and timed per call."""
 
-    def __init__(self, fn: Callable, name: str, times: Timings | dict[str, float], donate: int | None = None, out_shardings: Any = None,
-                 label: str | None = None):
+    def __init__(
+        self,
+        fn: Callable,
+        name: str,
+        times: Timings | dict[str, float],
+        donate: int | None = None,
+        out_shardings: Any = None,
+        label: str | None = None,
+    ):
         """`name`: the stage its time is booked to (``times[name] += seconds``); `label`: the program's own name (in compile
         logs, profiles and XLA dumps: jit(simulate), not jit(<lambda>)), `name` by default."""
         kw: dict[str, Any] = {}
@@ -157,7 +165,9 @@ def compile_all(plans: Sequence[tuple[Stage, tuple]], times: Timings | dict[str,
     stage collects its program on its first call. Lowering is booked as compile time here, the
     wait for the programs on each stage's first call."""
     t0 = time.perf_counter()
-    pool = ThreadPoolExecutor(max_workers=max(1, min(len(plans), os.cpu_count() or 1)), thread_name_prefix="mcrisk-compile")
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, min(len(plans), os.cpu_count() or 1)), thread_name_prefix="mcrisk-compile"
+    )
     try:
         for stage, args in plans:
             stage.prepare(pool, *args)

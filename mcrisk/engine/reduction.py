@@ -51,8 +51,9 @@ def reduce_shardings(plan: Plan) -> Reduced:
     return Reduced(state, replicated, state if plan.monthly else None)
 
 
-def update_sketch(plan: Plan, state: red.ReduceState, values: jax.Array, mask: jax.Array,
-                  spec: red.SketchSpec) -> red.ReduceState:
+def update_sketch(
+    plan: Plan, state: red.ReduceState, values: jax.Array, mask: jax.Array, spec: red.SketchSpec
+) -> red.ReduceState:
     """:func:`mcrisk.stats.reduce.update` of a chunk split over the plan's devices. The counts and moments
     are reduced over every device; each device adds its own scenarios to its own copies of the
     histograms, so the summaries' cost is divided among the devices like the simulation's (a
@@ -61,13 +62,23 @@ def update_sketch(plan: Plan, state: red.ReduceState, values: jax.Array, mask: j
     if plan.mesh.size == 1:
         return red.update(state, values, mask, spec, interleave)
     by_copies, by_cols = PartitionSpec("scenarios"), PartitionSpec(None, "scenarios")
-    hist = jax.shard_map(lambda h, v, m: red.update_hist(h, v, m, spec, interleave), mesh=plan.mesh,
-                         in_specs=(by_copies, by_cols, by_copies), out_specs=by_copies)(state.hist, values, mask)
+    hist = jax.shard_map(
+        lambda h, v, m: red.update_hist(h, v, m, spec, interleave),
+        mesh=plan.mesh,
+        in_specs=(by_copies, by_cols, by_copies),
+        out_specs=by_copies,
+    )(state.hist, values, mask)
     return red.ReduceState(red.update_moments(state.moments, values, mask), hist)
 
 
-def reduce_chunk(plan: Plan, acc: Reduced, out: dict[str, jax.Array], mask: jax.Array, bands: jax.Array | None = None,
-                 band_mask: jax.Array | None = None) -> Reduced:
+def reduce_chunk(
+    plan: Plan,
+    acc: Reduced,
+    out: dict[str, jax.Array],
+    mask: jax.Array,
+    bands: jax.Array | None = None,
+    band_mask: jax.Array | None = None,
+) -> Reduced:
     """Fold one chunk's metrics (series h = metric * S + system) and monthly band values into the running summaries.
 
     `band_mask` (default `mask`) says which scenarios count in the monthly bands; a chunk with
@@ -86,8 +97,13 @@ def collapse_copies(acc: Reduced) -> Reduced:
     """The running summaries with each sketch's copies added into one histogram, (1, H, B): what
     crosses to the host at a flush (:func:`mcrisk.stats.reduce.to_host` adds them itself otherwise, in
     a program of its own that a GPU compiled in 0.2 s per sketch after the last chunk)."""
+
     def one(state: red.ReduceState | None) -> red.ReduceState | None:
-        return None if state is None else state._replace(hist=jnp.sum(state.hist, axis=0, keepdims=True, dtype=state.hist.dtype))
+        return (
+            None
+            if state is None
+            else state._replace(hist=jnp.sum(state.hist, axis=0, keepdims=True, dtype=state.hist.dtype))
+        )
 
     return acc._replace(state=one(acc.state), monthly=one(acc.monthly))
 

@@ -4,7 +4,8 @@ the device into one block, and its copy to the host (pinned memory on GPUs)."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from mcrisk.engine.plan import PLAIN_SYSTEM_FIELDS, Plan
+
 
 def scenario_fields(plan: Plan, storage_dtype) -> list[pa.Field]:
     """The Parquet schema of scenario rows: scenario, system, every metric, every input (docs/outputs.md)."""
@@ -21,7 +23,9 @@ def scenario_fields(plan: Plan, storage_dtype) -> list[pa.Field]:
     own = list(dict.fromkeys(i.column for i in plan.inputs if i.system is not None))
     f += [pa.field(i.column, pa.from_numpy_dtype(storage_dtype)) for i in shared]
     f += [pa.field(c, pa.from_numpy_dtype(storage_dtype)) for c in own]
-    f += [pa.field(f"system.{p}", pa.int64() if p != "depreciation_years" else pa.float64()) for p in PLAIN_SYSTEM_FIELDS]
+    f += [
+        pa.field(f"system.{p}", pa.int64() if p != "depreciation_years" else pa.float64()) for p in PLAIN_SYSTEM_FIELDS
+    ]
     return f
 
 
@@ -80,14 +84,15 @@ class ScenarioRows:
         scenario is `start`), from the chunk's block on the host."""
         plan, S, k = self.plan, len(self.plan.systems), len(sel)
         if k and int(sel[-1]) - int(sel[0]) + 1 == k:  # a run of offsets: slices, no copy
-            part = block[:, int(sel[0]) * S:(int(sel[-1]) + 1) * S]
+            part = block[:, int(sel[0]) * S : (int(sel[-1]) + 1) * S]
         else:  # a subsample
             part = block[:, (sel.astype(np.int64)[:, None] * S + np.arange(S)).reshape(-1)]
         cols: dict[str, Any] = dict(zip(self.names, part))
         host = {
             "scenario": lambda: np.repeat(start + sel.astype(np.int64), S),
-            "system": lambda: pa.DictionaryArray.from_arrays(pa.array(np.tile(np.arange(S, dtype=np.int32), k)),
-                                                             pa.array(list(plan.systems))),
+            "system": lambda: pa.DictionaryArray.from_arrays(
+                pa.array(np.tile(np.arange(S, dtype=np.int32), k)), pa.array(list(plan.systems))
+            ),
             **{f"system.{p}": (lambda p=p: np.tile(np.asarray(plan.plain[p]), k)) for p in PLAIN_SYSTEM_FIELDS},
         }
         cols.update({name: host[name]() for name in self.host_names})

@@ -18,7 +18,16 @@ import numpy as np
 from mcrisk.model.cashflows import SUM, SiteParams, SystemParams, discount_factor, plant
 from mcrisk.model.finance_metrics import ext_accumulate, ext_metrics, ext_totals_init
 from mcrisk.model.market import MarketParams, Shocks, market_init, market_step
-from mcrisk.model.operators import ExtParams, Flags, default_month, ext_month_flows, finance_init, finance_step, loan, tax_basis
+from mcrisk.model.operators import (
+    ExtParams,
+    Flags,
+    default_month,
+    ext_month_flows,
+    finance_init,
+    finance_step,
+    loan,
+    tax_basis,
+)
 from mcrisk.sampling.uniforms import make_sampler, stream_id
 from mcrisk.study.schema import Study
 
@@ -133,16 +142,20 @@ def _ext_market(plan, values, mp: MarketParams, full) -> MarketParams:
         every = None
         if st.market.succession.every_months is not None:
             every = _rounded(full("market.succession.every_months"), 1.0, np.inf)
-        mp = mp._replace(arrival_first=_rounded(full("market.succession.first_month"), 1.0, np.inf), arrival_every=every,
-                         price_step=full("market.succession.token_price_step", 0.0),
-                         rental_step=full("market.succession.rental_step", 0.0))
+        mp = mp._replace(
+            arrival_first=_rounded(full("market.succession.first_month"), 1.0, np.inf),
+            arrival_every=every,
+            price_step=full("market.succession.token_price_step", 0.0),
+            rental_step=full("market.succession.rental_step", 0.0),
+        )
     if plan.ext.gpu_hours:
         mp = mp._replace(rental_vol=full("market.rental.volatility", 0.0))
     return mp
 
 
-def ext_params(plan, values: dict[str, jax.Array], n: int, mp: MarketParams, site: SiteParams,
-               sp: SystemParams) -> tuple[ExtParams, jax.Array, jax.Array]:
+def ext_params(
+    plan, values: dict[str, jax.Array], n: int, mp: MarketParams, site: SiteParams, sp: SystemParams
+) -> tuple[ExtParams, jax.Array, jax.Array]:
     """The extensions' inputs of a chunk, the cost of equity (n,) and the debt share (n,)."""
     st: Study = plan.study
     T = plan.months
@@ -163,26 +176,47 @@ def ext_params(plan, values: dict[str, jax.Array], n: int, mp: MarketParams, sit
     tenor = float((debt.tenor_months if debt is not None else None) or T)
     rate, bal, pmt = loan(share, scen("finance.debt.annual_rate", 0.0), tenor, lead, capex)
     xp = ExtParams(
-        purchase=purchase, go_live=go_live, gpu_hours=gpu, rental0=rental0,
-        rental_decline=sysv("rental.annual_decline", 0.0), share=sysv("contract.share", 0.0),
+        purchase=purchase,
+        go_live=go_live,
+        gpu_hours=gpu,
+        rental0=rental0,
+        rental_decline=sysv("rental.annual_decline", 0.0),
+        share=sysv("contract.share", 0.0),
         term=plain(lambda s: s.contract.term_months if s.contract is not None else 0).astype(plan.dtype),
-        contract_price=multiple * jnp.where(gpu, rental0, mp.price0), usage=sysv("contract.usage", 1.0),
-        default_month=default_month(w, pd, T), tax_rate=scen("finance.tax_rate", 0.0),
-        tax_months=12 * sp.depreciation_years.astype(SUM), debt_rate=rate, tenor=jnp.asarray(tenor, SUM),
-        payment=pmt, balance_live=bal,
+        contract_price=multiple * jnp.where(gpu, rental0, mp.price0),
+        usage=sysv("contract.usage", 1.0),
+        default_month=default_month(w, pd, T),
+        tax_rate=scen("finance.tax_rate", 0.0),
+        tax_months=12 * sp.depreciation_years.astype(SUM),
+        debt_rate=rate,
+        tenor=jnp.asarray(tenor, SUM),
+        payment=pmt,
+        balance_live=bal,
     )
-    equity = scen("finance.cost_of_equity", None) if st.finance.cost_of_equity is not None else site.discount_rate.astype(SUM)
+    equity = (
+        scen("finance.cost_of_equity", None)
+        if st.finance.cost_of_equity is not None
+        else site.discount_rate.astype(SUM)
+    )
     return xp, equity, share
 
 
 def contract_uniforms(plan, idx: jax.Array) -> dict[str, jax.Array]:
     """The uniform w of each defaultable contract's default month, by stream name, (n,) each."""
-    names = [DEFAULT_STREAM.format(s) for s, sys in plan.study.systems.items()
-             if sys.contract is not None and not (plan.fixed.get(f"systems.{s}.contract.annual_default_probability", 0.0) == 0.0
-                                                   and f"systems.{s}.contract.annual_default_probability" in plan.fixed)]
+    names = [
+        DEFAULT_STREAM.format(s)
+        for s, sys in plan.study.systems.items()
+        if sys.contract is not None
+        and not (
+            plan.fixed.get(f"systems.{s}.contract.annual_default_probability", 0.0) == 0.0
+            and f"systems.{s}.contract.annual_default_probability" in plan.fixed
+        )
+    ]
     if not names:
         return {}
-    u = make_sampler("random", plan.seed, tuple(stream_id(p) for p in names), max(plan.scenarios, 1)).uniforms(idx, plan.dtype)
+    u = make_sampler("random", plan.seed, tuple(stream_id(p) for p in names), max(plan.scenarios, 1)).uniforms(
+        idx, plan.dtype
+    )
     return {p: u[:, j] for j, p in enumerate(names)}
 
 
@@ -206,7 +240,9 @@ def ext_month_loop(plan, draw, n: int, *, bands: bool):
         state, mkt = market_step(mp, state, e, t)
         f = ext_month_flows(flags, mp, sp, xp, pl, mkt, t)
         fin, fm = finance_step(flags, xp, fin, f.cash_flow.astype(SUM), t, T, capex, sale)
-        tot = ext_accumulate(tot, f, fm, discount_factor(site.discount_rate, t), discount_factor(equity_rate, t), t, capex)
+        tot = ext_accumulate(
+            tot, f, fm, discount_factor(site.discount_rate, t), discount_factor(equity_rate, t), t, capex
+        )
         ys = (fm.free_cash_flow, fm.equity_flow if flags.debt else None)
         if bands:
             paid = jnp.where(t.astype(SUM) >= xp.purchase, capex, 0.0)

@@ -53,14 +53,21 @@ def merge_states(a: HostSummaries, b: HostSummaries) -> HostSummaries:
     monthly = None
     if a.monthly is not None and b.monthly is not None:
         monthly = red.merge(a.monthly, b.monthly)
-    return HostSummaries(red.merge(a.host, b.host), a.tails + b.tails, np.concatenate([a.retained, b.retained], axis=1), monthly)
+    return HostSummaries(
+        red.merge(a.host, b.host), a.tails + b.tails, np.concatenate([a.retained, b.retained], axis=1), monthly
+    )
 
 
 def _host_arrays(host: red.HostState, prefix: str) -> dict[str, np.ndarray]:
     arrays = {f"{prefix}m_{k}": v for k, v in host.moments._asdict().items()}
     nz = np.flatnonzero(host.hist)  # the histogram is sparse: keep its non-zero bins
-    arrays.update({f"{prefix}hist_shape": np.asarray(host.hist.shape), f"{prefix}hist_idx": nz,
-                   f"{prefix}hist_val": host.hist.reshape(-1)[nz]})
+    arrays.update(
+        {
+            f"{prefix}hist_shape": np.asarray(host.hist.shape),
+            f"{prefix}hist_idx": nz,
+            f"{prefix}hist_val": host.hist.reshape(-1)[nz],
+        }
+    )
     return arrays
 
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from mcrisk.io.folder import CHECKPOINT_DIR
 from mcrisk.io.jsonfiles import write_json
 from mcrisk.io.readers import damaged, field_problems, read_json, reading
-
 
 
 def save_checkpoint(folder: Path, meta: dict, arrays: Mapping[str, np.ndarray], name: str = CHECKPOINT_DIR) -> None:

@@ -54,17 +54,23 @@ def _check_destination(final: Path) -> None:
     try:
         target, cwd = final.resolve(), Path.cwd().resolve()
     except (OSError, RuntimeError) as exc:
-        raise RunFolderError(f"cannot use the output folder {str(final)!r}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise RunFolderError(
+            f"cannot use the output folder {str(final)!r}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     if target == cwd or target in cwd.parents:
         raise RunFolderError(
             f"the output folder {str(final)!r} is the current folder or contains it, and cannot be replaced by a run; "
             "choose another folder with --out"
         )
     if final.name in ("", ".."):
-        raise RunFolderError(f"the output folder {str(final)!r} must end in a plain folder name (choose another with --out)")
+        raise RunFolderError(
+            f"the output folder {str(final)!r} must end in a plain folder name (choose another with --out)"
+        )
     for parent in final.parents:
         if parent.exists() and not parent.is_dir():
-            raise RunFolderError(f"cannot create the output folder {str(final)!r}: {str(parent)!r} is a file, not a folder")
+            raise RunFolderError(
+                f"cannot create the output folder {str(final)!r}: {str(parent)!r} is a file, not a folder"
+            )
 
 
 class RunFolder:
@@ -83,8 +89,12 @@ class RunFolder:
         _check_destination(self.final)
         if resume:
             if not self.resumable():
-                found = (f"{self.tmp.name} holds no checkpoint: its run stopped before the first one, or is still "
-                         "running; start it again with --force" if self.tmp.is_dir() else f"no interrupted run ({self.tmp.name}) was found")
+                found = (
+                    f"{self.tmp.name} holds no checkpoint: its run stopped before the first one, or is still "
+                    "running; start it again with --force"
+                    if self.tmp.is_dir()
+                    else f"no interrupted run ({self.tmp.name}) was found"
+                )
                 raise RunFolderError(f"nothing to resume at {str(self.final)!r}: {found}")
             return
         if self.final.exists() and not self.final.is_dir():
@@ -102,8 +112,9 @@ class RunFolder:
         if self.tmp.exists() and not force:
             raise RunFolderError(
                 f"an interrupted run of {str(self.final)!r} is waiting in {self.tmp.name}; continue it with "
-                f"--resume {self.final}, or pass --force to start over" if self.resumable() else
-                f"a run of {str(self.final)!r} was started in {self.tmp.name} and has no checkpoint: it is still running, "
+                f"--resume {self.final}, or pass --force to start over"
+                if self.resumable()
+                else f"a run of {str(self.final)!r} was started in {self.tmp.name} and has no checkpoint: it is still running, "
                 "or stopped before its first one; pass --force to start over"
             )
         if self.tmp.exists() and not (self.tmp.is_dir() and is_partial_folder(self.tmp)):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +18,9 @@ def write_json(path: Path, obj: Any, *, strict: bool = False) -> None:
     reads back, but jq and JavaScript refuse): for the manifests users read; a checkpoint, read by
     mcrisk alone, keeps them exactly."""
     tmp = path.with_name(path.name + ".tmp")
-    text = json.dumps(_finite_or_null(obj) if strict else obj, indent=2, sort_keys=False, default=_json_default,
-                      allow_nan=not strict)
+    text = json.dumps(
+        _finite_or_null(obj) if strict else obj, indent=2, sort_keys=False, default=_json_default, allow_nan=not strict
+    )
     tmp.write_text(text + "\n")
     os.replace(tmp, path)
 

@@ -6,8 +6,9 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -50,9 +51,17 @@ class ScenarioWriter:
     handing parts over (waiting for room in the queue when writing is the bottleneck).
     """
 
-    def __init__(self, folder: Path, schema: pa.Schema, metadata: Mapping[str, str],
-                 rows: Callable[[int, np.ndarray, Any], Mapping[str, Any]], per_part: int, chunks: int, chunk_size: int,
-                 threads: int | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        schema: pa.Schema,
+        metadata: Mapping[str, str],
+        rows: Callable[[int, np.ndarray, Any], Mapping[str, Any]],
+        per_part: int,
+        chunks: int,
+        chunk_size: int,
+        threads: int | None = None,
+    ):
         self.folder = folder
         folder.mkdir(exist_ok=True)
         self.schema = schema.with_metadata({k: str(v) for k, v in metadata.items()})
@@ -64,7 +73,9 @@ class ScenarioWriter:
         self._lock = threading.Lock()
         self.busy_seconds = 0.0
         self.wait_seconds = 0.0  # the part of busy_seconds spent waiting for the row blocks (fetch)
-        self._pool = [threading.Thread(target=self._loop, name=f"mcrisk-parquet-{k}", daemon=True) for k in range(self.threads)]
+        self._pool = [
+            threading.Thread(target=self._loop, name=f"mcrisk-parquet-{k}", daemon=True) for k in range(self.threads)
+        ]
         for t in self._pool:
             t.start()
 
@@ -83,11 +94,19 @@ class ScenarioWriter:
                         with self._lock:
                             self.wait_seconds += time.perf_counter() - t0
                     columns = self.rows(start, sel, host)
-                    arrays = [c if isinstance(c := columns[f.name], pa.Array) else pa.array(c, type=f.type) for f in self.schema]
+                    arrays = [
+                        c if isinstance(c := columns[f.name], pa.Array) else pa.array(c, type=f.type)
+                        for f in self.schema
+                    ]
                     path = self.folder / name
                     tmp = path.with_name(f".{path.name}.tmp")  # hidden: Parquet readers skip it
-                    pq.write_table(pa.Table.from_arrays(arrays, schema=self.schema), tmp, compression="snappy",
-                                   use_dictionary=["system"], write_statistics=STATISTICS_COLUMNS)
+                    pq.write_table(
+                        pa.Table.from_arrays(arrays, schema=self.schema),
+                        tmp,
+                        compression="snappy",
+                        use_dictionary=["system"],
+                        write_statistics=STATISTICS_COLUMNS,
+                    )
                     os.replace(tmp, path)
                     with self._lock:
                         self.busy_seconds += time.perf_counter() - t0

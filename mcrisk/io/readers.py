@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -82,14 +83,22 @@ def _is(value: Any, types: type | tuple[type, ...]) -> bool:
 
 
 def _type_name(types: type | tuple[type, ...]) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", int: "a whole number", float: "a number",
-             bool: "true or false", NoneType: "null"}
+    names = {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        int: "a whole number",
+        float: "a number",
+        bool: "true or false",
+        NoneType: "null",
+    }
     types = types if isinstance(types, tuple) else (types,)
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
-def field_problems(obj: Mapping[str, Any], required: Sequence[str] = (), types: Mapping[str, Any] | None = None,
-                   prefix: str = "") -> list[str]:
+def field_problems(
+    obj: Mapping[str, Any], required: Sequence[str] = (), types: Mapping[str, Any] | None = None, prefix: str = ""
+) -> list[str]:
     """What is wrong with a JSON object's fields: those `required` that are missing, and those present
     whose value is not of the type `types` gives (a type or a tuple of types; NoneType allows null)."""
     problems = []
@@ -127,28 +136,41 @@ def manifest_kind(m: Mapping[str, Any]) -> str:
 def _not_a_run(file: Path, kind: str) -> str:
     """Why `file` (of `kind`, not 'run') is not a run manifest, and which file to use instead."""
     if kind == "sweep":
-        return (f"{str(file)!r} is a sweep's manifest (mcrisk sweep), not a run manifest: each point of the sweep "
-                f"is a run folder with its own, e.g. {file.parent / 'points' / '000' / 'manifest.json'}")
+        return (
+            f"{str(file)!r} is a sweep's manifest (mcrisk sweep), not a run manifest: each point of the sweep "
+            f"is a run folder with its own, e.g. {file.parent / 'points' / '000' / 'manifest.json'}"
+        )
     holder = file.parent.parent
     if file.parent.name == SHARD_STATE:
-        return (f"{str(file)!r} is a shard's reducer state (read by mcrisk merge), not a run manifest: "
-                f"the shard's manifest is {holder / 'manifest.json'}")
+        return (
+            f"{str(file)!r} is a shard's reducer state (read by mcrisk merge), not a run manifest: "
+            f"the shard's manifest is {holder / 'manifest.json'}"
+        )
     if holder.name.startswith(".") and holder.name.endswith(".partial"):
-        return (f"{str(file)!r} is an interrupted run's checkpoint, not a run manifest: continue that run with "
-                f"mcrisk run --resume {holder.parent / holder.name[1:-len('.partial')]}")
+        return (
+            f"{str(file)!r} is an interrupted run's checkpoint, not a run manifest: continue that run with "
+            f"mcrisk run --resume {holder.parent / holder.name[1 : -len('.partial')]}"
+        )
     return f"{str(file)!r} is a run's checkpoint, not a run manifest"
 
 
-def read_manifest(file: Path, folder: Path | None = None, *, required: Sequence[str] = RUN_MANIFEST,
-                  types: Mapping[str, Any] | None = None) -> dict:
+def read_manifest(
+    file: Path,
+    folder: Path | None = None,
+    *,
+    required: Sequence[str] = RUN_MANIFEST,
+    types: Mapping[str, Any] | None = None,
+) -> dict:
     """A run's manifest.json, checked: a JSON object, of a run (not a sweep's or a checkpoint), with the
     `required` fields and the `types` given. `folder`: the run folder it belongs to, for the message."""
     what = "not what mcrisk wrote" if folder is not None else "not a run manifest"
     m = read_json(file, folder, what=what)
     kind = manifest_kind(m)
     if kind == "sweep" and folder is not None:
-        raise RunFolderError(f"{str(folder)!r} is a sweep folder (mcrisk sweep), not a run folder: each point of the "
-                             f"sweep is a run folder, e.g. {folder / 'points' / '000'}")
+        raise RunFolderError(
+            f"{str(folder)!r} is a sweep folder (mcrisk sweep), not a run folder: each point of the "
+            f"sweep is a run folder, e.g. {folder / 'points' / '000'}"
+        )
     if kind in ("sweep", "checkpoint"):
         raise RunFolderError(_not_a_run(file, kind))
     problems = field_problems(m, required, types)

@@ -45,8 +45,9 @@ def ext_totals_init(shape: tuple[int, int]) -> ExtTotals:
     return ExtTotals(*([z] * 13), inf, z, z, z, z, z, inf)
 
 
-def ext_accumulate(tot: ExtTotals, f: ExtFlows, fm: FinanceMonth, df: jax.Array, dfe: jax.Array, t: jax.Array,
-                   capex: jax.Array) -> ExtTotals:
+def ext_accumulate(
+    tot: ExtTotals, f: ExtFlows, fm: FinanceMonth, df: jax.Array, dfe: jax.Array, t: jax.Array, capex: jax.Array
+) -> ExtTotals:
     """Add month t (DF_t at the discount rate, DFe_t at the cost of equity) to the totals."""
     c = lambda x: x.astype(SUM)  # noqa: E731
     rev, tok, opex = c(f.revenue), c(f.tokens), c(f.opex)
@@ -90,8 +91,18 @@ def outlay_irr(outlay: jax.Array, at: jax.Array, flows: jax.Array, residual: jax
     return irr(jnp.where(at == 0, outlay, 0.0), shifted, residual, **kw)
 
 
-def ext_metrics(sp: SystemParams, xp: ExtParams, pl: Plant, tot: ExtTotals, rates: tuple, price0: jax.Array,
-                months: int, irr_flows: jax.Array, irr_kw: dict, debt: tuple | None) -> dict[str, jax.Array]:
+def ext_metrics(
+    sp: SystemParams,
+    xp: ExtParams,
+    pl: Plant,
+    tot: ExtTotals,
+    rates: tuple,
+    price0: jax.Array,
+    months: int,
+    irr_flows: jax.Array,
+    irr_kw: dict,
+    debt: tuple | None,
+) -> dict[str, jax.Array]:
     """Every metric of MODEL.md's extended table, each (S, n) float64.
 
     rates: (discount rate, cost of equity), (n,); irr_flows: (T, S, n) FCF_t; debt: None, or
@@ -120,12 +131,21 @@ def ext_metrics(sp: SystemParams, xp: ExtParams, pl: Plant, tot: ExtTotals, rate
         share, balloon = f(debt[0]), debt[1]
     equity_out = (1 - share) * capex
     out = dict(
-        capex_usd=capex, revenue_usd=tot.revenue, tokens=tot.tokens, energy_kwh=tot.energy_kwh,
+        capex_usd=capex,
+        revenue_usd=tot.revenue,
+        tokens=tot.tokens,
+        energy_kwh=tot.energy_kwh,
         energy_usd=tot.energy_usd,
-        colocation_usd=full(f(pl.colocation) * tot.live), maintenance_usd=full(f(pl.maintenance) * tot.live),
-        license_usd=full(f(pl.license) * tot.live), opex_usd=tot.opex, depreciation_usd=depreciation,
-        ebitda_usd=ebitda, operating_profit_usd=op_profit,
-        operating_margin=jnp.where(tot.revenue == 0, jnp.nan, op_profit / jnp.where(tot.revenue == 0, 1.0, tot.revenue)),
+        colocation_usd=full(f(pl.colocation) * tot.live),
+        maintenance_usd=full(f(pl.maintenance) * tot.live),
+        license_usd=full(f(pl.license) * tot.live),
+        opex_usd=tot.opex,
+        depreciation_usd=depreciation,
+        ebitda_usd=ebitda,
+        operating_profit_usd=op_profit,
+        operating_margin=jnp.where(
+            tot.revenue == 0, jnp.nan, op_profit / jnp.where(tot.revenue == 0, 1.0, tot.revenue)
+        ),
         npv_usd=-capex_pv + tot.pv_revenue - tot.pv_opex - tot.pv_tax + residual_pv,
         irr=outlay_irr(capex, p, irr_flows, residual, **irr_kw),
         roi_multiple=ratio(tot.revenue, capex),
@@ -144,7 +164,9 @@ def ext_metrics(sp: SystemParams, xp: ExtParams, pl: Plant, tot: ExtTotals, rate
         breakeven_rental_usd_per_gpu_hour=jnp.where(gpu_mode, f(xp.rental0) * ratio(pv_cost, tot.pv_revenue), jnp.nan),
         contract_revenue_usd=tot.contract_revenue,
         contract_default_month=full(f(xp.default_month)),
-        tax_usd=tot.tax, equity_tax_usd=tot.tax_levered, interest_usd=tot.interest,
+        tax_usd=tot.tax,
+        equity_tax_usd=tot.tax_levered,
+        interest_usd=tot.interest,
         equity_npv_usd=-equity_out * _df(equity_rate, p) + tot.pv_equity + (residual - balloon) * _df(equity_rate, T),
         min_dscr=tot.min_dscr,
     )

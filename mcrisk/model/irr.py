@@ -29,7 +29,9 @@ def irr_newton_steps(months: int) -> int:
     return 5 + max(0, -(-(months - 48) // 48))
 
 
-def _horner(z: jax.Array, capex: jax.Array, residual: jax.Array, cf_at, T: int, unroll: int) -> tuple[jax.Array, jax.Array]:
+def _horner(
+    z: jax.Array, capex: jax.Array, residual: jax.Array, cf_at, T: int, unroll: int
+) -> tuple[jax.Array, jax.Array]:
     """NPV and dNPV/dz at z by Horner's rule; `cf_at(t)` is CF_{t+1} (0-based month t)."""
 
     def body(k, acc):
@@ -62,7 +64,7 @@ def _estrin(z: jax.Array, capex: jax.Array, residual: jax.Array, cf_at, T: int) 
             d = b if dw is None else dw * b
             d = d if db is None else d + w * db
             pairs.append((a + w * b, d if da is None else da + d))
-        terms = pairs + terms[len(pairs) * 2:]
+        terms = pairs + terms[len(pairs) * 2 :]
         w, dw = w * w, 2 * w if dw is None else 2 * w * dw
     p, dp = terms[0]
     dp = jnp.zeros_like(z) if dp is None else dp
@@ -70,8 +72,9 @@ def _estrin(z: jax.Array, capex: jax.Array, residual: jax.Array, cf_at, T: int) 
     return z * p - capex, p + z * dp
 
 
-def npv_at(z: jax.Array, capex: jax.Array, cash_flows: jax.Array, residual: jax.Array,
-           unroll: int | None = 4) -> tuple[jax.Array, jax.Array]:
+def npv_at(
+    z: jax.Array, capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, unroll: int | None = 4
+) -> tuple[jax.Array, jax.Array]:
     """NPV and dNPV/dz at monthly discount factor z = 1/(1 + r_m).
 
     z, capex, residual: (...,); cash_flows: (T, ...). NPV(z) = -I + sum_t CF_t z^t + V z^T.
@@ -98,8 +101,9 @@ def irr_powers(months: int) -> tuple[jax.Array, jax.Array]:
     return z_grid, z_grid[None, :] ** t[:, None]
 
 
-def grid_marks(flows_pv: jax.Array, next_pv: jax.Array, capex: jax.Array, residual: jax.Array, z_T: jax.Array,
-               next_z_T: jax.Array) -> tuple[jax.Array, jax.Array]:
+def grid_marks(
+    flows_pv: jax.Array, next_pv: jax.Array, capex: jax.Array, residual: jax.Array, z_T: jax.Array, next_z_T: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Where NPV >= 0 on the IRR's grid, and where it stops rising (NPV(k + 1) <= NPV(k); the grid's
     last point always, as if NPV beyond it were -inf): two (K, ...) bool arrays.
 
@@ -113,7 +117,9 @@ def grid_marks(flows_pv: jax.Array, next_pv: jax.Array, capex: jax.Array, residu
     return nonneg, falls | (jax.lax.broadcasted_iota(jnp.int32, falls.shape, 0) == K - 1)
 
 
-def grid_points(nonneg: jax.Array, falls: jax.Array, rows_per_pass: int | None = None) -> tuple[jax.Array, list[jax.Array]]:
+def grid_points(
+    nonneg: jax.Array, falls: jax.Array, rows_per_pass: int | None = None
+) -> tuple[jax.Array, list[jax.Array]]:
     """The first grid point with NPV >= 0 and the first :data:`_IRR_PEAKS` local maxima of the grid
     NPV (a fall that follows a rise), each K where there is none.
 
@@ -137,6 +143,7 @@ def grid_points(nonneg: jax.Array, falls: jax.Array, rows_per_pass: int | None =
 
         def row(k, bits):
             return bits | jnp.where(jax.lax.dynamic_index_in_dim(m, k, keepdims=False), bit[k], jnp.uint64(0))
+
         return jax.lax.fori_loop(0, K, row, jnp.zeros(m.shape[1:], jnp.uint64), unroll=rows_per_pass)
 
     rises = jnp.uint64((1 << K) - 1 if K < 64 else 2**64 - 1)
@@ -155,8 +162,9 @@ def grid_points(nonneg: jax.Array, falls: jax.Array, rows_per_pass: int | None =
     return first, peaks
 
 
-def irr_bracket(first: jax.Array, peaks: list[jax.Array], capex: jax.Array, residual: jax.Array, grid_at,
-                search) -> tuple:
+def irr_bracket(
+    first: jax.Array, peaks: list[jax.Array], capex: jax.Array, residual: jax.Array, grid_at, search
+) -> tuple:
     """The bracket `irr_refine` starts from.
 
     first, peaks: :func:`grid_points`; grid_at(k) -> (z_k, flows_pv[k], z_k^T) at grid points k,
@@ -218,8 +226,7 @@ def peak_search(npv, a: jax.Array, b: jax.Array, look: jax.Array) -> tuple[jax.A
         a, b = jnp.where(left, a, c), jnp.where(left, d, b)
         x = jnp.where(left, b - _GOLDEN * (b - a), a + _GOLDEN * (b - a))
         fx = npv(x)[0]
-        c, d, fc, fd = (jnp.where(left, x, d), jnp.where(left, c, x),
-                        jnp.where(left, fx, fd), jnp.where(left, fc, fx))
+        c, d, fc, fd = (jnp.where(left, x, d), jnp.where(left, c, x), jnp.where(left, fx, fd), jnp.where(left, fc, fx))
         take = (fx >= 0) & (x < best_z)
         return a, b, c, d, fc, fd, jnp.where(take, x, best_z), jnp.where(take, fx, best_f)
 
@@ -299,8 +306,15 @@ def _search_rows(capex, cf, residual, unroll: int | None, a: list, b: list, look
     return list(zip(split(hit), split(z), split(f)))
 
 
-def irr(capex: jax.Array, cash_flows: jax.Array, residual: jax.Array, *, unroll: int | None = 4,
-        flows_nan: jax.Array | None = None, mask_rows_per_pass: int | None = None) -> jax.Array:
+def irr(
+    capex: jax.Array,
+    cash_flows: jax.Array,
+    residual: jax.Array,
+    *,
+    unroll: int | None = 4,
+    flows_nan: jax.Array | None = None,
+    mask_rows_per_pass: int | None = None,
+) -> jax.Array:
     """Annual IRR in [-0.99, 100]: the largest root of NPV; +inf / -inf per the model's rules.
 
     capex, residual: (S, n) float64; cash_flows: (T, S, n). NPV is evaluated on a grid of

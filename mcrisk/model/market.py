@@ -71,8 +71,9 @@ def _util_center(p: MarketParams) -> jax.Array:
 
 def market_init(p: MarketParams) -> MarketState:
     zero = jnp.zeros_like(p.price0)
-    return MarketState(shock_sum=zero, elec_log=zero, util_logit=_util_center(p),
-                       rental_sum=None if p.rental_vol is None else zero)
+    return MarketState(
+        shock_sum=zero, elec_log=zero, util_logit=_util_center(p), rental_sum=None if p.rental_vol is None else zero
+    )
 
 
 def arrivals(p: MarketParams, t: jax.Array) -> jax.Array:
@@ -109,7 +110,9 @@ def market_step(p: MarketParams, state: MarketState, eps: Shocks, t: jax.Array) 
     return _extend(p, state, eps, t, MarketMonth(price, electricity, utilization, level.astype(p.price0.dtype)))
 
 
-def _extend(p: MarketParams, state: MarketState, eps: Shocks, t: jax.Array, mkt: MarketMonth) -> tuple[MarketState, MarketMonth]:
+def _extend(
+    p: MarketParams, state: MarketState, eps: Shocks, t: jax.Array, mkt: MarketMonth
+) -> tuple[MarketState, MarketMonth]:
     """The extensions' market: generations cut the spot token price by (1 - jp)^J_t; the rental
     factor exp(-sh^2 t / 24 + sh sqrt(1/12) sum eps^h) (1 - jh)^J_t, shared by every rental price."""
     dt = jnp.asarray(1.0 / 12.0, p.price0.dtype)
@@ -119,7 +122,7 @@ def _extend(p: MarketParams, state: MarketState, eps: Shocks, t: jax.Array, mkt:
     if p.rental_vol is not None:
         rental_sum = state.rental_sum + eps.rental
         state = state._replace(rental_sum=rental_sum)
-        log_r = -p.rental_vol**2 * t * dt / 2 + p.rental_vol * jnp.sqrt(dt) * rental_sum
+        log_r = -(p.rental_vol**2) * t * dt / 2 + p.rental_vol * jnp.sqrt(dt) * rental_sum
         if J is not None:
             log_r = log_r + J * jnp.log1p(-p.rental_step)
         rental = jnp.exp(log_r)

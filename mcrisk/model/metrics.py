@@ -9,7 +9,16 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from mcrisk.model.cashflows import MONTH_HOURS, SUM, EnergyTotals, Plant, SiteParams, SystemParams, Totals, energy_totals
+from mcrisk.model.cashflows import (
+    MONTH_HOURS,
+    SUM,
+    EnergyTotals,
+    Plant,
+    SiteParams,
+    SystemParams,
+    Totals,
+    energy_totals,
+)
 from mcrisk.model.irr import irr
 
 METRICS: tuple[str, ...] = (
@@ -131,10 +140,18 @@ def compute(
         depreciation_usd=depreciation,
         ebitda_usd=ebitda,
         operating_profit_usd=op_profit,
-        operating_margin=jnp.where(tot.revenue == 0, jnp.nan, op_profit / jnp.where(tot.revenue == 0, 1.0, tot.revenue)),
+        operating_margin=jnp.where(
+            tot.revenue == 0, jnp.nan, op_profit / jnp.where(tot.revenue == 0, 1.0, tot.revenue)
+        ),
         npv_usd=-capex + (tot.pv_revenue - pv_opex) + residual_pv,
-        irr=irr(capex, cash_flows, residual, unroll=irr_unroll, flows_nan=jnp.isnan(tot.cum_cash_flow),
-                mask_rows_per_pass=irr_mask_rows),
+        irr=irr(
+            capex,
+            cash_flows,
+            residual,
+            unroll=irr_unroll,
+            flows_nan=jnp.isnan(tot.cum_cash_flow),
+            mask_rows_per_pass=irr_mask_rows,
+        ),
         roi_multiple=_ratio(tot.revenue, capex),
         net_roi=_ratio(cash_total + residual - capex, capex),
         payback_months=tot.payback,

@@ -88,8 +88,9 @@ def _ramp(mp: MarketParams, age: jax.Array) -> jax.Array:
     return jnp.where(mp.ramp > 0, jnp.minimum(1.0, age / jnp.where(mp.ramp > 0, mp.ramp, 1.0)), 1.0)
 
 
-def ext_month_flows(flags: Flags, mp: MarketParams, sp: SystemParams, xp: ExtParams, pl: Plant, mkt: MarketMonth,
-                    t: jax.Array) -> ExtFlows:
+def ext_month_flows(
+    flags: Flags, mp: MarketParams, sp: SystemParams, xp: ExtParams, pl: Plant, mkt: MarketMonth, t: jax.Array
+) -> ExtFlows:
     """The lines of month t for every system under the extensions (MODEL.md "Timing",
     "Selling GPU-hours", "Contracts"); each part is traced only where its flag is on."""
     dtype = mkt.price.dtype
@@ -109,8 +110,15 @@ def ext_month_flows(flags: Flags, mp: MarketParams, sp: SystemParams, xp: ExtPar
         c, busy = None, util
     tokens = capacity * busy
     spot_price = sp.price_multiplier * mkt.price
-    rev_tok = capacity * 1e-6 * (util * spot_price if c is None else sp.price_multiplier * c * xp.contract_price
-                                 + (1 - c) * util * spot_price)
+    rev_tok = (
+        capacity
+        * 1e-6
+        * (
+            util * spot_price
+            if c is None
+            else sp.price_multiplier * c * xp.contract_price + (1 - c) * util * spot_price
+        )
+    )
     con_tok = 0.0 if c is None else capacity * 1e-6 * sp.price_multiplier * c * xp.contract_price
     revenue, contract_rev = rev_tok, con_tok
     if flags.gpu_hours:
@@ -139,8 +147,16 @@ def _tax(rate: jax.Array, income: jax.Array, nol: jax.Array) -> tuple[jax.Array,
     return rate * jnp.maximum(0.0, income - nol), jnp.maximum(0.0, nol - income)
 
 
-def finance_step(flags: Flags, xp: ExtParams, fin: Finance, cash_flow: jax.Array, t: jax.Array, months: int,
-                 capex: jax.Array, sale: jax.Array) -> tuple[Finance, FinanceMonth]:
+def finance_step(
+    flags: Flags,
+    xp: ExtParams,
+    fin: Finance,
+    cash_flow: jax.Array,
+    t: jax.Array,
+    months: int,
+    capex: jax.Array,
+    sale: jax.Array,
+) -> tuple[Finance, FinanceMonth]:
     """Month t's tax, interest and principal (MODEL.md "Income tax", "Debt").
 
     cash_flow: CF_t (S, n) float64; capex: I; sale: V - Bx, the gain on the sale at T (float64)."""
@@ -175,8 +191,9 @@ def tax_basis(xp: ExtParams, capex: jax.Array, months: int) -> jax.Array:
     return capex - counted * (capex / xp.tax_months)
 
 
-def loan(share: jax.Array, annual_rate: jax.Array, tenor: jax.Array, lead: jax.Array,
-         capex: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def loan(
+    share: jax.Array, annual_rate: jax.Array, tenor: jax.Array, lead: jax.Array, capex: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Monthly rate i, Bal_g = db I (1 + i)^l (interest capitalized in the lead time) and the
     level payment PMT = Bal_g i / (1 - (1 + i)^-nd) (Bal_g / nd at i = 0), float64."""
     i = annual_rate.astype(SUM) / 12

@@ -139,8 +139,12 @@ def finance_lines(mk, sy, n, T, when, capex, residual, cash_flow) -> dict[str, n
     dx, basis = tax_depreciation(capex, row(sy["depreciation_years"], n), when["go_live"], T)
     db = row(mk["finance.debt.share"], n)
     debt = debt_schedule(
-        db * capex, row(mk["finance.debt.annual_rate"], n), row(mk["finance.debt.tenor_months"], n),
-        when["purchase_month"], when["go_live"], T,
+        db * capex,
+        row(mk["finance.debt.annual_rate"], n),
+        row(mk["finance.debt.tenor_months"], n),
+        when["purchase_month"],
+        when["go_live"],
+        T,
     )
     H, prin = debt["interest"], debt["principal"]
     x = row(mk["finance.tax_rate"], n)
@@ -195,7 +199,10 @@ def flows(mk, sy, n: int, T: int, eps_price, eps_elec, eps_util, eps_rental, def
     r, re = row(mk["finance.discount_rate"], n), row(mk["finance.cost_of_equity"], n)
     DF = discount_factors(r, n, T)
     return {
-        **market, **when, **rev, **ops,
+        **market,
+        **when,
+        **rev,
+        **ops,
         **finance_lines(mk, sy, n, T, when, capex, residual, cash_flow),
         "live": live.astype(np.float64),
         "utilization": U,

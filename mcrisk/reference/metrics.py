@@ -57,9 +57,16 @@ METRICS: tuple[str, ...] = (
 def accounting(f) -> dict[str, np.ndarray]:
     """Sums over the horizon and the accounting ratios: capex through cost and energy per token."""
     out = {"capex_usd": f["capex"]}
-    for name, line in (("revenue_usd", "revenue"), ("tokens", "tokens"), ("energy_kwh", "energy_kwh"),
-                       ("energy_usd", "energy_usd"), ("colocation_usd", "colocation_usd"),
-                       ("maintenance_usd", "maintenance_usd"), ("license_usd", "license_usd"), ("opex_usd", "opex")):
+    for name, line in (
+        ("revenue_usd", "revenue"),
+        ("tokens", "tokens"),
+        ("energy_kwh", "energy_kwh"),
+        ("energy_usd", "energy_usd"),
+        ("colocation_usd", "colocation_usd"),
+        ("maintenance_usd", "maintenance_usd"),
+        ("license_usd", "license_usd"),
+        ("opex_usd", "opex"),
+    ):
         out[name] = f[line].sum(axis=1)
     out["depreciation_usd"] = f["depreciation"]
     ratios(out)

@@ -17,16 +17,35 @@ from .metrics import METRICS
 
 # Sums of the systems' own values.
 SUMMED = (
-    "capex_usd", "revenue_usd", "tokens", "energy_kwh", "energy_usd", "colocation_usd", "maintenance_usd",
-    "license_usd", "opex_usd", "depreciation_usd", "ebitda_usd", "operating_profit_usd", "contract_revenue_usd",
-    "tax_usd", "equity_tax_usd", "interest_usd", "npv_usd", "equity_npv_usd",
+    "capex_usd",
+    "revenue_usd",
+    "tokens",
+    "energy_kwh",
+    "energy_usd",
+    "colocation_usd",
+    "maintenance_usd",
+    "license_usd",
+    "opex_usd",
+    "depreciation_usd",
+    "ebitda_usd",
+    "operating_profit_usd",
+    "contract_revenue_usd",
+    "tax_usd",
+    "equity_tax_usd",
+    "interest_usd",
+    "npv_usd",
+    "equity_npv_usd",
 )
 
 # Per-system columns with no fleet meaning. `breakeven_utilization` is not named by the
 # contract's portfolio section; scaling one system's spot path has no fleet counterpart.
 NOT_DEFINED = (
-    "breakeven_price_usd_per_mtok", "breakeven_rental_usd_per_gpu_hour", "revenue_per_unit_year_usd",
-    "live_months", "contract_default_month", "breakeven_utilization",
+    "breakeven_price_usd_per_mtok",
+    "breakeven_rental_usd_per_gpu_hour",
+    "revenue_per_unit_year_usd",
+    "live_months",
+    "contract_default_month",
+    "breakeven_utilization",
 )
 
 
@@ -76,8 +95,13 @@ def _fleet_flows(fs, out, irr_method: str) -> None:
 def portfolio_from(fs, per_system, irr_method: str = "auto") -> dict[str, np.ndarray]:
     """Every metric of ``METRICS`` for the fleet, each (n,): ``fs`` the systems' lines, ``per_system`` their metrics."""
     n = int(np.broadcast_shapes(*(np.shape(m["capex_usd"]) for m in per_system))[0])
-    fs = [{k: (np.broadcast_to(v, (n,) + np.shape(v)[1:]) if isinstance(v, np.ndarray) and v.ndim else v)
-           for k, v in f.items()} for f in fs]
+    fs = [
+        {
+            k: (np.broadcast_to(v, (n,) + np.shape(v)[1:]) if isinstance(v, np.ndarray) and v.ndim else v)
+            for k, v in f.items()
+        }
+        for f in fs
+    ]
     out = {k: _total([m[k] for m in per_system]) for k in SUMMED}
     with np.errstate(divide="ignore", invalid="ignore"):
         _fleet_ratios(fs, out)

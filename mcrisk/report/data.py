@@ -11,11 +11,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
+from mcrisk.errors import RunFolderError
+from mcrisk.io.folder import SCENARIOS_DIR
+from mcrisk.io.readers import check_folder, damaged, field_problems, read_manifest, reading
 from mcrisk.report import figures as fg
 from mcrisk.study import yaml12
-from mcrisk.errors import RunFolderError
-from mcrisk.io.readers import check_folder, damaged, field_problems, read_manifest, reading
-from mcrisk.io.folder import SCENARIOS_DIR
 
 SAMPLE_ROWS = 200_000  # scenarios per system read for densities and the utilization bins
 UTILIZATION_BINS = 12
@@ -33,33 +33,75 @@ OPTIONAL = ("sensitivity.csv", "comparison.csv", "stress.csv", "breakeven.csv", 
 _Q = ("p5", "p25", "p50", "p75", "p95")
 READS = {
     "summary.csv": (("system", "metric", "mean", *_Q), ("mean", "mcse_mean")),
-    "risk.csv": (("system", "p_loss"), ("p_loss", "p_loss_mcse", "var95_usd", "cvar95_usd", "var99_usd", "cvar99_usd",
-                                        "p_payback_within_horizon", "p_payback_within_horizon_mcse", "median_payback_months",
-                                        "p_roi_multiple_ge_15", "p_roi_multiple_ge_15_mcse")),
-    "breakeven.csv": (("system", "quantity", "p_market_clears"),
-                      ("p_market_clears", "p_market_clears_mcse", *(f"{side}_{q}" for side in ("breakeven", "market") for q in _Q))),
-    "sensitivity.csv": (("system", "metric", "input", "rank", "first_order", "bottom_p50", "top_p50"),
-                        ("rank", "first_order", "bottom_p50", "top_p50")),
+    "risk.csv": (
+        ("system", "p_loss"),
+        (
+            "p_loss",
+            "p_loss_mcse",
+            "var95_usd",
+            "cvar95_usd",
+            "var99_usd",
+            "cvar99_usd",
+            "p_payback_within_horizon",
+            "p_payback_within_horizon_mcse",
+            "median_payback_months",
+            "p_roi_multiple_ge_15",
+            "p_roi_multiple_ge_15_mcse",
+        ),
+    ),
+    "breakeven.csv": (
+        ("system", "quantity", "p_market_clears"),
+        ("p_market_clears", "p_market_clears_mcse", *(f"{side}_{q}" for side in ("breakeven", "market") for q in _Q)),
+    ),
+    "sensitivity.csv": (
+        ("system", "metric", "input", "rank", "first_order", "bottom_p50", "top_p50"),
+        ("rank", "first_order", "bottom_p50", "top_p50"),
+    ),
     "comparison.csv": (("metric", "system_a", "system_b", "p_a_greater"), ("p_a_greater",)),
-    "stress.csv": (("stress", "system"), ("npv_usd_p5", "npv_usd_p50", "npv_usd_p95", "npv_usd_p50_change", "p_loss",
-                                          "cvar95_usd", "roi_multiple_p50", "irr_p50", "payback_months_p50",
-                                          "cost_per_mtok_usd_p50", "operating_margin_p50")),
+    "stress.csv": (
+        ("stress", "system"),
+        (
+            "npv_usd_p5",
+            "npv_usd_p50",
+            "npv_usd_p95",
+            "npv_usd_p50_change",
+            "p_loss",
+            "cvar95_usd",
+            "roi_multiple_p50",
+            "irr_p50",
+            "payback_months_p50",
+            "cost_per_mtok_usd_p50",
+            "operating_margin_p50",
+        ),
+    ),
     "claims.csv": (("p_holds",), ("p_holds", "p_holds_mcse", "point_value", "scenarios", "p5", "p50", "p95")),
     "monthly.parquet": (("system", "quantity", "month", *_Q), ("month",)),
 }
 ALL_PERCENTILES = ("summary.csv", "monthly.parquet")
 # The manifest fields the report formats, with their JSON types where present (and those inside them).
-MANIFEST_TYPES = {"scenarios": int, "systems": (list, type(None)), "precision": (dict, str, type(None)),
-                  "versions": (dict, type(None)), "seconds": (dict, type(None)), "status": (dict, type(None)),
-                  "quantiles": (dict, type(None)), "diagnostics": (dict, type(None)), "command": (list, type(None)),
-                  "merged_from": (list, type(None))}
+MANIFEST_TYPES = {
+    "scenarios": int,
+    "systems": (list, type(None)),
+    "precision": (dict, str, type(None)),
+    "versions": (dict, type(None)),
+    "seconds": (dict, type(None)),
+    "status": (dict, type(None)),
+    "quantiles": (dict, type(None)),
+    "diagnostics": (dict, type(None)),
+    "command": (list, type(None)),
+    "merged_from": (list, type(None)),
+}
 
 
 def _check_manifest(m: dict, folder: Path) -> dict:
     """The run's manifest if the report can show it; RunFolderError naming manifest.json if not."""
-    problems = field_problems(m.get("seconds") or {}, (), dict.fromkeys(m.get("seconds") or {}, float), prefix="seconds.")
+    problems = field_problems(
+        m.get("seconds") or {}, (), dict.fromkeys(m.get("seconds") or {}, float), prefix="seconds."
+    )
     problems += field_problems(m.get("status") or {}, (), dict.fromkeys(m.get("status") or {}, dict), prefix="status.")
-    problems += field_problems(m.get("diagnostics") or {}, (), {"retained_draws": int, "chains": int}, prefix="diagnostics.")
+    problems += field_problems(
+        m.get("diagnostics") or {}, (), {"retained_draws": int, "chains": int}, prefix="diagnostics."
+    )
     if problems:
         raise damaged(folder / "manifest.json", "; ".join(problems), folder)
     return m
@@ -107,16 +149,25 @@ def load_run(folder: str | Path) -> dict:
     folder = Path(folder)
     check_folder(folder)
     if not (folder / "manifest.json").is_file():
-        raise RunFolderError(f"{str(folder)!r} is not a run folder: it has no manifest.json (write one with mcrisk run)")
-    manifest = _check_manifest(read_manifest(folder / "manifest.json", folder, required=(), types=MANIFEST_TYPES), folder)
+        raise RunFolderError(
+            f"{str(folder)!r} is not a run folder: it has no manifest.json (write one with mcrisk run)"
+        )
+    manifest = _check_manifest(
+        read_manifest(folder / "manifest.json", folder, required=(), types=MANIFEST_TYPES), folder
+    )
     summary, risk = _read_table(folder, "summary.csv"), _read_table(folder, "risk.csv")
     try:
         study = yaml12.load((folder / "study.yaml").read_text()) or {}
     except (OSError, ValueError, yaml.YAMLError):
         study = {}
-    run = {"folder": folder, "manifest": manifest, "summary": summary, "risk": risk,
-           "study": study if isinstance(study, dict) else {},
-           "systems": [str(s) for s in manifest.get("systems") or risk["system"]]}
+    run = {
+        "folder": folder,
+        "manifest": manifest,
+        "summary": summary,
+        "risk": risk,
+        "study": study if isinstance(study, dict) else {},
+        "systems": [str(s) for s in manifest.get("systems") or risk["system"]],
+    }
     for name in OPTIONAL:  # a missing one gives a note in the report, a damaged one an error
         run[name.removesuffix(".csv")] = _read_table(folder, name) if (folder / name).exists() else None
     if run["claims"] is None:  # a claim's run folder
@@ -181,10 +232,13 @@ def margin_bins(rows: pd.DataFrame, bins: int = UTILIZATION_BINS, min_rows: int 
     edges = np.unique(np.quantile(ok["mean_utilization"], np.linspace(0, 1, bins + 1)))
     code = np.clip(np.searchsorted(edges, ok["mean_utilization"], side="right") - 1, 0, len(edges) - 2)
     g = ok.assign(bin=code).groupby(["system", "bin"])
-    out = pd.DataFrame({
-        "utilization": g["mean_utilization"].median(), "n": g.size(),
-        **{f"p{q}": g["operating_margin"].quantile(q / 100) for q in (10, 50, 90)},
-    }).reset_index()
+    out = pd.DataFrame(
+        {
+            "utilization": g["mean_utilization"].median(),
+            "n": g.size(),
+            **{f"p{q}": g["operating_margin"].quantile(q / 100) for q in (10, 50, 90)},
+        }
+    ).reset_index()
     return out[out["n"] >= min_rows]
 
 

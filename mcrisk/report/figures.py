@@ -27,7 +27,13 @@ COMPONENTS = (  # (summary.csv metric, label): the parts of cost_per_mtok_usd, i
     ("maintenance_usd", "maintenance"),
     ("license_usd", "licences"),
 )
-_COMPONENT_COLOURS = ("#33415c", "#5c6f8e", "#8e9bb3", "#bcc4d4", "#e3e7ee")  # one hue, light to dark: no clash with systems
+_COMPONENT_COLOURS = (
+    "#33415c",
+    "#5c6f8e",
+    "#8e9bb3",
+    "#bcc4d4",
+    "#e3e7ee",
+)  # one hue, light to dark: no clash with systems
 DPI = 110
 WIDTH_IN = 10.0
 
@@ -52,7 +58,7 @@ def money(x: float, digits: int = 3) -> str:
         return "n/a" if math.isnan(x) else ("+inf" if x > 0 else "-inf")
     sign, a = ("-" if x < 0 else ""), abs(x)
     for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= div * (1 - 0.5 * 10 ** -digits):  # 999,999.7 is $1M, not $1000k
+        if a >= div * (1 - 0.5 * 10**-digits):  # 999,999.7 is $1M, not $1000k
             return f"{sign}${_sig(a / div, digits)}{suffix}"
     return f"{sign}${_sig(a, digits)}"
 
@@ -121,8 +127,13 @@ def _x_range(percentiles: Mapping[str, Mapping[str, float]], width: float | None
     return (lo - pad, hi + pad)
 
 
-def _density(ax, samples: Mapping[str, np.ndarray], percentiles: Mapping[str, Mapping[str, float]],
-             colours: Mapping[str, str], width: float | None) -> None:
+def _density(
+    ax,
+    samples: Mapping[str, np.ndarray],
+    percentiles: Mapping[str, Mapping[str, float]],
+    colours: Mapping[str, str],
+    width: float | None,
+) -> None:
     """Each system's kernel density, scaled to its own peak, with P5/P50/P95 marked."""
     # ArviZ takes about a second to import, and only the densities need it.
     from arviz import kde
@@ -148,8 +159,12 @@ def _density(ax, samples: Mapping[str, np.ndarray], percentiles: Mapping[str, Ma
     ax.set_title("Density (dashed: P50, dotted: P5 and P95)", fontsize=10)
 
 
-def _ecdf(ax, percentiles: Mapping[str, Mapping[str, float]], colours: Mapping[str, str],
-          samples: Mapping[str, np.ndarray] | None) -> None:
+def _ecdf(
+    ax,
+    percentiles: Mapping[str, Mapping[str, float]],
+    colours: Mapping[str, str],
+    samples: Mapping[str, np.ndarray] | None,
+) -> None:
     """Each system's ECDF (of its samples, else through its percentiles P1..P99), P5/P50/P95 as dots."""
     for system, p in percentiles.items():
         c = colours[system]
@@ -159,7 +174,9 @@ def _ecdf(ax, percentiles: Mapping[str, Mapping[str, float]], colours: Mapping[s
             ax.plot(np.quantile(x, probs), probs, color=c, linewidth=1.6, label=system)
         else:
             qs = [k for k in p if k.startswith("p") and k[1:].isdigit()]
-            ax.plot([p[k] for k in qs], [int(k[1:]) / 100 for k in qs], color=c, linewidth=1.6, marker=".", label=system)
+            ax.plot(
+                [p[k] for k in qs], [int(k[1:]) / 100 for k in qs], color=c, linewidth=1.6, marker=".", label=system
+            )
         ax.plot([p["p5"], p["p50"], p["p95"]], [0.05, 0.5, 0.95], "o", color=c, markersize=5, markeredgecolor="white")
     for y in (0.05, 0.5, 0.95):
         ax.axhline(y, color="#999999", linewidth=0.6, linestyle="--")
@@ -225,10 +242,21 @@ def _panels(n: int, height_in: float) -> tuple[Figure, np.ndarray]:
 def _band_legend(fig: Figure, outer: str, inner: str | None, line: str, marker: str | None = None) -> None:
     """One legend for every panel, in grey: the bands mean the same in each system's colour."""
     grey = "#666666"
-    items = [(Patch(color=grey, alpha=0.18), outer), (Patch(color=grey, alpha=0.45), inner), (Line2D([], [], color=grey, linewidth=1.8), line),
-             (Line2D([], [], color="#222222", linestyle="--", linewidth=1), marker)]
+    items = [
+        (Patch(color=grey, alpha=0.18), outer),
+        (Patch(color=grey, alpha=0.45), inner),
+        (Line2D([], [], color=grey, linewidth=1.8), line),
+        (Line2D([], [], color="#222222", linestyle="--", linewidth=1), marker),
+    ]
     items = [(h, label) for h, label in items if label]
-    fig.legend([h for h, _ in items], [label for _, label in items], loc="outside lower center", ncol=len(items), fontsize=9, frameon=False)
+    fig.legend(
+        [h for h, _ in items],
+        [label for _, label in items],
+        loc="outside lower center",
+        ncol=len(items),
+        fontsize=9,
+        frameon=False,
+    )
 
 
 def fan_chart(monthly: pd.DataFrame, colours: Mapping[str, str], payback: Mapping[str, float]) -> Figure:
@@ -249,9 +277,18 @@ def fan_chart(monthly: pd.DataFrame, colours: Mapping[str, str], payback: Mappin
         month = payback.get(system, math.nan)
         if math.isfinite(month):
             ax.axvline(month, color="#222222", linestyle="--", linewidth=1)
-            ax.text(month, 0.97, f" P50 >= $0 from month {month:g}", transform=ax.get_xaxis_transform(), va="top", fontsize=8.5)
+            ax.text(
+                month,
+                0.97,
+                f" P50 >= $0 from month {month:g}",
+                transform=ax.get_xaxis_transform(),
+                va="top",
+                fontsize=8.5,
+            )
         else:
-            ax.text(0.03, 0.97, "P50 stays below $0\nwithin the horizon", transform=ax.transAxes, va="top", fontsize=8.5)
+            ax.text(
+                0.03, 0.97, "P50 stays below $0\nwithin the horizon", transform=ax.transAxes, va="top", fontsize=8.5
+            )
         ax.set_title(system, fontsize=10, color=c, fontweight="bold")
         ax.set_xlabel("month")
         ax.set_xlim(t.min() - 0.5, t.max() + 0.5)
@@ -279,8 +316,15 @@ def cost_structure(costs: pd.DataFrame, colours: Mapping[str, str]) -> Figure:
         ax.barh(y, v, left=left, color=colour, edgecolor="white", linewidth=0.6, label=name, height=0.62)
         for yi, li, vi, ti in zip(y, left, v, total):
             if ti > 0 and vi / total.max() > 0.07:
-                ax.text(li + vi / 2, yi, f"{vi / ti:.0%}", ha="center", va="center", fontsize=8,
-                        color="white" if colour in _COMPONENT_COLOURS[:2] else "#222222")
+                ax.text(
+                    li + vi / 2,
+                    yi,
+                    f"{vi / ti:.0%}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if colour in _COMPONENT_COLOURS[:2] else "#222222",
+                )
         left += v
     for yi, ti in zip(y, total):
         ax.text(ti, yi, f"  {money(ti)}", va="center", fontsize=9)
@@ -291,7 +335,13 @@ def cost_structure(costs: pd.DataFrame, colours: Mapping[str, str]) -> Figure:
     ax.set_xlim(0, total.max() * 1.15 if total.max() > 0 else 1)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: money(x, 4)))
     ax.set_xlabel("cost per million tokens ($/Mtok; mean of each cost / mean tokens; labels: share of the total)")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.32 if len(costs) < 3 else -0.22), ncol=len(COMPONENTS), fontsize=9, frameon=False)
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.32 if len(costs) < 3 else -0.22),
+        ncol=len(COMPONENTS),
+        fontsize=9,
+        frameon=False,
+    )
     _style(ax)
     ax.grid(False, axis="y")
     return fig
@@ -321,7 +371,9 @@ def margin_by_utilization(bins: pd.DataFrame, colours: Mapping[str, str]) -> Fig
     return fig
 
 
-def tornado(drivers: pd.DataFrame, base: Mapping[str, float], colours: Mapping[str, str], metric: str = "npv_usd", top: int = 6) -> Figure:
+def tornado(
+    drivers: pd.DataFrame, base: Mapping[str, float], colours: Mapping[str, str], metric: str = "npv_usd", top: int = 6
+) -> Figure:
     """What drives a metric: its P50 when each input is in its bottom versus top decile, per system.
 
     ``drivers``: sensitivity.csv rows of one metric; ``base``: the metric's P50 per system.
@@ -342,13 +394,23 @@ def tornado(drivers: pd.DataFrame, base: Mapping[str, float], colours: Mapping[s
             ax.barh(y[pick], low[pick], left=b0, color=c, alpha=0.35, height=0.7)
             pick = ~far if first else far
             ax.barh(y[pick], high[pick], left=b0, color=c, height=0.7)
-        ax.legend(handles=[Patch(color=c, alpha=0.35), Patch(color=c)], labels=["input in its bottom decile", "input in its top decile"],
-                  loc="lower right", fontsize=8, frameon=False)
+        ax.legend(
+            handles=[Patch(color=c, alpha=0.35), Patch(color=c)],
+            labels=["input in its bottom decile", "input in its top decile"],
+            loc="lower right",
+            fontsize=8,
+            frameon=False,
+        )
         ax.axvline(b0, color="#222222", linewidth=1)
         names = [f"{i}  ({s:.0%})" if math.isfinite(s) else str(i) for i, s in zip(d["input"], d["first_order"])]
         ax.set_yticks(y, names, fontsize=8.5)
-        ax.set_title(f"{system}: P50 {label.split(' (')[0]} {money(b0) if metric.endswith('_usd') else f'{b0:.3g}'} (black line)",
-                     fontsize=10, color=c, fontweight="bold", loc="left")
+        ax.set_title(
+            f"{system}: P50 {label.split(' (')[0]} {money(b0) if metric.endswith('_usd') else f'{b0:.3g}'} (black line)",
+            fontsize=10,
+            color=c,
+            fontweight="bold",
+            loc="left",
+        )
         ax.xaxis.set_major_formatter(axis())
         _style(ax)
         ax.grid(False, axis="y")

@@ -75,4 +75,3 @@ class Figures:
         self.written.append(name)
         uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
         return f'<figure><img src="{uri}" alt="{esc(alt)}"><figcaption>{esc(caption)}</figcaption></figure>'
-

@@ -58,11 +58,19 @@ code{font-size:13px}
 """
 
 SECTIONS = (  # (element id, title)
-    ("headline", "Headline"), ("distributions", "Distributions of NPV and ROI multiple"),
-    ("cash-flow", "Cumulative cash flow by month"), ("cost-structure", "Cost structure"),
-    ("utilization", "Utilization against margin"), ("drivers", "What drives NPV"),
-    ("comparison", "Which system wins"), ("stress", "Stress tests"), ("breakeven", "Break-even"),
-    ("claims", "Vendor claims"), ("summary", "Summary"), ("risk", "Risk"), ("manifest", "Manifest"),
+    ("headline", "Headline"),
+    ("distributions", "Distributions of NPV and ROI multiple"),
+    ("cash-flow", "Cumulative cash flow by month"),
+    ("cost-structure", "Cost structure"),
+    ("utilization", "Utilization against margin"),
+    ("drivers", "What drives NPV"),
+    ("comparison", "Which system wins"),
+    ("stress", "Stress tests"),
+    ("breakeven", "Break-even"),
+    ("claims", "Vendor claims"),
+    ("summary", "Summary"),
+    ("risk", "Risk"),
+    ("manifest", "Manifest"),
     ("methods", "Methods"),
 )
 
@@ -70,23 +78,31 @@ SECTIONS = (  # (element id, title)
 def render(run: dict, figs: Figures) -> str:
     """The report page of a loaded run folder (see `load_run`); figures are saved through `figs`."""
     bodies = {
-        "headline": sec.headline(run), "distributions": sec.distributions(run, figs),
-        "cash-flow": sec.cash_flow(run, figs), "cost-structure": sec.costs(run, figs),
-        "utilization": sec.utilization(run, figs), "drivers": sec.drivers(run, figs),
-        "comparison": sec.comparison(run, figs), "stress": sec.stress(run), "breakeven": sec.breakeven(run),
-        "claims": sec.claims(run), "summary": sec.summary(run), "risk": sec.risk(run),
-        "manifest": sec.manifest(run), "methods": sec.methods(run),
+        "headline": sec.headline(run),
+        "distributions": sec.distributions(run, figs),
+        "cash-flow": sec.cash_flow(run, figs),
+        "cost-structure": sec.costs(run, figs),
+        "utilization": sec.utilization(run, figs),
+        "drivers": sec.drivers(run, figs),
+        "comparison": sec.comparison(run, figs),
+        "stress": sec.stress(run),
+        "breakeven": sec.breakeven(run),
+        "claims": sec.claims(run),
+        "summary": sec.summary(run),
+        "risk": sec.risk(run),
+        "manifest": sec.manifest(run),
+        "methods": sec.methods(run),
     }
     m = run["manifest"]
     title = f"{m.get('study', run['folder'].name)}: risk report"
-    made = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<a href="#{sid}">{esc(t)}</a>' for sid, t in SECTIONS)
     main = "".join(f'<section id="{sid}"><h2>{esc(t)}</h2>{bodies[sid]}</section>' for sid, t in SECTIONS)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<link rel="icon" href="data:,"><title>{esc(title)}</title><style>{CSS}</style></head><body>'
-        f"<header><h1>{esc(title)}</h1><p class=\"sub\">mcrisk {esc((m.get('versions') or {}).get('mcrisk', ''))} · "
+        f'<header><h1>{esc(title)}</h1><p class="sub">mcrisk {esc((m.get("versions") or {}).get("mcrisk", ""))} · '
         f"run folder {esc(run['folder'].name)} · report made {made}</p><nav>{nav}</nav></header>"
         f"<main>{main}</main></body></html>\n"
     )

@@ -16,9 +16,18 @@ from mcrisk.report.data import UTILIZATION_BINS, cost_components, margin_bins, p
 from mcrisk.stats.compare import win_matrix
 
 KEY_METRICS = {  # the summary table's metrics, in order, with their labels
-    "npv_usd": "NPV", "irr": "IRR (annual)", "roi_multiple": "ROI multiple (revenue / capex)", "payback_months": "payback",
-    "operating_margin": "operating margin", "cost_per_mtok_usd": "cost per Mtok", "levelized_cost_per_mtok_usd": "levelized cost per Mtok",
-    "revenue_usd": "revenue", "capex_usd": "capex", "opex_usd": "opex", "tokens": "tokens served", "mean_utilization": "mean utilization",
+    "npv_usd": "NPV",
+    "irr": "IRR (annual)",
+    "roi_multiple": "ROI multiple (revenue / capex)",
+    "payback_months": "payback",
+    "operating_margin": "operating margin",
+    "cost_per_mtok_usd": "cost per Mtok",
+    "levelized_cost_per_mtok_usd": "levelized cost per Mtok",
+    "revenue_usd": "revenue",
+    "capex_usd": "capex",
+    "opex_usd": "opex",
+    "tokens": "tokens served",
+    "mean_utilization": "mean utilization",
 }
 
 
@@ -33,8 +42,10 @@ def headline(run: dict) -> str:
     m, st = run["manifest"], run["study"]
     risk = run["risk"].set_index("system")
     npv, roi = _pct(run, "npv_usd"), _pct(run, "roi_multiple")
-    facts = (f"{m.get('scenarios', 0):,} scenarios, seed {m.get('seed')}, a horizon of {m.get('horizon_months')} months, "
-             f"{len(run['systems'])} system{'s' if len(run['systems']) != 1 else ''}: {', '.join(run['systems'])}.")
+    facts = (
+        f"{m.get('scenarios', 0):,} scenarios, seed {m.get('seed')}, a horizon of {m.get('horizon_months')} months, "
+        f"{len(run['systems'])} system{'s' if len(run['systems']) != 1 else ''}: {', '.join(run['systems'])}."
+    )
     out = [f"<p>{mu.esc(facts)}</p>"]
     if st.get("description"):
         out.append(f'<p class="desc">{mu.esc(" ".join(str(st["description"]).split()))}</p>')
@@ -42,11 +53,15 @@ def headline(run: dict) -> str:
     for s in run["systems"]:
         if s not in npv or s not in risk.index:
             continue
-        text = (f"the median NPV is {fg.money(npv[s]['p50'])}; there is a {float(risk.loc[s, 'p_loss']):.1%} chance "
-                "of losing money (NPV < 0)")
+        text = (
+            f"the median NPV is {fg.money(npv[s]['p50'])}; there is a {float(risk.loc[s, 'p_loss']):.1%} chance "
+            "of losing money (NPV < 0)"
+        )
         if s in roi:
-            text += (f"; in 1 scenario in 20 the token revenue is below {roi[s]['p5']:.2f}x the capex "
-                     "(P5 of the ROI multiple, revenue per dollar of capex, before any cost)")
+            text += (
+                f"; in 1 scenario in 20 the token revenue is below {roi[s]['p5']:.2f}x the capex "
+                "(P5 of the ROI multiple, revenue per dollar of capex, before any cost)"
+            )
         items.append(f'<li><b style="color:{colours[s]}">{mu.esc(s)}</b>: {mu.esc(text)}.</li>')
     out.append(f'<ul class="headline">{"".join(items)}</ul>')
     return "".join(out)
@@ -69,12 +84,16 @@ def distributions(run: dict, figs: mu.Figures) -> str:
             where = "all scenarios" if rows.attrs.get("share", 1) >= 1 else f"a fixed sample of {n:,} scenarios"
             cap = f"{what} per system: density from {where}; P5/P50/P95 from summary.csv over all scenarios."
         else:
-            cap = (f"{what} per system, drawn through the summary percentiles P1..P99: this run kept no "
-                   f"scenarios{'' if rows is None else f' with {metric}'} (run without --no-scenarios for densities).")
+            cap = (
+                f"{what} per system, drawn through the summary percentiles P1..P99: this run kept no "
+                f"scenarios{'' if rows is None else f' with {metric}'} (run without --no-scenarios for densities)."
+            )
         width = fg.asinh_width(pct)
         if width is not None:
-            cap += (f" The axis is an asinh scale, linear within ±{fg.money(width)} and logarithmic beyond, since the "
-                    "systems' spreads differ more than 20 times.")
+            cap += (
+                f" The axis is an asinh scale, linear within ±{fg.money(width)} and logarithmic beyond, since the "
+                "systems' spreads differ more than 20 times."
+            )
         out.append(figs(fig, name, f"Distribution of {what} per system", cap))
     return "".join(out)
 
@@ -82,42 +101,66 @@ def distributions(run: dict, figs: mu.Figures) -> str:
 def cash_flow(run: dict, figs: mu.Figures) -> str:
     monthly = run["monthly"]
     if monthly is None or "quantity" not in monthly:
-        return mu.note("This run has no monthly.parquet: rerun it with a version of mcrisk run that writes the monthly "
-                     "bands (and without --no-monthly) to see cash flow by month.")
+        return mu.note(
+            "This run has no monthly.parquet: rerun it with a version of mcrisk run that writes the monthly "
+            "bands (and without --no-monthly) to see cash flow by month."
+        )
     cum = monthly[monthly["quantity"] == "cumulative_cash_flow_usd"].assign(system=lambda d: d["system"].astype(str))
     pay = payback_months(cum)
     risk = run["risk"].set_index("system")
     fig = fg.fan_chart(cum, fg.palette(run["systems"]), pay)
-    med = "; ".join(f"{s} {mu.fmt('payback_months', float(risk.loc[s, 'median_payback_months']))}"
-                    for s in run["systems"] if s in risk.index and "median_payback_months" in risk)
-    cap = ("Cumulative cash flow (starting at minus the capex, undiscounted, without resale value) by month: "
-           "bands P5-P95 and P25-P75, line P50; dashed line: first month the P50 is >= 0. "
-           f"Median payback over scenarios (risk.csv): {med}.")
+    med = "; ".join(
+        f"{s} {mu.fmt('payback_months', float(risk.loc[s, 'median_payback_months']))}"
+        for s in run["systems"]
+        if s in risk.index and "median_payback_months" in risk
+    )
+    cap = (
+        "Cumulative cash flow (starting at minus the capex, undiscounted, without resale value) by month: "
+        "bands P5-P95 and P25-P75, line P50; dashed line: first month the P50 is >= 0. "
+        f"Median payback over scenarios (risk.csv): {med}."
+    )
     return figs(fig, "cash_flow", "Fan chart of cumulative cash flow by month per system", cap)
 
 
 def costs(run: dict, figs: mu.Figures) -> str:
     costs = cost_components(run["summary"], run["systems"])
     if costs.empty or not np.isfinite(costs.to_numpy()).all():
-        return mu.note("summary.csv lacks the cost components (depreciation, energy, colocation, maintenance, licences, tokens).")
-    cap = ("Cost per million tokens served, split by component: each component's mean over all scenarios divided by "
-           "the mean tokens (a ratio of means, so the total differs from the mean or P50 of cost_per_mtok_usd "
-           "in the summary table, which is a mean of ratios).")
-    return figs(fg.cost_structure(costs, fg.palette(run["systems"])), "cost_structure", "Cost per million tokens by component", cap)
+        return mu.note(
+            "summary.csv lacks the cost components (depreciation, energy, colocation, maintenance, licences, tokens)."
+        )
+    cap = (
+        "Cost per million tokens served, split by component: each component's mean over all scenarios divided by "
+        "the mean tokens (a ratio of means, so the total differs from the mean or P50 of cost_per_mtok_usd "
+        "in the summary table, which is a mean of ratios)."
+    )
+    return figs(
+        fg.cost_structure(costs, fg.palette(run["systems"])),
+        "cost_structure",
+        "Cost per million tokens by component",
+        cap,
+    )
 
 
 def utilization(run: dict, figs: mu.Figures) -> str:
     rows = run["scenarios"]
     if rows is None or not {"mean_utilization", "operating_margin"} <= set(rows.columns):
-        return mu.note("Needs the scenarios with mean_utilization and operating_margin: run the study without "
-                     "--no-scenarios (and without a --columns list that drops them) to see it.")
+        return mu.note(
+            "Needs the scenarios with mean_utilization and operating_margin: run the study without "
+            "--no-scenarios (and without a --columns list that drops them) to see it."
+        )
     bins = margin_bins(rows)
     if bins.empty:
         return mu.note("Too few scenarios with a finite operating margin to bin by utilization.")
-    cap = (f"Operating margin against the scenario's mean utilization, in {UTILIZATION_BINS} equal-count bins of "
-           f"{'all' if rows.attrs.get('share', 1) >= 1 else 'a fixed sample of'} scenarios: P50 line, P10-P90 band.")
-    return figs(fg.margin_by_utilization(bins, fg.palette(run["systems"])), "margin_by_utilization",
-                "Operating margin by mean utilization", cap)
+    cap = (
+        f"Operating margin against the scenario's mean utilization, in {UTILIZATION_BINS} equal-count bins of "
+        f"{'all' if rows.attrs.get('share', 1) >= 1 else 'a fixed sample of'} scenarios: P50 line, P10-P90 band."
+    )
+    return figs(
+        fg.margin_by_utilization(bins, fg.palette(run["systems"])),
+        "margin_by_utilization",
+        "Operating margin by mean utilization",
+        cap,
+    )
 
 
 def _missing_analysis(run: dict, what: str) -> str:
@@ -134,8 +177,10 @@ def drivers(run: dict, figs: mu.Figures) -> str:
     part = sens[sens["metric"] == metric].assign(system=lambda d: d["system"].astype(str))
     base = {s: v["p50"] for s, v in _pct(run, metric).items()}
     fig = fg.tornado(part, base, fg.palette(run["systems"]), metric)
-    cap = (f"The inputs that move {metric} most (sensitivity.csv, ranked by first-order share of variance): the "
-           f"P50 of {metric} among scenarios where the input is in its bottom 10% (light) or top 10% (dark).")
+    cap = (
+        f"The inputs that move {metric} most (sensitivity.csv, ranked by first-order share of variance): the "
+        f"P50 of {metric} among scenarios where the input is in its bottom 10% (light) or top 10% (dark)."
+    )
     return figs(fig, "drivers", f"Tornado chart of the top drivers of {metric}", cap)
 
 
@@ -146,85 +191,148 @@ def comparison(run: dict, figs: mu.Figures) -> str:
     if comp is None or not (comp.get("metric") == "npv_usd").any():
         return _missing_analysis(run, "which system wins scenario by scenario")
     wins = win_matrix(comp, "npv_usd")
-    cap = ("P(the row system's NPV > the column system's) in the same scenario: the systems share every market draw "
-           "(common random numbers), so each scenario is a paired comparison.")
+    cap = (
+        "P(the row system's NPV > the column system's) in the same scenario: the systems share every market draw "
+        "(common random numbers), so each scenario is a paired comparison."
+    )
     return figs(fg.win_matrix(wins), "comparison", "Matrix of P(row beats column) on NPV", cap)
 
 
 def stress(run: dict) -> str:
     st = run["stress"]
     if st is None or st.empty:
-        return mu.note("This run has no stress.csv: add a stress: section to the study (named overrides) to see "
-                     "the base case and each stress side by side on the same draws.")
+        return mu.note(
+            "This run has no stress.csv: add a stress: section to the study (named overrides) to see "
+            "the base case and each stress side by side on the same draws."
+        )
     columns = {  # stress.csv column -> (its metric, header)
-        "npv_usd_p5": ("npv_usd", "NPV P5"), "npv_usd_p50": ("npv_usd", "NPV P50"), "npv_usd_p95": ("npv_usd", "NPV P95"),
-        "npv_usd_p50_change": ("npv_usd", "NPV P50 vs base"), "p_loss": ("p_loss", "P(loss)"),
-        "cvar95_usd": ("cvar95_usd", "CVaR 95%"), "roi_multiple_p50": ("roi_multiple", "ROI multiple P50"),
-        "irr_p50": ("irr", "IRR P50"), "payback_months_p50": ("payback_months", "payback P50"),
-        "cost_per_mtok_usd_p50": ("cost_per_mtok_usd", "$/Mtok P50"), "operating_margin_p50": ("operating_margin", "margin P50"),
+        "npv_usd_p5": ("npv_usd", "NPV P5"),
+        "npv_usd_p50": ("npv_usd", "NPV P50"),
+        "npv_usd_p95": ("npv_usd", "NPV P95"),
+        "npv_usd_p50_change": ("npv_usd", "NPV P50 vs base"),
+        "p_loss": ("p_loss", "P(loss)"),
+        "cvar95_usd": ("cvar95_usd", "CVaR 95%"),
+        "roi_multiple_p50": ("roi_multiple", "ROI multiple P50"),
+        "irr_p50": ("irr", "IRR P50"),
+        "payback_months_p50": ("payback_months", "payback P50"),
+        "cost_per_mtok_usd_p50": ("cost_per_mtok_usd", "$/Mtok P50"),
+        "operating_margin_p50": ("operating_margin", "margin P50"),
     }
     cols = [c for c in columns if c in st]
+
     def cell(c: str, x: float) -> str:
         return ("+" if c.endswith("_change") and x > 0 else "") + mu.fmt(columns[c][0], x)
 
-    rows = [[r["stress"], r["system"], *(cell(c, r[c]) for c in cols),
-             "" if pd.isna(r.get("overrides")) else r.get("overrides", "")] for r in st.to_dict("records")]
+    rows = [
+        [
+            r["stress"],
+            r["system"],
+            *(cell(c, r[c]) for c in cols),
+            "" if pd.isna(r.get("overrides")) else r.get("overrides", ""),
+        ]
+        for r in st.to_dict("records")
+    ]
     return mu.table(["stress", "system", *(columns[c][1] for c in cols), "overrides"], rows)
 
 
 def breakeven(run: dict) -> str:
     be = run["breakeven"]
     if be is None or be.empty:
-        return mu.note("This run has no breakeven.csv: rerun it with a version of mcrisk run that writes break-even "
-                     "values to see what the market must give for each system to pay.")
-    label = {"initial_token_price_usd_per_mtok": ("initial token price ($/Mtok)", "price_per_mtok"),
-             "mean_utilization": ("mean utilization", "mean_utilization")}
+        return mu.note(
+            "This run has no breakeven.csv: rerun it with a version of mcrisk run that writes break-even "
+            "values to see what the market must give for each system to pay."
+        )
+    label = {
+        "initial_token_price_usd_per_mtok": ("initial token price ($/Mtok)", "price_per_mtok"),
+        "mean_utilization": ("mean utilization", "mean_utilization"),
+    }
     rows = []
     for r in be.to_dict("records"):
         name, kind = label.get(r["quantity"], (r["quantity"], r["quantity"]))
-        rng = [" / ".join(mu.fmt(kind, r.get(f"{side}_{q}", math.nan)) for q in ("p5", "p50", "p95")) for side in ("breakeven", "market")]
+        rng = [
+            " / ".join(mu.fmt(kind, r.get(f"{side}_{q}", math.nan)) for q in ("p5", "p50", "p95"))
+            for side in ("breakeven", "market")
+        ]
         p = f"{r['p_market_clears']:.1%} ± {r.get('p_market_clears_mcse', math.nan):.1%}"
         rows.append([r["system"], name, *rng, p])
-    return (mu.table(["system", "quantity", "break-even P5 / P50 / P95", "market P5 / P50 / P95", "P(market clears)"], rows)
-            + mu.note("A break-even mean utilization above 100% means no utilization makes that scenario pay."))
+    return mu.table(
+        ["system", "quantity", "break-even P5 / P50 / P95", "market P5 / P50 / P95", "P(market clears)"], rows
+    ) + mu.note("A break-even mean utilization above 100% means no utilization makes that scenario pay.")
 
 
 def claims(run: dict) -> str:
     cl = run["claims"]
     if cl is None or cl.empty:
-        return mu.note("Not a claims run: mcrisk claims writes claims.csv with each vendor claim reproduced and put under uncertainty.")
-    rows = [[r.get("check", ""), r.get("text", ""), f"{r.get('quantity', '')} {r.get('holds_if', '')}",
-             f"{r.get('point_value', math.nan):.5g}", "yes" if r.get("reproduced") in (True, "True", "true", 1) else "no",
-             f"{r['p_holds']:.2%} ± {r.get('p_holds_mcse', math.nan):.2%}" if r["p_holds"] > 0 else f"0 of {r.get('scenarios', 0):,}",
-             " / ".join(f"{r.get(q, math.nan):.4g}" for q in ("p5", "p50", "p95"))] for r in cl.to_dict("records")]
-    return mu.table(["check", "claim", "holds if", "point value", "reproduced", "P(holds) ± MCSE", "P5 / P50 / P95"], rows)
+        return mu.note(
+            "Not a claims run: mcrisk claims writes claims.csv with each vendor claim reproduced and put under uncertainty."
+        )
+    rows = [
+        [
+            r.get("check", ""),
+            r.get("text", ""),
+            f"{r.get('quantity', '')} {r.get('holds_if', '')}",
+            f"{r.get('point_value', math.nan):.5g}",
+            "yes" if r.get("reproduced") in (True, "True", "true", 1) else "no",
+            f"{r['p_holds']:.2%} ± {r.get('p_holds_mcse', math.nan):.2%}"
+            if r["p_holds"] > 0
+            else f"0 of {r.get('scenarios', 0):,}",
+            " / ".join(f"{r.get(q, math.nan):.4g}" for q in ("p5", "p50", "p95")),
+        ]
+        for r in cl.to_dict("records")
+    ]
+    return mu.table(
+        ["check", "claim", "holds if", "point value", "reproduced", "P(holds) ± MCSE", "P5 / P50 / P95"], rows
+    )
 
 
 def summary(run: dict) -> str:
     s = run["summary"].assign(system=lambda d: d["system"].astype(str))
     order = {sys: i for i, sys in enumerate(run["systems"])}
     key = s[s["metric"].isin(list(KEY_METRICS))].assign(
-        o1=lambda d: d["metric"].map(list(KEY_METRICS).index), o2=lambda d: d["system"].map(order))
+        o1=lambda d: d["metric"].map(list(KEY_METRICS).index), o2=lambda d: d["system"].map(order)
+    )
     qs = ("p5", "p25", "p50", "p75", "p95")
     rows, last = [], None
     for r in key.sort_values(["o1", "o2"]).to_dict("records"):
         m = r["metric"]
-        rows.append([KEY_METRICS[m] if m != last else "", r["system"], mu.fmt(m, r["mean"]), *(mu.fmt(m, r[q]) for q in qs),
-                     mu.fmt(m, r["mcse_mean"]) if pd.notna(r.get("mcse_mean")) else "n/a"])
+        rows.append(
+            [
+                KEY_METRICS[m] if m != last else "",
+                r["system"],
+                mu.fmt(m, r["mean"]),
+                *(mu.fmt(m, r[q]) for q in qs),
+                mu.fmt(m, r["mcse_mean"]) if pd.notna(r.get("mcse_mean")) else "n/a",
+            ]
+        )
         last = m
     table = mu.table(["metric", "system", "mean", "P5", "P25", "P50", "P75", "P95", "MCSE of mean"], rows, "summary")
     allq = [c for c in s.columns if c.startswith("p") and c[1:].isdigit()]
-    full = mu.table(["metric", "system", "mean", *(q.upper() for q in allq)],
-                  [[r["metric"], r["system"], mu.fmt(r["metric"], r["mean"]), *(mu.fmt(r["metric"], r[q]) for q in allq)]
-                   for r in s.to_dict("records")], "summary")
-    return (table + mu.note("Over all scenarios; MCSE of the mean is its Monte Carlo standard error.")
-            + f"<details><summary>Every metric (summary.csv)</summary>{full}</details>")
+    full = mu.table(
+        ["metric", "system", "mean", *(q.upper() for q in allq)],
+        [
+            [r["metric"], r["system"], mu.fmt(r["metric"], r["mean"]), *(mu.fmt(r["metric"], r[q]) for q in allq)]
+            for r in s.to_dict("records")
+        ],
+        "summary",
+    )
+    return (
+        table
+        + mu.note("Over all scenarios; MCSE of the mean is its Monte Carlo standard error.")
+        + f"<details><summary>Every metric (summary.csv)</summary>{full}</details>"
+    )
 
 
 def risk(run: dict) -> str:
-    cols = [("p_loss", "P(loss)"), ("var95_usd", "VaR 95%"), ("cvar95_usd", "CVaR 95%"), ("var99_usd", "VaR 99%"),
-            ("cvar99_usd", "CVaR 99%"), ("p_payback_within_horizon", "P(payback in horizon)"),
-            ("median_payback_months", "median payback"), ("p_roi_multiple_ge_15", "P(ROI multiple >= 15x)")]
+    cols = [
+        ("p_loss", "P(loss)"),
+        ("var95_usd", "VaR 95%"),
+        ("cvar95_usd", "CVaR 95%"),
+        ("var99_usd", "VaR 99%"),
+        ("cvar99_usd", "CVaR 99%"),
+        ("p_payback_within_horizon", "P(payback in horizon)"),
+        ("median_payback_months", "median payback"),
+        ("p_roi_multiple_ge_15", "P(ROI multiple >= 15x)"),
+    ]
     rows = []
     for r in run["risk"].to_dict("records"):
         cells = []
@@ -233,7 +341,8 @@ def risk(run: dict) -> str:
             cells.append(f"{v} ± {r[c + '_mcse']:.1%}" if c + "_mcse" in r and c.startswith("p_") else v)
         rows.append([r["system"], *cells])
     return mu.table(["system", *(h for _, h in cols)], rows) + mu.note(
-        "VaR and CVaR are losses of NPV in $ (positive = money lost); ± is the Monte Carlo standard error.")
+        "VaR and CVaR are losses of NPV in $ (positive = money lost); ± is the Monte Carlo standard error."
+    )
 
 
 def manifest(run: dict) -> str:
@@ -255,12 +364,17 @@ def manifest(run: dict) -> str:
     out = mu.table(None, [[k, v] for k, v in facts], "facts")
     secs = m.get("seconds") or {}
     total = secs.get("total") or sum(secs.values()) or 1.0
-    out += mu.table(["stage", "seconds", "share of total"],
-                  [[k, f"{v:.2f}", f"{v / total:.0%}"] for k, v in secs.items()], "timings")
+    out += mu.table(
+        ["stage", "seconds", "share of total"],
+        [[k, f"{v:.2f}", f"{v / total:.0%}"] for k, v in secs.items()],
+        "timings",
+    )
     status = m.get("status") or {}
     if status:
-        out += mu.note("Non-finite values (counted, not dropped from the counts above): " + "; ".join(
-            f"{k}: " + ", ".join(f"{n} {kind}" for kind, n in v.items() if n) for k, v in status.items()))
+        out += mu.note(
+            "Non-finite values (counted, not dropped from the counts above): "
+            + "; ".join(f"{k}: " + ", ".join(f"{n} {kind}" for kind, n in v.items() if n) for k, v in status.items())
+        )
     return out
 
 
@@ -268,7 +382,11 @@ def methods(run: dict) -> str:
     m = run["manifest"]
     q = m.get("quantiles") or {}
     err = q.get("relative_error")
-    acc = f"within {err:.2%} (relative) of the exact percentile" if isinstance(err, (int, float)) else "from a quantile sketch"
+    acc = (
+        f"within {err:.2%} (relative) of the exact percentile"
+        if isinstance(err, (int, float))
+        else "from a quantile sketch"
+    )
     d = m.get("diagnostics") or {}
     text = [
         f"Each of the {m.get('scenarios', 0):,} scenarios draws every uncertain input of the study once and a monthly "
@@ -285,7 +403,8 @@ def methods(run: dict) -> str:
     version = (m.get("versions") or {}).get("mcrisk", "")
     docs = Path(__file__).resolve().parents[2] / "docs" / "model.md"  # present in a source checkout
     name = f'<a href="{mu.esc(docs.as_uri())}">docs/model.md</a>' if docs.is_file() else "<code>docs/model.md</code>"
-    link = (f"The model, every formula and input, is documented in {name} of the mcrisk {mu.esc(version)} source; "
-            "the files of a run folder in <code>docs/outputs.md</code>.")
+    link = (
+        f"The model, every formula and input, is documented in {name} of the mcrisk {mu.esc(version)} source; "
+        "the files of a run folder in <code>docs/outputs.md</code>."
+    )
     return "".join(f"<p>{mu.esc(t)}</p>" for t in text) + f"<p>{link}</p>"
-

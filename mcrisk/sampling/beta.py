@@ -23,10 +23,10 @@ from scipy import special
 
 __all__ = ["T_STEPS", "T_MAX", "T_HALF", "NODES", "table", "tables", "unit_quantile"]
 
-T_STEPS = 64                     # nodes per unit of t (a power of 2: exact floor)
-T_MAX = 37.0                     # covers the float64 clamp: logit(1 - 2.2e-16) = 36.04
-T_HALF = int(T_MAX * T_STEPS)    # node index of t = 0
-NODES = 2 * T_HALF + 1           # entries of every table
+T_STEPS = 64  # nodes per unit of t (a power of 2: exact floor)
+T_MAX = 37.0  # covers the float64 clamp: logit(1 - 2.2e-16) = 36.04
+T_HALF = int(T_MAX * T_STEPS)  # node index of t = 0
+NODES = 2 * T_HALF + 1  # entries of every table
 
 
 @functools.lru_cache(maxsize=256)
@@ -71,6 +71,10 @@ def unit_quantile(y_tab: jax.Array, dy_tab: jax.Array, u: jax.Array) -> jax.Arra
     w = s - (i - T_HALF).astype(u.dtype)  # in [0, 1]; exact, as s is a multiple of 2**-6 apart
     i = i + (jnp.arange(k, dtype=jnp.int32) * NODES).reshape((k,) + (1,) * (u.ndim - 1))  # row j reads table j
     w2, w3, h = w * w, w * w * w, 1.0 / T_STEPS
-    y = ((2 * w3 - 3 * w2 + 1) * y_flat[i] + (w3 - 2 * w2 + w) * h * dy_flat[i]
-         + (3 * w2 - 2 * w3) * y_flat[i + 1] + (w3 - w2) * h * dy_flat[i + 1])
+    y = (
+        (2 * w3 - 3 * w2 + 1) * y_flat[i]
+        + (w3 - 2 * w2 + w) * h * dy_flat[i]
+        + (3 * w2 - 2 * w3) * y_flat[i + 1]
+        + (w3 - w2) * h * dy_flat[i + 1]
+    )
     return jax.nn.sigmoid(y)

@@ -20,15 +20,27 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mcrisk.sampling import beta as beta_tables
-from mcrisk.study.distributions import (BetaShaped, Discrete, Dist, DistBase, Fixed, LogNormal, LogUniform, Normal,
-                                        Triangular, Uniform, truncation)
+from mcrisk.study.distributions import (
+    BetaShaped,
+    Discrete,
+    Dist,
+    DistBase,
+    Fixed,
+    LogNormal,
+    LogUniform,
+    Normal,
+    Triangular,
+    Uniform,
+    truncation,
+)
 
 __all__ = ["clamp_uniform", "quantile", "ppf", "quantiles", "quantile_params"]
 
@@ -60,11 +72,16 @@ def _cols(p: jax.Array, u: jax.Array) -> list[jax.Array]:
 
 # ---------------------------------------------------------------- each kind's numbers (host, float64)
 
+
 def _stacked(numbers: Callable[[DistBase], tuple]) -> Callable[[Sequence[DistBase]], tuple]:
     """`pack` from one form's numbers (a vector of bounds, widths, log-parameters, then any tables,
     their shapes fixed by the kind): each stacked over the k forms to (k, ...), float64."""
+
     def pack(dists):
-        return tuple(np.stack([np.asarray(a, np.float64) for a in arrays]) for arrays in zip(*(numbers(d) for d in dists)))
+        return tuple(
+            np.stack([np.asarray(a, np.float64) for a in arrays]) for arrays in zip(*(numbers(d) for d in dists))
+        )
+
     return pack
 
 
@@ -89,6 +106,7 @@ def _pack_discrete(dists: Sequence[Discrete]) -> tuple:
 
 
 # ---------------------------------------------------------------- each kind's inverse CDFs (JAX)
+
 
 def _fixed(params, u):
     return jnp.broadcast_to(_cols(params[0], u)[0], u.shape)
@@ -153,8 +171,9 @@ _KINDS: dict[type, _Kind] = {
     Uniform: _Kind(_stacked(lambda d: ([d.low, d.high, d.high - d.low],)), _uniform),
     LogUniform: _Kind(_stacked(lambda d: ([math.log(d.low), math.log(d.high / d.low), d.low, d.high],)), _loguniform),
     Triangular: _Kind(_stacked(_triangular_numbers), _triangular),
-    BetaShaped: _Kind(_stacked(lambda d: ([d.low, d.high, d.high - d.low], *beta_tables.table(*d.shape_params()))),
-                      _beta_shaped),
+    BetaShaped: _Kind(
+        _stacked(lambda d: ([d.low, d.high, d.high - d.low], *beta_tables.table(*d.shape_params()))), _beta_shaped
+    ),
     Normal: _Kind(_stacked(_normal_numbers), _normal),
     LogNormal: _Kind(_stacked(lambda d: (list(d.log_params()),)), _lognormal),
     Discrete: _Kind(_pack_discrete, _discrete),
@@ -167,6 +186,7 @@ def _kind_of(dist: DistBase) -> type:
 
 
 # ---------------------------------------------------------------- one form
+
 
 def quantile(dist: Dist, u: jax.Array) -> jax.Array:
     """Inverse CDF of `dist`, pure JAX: uniforms in (0, 1), any shape, float32/64 -> values, same
@@ -207,6 +227,7 @@ def ppf(dist: Dist, probs: Sequence[float]) -> np.ndarray:
 
 # ---------------------------------------------------------------- many forms
 
+
 def _groups(dists: Sequence[Dist]) -> list[tuple[type, list[int]]]:
     """The columns of each kind of form (beta and PERT together), in order of first appearance."""
     groups: dict[type, list[int]] = {}
@@ -219,8 +240,10 @@ def quantile_params(dists: Sequence[Dist], dtype) -> list[tuple]:
     """The numbers of `dists` as `quantiles` takes them: per kind of form, a tuple of arrays in
     `dtype` (worked out in float64 on the host, then rounded once). Their shapes depend only on
     which forms sit in which columns (and a discrete form's padded size), not on their values."""
-    return [tuple(a.astype(np.dtype(dtype)) for a in _KINDS[kind].pack([dists[j] for j in cols]))
-            for kind, cols in _groups(dists)]
+    return [
+        tuple(a.astype(np.dtype(dtype)) for a in _KINDS[kind].pack([dists[j] for j in cols]))
+        for kind, cols in _groups(dists)
+    ]
 
 
 def quantiles(dists: Sequence[Dist], u: jax.Array, params: Sequence[tuple] | None = None) -> list[jax.Array]:

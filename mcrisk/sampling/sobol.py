@@ -43,7 +43,7 @@ def _degrees(d: int) -> np.ndarray:
     while j < d:
         n += 1
         count = _primitive_count(n)
-        deg[j:j + count] = n
+        deg[j : j + count] = n
         j += count
     return deg
 
@@ -71,7 +71,7 @@ def _polynomials(m: np.ndarray, deg: np.ndarray) -> np.ndarray:
     for j, n in enumerate(int(x) for x in deg):
         if n == 0:
             continue
-        mm = [int(x) for x in m[j, :n + 1]]
+        mm = [int(x) for x in m[j, : n + 1]]
         rest = mm[n] ^ mm[0] ^ (mm[0] << n)
         a = [0] * n
         for i in range(1, n):

@@ -54,15 +54,18 @@ def scenario_keys(root: jax.Array, idx: jax.Array) -> jax.Array:
     return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(root, jnp.asarray(idx, jnp.uint32))
 
 
-def shock_normals(root: jax.Array, idx: jax.Array, stream: int, months: int, dtype, time_major: bool = False) -> jax.Array:
+def shock_normals(
+    root: jax.Array, idx: jax.Array, stream: int, months: int, dtype, time_major: bool = False
+) -> jax.Array:
     """(n, months) standard normals of a monthly shock stream ((months, n) if `time_major`, the
     layout the month loop reads: one row per month); scenario i's draws are
     ndtri of the open uniforms made from random.bits(fold_in(fold_in(root, idx[i]), stream),
     (months,), uint32). Always pseudo-random. float32 uses the top 23 bits of each word and
     float64 all 32, so both precisions draw the same shocks up to rounding (a float64 run is a
     precision check of a float32 run, not another sample)."""
-    return _shock_normals(root, jnp.asarray(idx, jnp.uint32), jnp.asarray(stream, jnp.uint32), months, jnp.dtype(dtype),
-                          time_major)
+    return _shock_normals(
+        root, jnp.asarray(idx, jnp.uint32), jnp.asarray(stream, jnp.uint32), months, jnp.dtype(dtype), time_major
+    )
 
 
 @partial(jax.jit, static_argnames=("months", "dtype", "time_major"))

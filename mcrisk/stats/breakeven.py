@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mcrisk.stats import reduce as red
 from mcrisk.model.metrics import METRICS
 from mcrisk.sampling.quantiles import ppf
+from mcrisk.stats import reduce as red
 from mcrisk.study.schema import Study
 
 # pandas is imported inside the functions that make tables: a run imports it in a background
@@ -42,10 +42,13 @@ QUANTITIES = {
     "mean_utilization": "breakeven_utilization",
 }
 COLUMNS = (
-    "system", "quantity",
-    *(f"breakeven_p{p}" for p in PERCENTILES), "breakeven_mean",
+    "system",
+    "quantity",
+    *(f"breakeven_p{p}" for p in PERCENTILES),
+    "breakeven_mean",
     *(f"market_p{p}" for p in PERCENTILES),
-    "p_market_clears", "p_market_clears_mcse",
+    "p_market_clears",
+    "p_market_clears_mcse",
 )
 
 
@@ -58,10 +61,16 @@ def prepare(study: Study) -> None:
 
 def _price_quantiles(study: Study) -> np.ndarray:
     dist = study.market.token_price.initial_usd_per_mtok
-    return ppf(dist, [p / 100 for p in PERCENTILES]) if not dist.is_fixed else np.full(len(PERCENTILES), float(dist.mean()))
+    return (
+        ppf(dist, [p / 100 for p in PERCENTILES])
+        if not dist.is_fixed
+        else np.full(len(PERCENTILES), float(dist.mean()))
+    )
 
 
-def breakeven_table(study: Study, host: red.HostState, npv_below_0: np.ndarray, systems: Sequence[str], spec: red.SketchSpec) -> pd.DataFrame:
+def breakeven_table(
+    study: Study, host: red.HostState, npv_below_0: np.ndarray, systems: Sequence[str], spec: red.SketchSpec
+) -> pd.DataFrame:
     """One row per system and quantity; `npv_below_0` is the exact count of NPV < 0 per system."""
     import pandas as pd
 

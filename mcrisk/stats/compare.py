@@ -26,8 +26,20 @@ import numpy as np
 import pandas as pd
 
 COLUMNS = (
-    "metric", "system_a", "system_b", "n", "n_dropped", "p_a_greater", "p_a_greater_mcse",
-    "diff_p5", "diff_p50", "diff_p95", "diff_mean", "mcse_mean_paired", "mcse_mean_independent", "pairing_gain",
+    "metric",
+    "system_a",
+    "system_b",
+    "n",
+    "n_dropped",
+    "p_a_greater",
+    "p_a_greater_mcse",
+    "diff_p5",
+    "diff_p50",
+    "diff_p95",
+    "diff_mean",
+    "mcse_mean_paired",
+    "mcse_mean_independent",
+    "pairing_gain",
 )
 
 
@@ -39,9 +51,15 @@ def paired_table(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     dup = rows.duplicated(["scenario", "system"])
     if dup.any():
         first = rows.loc[dup, ["scenario", "system"]].iloc[0].tolist()
-        raise ValueError(f"scenario {first[0]} of system {first[1]!r} appears more than once; pairing needs one row per scenario and system")
+        raise ValueError(
+            f"scenario {first[0]} of system {first[1]!r} appears more than once; pairing needs one row per scenario and system"
+        )
     wide = rows.pivot(index="scenario", columns="system", values=metric).astype(np.float64)
-    order = rows["system"].cat.categories if isinstance(rows["system"].dtype, pd.CategoricalDtype) else pd.unique(rows["system"])
+    order = (
+        rows["system"].cat.categories
+        if isinstance(rows["system"].dtype, pd.CategoricalDtype)
+        else pd.unique(rows["system"])
+    )
     return wide[[s for s in order if s in wide.columns]]
 
 
@@ -60,10 +78,17 @@ def _pair(a: np.ndarray, b: np.ndarray) -> dict:
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = float(np.float64(independent) ** 2 / np.float64(paired) ** 2)
     return {
-        "n": n, "n_dropped": int((~ok).sum()),
-        "p_a_greater": p, "p_a_greater_mcse": float(np.sqrt(p * (1 - p) / n)),
-        "diff_p5": float(p5), "diff_p50": float(p50), "diff_p95": float(p95), "diff_mean": float(d.mean()),
-        "mcse_mean_paired": paired, "mcse_mean_independent": independent, "pairing_gain": gain,
+        "n": n,
+        "n_dropped": int((~ok).sum()),
+        "p_a_greater": p,
+        "p_a_greater_mcse": float(np.sqrt(p * (1 - p) / n)),
+        "diff_p5": float(p5),
+        "diff_p50": float(p50),
+        "diff_p95": float(p95),
+        "diff_mean": float(d.mean()),
+        "mcse_mean_paired": paired,
+        "mcse_mean_independent": independent,
+        "pairing_gain": gain,
     }
 
 
@@ -80,7 +105,14 @@ def paired_comparisons(rows: pd.DataFrame, metrics: Sequence[str] = ("npv_usd", 
     for metric in metrics:
         wide = paired_table(rows, metric)
         for a, b in permutations(wide.columns, 2):
-            out.append({"metric": metric, "system_a": str(a), "system_b": str(b), **_pair(wide[a].to_numpy(), wide[b].to_numpy())})
+            out.append(
+                {
+                    "metric": metric,
+                    "system_a": str(a),
+                    "system_b": str(b),
+                    **_pair(wide[a].to_numpy(), wide[b].to_numpy()),
+                }
+            )
     return pd.DataFrame(out, columns=list(COLUMNS))
 
 

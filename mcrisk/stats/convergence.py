@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mcrisk.stats import reduce as red
 from mcrisk.errors import Problem, StudyError
 from mcrisk.model.metrics import METRICS
+from mcrisk.stats import reduce as red
 
 _STAT = re.compile(r"^(mean|p(\d{1,2}(\.\d+)?))$")
 
@@ -59,12 +59,16 @@ def parse_target(text: str) -> Target:
     parts = text.split(":")
     where = "--target-mcse"
     if len(parts) != 3:
-        raise StudyError([Problem(where, f"expected METRIC:STAT:VALUE (e.g. npv_usd:p5:50000), got {text!r}")], "options")
+        raise StudyError(
+            [Problem(where, f"expected METRIC:STAT:VALUE (e.g. npv_usd:p5:50000), got {text!r}")], "options"
+        )
     metric, stat, value = (p.strip() for p in parts)
     problems = []
     if metric not in METRICS:
         close = difflib.get_close_matches(metric, METRICS, n=1)
-        problems.append(Problem(where, f"unknown metric {metric!r}" + (f"; did you mean {close[0]!r}?" if close else "")))
+        problems.append(
+            Problem(where, f"unknown metric {metric!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+        )
     m = _STAT.match(stat)
     if not m or (stat != "mean" and not 0 < float(stat[1:]) < 100):
         problems.append(Problem(where, f"STAT must be 'mean' or a percentile p1..p99 (e.g. p5), got {stat!r}"))
@@ -154,7 +158,9 @@ def _why_not_finite(one: red.HostState, target: Target, spec: red.SketchSpec) ->
     name = f"{target.stat} of {target.metric}"
     if target.prob is None:
         if _infinite(m)[0]:
-            return f"{target.metric} holds infinite values (summary.csv's n_posinf, n_neginf), so its mean is +-inf or NaN"
+            return (
+                f"{target.metric} holds infinite values (summary.csv's n_posinf, n_neginf), so its mean is +-inf or NaN"
+            )
         return f"fewer than 2 finite values of {target.metric}"
     if int(m.count[0]) < 2:
         return f"fewer than 2 non-NaN values of {target.metric}"
@@ -162,4 +168,3 @@ def _why_not_finite(one: red.HostState, target: Target, spec: red.SketchSpec) ->
     if not math.isfinite(value):
         return f"the {name} is {value:+}"
     return f"the interval of the {name} reaches an infinite value"
-

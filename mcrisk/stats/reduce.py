@@ -23,9 +23,11 @@ Sketch
     host (``to_host`` + ``merge``, then ``init_state``) before any bin can reach
     2**31 (i.e. every < 2**31 scenarios).
 """
+
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence, Union
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -74,9 +76,13 @@ def init_state(n_series: int, spec: SketchSpec = SketchSpec(), copies: int = 1, 
     def full(v, dt):  # distinct buffers, so that the state can be donated; made on the host and copied
         return jax.device_put(np.full((n_series,), v, dtype=dt))  # (jnp.full and jnp.asarray each compile a program)
 
-    moments = Moments(*(full(0, np.int64) for _ in range(5)), full(0.0, np.float64),
-                      full(0.0, np.float64), full(np.inf, np.float64),
-                      full(-np.inf, np.float64))
+    moments = Moments(
+        *(full(0, np.int64) for _ in range(5)),
+        full(0.0, np.float64),
+        full(0.0, np.float64),
+        full(np.inf, np.float64),
+        full(-np.inf, np.float64),
+    )
     shape = (copies, n_series, spec.n_bins)
     if copies == 1 and sharding is None:  # made on the host, like the moments
         return ReduceState(moments, jax.device_put(np.zeros(shape, dtype=np.int32)))
@@ -102,8 +108,9 @@ def _sums(ops, inits, fns):
     return jax.lax.reduce(ops, inits, lambda a, b: tuple(f(u, v) for f, u, v in zip(fns, a, b)), (1,))
 
 
-def update(state: ReduceState, values: jax.Array, mask: jax.Array,
-           spec: SketchSpec = SketchSpec(), interleave: int = 0) -> ReduceState:
+def update(
+    state: ReduceState, values: jax.Array, mask: jax.Array, spec: SketchSpec = SketchSpec(), interleave: int = 0
+) -> ReduceState:
     """Fold a chunk ``values`` (H, n) into ``state``; ``mask`` (n,) False = padding.
 
     Pure; jit it with ``spec`` and ``interleave`` static (``jax.jit(update,
@@ -124,20 +131,36 @@ def update_moments(m: Moments, values: jax.Array, mask: jax.Array) -> Moments:
     i32, i64, f64 = jnp.int32, jnp.int64, jnp.float64
     add, inf = jnp.add, jnp.inf
     n_fin, n_val, n_live, s, lo, hi = _sums(
-        (fin.astype(i32), valid.astype(i32), live.astype(i32), jnp.where(fin, xd, 0.0),
-         jnp.where(valid, xd, inf), jnp.where(valid, xd, -inf)),
+        (
+            fin.astype(i32),
+            valid.astype(i32),
+            live.astype(i32),
+            jnp.where(fin, xd, 0.0),
+            jnp.where(valid, xd, inf),
+            jnp.where(valid, xd, -inf),
+        ),
         (i32(0), i32(0), i32(0), f64(0.0), f64(inf), f64(-inf)),
-        (add, add, add, add, jnp.minimum, jnp.maximum))
+        (add, add, add, add, jnp.minimum, jnp.maximum),
+    )
     mean_c = s / jnp.maximum(n_fin, 1).astype(f64)
     dev = jnp.where(fin, xd - mean_c[:, None], 0.0)
     m2_c, n_pos, n_neg = _sums(
         (dev * dev, (live & (x == inf)).astype(i32), (live & (x == -inf)).astype(i32)),
-        (f64(0.0), i32(0), i32(0)), (add, add, add))
+        (f64(0.0), i32(0), i32(0)),
+        (add, add, add),
+    )
     n_f, mean, m2 = _chan(m.n_finite, m.mean, m.m2, n_fin.astype(i64), mean_c, m2_c, jnp)
     return Moments(
-        count=m.count + n_val.astype(i64), nan=m.nan + (n_live - n_val).astype(i64),
-        posinf=m.posinf + n_pos.astype(i64), neginf=m.neginf + n_neg.astype(i64),
-        n_finite=n_f, mean=mean, m2=m2, min=jnp.minimum(m.min, lo), max=jnp.maximum(m.max, hi))
+        count=m.count + n_val.astype(i64),
+        nan=m.nan + (n_live - n_val).astype(i64),
+        posinf=m.posinf + n_pos.astype(i64),
+        neginf=m.neginf + n_neg.astype(i64),
+        n_finite=n_f,
+        mean=mean,
+        m2=m2,
+        min=jnp.minimum(m.min, lo),
+        max=jnp.maximum(m.max, hi),
+    )
 
 
 def _host_moments(m: Moments) -> Moments:
@@ -155,24 +178,32 @@ def _host_hist(hist) -> np.ndarray:
     return np.asarray(hist).reshape(hist.shape[-2:])
 
 
-def to_host(state: Union[ReduceState, HostState]) -> HostState:
+def to_host(state: ReduceState | HostState) -> HostState:
     return HostState(_host_moments(state.moments), np.array(_host_hist(state.hist), dtype=np.int64))
 
 
 def _merge_moments(ma: Moments, mb: Moments) -> Moments:
     n, mean, m2 = _chan(ma.n_finite, ma.mean, ma.m2, mb.n_finite, mb.mean, mb.m2, np)
-    return Moments(ma.count + mb.count, ma.nan + mb.nan, ma.posinf + mb.posinf,
-                   ma.neginf + mb.neginf, n, mean, m2,
-                   np.minimum(ma.min, mb.min), np.maximum(ma.max, mb.max))
+    return Moments(
+        ma.count + mb.count,
+        ma.nan + mb.nan,
+        ma.posinf + mb.posinf,
+        ma.neginf + mb.neginf,
+        n,
+        mean,
+        m2,
+        np.minimum(ma.min, mb.min),
+        np.maximum(ma.max, mb.max),
+    )
 
 
-def merge(a: Union[HostState, ReduceState], b: Union[HostState, ReduceState]) -> HostState:
+def merge(a: HostState | ReduceState, b: HostState | ReduceState) -> HostState:
     """Exact merge: counts and hist add (associative, commutative), min/max, Chan."""
     a, b = _host(a), _host(b)
     return HostState(_merge_moments(a.moments, b.moments), a.hist + b.hist)
 
 
-def merge_into(a: HostState, b: Union[HostState, ReduceState]) -> HostState:
+def merge_into(a: HostState, b: HostState | ReduceState) -> HostState:
     """``merge(a, b)``, adding b's histogram into a's in place: no new (series x bins) array, where
     ``merge(a, to_host(b))`` makes two (for the metric sketches, 100 MB each). `a` is consumed."""
     hist = a.hist
@@ -180,32 +211,30 @@ def merge_into(a: HostState, b: Union[HostState, ReduceState]) -> HostState:
     return HostState(_merge_moments(a.moments, _host_moments(b.moments)), hist)
 
 
-def _host(state: Union[HostState, ReduceState]) -> HostState:
+def _host(state: HostState | ReduceState) -> HostState:
     return state if isinstance(state, HostState) else to_host(state)
 
 
-def quantiles(state: Union[HostState, ReduceState], probs: Sequence[float],
-              spec: SketchSpec | None = None) -> np.ndarray:
+def quantiles(state: HostState | ReduceState, probs: Sequence[float], spec: SketchSpec | None = None) -> np.ndarray:
     """(H, len(probs)) float64 inverted-CDF quantiles (see :mod:`mcrisk.stats.sketch`)."""
     state = _host(state)
     spec = sk.spec_for(state.hist, spec)
     return sk.quantiles(state.hist, state.moments.min, state.moments.max, probs, spec)
 
 
-def tail_mean(state: Union[HostState, ReduceState], prob: float,
-              spec: SketchSpec | None = None) -> np.ndarray:
+def tail_mean(state: HostState | ReduceState, prob: float, spec: SketchSpec | None = None) -> np.ndarray:
     """(H,) mean of the lowest max(1, ceil(prob n)) values (CVaR / expected shortfall)."""
     state = _host(state)
     spec = sk.spec_for(state.hist, spec)
     return sk.tail_mean(state.hist, state.moments.min, state.moments.max, prob, spec)
 
 
-def _moments(state: Union[HostState, ReduceState]) -> Moments:
+def _moments(state: HostState | ReduceState) -> Moments:
     """The moments of a state on the host (a device state's histogram stays where it is)."""
     return state.moments if isinstance(state, HostState) else _host_moments(state.moments)
 
 
-def sd(state: Union[HostState, ReduceState]) -> np.ndarray:
+def sd(state: HostState | ReduceState) -> np.ndarray:
     """(H,) sample standard deviation (ddof=1) of the finite values; NaN if < 2."""
     return _sd(_moments(state))
 
@@ -227,9 +256,13 @@ class Stats(NamedTuple):
     max: np.ndarray
 
 
-def stats(state: Union[HostState, ReduceState]) -> Stats:
+def stats(state: HostState | ReduceState) -> Stats:
     """(H,) mean, sd, min and max of every series, for tables (see :class:`Stats`)."""
     m = _moments(state)
     some = np.asarray(m.count) > 0
-    return Stats(np.where(np.asarray(m.n_finite) > 0, m.mean, np.nan), _sd(m),
-                 np.where(some, m.min, np.nan), np.where(some, m.max, np.nan))
+    return Stats(
+        np.where(np.asarray(m.n_finite) > 0, m.mean, np.nan),
+        _sd(m),
+        np.where(some, m.min, np.nan),
+        np.where(some, m.max, np.nan),
+    )

@@ -10,7 +10,8 @@ N`` they are scaled to N as for independent draws (ESS x N/n_diag, MCSE x sqrt(n
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -155,7 +156,7 @@ def risk_table(
     for s, system in enumerate(systems):
         n = int(host.moments.count[npv + s] + host.moments.nan[npv + s])
 
-        def prob(name: str) -> tuple[float, float]:
+        def prob(name: str, s: int = s, n: int = n) -> tuple[float, float]:
             p = counts[name][s] / n
             return p, float(np.sqrt(p * (1 - p) / n))
 

@@ -52,9 +52,25 @@ from mcrisk.model.metrics import ALL_METRICS as METRICS
 
 KEYS = ("scenario", "system")
 COLUMNS = (
-    "system", "metric", "input", "rank", "n", "n_dropped", "spearman",
-    "first_order", "first_order_lo", "first_order_hi", "bins",
-    "input_p10", "input_p90", "bottom_p50", "bottom_mean", "top_p50", "top_mean", "n_bottom", "n_top",
+    "system",
+    "metric",
+    "input",
+    "rank",
+    "n",
+    "n_dropped",
+    "spearman",
+    "first_order",
+    "first_order_lo",
+    "first_order_hi",
+    "bins",
+    "input_p10",
+    "input_p90",
+    "bottom_p50",
+    "bottom_mean",
+    "top_p50",
+    "top_mean",
+    "n_bottom",
+    "n_top",
 )
 _BATCH_CELLS = 1 << 22  # rows x resamples held at once by the bootstrap (~100 MB of float64)
 
@@ -114,7 +130,9 @@ def epsilon_squared(n: np.ndarray, s: np.ndarray, q: np.ndarray, corrected: bool
     return np.where((N > K) & (sst > 0), out, np.nan)
 
 
-def _first_order(codes: list[np.ndarray], kept: list[np.ndarray], y: np.ndarray, n_boot: int, rng) -> tuple[np.ndarray, np.ndarray]:
+def _first_order(
+    codes: list[np.ndarray], kept: list[np.ndarray], y: np.ndarray, n_boot: int, rng
+) -> tuple[np.ndarray, np.ndarray]:
     """Point shares (J,) and their basic-bootstrap 90% CIs (2, J) for J inputs on one system's rows.
 
     `codes[j]` are the bins of input j on the rows `kept[j]` (indices into `y`). A sparse
@@ -129,7 +147,10 @@ def _first_order(codes: list[np.ndarray], kept: list[np.ndarray], y: np.ndarray,
     # few hundred bin totals stay in cache.
     K = offsets[-1]
     indicator = sparse.csc_matrix(
-        (np.concatenate([np.ones(len(rows)), y[rows], (y * y)[rows]]), (np.concatenate([bins, bins + K, bins + 2 * K]), np.tile(rows, 3))),
+        (
+            np.concatenate([np.ones(len(rows)), y[rows], (y * y)[rows]]),
+            (np.concatenate([bins, bins + K, bins + 2 * K]), np.tile(rows, 3)),
+        ),
         shape=(3 * K, N),
     )
 
@@ -171,10 +192,14 @@ def _tornado(x: np.ndarray, y: np.ndarray) -> dict:
     lo, hi = np.quantile(x, [0.1, 0.9])
     bottom, top = y[x <= lo], y[x >= hi]
     return {
-        "input_p10": float(lo), "input_p90": float(hi),
-        "bottom_p50": float(np.median(bottom)), "bottom_mean": float(bottom.mean()),
-        "top_p50": float(np.median(top)), "top_mean": float(top.mean()),
-        "n_bottom": len(bottom), "n_top": len(top),
+        "input_p10": float(lo),
+        "input_p90": float(hi),
+        "bottom_p50": float(np.median(bottom)),
+        "bottom_mean": float(bottom.mean()),
+        "top_p50": float(np.median(top)),
+        "top_mean": float(top.mean()),
+        "n_bottom": len(bottom),
+        "n_top": len(top),
     }
 
 
@@ -208,7 +233,11 @@ def sensitivity(
     _check(rows, [metric], "metric")
     _check(rows, inputs, "input")
     out = []
-    systems = rows["system"].cat.categories if isinstance(rows["system"].dtype, pd.CategoricalDtype) else pd.unique(rows["system"])
+    systems = (
+        rows["system"].cat.categories
+        if isinstance(rows["system"].dtype, pd.CategoricalDtype)
+        else pd.unique(rows["system"])
+    )
     for system in systems:
         part = rows[rows["system"] == system]
         if part.empty:
@@ -238,13 +267,21 @@ def sensitivity(
         point, (lo, hi) = _first_order(codes, kept, y, n_boot, rng)
         for j, (name, x, idx, k, rx) in enumerate(found):
             yj = y_all[ok_y][idx]
-            out.append({
-                "system": str(system), "metric": metric, "input": name,
-                "n": len(idx), "n_dropped": len(y_all) - len(idx),
-                "spearman": _spearman(rx, ry[idx] if len(idx) == len(y) else rankdata(yj)),
-                "first_order": float(point[j]), "first_order_lo": float(lo[j]), "first_order_hi": float(hi[j]),
-                "bins": k, **_tornado(x, yj),
-            })
+            out.append(
+                {
+                    "system": str(system),
+                    "metric": metric,
+                    "input": name,
+                    "n": len(idx),
+                    "n_dropped": len(y_all) - len(idx),
+                    "spearman": _spearman(rx, ry[idx] if len(idx) == len(y) else rankdata(yj)),
+                    "first_order": float(point[j]),
+                    "first_order_lo": float(lo[j]),
+                    "first_order_hi": float(hi[j]),
+                    "bins": k,
+                    **_tornado(x, yj),
+                }
+            )
     table = pd.DataFrame(out, columns=[c for c in COLUMNS if c != "rank"])
     if table.empty:
         return pd.DataFrame(columns=list(COLUMNS))

@@ -60,11 +60,13 @@ Device layout (:class:`Layout`; no count depends on it)
     every series' bins.  On a CPU the scatter is a sequential loop and neither
     helps: one copy, series by series, is fastest there.
 """
+
 from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -126,8 +128,7 @@ def _log_index(x: jax.Array, spec: SketchSpec) -> jax.Array:
     m = jax.lax.bitcast_convert_type((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000, jnp.float64)
     m32 = m.astype(jnp.float32)
     lm = jnp.log(m32) + (m - m32.astype(jnp.float64)).astype(jnp.float32) / m32
-    return (e * math.log(2.0) - math.log(spec.min_abs) + lm.astype(jnp.float64)) * (
-        1.0 / math.log(spec.gamma))
+    return (e * math.log(2.0) - math.log(spec.min_abs) + lm.astype(jnp.float64)) * (1.0 / math.log(spec.gamma))
 
 
 def bin_index(x: jax.Array, spec: SketchSpec) -> jax.Array:
@@ -150,8 +151,9 @@ def _check(hist: jax.Array, values: jax.Array, spec: SketchSpec) -> None:
         raise ValueError(f"state {hist.shape} does not fit values {values.shape} and {spec}")
 
 
-def update_hist(hist: jax.Array, values: jax.Array, mask: jax.Array, spec: SketchSpec,
-                interleave: int = 0) -> jax.Array:
+def update_hist(
+    hist: jax.Array, values: jax.Array, mask: jax.Array, spec: SketchSpec, interleave: int = 0
+) -> jax.Array:
     """(copies, H, B) counts plus the chunk ``values`` (H, n), ``mask`` (n,) False = padding;
     value j is counted in copy j mod copies (on several devices, each runs this on its own
     scenarios and copies: see ``mcrisk.engine.plan.update_sketch``)."""
@@ -192,8 +194,7 @@ def _rank(n: np.ndarray, q: float) -> np.ndarray:
     return np.clip(np.ceil(n.astype(np.float64) * q), 1, np.maximum(n, 1)).astype(np.int64)
 
 
-def quantiles(hist: np.ndarray, lo: np.ndarray, hi: np.ndarray, probs: Sequence[float],
-              spec: SketchSpec) -> np.ndarray:
+def quantiles(hist: np.ndarray, lo: np.ndarray, hi: np.ndarray, probs: Sequence[float], spec: SketchSpec) -> np.ndarray:
     """(H, len(probs)) float64 inverted-CDF quantiles of a host histogram (H, B), given each
     series' exact minimum `lo` and maximum `hi` (H,) (see the module docstring)."""
     n = hist.sum(axis=1)

@@ -13,12 +13,11 @@ import difflib
 import functools
 import math
 from importlib import resources
-from typing import Any, ClassVar, Literal, Optional, Union
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from mcrisk.study import yaml12
-from mcrisk.study import rentals
+from mcrisk.study import rentals, yaml12
 from mcrisk.study.catalog_dists import check_dist, scale_dist  # noqa: F401  (public: catalog.scale_dist)
 from mcrisk.study.rentals import CalibrationPoint, Rentals, calibration_row, check_calibration, rental_rows
 
@@ -26,6 +25,7 @@ TAGS = ("V", "I", "O", "D", "LQ")
 Tag = Literal["V", "I", "O", "D", "LQ"]
 KINDS = ("system", "workload", "software_curve", "serving", "prior")
 STUDY_SYSTEM_FIELDS = ("gpus_per_unit", "capex_usd", "it_power_kw", "idle_power_fraction", "depreciation_years")
+
 
 class CatalogError(KeyError):
     """An unknown catalog name, or a figure the catalog does not have; the message lists what exists."""
@@ -43,15 +43,16 @@ class _Closed(BaseModel):
 
 class Sourced(_Closed):
     """One number (or DIST mapping) with where it came from; ``value: null`` must say NOT FOUND."""
-    value: Union[int, float, dict[str, Any], None]
-    source: Optional[str] = None
-    date: Optional[str] = None
-    tag: Optional[Tag] = None
-    derivation: Optional[str] = None  # the arithmetic, required for [D]
-    note: Optional[str] = None
+
+    value: int | float | dict[str, Any] | None
+    source: str | None = None
+    date: str | None = None
+    tag: Tag | None = None
+    derivation: str | None = None  # the arithmetic, required for [D]
+    note: str | None = None
 
     @model_validator(mode="after")
-    def _traceable(self) -> "Sourced":
+    def _traceable(self) -> Sourced:
         if self.value is None:
             if "NOT FOUND" not in (self.note or ""):
                 raise ValueError("value is null: the note must say 'NOT FOUND ...' and why")
@@ -68,18 +69,20 @@ class Sourced(_Closed):
 
 class Tco(_Closed):
     """SemiAnalysis all-in $/GPU-hour: hyperscaler-owned (costh), neocloud-owned (costn), 3-yr rental (costr)."""
+
     costh: float
     costn: float
     costr: float
     source: str
     date: str
     tag: Tag
-    note: Optional[str] = None
+    note: str | None = None
 
 
 class RefPoint(_Closed):
     """A published figure kept for claims and cross-checks, not used as a preset."""
-    system: Optional[str] = None
+
+    system: str | None = None
     metric: str
     conditions: str
     figure: Sourced
@@ -108,7 +111,7 @@ class System(_Entry):
 
 class ThroughputPoint(_Closed):
     system: str
-    interactivity_tok_s_user: Optional[float]  # None: the source states no tier
+    interactivity_tok_s_user: float | None  # None: the source states no tier
     serving: Literal["colocated", "disaggregated"]  # the mode the figure was measured in
     conditions: str
     tokens_per_s_per_gpu: Sourced
@@ -116,7 +119,7 @@ class ThroughputPoint(_Closed):
 
 class PriceBand(_Closed):
     interactivity_min: float = 0.0
-    interactivity_max: Optional[float] = None  # None: no upper bound
+    interactivity_max: float | None = None  # None: no upper bound
     usd_per_mtok: Sourced
 
     def covers(self, x: float) -> bool:
@@ -141,7 +144,7 @@ class SoftwareCurve(_Entry):
     kind: ClassVar[str] = "software_curve"
     ceiling: Sourced
     time_constant_months: Sourced
-    approximation: Optional[str] = None
+    approximation: str | None = None
     evidence: list[RefPoint] = []
 
 
@@ -157,7 +160,7 @@ class ServingMode(_Entry):
     evidence: list[RefPoint] = []
 
     @model_validator(mode="after")
-    def _usable(self) -> "ServingMode":
+    def _usable(self) -> ServingMode:
         xs, ys = [p.interactivity_tok_s_user for p in self.points], [p.factor.value for p in self.points]
         ok = xs and all(a < b for a, b in zip(xs, xs[1:])) and all(isinstance(y, (int, float)) and y > 0 for y in ys)
         if not ok:
@@ -167,15 +170,20 @@ class ServingMode(_Entry):
 
 class Prior(_Entry):
     """A market or operating input that no system, workload or curve fixes (utilization, PUE, ...)."""
+
     kind: ClassVar[str] = "prior"
     applies_to: str  # the study path it is a value for; 'systems.*.' stands for any system
     figure: Sourced
 
 
-Entry = Union[System, Workload, SoftwareCurve, ServingMode, Prior]
-_FILES = (("systems.yaml", "systems", System), ("workloads.yaml", "workloads", Workload),
-          ("software_curves.yaml", "software_curves", SoftwareCurve), ("serving.yaml", "serving_modes", ServingMode),
-          ("priors.yaml", "priors", Prior))
+Entry = System | Workload | SoftwareCurve | ServingMode | Prior
+_FILES = (
+    ("systems.yaml", "systems", System),
+    ("workloads.yaml", "workloads", Workload),
+    ("software_curves.yaml", "software_curves", SoftwareCurve),
+    ("serving.yaml", "serving_modes", ServingMode),
+    ("priors.yaml", "priors", Prior),
+)
 
 
 # --------------------------------------------------------------------------- loading
@@ -232,11 +240,18 @@ def list_entries() -> list[dict]:
 
 
 def _row(field: str, s: Sourced) -> dict:
-    return {"field": field, "value": copy.deepcopy(s.value), "source": s.source, "date": s.date,
-            "tag": s.tag, "derivation": s.derivation, "note": s.note}
+    return {
+        "field": field,
+        "value": copy.deepcopy(s.value),
+        "source": s.source,
+        "date": s.date,
+        "tag": s.tag,
+        "derivation": s.derivation,
+        "note": s.note,
+    }
 
 
-def _tier(x: Optional[float]) -> str:
+def _tier(x: float | None) -> str:
     return "interactivity not stated" if x is None else f"{x:g} tok/s/user"
 
 
@@ -265,12 +280,17 @@ def entry_details(name: str) -> list[dict]:
         rows = [_row(f, getattr(e, f)) for f in System.model_fields if isinstance(getattr(e, f), Sourced)]
         t = e.tco_usd_per_gpu_hour
         meta = {"source": t.source, "date": t.date, "tag": t.tag, "note": t.note}
-        rows += [_row(f"tco_usd_per_gpu_hour.{c}", Sourced(value=getattr(t, c), **meta))
-                 for c in ("costh", "costn", "costr")]
-        rows += rental_rows(e.rental_usd_per_gpu_hour) + [calibration_row(e.rental_usd_per_gpu_hour, name, e.calibration)]
+        rows += [
+            _row(f"tco_usd_per_gpu_hour.{c}", Sourced(value=getattr(t, c), **meta)) for c in ("costh", "costn", "costr")
+        ]
+        rows += rental_rows(e.rental_usd_per_gpu_hour) + [
+            calibration_row(e.rental_usd_per_gpu_hour, name, e.calibration)
+        ]
     elif isinstance(e, Workload):
-        rows = [_row(f"throughput[{p.system} @ {_tier(p.interactivity_tok_s_user)}, {p.serving}]",
-                     p.tokens_per_s_per_gpu) for p in e.throughput]
+        rows = [
+            _row(f"throughput[{p.system} @ {_tier(p.interactivity_tok_s_user)}, {p.serving}]", p.tokens_per_s_per_gpu)
+            for p in e.throughput
+        ]
         rows += [_row(f"price_usd_per_mtok[{b.label()}]", b.usd_per_mtok) for b in e.prices]
     elif isinstance(e, SoftwareCurve):
         rows = [_row("ceiling", e.ceiling), _row("time_constant_months", e.time_constant_months)]
@@ -318,12 +338,13 @@ def serving_factor(mode: str, interactivity_tok_s_user: float) -> float:
     return pts[-1][1]
 
 
-def _same_tier(a: Optional[float], b: Optional[float]) -> bool:
+def _same_tier(a: float | None, b: float | None) -> bool:
     return a is b is None or (None not in (a, b) and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9))
 
 
-def workload_fields(workload: str, system: str, interactivity_tok_s_user: Optional[float],
-                    serving: str = "colocated") -> dict:
+def workload_fields(
+    workload: str, system: str, interactivity_tok_s_user: float | None, serving: str = "colocated"
+) -> dict:
     """``{"throughput_tokens_per_s_per_gpu": value, "provenance": {field: line}}`` for one system at one tier.
 
     The figure is converted to the asked serving mode by factor(asked) / factor(measured);
@@ -336,39 +357,47 @@ def workload_fields(workload: str, system: str, interactivity_tok_s_user: Option
         tiers = [_tier(p.interactivity_tok_s_user) for p in w.throughput if p.system == system]
         where = f"{system} has figures at: {', '.join(tiers)}" if tiers else f"it has no figure for {system}"
         have = "; ".join(f"{p.system} @ {_tier(p.interactivity_tok_s_user)}" for p in w.throughput)
-        raise CatalogError(f"workload {workload!r} has no throughput for {system} at {_tier(x)}; {where} "
-                           f"(all figures: {have}); set throughput_tokens_per_s_per_gpu in the study")
+        raise CatalogError(
+            f"workload {workload!r} has no throughput for {system} at {_tier(x)}; {where} "
+            f"(all figures: {have}); set throughput_tokens_per_s_per_gpu in the study"
+        )
     k = 1.0  # an exact 1 keeps the published number untouched
     if serving != point.serving:
         if x is None:
-            raise CatalogError(f"workload {workload!r} on {system}: the figure was measured {point.serving} at an "
-                               f"unstated interactivity, so it cannot be converted to {serving}")
+            raise CatalogError(
+                f"workload {workload!r} on {system}: the figure was measured {point.serving} at an "
+                f"unstated interactivity, so it cannot be converted to {serving}"
+            )
         k = serving_factor(serving, x) / serving_factor(point.serving, x)
     value = copy.deepcopy(point.tokens_per_s_per_gpu.value)
     line = _prov(f"workload {workload} on {system} @ {_tier(x)}", point.tokens_per_s_per_gpu)
     line += f"; measured {point.serving}, served {serving} (x{k:.4g})"
-    return {"throughput_tokens_per_s_per_gpu": value if k == 1.0 else scale_dist(value, k),
-            "provenance": {"throughput_tokens_per_s_per_gpu": line}}
+    return {
+        "throughput_tokens_per_s_per_gpu": value if k == 1.0 else scale_dist(value, k),
+        "provenance": {"throughput_tokens_per_s_per_gpu": line},
+    }
 
 
-def _price_band(workload: str, interactivity_tok_s_user: Optional[float]) -> PriceBand:
+def _price_band(workload: str, interactivity_tok_s_user: float | None) -> PriceBand:
     bands = get_entry(workload, "workload").prices
     if interactivity_tok_s_user is None:  # only unambiguous when one band covers every tier
         band = bands[0] if len(bands) == 1 else None
     else:
         band = next((b for b in bands if b.covers(float(interactivity_tok_s_user))), None)
     if band is None:
-        raise CatalogError(f"workload {workload!r} has no price band for {_tier(interactivity_tok_s_user)}; "
-                           f"bands: {', '.join(b.label() for b in bands)}")
+        raise CatalogError(
+            f"workload {workload!r} has no price band for {_tier(interactivity_tok_s_user)}; "
+            f"bands: {', '.join(b.label() for b in bands)}"
+        )
     return band
 
 
-def workload_price(workload: str, interactivity_tok_s_user: Optional[float]) -> Any:
+def workload_price(workload: str, interactivity_tok_s_user: float | None) -> Any:
     """Market price DIST (USD per million total tokens) for market.token_price.initial_usd_per_mtok."""
     return copy.deepcopy(_price_band(workload, interactivity_tok_s_user).usd_per_mtok.value)
 
 
-def workload_price_provenance(workload: str, interactivity_tok_s_user: Optional[float]) -> str:
+def workload_price_provenance(workload: str, interactivity_tok_s_user: float | None) -> str:
     """The provenance line of workload_price."""
     band = _price_band(workload, interactivity_tok_s_user)
     return _prov(f"workload {workload} price {band.label()}", band.usd_per_mtok)
@@ -377,8 +406,12 @@ def workload_price_provenance(workload: str, interactivity_tok_s_user: Optional[
 def software_curve_fields(name: str) -> dict:
     """``{"software_speedup": {"ceiling": DIST, "time_constant_months": DIST}}`` for a study system."""
     e = get_entry(name, "software_curve")
-    return {"software_speedup": {"ceiling": copy.deepcopy(e.ceiling.value),
-                                 "time_constant_months": copy.deepcopy(e.time_constant_months.value)}}
+    return {
+        "software_speedup": {
+            "ceiling": copy.deepcopy(e.ceiling.value),
+            "time_constant_months": copy.deepcopy(e.time_constant_months.value),
+        }
+    }
 
 
 def software_curve_provenance(name: str) -> dict[str, str]:

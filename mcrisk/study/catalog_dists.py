@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 _DIST_FORMS: dict[str, tuple[set[str], set[str]]] = {  # form -> (required keys, optional keys); lognormal below
-    "fixed": ({"value"}, set()), "uniform": ({"low", "high"}, set()), "loguniform": ({"low", "high"}, set()),
-    "triangular": ({"low", "mode", "high"}, set()), "pert": ({"low", "mode", "high"}, {"shape"}),
-    "normal": ({"mean", "sd"}, {"low", "high"}), "beta": ({"mean", "sd"}, {"low", "high"}),
+    "fixed": ({"value"}, set()),
+    "uniform": ({"low", "high"}, set()),
+    "loguniform": ({"low", "high"}, set()),
+    "triangular": ({"low", "mode", "high"}, set()),
+    "pert": ({"low", "mode", "high"}, {"shape"}),
+    "normal": ({"mean", "sd"}, {"low", "high"}),
+    "beta": ({"mean", "sd"}, {"low", "high"}),
     "discrete": ({"values", "weights"}, set()),
 }
 _LISTS = ("dist", "values", "weights")  # keys whose values are not plain numbers

@@ -73,7 +73,10 @@ def check_correlations(study: Study) -> list[Problem]:
                 ok = False
             elif inputs[p].dist.is_fixed:
                 problems.append(
-                    Problem(f"{where}.{j}", f"{p!r} is fixed, so it cannot be correlated; give it a distribution or drop this pair")
+                    Problem(
+                        f"{where}.{j}",
+                        f"{p!r} is fixed, so it cannot be correlated; give it a distribution or drop this pair",
+                    )
                 )
                 ok = False
         if not ok:

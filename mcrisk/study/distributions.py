@@ -8,18 +8,45 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Annotated, Any, ClassVar, Literal, Optional, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
-                      ValidationInfo, field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from scipy import special
 
-from mcrisk.study.checks import Num as _Num, above_low as _above_low, fmt_e as _e, fmt_g as _g
-from mcrisk.study.checks import mode_inside as _mode_inside, positive as _positive
+from mcrisk.study.checks import Num as _Num
+from mcrisk.study.checks import above_low as _above_low
+from mcrisk.study.checks import fmt_e as _e
+from mcrisk.study.checks import fmt_g as _g
+from mcrisk.study.checks import mode_inside as _mode_inside
+from mcrisk.study.checks import positive as _positive
 
-__all__ = ["Fixed", "Uniform", "LogUniform", "Triangular", "Pert", "Normal", "LogNormal",
-           "Beta", "Discrete", "Dist", "DistBase", "BetaShaped", "parse_dist", "truncation", "Z95"]
+__all__ = [
+    "Fixed",
+    "Uniform",
+    "LogUniform",
+    "Triangular",
+    "Pert",
+    "Normal",
+    "LogNormal",
+    "Beta",
+    "Discrete",
+    "Dist",
+    "DistBase",
+    "BetaShaped",
+    "parse_dist",
+    "truncation",
+    "Z95",
+]
 
 Z95 = 1.6448536269514722
 """ndtri(0.95): a lognormal's p5 and p95 lie Z95 sigmas either side of its log-median."""
@@ -30,8 +57,14 @@ class DistBase(BaseModel):
 
     # validate_by_name etc.: Normal and Beta store their `mean` parameter as
     # `mean_` (alias "mean"), since `mean()` is the method every form shares.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_by_name=True,
-                              validate_by_alias=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+    )
     _show: ClassVar[tuple[str, ...]] = ("low", "high")  # attributes describe() shows, in order
 
     @property
@@ -50,8 +83,11 @@ class DistBase(BaseModel):
     def describe(self) -> str:
         """Short human form, e.g. `uniform(low=1, high=2)`; parameters left at their default are omitted."""
         fields = type(self).model_fields
-        args = [f"{fields[k].alias or k}={_g(getattr(self, k))}" for k in self._show
-                if getattr(self, k) is not None and getattr(self, k) != fields[k].default]
+        args = [
+            f"{fields[k].alias or k}={_g(getattr(self, k))}"
+            for k in self._show
+            if getattr(self, k) is not None and getattr(self, k) != fields[k].default
+        ]
         return f"{self.dist}({', '.join(args)})"
 
 
@@ -118,6 +154,7 @@ class Triangular(DistBase):
 # ---------------------------------------------------------------- beta-shaped forms
 # Their inverse CDFs read a float64 table per (alpha, beta) (mcrisk.sampling.beta).
 
+
 class BetaShaped(DistBase):
     """A beta distribution rescaled to [low, high]; subclasses give shape_params()."""
 
@@ -141,8 +178,7 @@ class Pert(BetaShaped):
 
     def shape_params(self):
         r = self.high - self.low
-        return (1.0 + self.shape * (self.mode - self.low) / r,
-                1.0 + self.shape * (self.high - self.mode) / r)
+        return (1.0 + self.shape * (self.mode - self.low) / r, 1.0 + self.shape * (self.high - self.mode) / r)
 
     def mean(self):
         return (self.low + self.shape * self.mode + self.high) / (self.shape + 2.0)
@@ -179,8 +215,10 @@ class Beta(BetaShaped):
         if None not in (m, low, high):
             bound = math.sqrt((m - low) * (high - m))
             if not v < bound:
-                raise ValueError(f"too large for mean {_e(m)} on [{_e(low)}, {_e(high)}]: need sd < "
-                                 f"sqrt((mean-low)*(high-mean)) = {bound:.4g}, got {_e(v)}")
+                raise ValueError(
+                    f"too large for mean {_e(m)} on [{_e(low)}, {_e(high)}]: need sd < "
+                    f"sqrt((mean-low)*(high-mean)) = {bound:.4g}, got {_e(v)}"
+                )
         return v
 
     def shape_params(self):
@@ -195,7 +233,8 @@ class Beta(BetaShaped):
 
 # ---------------------------------------------------------------- normal family
 
-def truncation(mean: float, sd: float, low: Optional[float], high: Optional[float]):
+
+def truncation(mean: float, sd: float, low: float | None, high: float | None):
     """(mirror, pa, pb) with z = ±ndtri(pa + u (pb - pa)); mass = |pb - pa|, host float64.
 
     When both bounds lie above the mean, Phi(a) and Phi(b) round to 1 and their
@@ -216,8 +255,8 @@ class Normal(DistBase):
     dist: Literal["normal"] = "normal"
     mean_: _Num = Field(alias="mean")
     sd: _Num
-    low: Optional[_Num] = None
-    high: Optional[_Num] = None
+    low: _Num | None = None
+    high: _Num | None = None
     _show = ("mean_", "sd", "low", "high")
     _sd = field_validator("sd")(_positive)
 
@@ -235,8 +274,10 @@ class Normal(DistBase):
             low = info.data.get("low") if high else v
             _, pa, pb = truncation(m, sd, low, v if high else None)
             if not abs(pb - pa) > 0:
-                raise ValueError(f"leaves no probability mass of normal(mean={_e(m)}, sd={_e(sd)}) "
-                                 f"(bound {(v - m) / sd:.3g} sd from the mean); move it towards the mean")
+                raise ValueError(
+                    f"leaves no probability mass of normal(mean={_e(m)}, sd={_e(sd)}) "
+                    f"(bound {(v - m) / sd:.3g} sd from the mean); move it towards the mean"
+                )
         return v
 
     def support(self):
@@ -256,10 +297,10 @@ class LogNormal(DistBase):
     """Lognormal from EITHER its 5th/95th percentiles {p5, p95} OR {median, sigma} (sigma: sd of log x)."""
 
     dist: Literal["lognormal"] = "lognormal"
-    p5: Optional[_Num] = None
-    p95: Optional[_Num] = Field(None, validate_default=True)
-    median: Optional[_Num] = Field(None, validate_default=True)
-    sigma: Optional[_Num] = Field(None, validate_default=True)
+    p5: _Num | None = None
+    p95: _Num | None = Field(None, validate_default=True)
+    median: _Num | None = Field(None, validate_default=True)
+    sigma: _Num | None = Field(None, validate_default=True)
     _show = ("p5", "p95", "median", "sigma")
     _pos = field_validator("p5", "median")(_positive)
 
@@ -354,8 +395,7 @@ class Discrete(DistBase):
         return float(np.dot(self.values, self.weights) / np.sum(self.weights))
 
     def describe(self):
-        return (f"discrete(values=[{', '.join(map(_g, self.values))}], "
-                f"weights=[{', '.join(map(_g, self.weights))}])")
+        return f"discrete(values=[{', '.join(map(_g, self.values))}], weights=[{', '.join(map(_g, self.weights))}])"
 
 
 def _bare_number(obj: Any) -> Any:
@@ -368,7 +408,7 @@ def _bare_number(obj: Any) -> Any:
 
 
 Dist = Annotated[
-    Union[Fixed, Uniform, LogUniform, Triangular, Pert, Normal, LogNormal, Beta, Discrete],
+    Fixed | Uniform | LogUniform | Triangular | Pert | Normal | LogNormal | Beta | Discrete,
     Field(discriminator="dist"),
     BeforeValidator(_bare_number),
 ]

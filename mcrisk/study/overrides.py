@@ -55,7 +55,8 @@ def set_path(tree: dict, dotted: str, value: Any) -> None:
 
 def _is_fixed(value: Any) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool)) or (
-        isinstance(value, dict) and value.get("dist") == "fixed")
+        isinstance(value, dict) and value.get("dist") == "fixed"
+    )
 
 
 def _where(label: str, path: str) -> str:
@@ -87,7 +88,12 @@ def override_tree(raw: Mapping, overrides: Mapping[str, Any], label: str) -> tup
         if parts[0] == "systems" and len(parts) > 2 and isinstance(systems, dict) and parts[1] not in systems:
             close = difflib.get_close_matches(parts[1], list(systems), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            problems.append(Problem(_where(label, path), f"unknown system {parts[1]!r}: {hint}the study's systems are {', '.join(systems)}"))
+            problems.append(
+                Problem(
+                    _where(label, path),
+                    f"unknown system {parts[1]!r}: {hint}the study's systems are {', '.join(systems)}",
+                )
+            )
             continue
         try:
             set_path(tree, path, value)

@@ -38,18 +38,22 @@ def _market_warnings(study: Study) -> list[Problem]:
     elec = _mean(study.market.electricity.usd_per_kwh)
     if elec > ELECTRICITY_MAX_USD_PER_KWH:
         slip = " cents typed as dollars?" if elec >= 2 else ""
-        out.append(Problem(
-            "market.electricity.usd_per_kwh",
-            f"mean {elec:.3g} $/kWh is above ${ELECTRICITY_MAX_USD_PER_KWH:g}/kWh (industrial power costs "
-            f"$0.04-0.15/kWh):{slip or ' is this the price you mean?'}",
-        ))
+        out.append(
+            Problem(
+                "market.electricity.usd_per_kwh",
+                f"mean {elec:.3g} $/kWh is above ${ELECTRICITY_MAX_USD_PER_KWH:g}/kWh (industrial power costs "
+                f"$0.04-0.15/kWh):{slip or ' is this the price you mean?'}",
+            )
+        )
     price = _mean(study.market.token_price.initial_usd_per_mtok)
     if price > TOKEN_PRICE_MAX_USD_PER_MTOK:
-        out.append(Problem(
-            "market.token_price.initial_usd_per_mtok",
-            f"mean {price:.3g} $/Mtok is above ${TOKEN_PRICE_MAX_USD_PER_MTOK:g} per million tokens "
-            "(frontier APIs list $0.1-75/Mtok): a price per thousand tokens typed per million?",
-        ))
+        out.append(
+            Problem(
+                "market.token_price.initial_usd_per_mtok",
+                f"mean {price:.3g} $/Mtok is above ${TOKEN_PRICE_MAX_USD_PER_MTOK:g} per million tokens "
+                "(frontier APIs list $0.1-75/Mtok): a price per thousand tokens typed per million?",
+            )
+        )
     pue = _mean(study.facility.pue)
     if pue > PUE_MAX:
         out.append(Problem("facility.pue", f"mean {pue:.3g} is above {PUE_MAX:g} (data centres run at 1.1-1.6)"))
@@ -63,32 +67,40 @@ def _system_warnings(name: str, system, study: Study) -> list[Problem]:
     capex_per_gpu = _mean(system.capex_usd) / gpus
     low, high = CAPEX_PER_GPU_USD
     if capex_per_gpu < low:
-        out.append(Problem(
-            f"{at}.capex_usd",
-            f"{_money(capex_per_gpu)} per GPU (mean capex / {gpus} GPUs per unit) is under {_money(low)}: "
-            "capex per GPU typed where capex per unit belongs, or a value in thousands?",
-        ))
+        out.append(
+            Problem(
+                f"{at}.capex_usd",
+                f"{_money(capex_per_gpu)} per GPU (mean capex / {gpus} GPUs per unit) is under {_money(low)}: "
+                "capex per GPU typed where capex per unit belongs, or a value in thousands?",
+            )
+        )
     elif capex_per_gpu > high:
-        out.append(Problem(
-            f"{at}.capex_usd",
-            f"{_money(capex_per_gpu)} per GPU (mean capex / {gpus} GPUs per unit) is over {_money(high)}: "
-            "capex of the whole fleet typed per unit, or gpus_per_unit too small?",
-        ))
+        out.append(
+            Problem(
+                f"{at}.capex_usd",
+                f"{_money(capex_per_gpu)} per GPU (mean capex / {gpus} GPUs per unit) is over {_money(high)}: "
+                "capex of the whole fleet typed per unit, or gpus_per_unit too small?",
+            )
+        )
     floor = system.software_speedup.ceiling.support()[0]
     if floor < 1.0:
-        out.append(Problem(
-            f"{at}.software_speedup.ceiling",
-            f"its distribution reaches {floor:.3g}, below 1: a ceiling under 1 is a slowdown, not a gain; "
-            "bound it below at 1 unless the study means a slowdown",
-        ))
+        out.append(
+            Problem(
+                f"{at}.software_speedup.ceiling",
+                f"its distribution reaches {floor:.3g}, below 1: a ceiling under 1 is a slowdown, not a gain; "
+                "bound it below at 1 unless the study means a slowdown",
+            )
+        )
     revenue = _revenue_per_gpu_hour(system, study)
     if revenue > REVENUE_PER_GPU_HOUR_MAX_USD:
-        out.append(Problem(
-            f"{at}.throughput_tokens_per_s_per_gpu",
-            f"at the inputs' means a GPU-hour earns {_money(revenue)} after utilization, above "
-            f"{_money(REVENUE_PER_GPU_HOUR_MAX_USD)} (GPUs rent at $1.5-9 an hour): throughput "
-            "per server typed per GPU, or a price per thousand tokens?",
-        ))
+        out.append(
+            Problem(
+                f"{at}.throughput_tokens_per_s_per_gpu",
+                f"at the inputs' means a GPU-hour earns {_money(revenue)} after utilization, above "
+                f"{_money(REVENUE_PER_GPU_HOUR_MAX_USD)} (GPUs rent at $1.5-9 an hour): throughput "
+                "per server typed per GPU, or a price per thousand tokens?",
+            )
+        )
     return out
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from mcrisk.errors import MISSING, Problem
 from mcrisk.study import catalog
@@ -63,26 +64,52 @@ def _resolve_system(name: str, spec: dict) -> tuple[dict, list[Problem], dict[st
     if _is_name(preset) and lookup("preset", catalog.get_entry, preset, "system") is not None:
         base.update(catalog.system_fields(preset))
         lines.update(catalog.system_provenance(preset))
-        lines.update({f: f"default; preset {preset} has no public figure (NOT FOUND)" for f in catalog.system_missing(preset)})
+        lines.update(
+            {f: f"default; preset {preset} has no public figure (NOT FOUND)" for f in catalog.system_missing(preset)}
+        )
     if workload is None:
         for key in ("interactivity_tok_s_user", "serving"):
             if key in spec:
-                problems.append(Problem(f"{where}.{key}", "only applies with a workload (it picks the workload's "
-                                        f"throughput figure); set workload or drop {key}"))
+                problems.append(
+                    Problem(
+                        f"{where}.{key}",
+                        "only applies with a workload (it picks the workload's "
+                        f"throughput figure); set workload or drop {key}",
+                    )
+                )
     elif _is_name(workload) and lookup("workload", catalog.get_entry, workload, "workload") is not None:
         serving_ok = _is_name(serving) and lookup("serving", catalog.get_entry, serving, "serving") is not None
         tier_ok = tier is None or (_is_number(tier) and tier > 0)  # else the schema reports it
         if preset is None:
-            problems.append(Problem(f"{where}.workload", "throughput figures are per catalog system: set preset too "
-                                    f"(one of: {', '.join(catalog.names('system'))})"))
+            problems.append(
+                Problem(
+                    f"{where}.workload",
+                    "throughput figures are per catalog system: set preset too "
+                    f"(one of: {', '.join(catalog.names('system'))})",
+                )
+            )
         # The study's own throughput wins, so the figure is looked up only when the study has none.
-        elif _is_name(preset) and not problems and serving_ok and tier_ok and "throughput_tokens_per_s_per_gpu" not in spec:
+        elif (
+            _is_name(preset)
+            and not problems
+            and serving_ok
+            and tier_ok
+            and "throughput_tokens_per_s_per_gpu" not in spec
+        ):
             try:
                 got = catalog.workload_fields(workload, preset, tier, serving)
             except catalog.CatalogError as exc:
-                tiers = [p.interactivity_tok_s_user for p in catalog.get_entry(workload).throughput if p.system == preset]
+                tiers = [
+                    p.interactivity_tok_s_user for p in catalog.get_entry(workload).throughput if p.system == preset
+                ]
                 x = None if tier is None else float(tier)
-                field = "serving" if any(_tier_match(t, x) for t in tiers) else "interactivity_tok_s_user" if tiers else "workload"
+                field = (
+                    "serving"
+                    if any(_tier_match(t, x) for t in tiers)
+                    else "interactivity_tok_s_user"
+                    if tiers
+                    else "workload"
+                )
                 problems.append(Problem(f"{where}.{field}", str(exc)))
             else:
                 lines.update(got.pop("provenance"))
@@ -129,8 +156,13 @@ def explain_missing(problems: list[Problem], raw: dict, failed: set[str]) -> lis
             fix = "" if f"Set {field}" in note else f" Set {field} in the study."
             out.append(Problem(p.path, f"required, and preset {preset} has no value: {note}{fix}"))
         elif field == "throughput_tokens_per_s_per_gpu" and preset:
-            out.append(Problem(p.path, f"{MISSING}: a preset gives hardware only; set it, or pick a workload "
-                                       f"({', '.join(catalog.names('workload'))}) and interactivity_tok_s_user"))
+            out.append(
+                Problem(
+                    p.path,
+                    f"{MISSING}: a preset gives hardware only; set it, or pick a workload "
+                    f"({', '.join(catalog.names('workload'))}) and interactivity_tok_s_user",
+                )
+            )
         else:
             out.append(p)
     return out
@@ -151,21 +183,30 @@ def apply_sizing(study: Study, raw: dict) -> tuple[Study, list[Problem], dict[st
     sz = study.sizing
     if sz is None:
         return study, [], {}
-    key, field, budget, unit = (("power_kw", "it_power_kw", sz.power_kw, "kW") if sz.power_kw is not None
-                                else ("capex_usd", "capex_usd", sz.capex_usd, "USD"))
+    key, field, budget, unit = (
+        ("power_kw", "it_power_kw", sz.power_kw, "kW")
+        if sz.power_kw is not None
+        else ("capex_usd", "capex_usd", sz.capex_usd, "USD")
+    )
     text = f"{budget:,.10g}"
     problems, lines, systems = [], {}, {}
     for name, system in study.systems.items():
         if _has(raw, f"systems.{name}.units"):
-            problems.append(Problem(f"systems.{name}.units", f"is set by sizing ({key}: {text}); drop units "
-                                    "here, or drop sizing and give every system its units"))
+            problems.append(
+                Problem(
+                    f"systems.{name}.units",
+                    f"is set by sizing ({key}: {text}); drop units "
+                    "here, or drop sizing and give every system its units",
+                )
+            )
             continue
         per_unit = float(getattr(system, field).mean())
         units = max(1, math.floor(budget / per_unit + 1e-9))  # 1e-9: an exact multiple is not lost to rounding
         short = " (the budget buys less than one unit; 1 is the minimum)" if budget < per_unit else ""
         each = f"{per_unit:,.0f}" if per_unit >= 1e4 else f"{per_unit:.6g}"
-        lines[f"systems.{name}.units"] = (f"sizing {key} {text}: floor({text} / {each} {unit}, the mean "
-                                          f"per-unit {field}) = {units}{short}")
+        lines[f"systems.{name}.units"] = (
+            f"sizing {key} {text}: floor({text} / {each} {unit}, the mean per-unit {field}) = {units}{short}"
+        )
         systems[name] = system.model_copy(update={"units": units})
     if problems:
         return study, problems, {}

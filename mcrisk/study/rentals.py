@@ -16,7 +16,7 @@ no band (CatalogError, NOT FOUND).
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -29,16 +29,17 @@ class _Closed(BaseModel):
 
 class RentalTier(_Closed):
     """One rental tier as a $/GPU-hour band (a point where low == high); ``low: null`` says NOT FOUND."""
-    low: Optional[float] = None
-    high: Optional[float] = None
-    source: Optional[str] = None
-    date: Optional[str] = None
-    tag: Optional[Literal["V", "I", "O", "D", "LQ"]] = None
-    derivation: Optional[str] = None
-    note: Optional[str] = None
+
+    low: float | None = None
+    high: float | None = None
+    source: str | None = None
+    date: str | None = None
+    tag: Literal["V", "I", "O", "D", "LQ"] | None = None
+    derivation: str | None = None
+    note: str | None = None
 
     @model_validator(mode="after")
-    def _traceable(self) -> "RentalTier":
+    def _traceable(self) -> RentalTier:
         if self.low is None and self.high is None:
             if "NOT FOUND" not in (self.note or ""):
                 raise ValueError("a tier without figures: the note must say 'NOT FOUND ...' and why")
@@ -59,6 +60,7 @@ class RentalTier(_Closed):
 
 class Rentals(_Closed):
     """Rental prices of one system's GPUs, $/GPU-hour, by tier."""
+
     on_demand: RentalTier
     reserved_1y: RentalTier
     reserved_3y: RentalTier
@@ -69,27 +71,29 @@ class CalibrationPoint(_Closed):
 
     ``price_prior`` names a prior for market.token_price.initial_usd_per_mtok; without it the
     workload's own price band at the tier is used. ``workload: null`` needs a NOT FOUND note."""
-    workload: Optional[str] = None
-    interactivity_tok_s_user: Optional[float] = None  # None: the figure whose source states no tier
+
+    workload: str | None = None
+    interactivity_tok_s_user: float | None = None  # None: the figure whose source states no tier
     serving: Literal["colocated", "disaggregated"] = "colocated"
-    price_prior: Optional[str] = None
-    note: Optional[str] = None
+    price_prior: str | None = None
+    note: str | None = None
 
     @model_validator(mode="after")
-    def _named(self) -> "CalibrationPoint":
+    def _named(self) -> CalibrationPoint:
         if self.workload is None and "NOT FOUND" not in (self.note or ""):
             raise ValueError("a calibration point without a workload: the note must say 'NOT FOUND ...' and why")
         return self
 
 
-def _tier(x: Optional[float]) -> str:
+def _tier(x: float | None) -> str:
     return "an unstated tier" if x is None else f"{x:g} tok/s/user"
 
 
-def quotes(rentals: Rentals) -> dict[str, Optional[tuple[float, float]]]:
+def quotes(rentals: Rentals) -> dict[str, tuple[float, float] | None]:
     """``{tier: (low, high) or None}`` in $/GPU-hour (tiers as in TIERS)."""
-    return {t: (getattr(rentals, t).low, getattr(rentals, t).high) if getattr(rentals, t).found else None
-            for t in TIERS}
+    return {
+        t: (getattr(rentals, t).low, getattr(rentals, t).high) if getattr(rentals, t).found else None for t in TIERS
+    }
 
 
 def band(rentals: Rentals, system: str) -> tuple[float, float]:
@@ -100,8 +104,10 @@ def band(rentals: Rentals, system: str) -> tuple[float, float]:
     high_tier = next((t for t in ("on_demand", "reserved_1y") if q[t]), None)
     if low_tier is None or high_tier is None or low_tier == high_tier:
         have = ", ".join(f"{t} {v[0]:g}-{v[1]:g}" for t, v in q.items() if v) or "none"
-        raise ValueError(f"system {system!r} has no rental band: NOT FOUND, it needs a 3-year (or 1-year) "
-                         f"reserved and an on-demand (or 1-year) figure; it has: {have}")
+        raise ValueError(
+            f"system {system!r} has no rental band: NOT FOUND, it needs a 3-year (or 1-year) "
+            f"reserved and an on-demand (or 1-year) figure; it has: {have}"
+        )
     return q[low_tier][0], q[high_tier][1]
 
 
@@ -111,8 +117,17 @@ def rental_rows(rentals: Rentals) -> list[dict]:
     for t in TIERS:
         r = getattr(rentals, t)
         value = None if not r.found else r.low if r.low == r.high else {"low": r.low, "high": r.high}
-        rows.append({"field": f"rental_usd_per_gpu_hour.{t}", "value": value, "source": r.source,
-                     "date": r.date, "tag": r.tag, "derivation": r.derivation, "note": r.note})
+        rows.append(
+            {
+                "field": f"rental_usd_per_gpu_hour.{t}",
+                "value": value,
+                "source": r.source,
+                "date": r.date,
+                "tag": r.tag,
+                "derivation": r.derivation,
+                "note": r.note,
+            }
+        )
     return rows
 
 
@@ -123,23 +138,36 @@ def calibration_row(rentals: Rentals, system: str, point: CalibrationPoint) -> d
         value: object = {"low": low, "high": high}
     except ValueError:
         value = None
-    where = "NOT FOUND" if point.workload is None else (
-        f"{point.workload} @ {_tier(point.interactivity_tok_s_user)}, {point.serving}; "
-        f"price {point.price_prior or 'the workload band'}")
+    where = (
+        "NOT FOUND"
+        if point.workload is None
+        else (
+            f"{point.workload} @ {_tier(point.interactivity_tok_s_user)}, {point.serving}; "
+            f"price {point.price_prior or 'the workload band'}"
+        )
+    )
     note = " ".join(x for x in (where + ".", point.note or "") if x).strip()
     if value is None:
         note = f"NOT FOUND: no rental band (fewer than two tiers). {note}"
-    return {"field": "rental_band (calibration)", "value": value, "source": "rental tiers above",
-            "date": "see the tiers", "tag": "D" if value is not None else None,
-            "derivation": "low = 3-year reserved low; high = on-demand high (1-year reserved stands in)",
-            "note": note}
+    return {
+        "field": "rental_band (calibration)",
+        "value": value,
+        "source": "rental tiers above",
+        "date": "see the tiers",
+        "tag": "D" if value is not None else None,
+        "derivation": "low = 3-year reserved low; high = on-demand high (1-year reserved stands in)",
+        "note": note,
+    }
 
 
 def check_calibration(entries: dict) -> None:
     """ValueError unless every system's calibration point names a catalog workload and prior."""
     for e in entries.values():
         c = getattr(e, "calibration", None)
-        bad = c and [(k, n) for k, n in (("workload", c.workload), ("prior", c.price_prior))
-                     if n is not None and getattr(entries.get(n), "kind", None) != k]
+        bad = c and [
+            (k, n)
+            for k, n in (("workload", c.workload), ("prior", c.price_prior))
+            if n is not None and getattr(entries.get(n), "kind", None) != k
+        ]
         if bad:
             raise ValueError(f"catalog system {e.name!r}: calibration names unknown {bad}")

@@ -11,22 +11,33 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from mcrisk.study import yaml12
-from mcrisk.study.checks import Int, Num as Float
-from mcrisk.study.correlations import check_correlations, correlation_matrix  # noqa: F401  (public: schema.correlation_matrix)
-from mcrisk.study.ranges import InRange, NonNegative, Positive, UnitHalfOpen, UnitInterval
-from mcrisk.study.overrides import override_tree, relabel
-from mcrisk.study.distributions import Dist, DistBase, Fixed
 from mcrisk.errors import Problem, StudyError, _shown, problems_from
+from mcrisk.study import yaml12
+from mcrisk.study.checks import Int
+from mcrisk.study.checks import Num as Float
+from mcrisk.study.correlations import check_correlations, correlation_matrix  # noqa: F401  (public: schema.correlation_matrix)
+from mcrisk.study.distributions import Dist, DistBase, Fixed
+from mcrisk.study.overrides import override_tree, relabel
 from mcrisk.study.presets import CATALOG_KEYS, apply_catalog, apply_sizing, explain_missing, provenance_map
+from mcrisk.study.ranges import InRange, NonNegative, Positive, UnitHalfOpen, UnitInterval
 
 # --------------------------------------------------------------------------- YAML 1.2
 
@@ -176,7 +187,7 @@ class System(_Closed):
     contract: Contract | None = None
 
     @model_validator(mode="after")
-    def _rental_given(self) -> "System":
+    def _rental_given(self) -> System:
         if self.revenue_mode == "gpu_hours" and self.rental is None:
             raise ValueError("revenue_mode: gpu_hours needs a rental section (rental.initial_usd_per_gpu_hour)")
         return self
@@ -189,7 +200,7 @@ class Sizing(_Closed):
     capex_usd: Float | None = Field(None, gt=0, allow_inf_nan=False)  # per unit capex_usd
 
     @model_validator(mode="after")
-    def _one_budget(self) -> "Sizing":
+    def _one_budget(self) -> Sizing:
         if (self.power_kw is None) == (self.capex_usd is None):
             raise ValueError("give exactly one budget: power_kw (IT kW) or capex_usd")
         return self
@@ -237,9 +248,7 @@ class Study(_Closed):
     def _system_names(cls, v: dict[str, System]) -> dict[str, System]:
         bad = [n for n in v if not _NAME.fullmatch(n)]
         if bad:
-            raise ValueError(
-                f"system names must use letters, digits, '_' and '-' (no dots), got {bad}"
-            )
+            raise ValueError(f"system names must use letters, digits, '_' and '-' (no dots), got {bad}")
         return v
 
     # ------------------------------------------------------------------ derived views
@@ -270,7 +279,7 @@ class Study(_Closed):
         text = json.dumps(self.resolved(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def with_provenance(self, sources: Mapping[str, str]) -> "Study":
+    def with_provenance(self, sources: Mapping[str, str]) -> Study:
         """A copy whose provenance names `sources` for those paths (values a caller filled in)."""
         out = self.model_copy()
         out._provenance = {**self._provenance, **{p: s for p, s in sources.items() if p in self._provenance}}
@@ -308,18 +317,33 @@ def _walk_dists(model: BaseModel, prefix: str):
 
 # Optional extension fields: left out of `resolved()` where absent (None), so that a study
 # without them resolves, and hashes, as it did before they existed.
-EXTENSION_KEYS = frozenset({
-    "rental", "succession", "every_months", "cost_of_equity", "tax_rate", "debt", "tenor_months", "portfolio",
-    "purchase_month", "lead_months", "revenue_mode", "contract",
-})
+EXTENSION_KEYS = frozenset(
+    {
+        "rental",
+        "succession",
+        "every_months",
+        "cost_of_equity",
+        "tax_rate",
+        "debt",
+        "tenor_months",
+        "portfolio",
+        "purchase_month",
+        "lead_months",
+        "revenue_mode",
+        "contract",
+    }
+)
 
 
 def _plain(obj: Any) -> Any:
     if isinstance(obj, dict):
         if obj.get("dist") == "fixed" and set(obj) == {"dist", "value"}:
             return obj["value"]
-        return {k: _plain(v) for k, v in obj.items()
-                if k not in CATALOG_KEYS and k != "sizing" and not (k in EXTENSION_KEYS and v is None)}
+        return {
+            k: _plain(v)
+            for k, v in obj.items()
+            if k not in CATALOG_KEYS and k != "sizing" and not (k in EXTENSION_KEYS and v is None)
+        }
     if isinstance(obj, list):
         return [_plain(v) for v in obj]
     return obj
@@ -328,8 +352,14 @@ def _plain(obj: Any) -> Any:
 def _check_timing(study: Study) -> list[Problem]:
     """Each system's purchase month lies within the horizon."""
     T = study.simulation.horizon_months
-    return [Problem(f"systems.{name}.purchase_month", f"must lie in [0, {T - 1}] (the horizon is {T} months), got {s.purchase_month}")
-            for name, s in study.systems.items() if s.purchase_month is not None and s.purchase_month > T - 1]
+    return [
+        Problem(
+            f"systems.{name}.purchase_month",
+            f"must lie in [0, {T - 1}] (the horizon is {T} months), got {s.purchase_month}",
+        )
+        for name, s in study.systems.items()
+        if s.purchase_month is not None and s.purchase_month > T - 1
+    ]
 
 
 def _check_stress(raw: dict, study: Study) -> list[Problem]:

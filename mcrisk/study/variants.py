@@ -23,6 +23,7 @@ from mcrisk.study import yaml12
 from mcrisk.study.overrides import VARIABLE_SECTIONS, not_settable, override_tree, relabel
 from mcrisk.study.schema import Study, parse_yaml, study_from_dict
 
+
 def _split_top(text: str) -> list[str]:
     """Split on commas outside brackets and braces: '1,{a: 1, b: 2},[3, 4]' -> 3 parts."""
     parts, depth, start = [], 0, 0
@@ -52,7 +53,9 @@ def parse_assignment(text: str, *, many: bool = False, option: str = "--set") ->
         try:
             values.append(parse_yaml(piece, option))
         except StudyError as exc:
-            raise StudyError([Problem(option, f"{path}: cannot read the value {piece!r}: {exc.problems[0].message}")], "options") from None
+            raise StudyError(
+                [Problem(option, f"{path}: cannot read the value {piece!r}: {exc.problems[0].message}")], "options"
+            ) from None
     if any(v is None for v in values):
         raise StudyError([Problem(option, f"{path}: empty value in {text!r}")], "options")
     return path, values
@@ -100,6 +103,7 @@ def grid(assignments: Sequence[tuple[str, Sequence[Any]]]) -> list[dict[str, Any
 
 def describe(overrides: Mapping[str, Any]) -> str:
     """'path=value; path=value', values in flow YAML."""
+
     def flow(v):
         return yaml12.dump(v, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from mcrisk.stats.compare import paired_comparisons
 from mcrisk.errors import Problem, RunFolderError, StudyError
-from mcrisk.model.metrics import METRICS
-from mcrisk.io.readers import READ_ERRORS, check_folder, damaged, reading, reason
-from mcrisk.stats.sensitivity import drawn_inputs, sensitivity
 from mcrisk.io.folder import SCENARIOS_DIR
+from mcrisk.io.readers import READ_ERRORS, check_folder, damaged, reading, reason
+from mcrisk.model.metrics import METRICS
+from mcrisk.stats.compare import paired_comparisons
+from mcrisk.stats.sensitivity import drawn_inputs, sensitivity
 
 COMPARED = ("npv_usd", "cost_per_mtok_usd")
 
@@ -30,11 +30,15 @@ def scenario_parts(folder: Path) -> list[Path]:
                 f"the run in {str(folder)!r} kept no scenarios (it was run with --no-scenarios); "
                 "run the study again without --no-scenarios to analyze it"
             )
-        raise RunFolderError(f"{str(folder)!r} is not a run folder: it has no {SCENARIOS_DIR} (write one with mcrisk run)")
+        raise RunFolderError(
+            f"{str(folder)!r} is not a run folder: it has no {SCENARIOS_DIR} (write one with mcrisk run)"
+        )
     return parts
 
 
-def read_scenarios(folder: str | Path, columns: list[str] | None = None, max_scenarios: int | None = None) -> pd.DataFrame:
+def read_scenarios(
+    folder: str | Path, columns: list[str] | None = None, max_scenarios: int | None = None
+) -> pd.DataFrame:
     """The scenarios table of a run folder (in scenario order), or its first `max_scenarios`
     scenarios; RunFolderError if it has none."""
     folder = Path(folder)
@@ -83,8 +87,16 @@ class Analysis:
     scenarios: int
 
 
-def analyze_run(folder: str | Path, metric: str = "npv_usd", *, bins: int = 20, n_boot: int = 200, seed: int = 0,
-                max_scenarios: int | None = None, require_metric: bool = True) -> Analysis:
+def analyze_run(
+    folder: str | Path,
+    metric: str = "npv_usd",
+    *,
+    bins: int = 20,
+    n_boot: int = 200,
+    seed: int = 0,
+    max_scenarios: int | None = None,
+    require_metric: bool = True,
+) -> Analysis:
     """Write ``sensitivity.csv`` (drivers of `metric`) and ``comparison.csv`` (paired system comparisons) into a run folder.
 
     The comparisons cover NPV, cost per million tokens and `metric`, those of them the run kept.
@@ -105,10 +117,21 @@ def analyze_run(folder: str | Path, metric: str = "npv_usd", *, bins: int = 20, 
         hint = f"; did you mean {close[0]!r}?" if close else f" (choose one of: {', '.join(METRICS)})"
         raise StudyError([Problem("--metric", f"unknown metric {metric!r}{hint}")], "options")
     kept = [m for m in METRICS if m in names]
-    written_with = f"the run kept only the metrics {', '.join(kept)} (--columns)" if kept else "the run kept no metric column (--columns)"
+    written_with = (
+        f"the run kept only the metrics {', '.join(kept)} (--columns)"
+        if kept
+        else "the run kept no metric column (--columns)"
+    )
     if metric not in names and require_metric:
-        raise StudyError([Problem("--metric", f"{written_with}, not {metric!r}: pick one of those, "
-                                              f"or run the study again keeping {metric}")], "options")
+        raise StudyError(
+            [
+                Problem(
+                    "--metric",
+                    f"{written_with}, not {metric!r}: pick one of those, or run the study again keeping {metric}",
+                )
+            ],
+            "options",
+        )
     compared = [m for m in dict.fromkeys([*COMPARED, metric]) if m in names]
     columns = [c for c in names if c not in METRICS or c in compared]  # keys, inputs, the metrics used
     rows = read_scenarios(folder, columns, max_scenarios)

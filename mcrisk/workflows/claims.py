@@ -24,21 +24,22 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from mcrisk.study import catalog
 from mcrisk import reference
-from mcrisk.study.checks import Int, Num
 from mcrisk.engine.options import check_counts
 from mcrisk.errors import StudyError, problems_from
 from mcrisk.model.metrics import METRICS
+from mcrisk.study import catalog
+from mcrisk.study.checks import Int, Num
 from mcrisk.study.overrides import OverrideError, set_path
 from mcrisk.study.presets import leaves
 from mcrisk.study.schema import Study, parse_yaml, study_from_dict
@@ -69,7 +70,7 @@ class Check(_Closed):
     reproduction: str  # what the point case assumes, in words
 
     @model_validator(mode="after")
-    def _one_quantity(self) -> "Check":
+    def _one_quantity(self) -> Check:
         if (self.system is None) == (self.ratio is None):
             raise ValueError("give exactly one of system (a metric of one system) or ratio ([numerator, denominator])")
         if self.metric not in METRICS:
@@ -158,8 +159,11 @@ def _path_matches(pattern: str, path: str) -> bool:
     return len(a) == len(b) and all(x in ("*", y) for x, y in zip(a, b))
 
 
-_FORMS = {"prior": {"prior"}, "workload_price": {"workload_price", "interactivity_tok_s_user"},
-          "tco_capex": {"tco_capex", "basis", "years"}}
+_FORMS = {
+    "prior": {"prior"},
+    "workload_price": {"workload_price", "interactivity_tok_s_user"},
+    "tco_capex": {"tco_capex", "basis", "years"},
+}
 
 
 def _catalog_value(form: dict, path: str) -> tuple[Any, str]:
@@ -174,8 +178,10 @@ def _catalog_value(form: dict, path: str) -> tuple[Any, str]:
         return value, line
     if kind == "workload_price":
         x = form.get("interactivity_tok_s_user")
-        return (catalog.workload_price(form["workload_price"], x),
-                catalog.workload_price_provenance(form["workload_price"], x))
+        return (
+            catalog.workload_price(form["workload_price"], x),
+            catalog.workload_price_provenance(form["workload_price"], x),
+        )
     system = catalog.get_entry(form["tco_capex"], "system")
     tco, years = system.tco_usd_per_gpu_hour, form.get("years", 4)
     if not isinstance(years, (int, float)) or isinstance(years, bool) or years <= 0:
@@ -187,8 +193,10 @@ def _catalog_value(form: dict, path: str) -> tuple[Any, str]:
     dollars = [getattr(tco, b) * hours for b in basis]
     value = dollars[0] if len(dollars) == 1 else {"dist": "uniform", "low": min(dollars), "high": max(dollars)}
     rates = " to ".join(f"{b} ${getattr(tco, b):g}" for b in basis)
-    line = (f"TCO {form['tco_capex']}: {rates}/GPU-hr x {system.gpus_per_unit.value} GPUs x {years:g} yr x "
-            f"{HOURS_PER_YEAR:g} h; {tco.source}, {tco.date} [{tco.tag}]")
+    line = (
+        f"TCO {form['tco_capex']}: {rates}/GPU-hr x {system.gpus_per_unit.value} GPUs x {years:g} yr x "
+        f"{HOURS_PER_YEAR:g} h; {tco.source}, {tco.date} [{tco.tag}]"
+    )
     return value, line
 
 
@@ -248,8 +256,15 @@ def _distribution(check: Check, scenarios: pd.DataFrame) -> dict[str, float]:
     p = float(np.count_nonzero(check.holds(x))) / n  # NaN never holds
     finite = x[~np.isnan(x)]
     q = np.quantile(finite, [0.05, 0.5, 0.95]) if finite.size else [math.nan] * 3
-    return {"scenarios": n, "p_holds": p, "p_holds_mcse": math.sqrt(p * (1 - p) / n),
-            "p5": float(q[0]), "p50": float(q[1]), "p95": float(q[2]), "n_nan": int(n - finite.size)}
+    return {
+        "scenarios": n,
+        "p_holds": p,
+        "p_holds_mcse": math.sqrt(p * (1 - p) / n),
+        "p5": float(q[0]),
+        "p50": float(q[1]),
+        "p95": float(q[2]),
+        "n_nan": int(n - finite.size),
+    }
 
 
 @dataclass
@@ -262,17 +277,44 @@ class ClaimsResult:
     folders: dict[str, Path]
 
 
-COLUMNS = ("claim", "check", "text", "source", "date", "tag", "quantity", "holds_if", "published", "point_value",
-           "reproduced", "reproduction", "scenarios", "p_holds", "p_holds_mcse", "p5", "p50", "p95", "n_nan",
-           "uncertainty", "run_folder")
+COLUMNS = (
+    "claim",
+    "check",
+    "text",
+    "source",
+    "date",
+    "tag",
+    "quantity",
+    "holds_if",
+    "published",
+    "point_value",
+    "reproduced",
+    "reproduction",
+    "scenarios",
+    "p_holds",
+    "p_holds_mcse",
+    "p5",
+    "p50",
+    "p95",
+    "n_nan",
+    "uncertainty",
+    "run_folder",
+)
 
 
 def _input_rows(name: str, which: str, study: Study) -> list[dict]:
     """Every input of a claim's study with its value and source (inputs.csv)."""
     values = dict(leaves(study.resolved()))
-    return [{"claim": name, "study": which, "path": path, "source": source,
-             "value": json.dumps(values.get(path)) if isinstance(values.get(path), dict) else values.get(path)}
-            for path, source in study.provenance().items()]
+    return [
+        {
+            "claim": name,
+            "study": which,
+            "path": path,
+            "source": source,
+            "value": json.dumps(values.get(path)) if isinstance(values.get(path), dict) else values.get(path),
+        }
+        for path, source in study.provenance().items()
+    ]
 
 
 def run_claims(
@@ -312,14 +354,26 @@ def run_claims(
         frame["system"] = frame["system"].astype(str)
         for check in claim.checks:
             wide = frame.pivot(index="scenario", columns="system", values=check.metric)
-            x = float(check.value(lambda s: values[s][check.metric]))
-            rows.append({
-                "claim": name, "check": check.id, "text": check.text, "source": check.source, "date": check.date,
-                "tag": check.tag, "quantity": check.quantity(), "holds_if": f"{check.holds_if} {check.published:g}",
-                "published": check.published, "point_value": x, "reproduced": check.reproduces(x),
-                "reproduction": " ".join(check.reproduction.split()), **_distribution(check, wide),
-                "uncertainty": " ".join(claim.uncertain.note.split()), "run_folder": str(result.folder),
-            })
+            x = float(check.value(lambda s, metric=check.metric, point=values: point[s][metric]))
+            rows.append(
+                {
+                    "claim": name,
+                    "check": check.id,
+                    "text": check.text,
+                    "source": check.source,
+                    "date": check.date,
+                    "tag": check.tag,
+                    "quantity": check.quantity(),
+                    "holds_if": f"{check.holds_if} {check.published:g}",
+                    "published": check.published,
+                    "point_value": x,
+                    "reproduced": check.reproduces(x),
+                    "reproduction": " ".join(check.reproduction.split()),
+                    **_distribution(check, wide),
+                    "uncertainty": " ".join(claim.uncertain.note.split()),
+                    "run_folder": str(result.folder),
+                }
+            )
         input_rows += _input_rows(name, "point", point_study) + _input_rows(name, "uncertain", uncertain_study)
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     out.mkdir(parents=True, exist_ok=True)

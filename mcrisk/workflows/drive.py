@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -18,12 +18,19 @@ from mcrisk.workflows.publish import versions
 def checkpoint_meta(loop: ChunkLoop) -> dict:
     """What every checkpoint of the run records besides its position: the study, the options and
     the chunking that a resume must find again."""
-    return {"study_sha256": loop.study.digest(), "options": loop.opts.record(), "chunk_size": loop.plan.chunk,
-            "n_chunks": loop.n_chunks, "every": loop.every, "month_loop_unroll": loop.plan.unroll}
+    return {
+        "study_sha256": loop.study.digest(),
+        "options": loop.opts.record(),
+        "chunk_size": loop.plan.chunk,
+        "n_chunks": loop.n_chunks,
+        "every": loop.every,
+        "month_loop_unroll": loop.plan.unroll,
+    }
 
 
-def drive(loop: ChunkLoop, folder: RunFolder, resume: Resume | None = None,
-          progress: Callable[[int, int], None] | None = None) -> Done:
+def drive(
+    loop: ChunkLoop, folder: RunFolder, resume: Resume | None = None, progress: Callable[[int, int], None] | None = None
+) -> Done:
     """Run `loop` (from `resume`, if given) into `folder`: each chunk's rows handed to a Parquet
     writer's threads, a checkpoint saved at each flush point once the rows before it are on disk.
     Returns the loop's end (its summaries, manifest fields and diagnostics)."""
@@ -38,8 +45,11 @@ def drive(loop: ChunkLoop, folder: RunFolder, resume: Resume | None = None,
             t0 = time.perf_counter()
             if writer is not None:
                 writer.drain()
-            save_checkpoint(folder.tmp, dict(meta, next_chunk=event.next_chunk, stopped=event.stopped, trace=event.trace),
-                            checkpoint_arrays(event.state))
+            save_checkpoint(
+                folder.tmp,
+                dict(meta, next_chunk=event.next_chunk, stopped=event.stopped, trace=event.trace),
+                checkpoint_arrays(event.state),
+            )
             times["write"] += time.perf_counter() - t0
         elif isinstance(event, Progress):
             if progress is not None:
@@ -49,7 +59,9 @@ def drive(loop: ChunkLoop, folder: RunFolder, resume: Resume | None = None,
     if writer is not None:
         writer.close()
         times["transfer"] += writer.wait_seconds  # the writer's threads waiting for the blocks' copies
-        times["write"] += writer.busy_seconds - writer.wait_seconds  # encoding in the writer's threads, and handing parts over
+        times["write"] += (
+            writer.busy_seconds - writer.wait_seconds
+        )  # encoding in the writer's threads, and handing parts over
     assert done is not None  # (the loop always ends with Done)
     return done
 
@@ -57,8 +69,18 @@ def drive(loop: ChunkLoop, folder: RunFolder, resume: Resume | None = None,
 def _writer(loop: ChunkLoop, folder: RunFolder) -> ScenarioWriter:
     """The Parquet writer of the loop's rows, their file metadata naming the study, seed and scenario count."""
     opts, rows = loop.opts, loop.rows
-    meta = {"mcrisk.study_sha256": loop.study.digest(), "mcrisk.seed": opts.seed, "mcrisk.version": versions()["mcrisk"],
-            "mcrisk.scenarios": opts.scenarios}
-    return ScenarioWriter(folder.path(SCENARIOS_DIR), pa.schema(loop.fields), meta,
-                          lambda start, sel, host: rows.columns(start, sel, host),
-                          part_scenarios(len(loop.plan.systems)), loop.n_chunks, loop.plan.chunk)
+    meta = {
+        "mcrisk.study_sha256": loop.study.digest(),
+        "mcrisk.seed": opts.seed,
+        "mcrisk.version": versions()["mcrisk"],
+        "mcrisk.scenarios": opts.scenarios,
+    }
+    return ScenarioWriter(
+        folder.path(SCENARIOS_DIR),
+        pa.schema(loop.fields),
+        meta,
+        lambda start, sel, host: rows.columns(start, sel, host),
+        part_scenarios(len(loop.plan.systems)),
+        loop.n_chunks,
+        loop.plan.chunk,
+    )

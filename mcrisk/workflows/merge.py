@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mcrisk._x64 import enable_float64
 from mcrisk.engine.options import RunOptions
@@ -20,13 +20,17 @@ from mcrisk.io.readers import check_folder, damaged, field_problems, read_manife
 from mcrisk.study.schema import load_study
 from mcrisk.workflows.publish import RunResult, finish
 
-
 # The manifest fields a merge reads from each shard's, with their JSON types.
 _NEEDED = ("study_sha256", "options", "shard", "seconds", "chunks", "chunk_size")
 _TYPES = {"options": dict, "shard": (dict, type(None)), "seconds": dict, "chunks": int, "chunk_size": int}
 # The manifest keys every shard must share, as the message names them when they differ.
-_PLURAL = {"study_sha256": "studies", "seed": "seeds", "scenarios": "scenario counts", "chunk_size": "chunk sizes",
-           "month_loop_unroll": "month loop unrolls"}
+_PLURAL = {
+    "study_sha256": "studies",
+    "seed": "seeds",
+    "scenarios": "scenario counts",
+    "chunk_size": "chunk sizes",
+    "month_loop_unroll": "month loop unrolls",
+}
 
 
 def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = False) -> RunResult:
@@ -42,40 +46,21 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
     if not folders:
         raise RunFolderError("merge needs the run folders of the shards (mcrisk run --shard i/k)")
     if Path(out).resolve() in {Path(f).resolve() for f in folders}:
-        raise RunFolderError(f"the output folder {str(out)!r} is one of the shards being merged; choose another with --out")
-    shards = []
-    for f in folders:
-        path = Path(f)
-        check_folder(path)
-        if not (path / "manifest.json").is_file():
-            raise RunFolderError(f"{str(path)!r} is not a shard run folder (mcrisk run --shard i/k): it has no manifest.json")
-        m = read_manifest(path / "manifest.json", path, required=_NEEDED, types=_TYPES)
-        if not m.get("shard"):  # a whole run (or a merged one): read first, it has no reducer state to load
-            raise RunFolderError(f"{str(path)!r} is a whole run, not a shard (run it with --shard i/k)")
-        problems = field_problems(m["shard"], ("index", "count"), {"index": int, "count": int}, prefix="shard.")
-        problems += RunOptions.record_problems(m["options"])
-        if problems:
-            raise damaged(path / "manifest.json", "; ".join(problems), path)
-        meta, arrays = load_checkpoint(path, name=SHARD_STATE)
-        if missing_arrays(arrays):
-            raise damaged(path / SHARD_STATE / meta["arrays"], f"no array {', '.join(map(repr, missing_arrays(arrays)))}", path)
-        shards.append((m, arrays, path))
-    shards.sort(key=lambda s: s[0]["shard"]["index"])
+        raise RunFolderError(
+            f"the output folder {str(out)!r} is one of the shards being merged; choose another with --out"
+        )
+    shards = _read_shards(folders)
     first = shards[0][0]
-    k = first["shard"]["count"]
-    same = tuple(_PLURAL)
-    for m, _, path in shards:
-        bad = [key for key in same if m.get(key) != first.get(key)]
-        if bad or {o: v for o, v in m["options"].items() if o != "shard"} != {o: v for o, v in first["options"].items() if o != "shard"}:
-            differ = ", ".join(_PLURAL[key] for key in bad) or "options"
-            raise RunFolderError(f"{path} is a shard of another run ({differ} differ)")
-    if sorted(m["shard"]["index"] for m, _, _ in shards) != list(range(k)) or any(m["shard"]["count"] != k for m, _, _ in shards):
-        have = sorted(m["shard"]["index"] for m, _, _ in shards)
-        raise RunFolderError(f"need each of the {k} shards exactly once, got shards {have}")
     st = load_study(shards[0][2] / "study.yaml")
     opts = RunOptions.from_record(first["options"]).replace(shard=None)
-    plan = make_plan(st, scenarios=opts.scenarios, seed=opts.seed, precision=opts.precision,
-                     chunk_size=opts.chunk_size, monthly=opts.monthly)
+    plan = make_plan(
+        st,
+        scenarios=opts.scenarios,
+        seed=opts.seed,
+        precision=opts.precision,
+        chunk_size=opts.chunk_size,
+        monthly=opts.monthly,
+    )
     folder = RunFolder(out, force=force)
     try:
         folder.write_study(st.to_yaml())
@@ -92,10 +77,57 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
                 for part in sorted((path / SCENARIOS_DIR).glob("part-*.parquet")):
                     shutil.copy2(part, parts / part.name)
         times = Timings.summed([m["seconds"] for m, _, _ in shards])
-        extra = {"chunk_size": first["chunk_size"], "month_loop_unroll": first.get("month_loop_unroll"),
-                 "monthly_scenarios": first.get("monthly_scenarios"), "chunks": first["chunks"],
-                 "merged_from": [str(p) for _, _, p in shards]}
+        extra = {
+            "chunk_size": first["chunk_size"],
+            "month_loop_unroll": first.get("month_loop_unroll"),
+            "monthly_scenarios": first.get("monthly_scenarios"),
+            "chunks": first["chunks"],
+            "merged_from": [str(p) for _, _, p in shards],
+        }
         return finish(st, plan, folder, opts, state, times, t_total, extra)
     except BaseException:
         folder.discard()
         raise
+
+
+def _read_shards(folders: Sequence[str | Path]) -> list[tuple[dict, dict, Path]]:
+    """(manifest, reducer arrays, folder) of each shard, in shard order; RunFolderError naming the
+    folder that is not a shard, is damaged, belongs to another run, or is missing or repeated."""
+    shards = []
+    for f in folders:
+        path = Path(f)
+        check_folder(path)
+        if not (path / "manifest.json").is_file():
+            raise RunFolderError(
+                f"{str(path)!r} is not a shard run folder (mcrisk run --shard i/k): it has no manifest.json"
+            )
+        m = read_manifest(path / "manifest.json", path, required=_NEEDED, types=_TYPES)
+        if not m.get("shard"):  # a whole run (or a merged one): read first, it has no reducer state to load
+            raise RunFolderError(f"{str(path)!r} is a whole run, not a shard (run it with --shard i/k)")
+        problems = field_problems(m["shard"], ("index", "count"), {"index": int, "count": int}, prefix="shard.")
+        problems += RunOptions.record_problems(m["options"])
+        if problems:
+            raise damaged(path / "manifest.json", "; ".join(problems), path)
+        meta, arrays = load_checkpoint(path, name=SHARD_STATE)
+        if missing_arrays(arrays):
+            raise damaged(
+                path / SHARD_STATE / meta["arrays"], f"no array {', '.join(map(repr, missing_arrays(arrays)))}", path
+            )
+        shards.append((m, arrays, path))
+    shards.sort(key=lambda s: s[0]["shard"]["index"])
+    first = shards[0][0]
+    k = first["shard"]["count"]
+    same = tuple(_PLURAL)
+    for m, _, path in shards:
+        bad = [key for key in same if m.get(key) != first.get(key)]
+        if bad or {o: v for o, v in m["options"].items() if o != "shard"} != {
+            o: v for o, v in first["options"].items() if o != "shard"
+        }:
+            differ = ", ".join(_PLURAL[key] for key in bad) or "options"
+            raise RunFolderError(f"{path} is a shard of another run ({differ} differ)")
+    if sorted(m["shard"]["index"] for m, _, _ in shards) != list(range(k)) or any(
+        m["shard"]["count"] != k for m, _, _ in shards
+    ):
+        have = sorted(m["shard"]["index"] for m, _, _ in shards)
+        raise RunFolderError(f"need each of the {k} shards exactly once, got shards {have}")
+    return shards

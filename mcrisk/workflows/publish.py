@@ -14,20 +14,19 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from mcrisk.stats import risk
-from mcrisk.stats.bands import monthly_table
-from mcrisk.stats.breakeven import breakeven_table
-from mcrisk.stats.convergence import explain
 from mcrisk.engine.options import RunOptions
 from mcrisk.engine.plan import TAIL_COUNTS, Plan
-from mcrisk.stats.bands import MONTHLY_SKETCH
 from mcrisk.engine.state import HostSummaries
 from mcrisk.engine.timings import Timings
 from mcrisk.errors import RunFolderError, StudyError
 from mcrisk.io.folder import SCENARIOS_DIR, RunFolder
 from mcrisk.io.jsonfiles import write_json
-from mcrisk.workflows.stress import stress_table
+from mcrisk.stats import risk
+from mcrisk.stats.bands import MONTHLY_SKETCH, monthly_table
+from mcrisk.stats.breakeven import breakeven_table
+from mcrisk.stats.convergence import explain
 from mcrisk.study.schema import Study
+from mcrisk.workflows.stress import stress_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -86,7 +85,11 @@ def _analyze(folder: RunFolder) -> dict:
 
     try:
         done = analyze_run(folder.tmp, max_scenarios=ANALYSIS_SCENARIOS, require_metric=False)
-    except (StudyError, RunFolderError, ValueError) as exc:  # --columns kept nothing it can use; never lose the run over it
+    except (
+        StudyError,
+        RunFolderError,
+        ValueError,
+    ) as exc:  # --columns kept nothing it can use; never lose the run over it
         return {"sensitivity": None, "comparison": None, "analysis_skipped": str(exc).splitlines()[0]}
     out = {key: (done.paths[key].name if key in done.paths else None) for key in ("sensitivity", "comparison")}
     if done.skipped:
@@ -105,8 +108,18 @@ class _Tables:
     extra: dict
 
 
-def finish(st: Study, plan: Plan, folder: RunFolder, opts: RunOptions, state: HostSummaries, times: Timings, t_total: float,
-           extra: dict, stresses: list | None = None, diag_future: Future | None = None) -> RunResult:
+def finish(
+    st: Study,
+    plan: Plan,
+    folder: RunFolder,
+    opts: RunOptions,
+    state: HostSummaries,
+    times: Timings,
+    t_total: float,
+    extra: dict,
+    stresses: list | None = None,
+    diag_future: Future | None = None,
+) -> RunResult:
     """Summaries, risk table, ArviZ data and manifest from the host reducers; publish the folder."""
     n_total = extra.get("scenarios_run") or opts.scenarios
     t0 = time.perf_counter()
@@ -121,14 +134,26 @@ def finish(st: Study, plan: Plan, folder: RunFolder, opts: RunOptions, state: Ho
     stress = stress_table((tables.summary, tables.risk), stresses) if stresses is not None else None
     _write(st, plan, folder, opts, tables, stress, state.retained, n_total)
     times["write"] += time.perf_counter() - t0
-    manifest = _manifest(st, plan, opts, tables, stress, analysis, state.retained.shape[1], times, time.perf_counter() - t_total, n_total)
+    manifest = _manifest(
+        st, plan, opts, tables, stress, analysis, state.retained.shape[1], times, time.perf_counter() - t_total, n_total
+    )
     write_json(folder.path("manifest.json"), manifest, strict=True)
     path = folder.publish()
-    return RunResult(folder=path, summary=tables.summary, risk=tables.risk, manifest=manifest, study=st,
-                     breakeven=tables.breakeven, monthly=tables.monthly, stress=stress)
+    return RunResult(
+        folder=path,
+        summary=tables.summary,
+        risk=tables.risk,
+        manifest=manifest,
+        study=st,
+        breakeven=tables.breakeven,
+        monthly=tables.monthly,
+        stress=stress,
+    )
 
 
-def _tables(st: Study, plan: Plan, state: HostSummaries, extra: dict, n_total: int, diag_future: Future | None) -> _Tables:
+def _tables(
+    st: Study, plan: Plan, state: HostSummaries, extra: dict, n_total: int, diag_future: Future | None
+) -> _Tables:
     host_state, draws = state.host, state.retained
     # As for the retained draws, then restated for all N (the same arithmetic whether it ran in
     # the background during the run or here, after a resume or a merge).
@@ -145,8 +170,16 @@ def _tables(st: Study, plan: Plan, state: HostSummaries, extra: dict, n_total: i
     return _Tables(summary, risk_df, breakeven, monthly, extra)
 
 
-def _write(st: Study, plan: Plan, folder: RunFolder, opts: RunOptions, tables: _Tables, stress: pd.DataFrame | None,
-           draws: np.ndarray, n_total: int) -> None:
+def _write(
+    st: Study,
+    plan: Plan,
+    folder: RunFolder,
+    opts: RunOptions,
+    tables: _Tables,
+    stress: pd.DataFrame | None,
+    draws: np.ndarray,
+    n_total: int,
+) -> None:
     """The tables as CSV and Parquet, and the retained draws as ArviZ NetCDF, into the partial folder."""
     tables.summary.to_csv(folder.path("summary.csv"), index=False)
     tables.risk.to_csv(folder.path("risk.csv"), index=False)
@@ -155,16 +188,31 @@ def _write(st: Study, plan: Plan, folder: RunFolder, opts: RunOptions, tables: _
         stress.to_csv(folder.path("stress.csv"), index=False)
     if tables.monthly is not None:
         tables.monthly.to_parquet(folder.path("monthly.parquet"), index=False)
-    attrs = {"mcrisk_study_sha256": st.digest(), "mcrisk_seed": opts.seed, "mcrisk_scenarios": n_total,
-             "mcrisk_retained_draws": int(draws.shape[1])}
+    attrs = {
+        "mcrisk_study_sha256": st.digest(),
+        "mcrisk_seed": opts.seed,
+        "mcrisk_scenarios": n_total,
+        "mcrisk_retained_draws": int(draws.shape[1]),
+    }
     if draws.shape[1] > 0:
         # Uncompressed: zlib saved 19% of 10 MB of float64 draws and took 0.45 s of every run.
-        risk.inference_data(draws, plan.systems, plan.metrics, attrs).to_netcdf(str(folder.path("summary.nc")), engine="h5netcdf",
-                                                                            compress=False)
+        risk.inference_data(draws, plan.systems, plan.metrics, attrs).to_netcdf(
+            str(folder.path("summary.nc")), engine="h5netcdf", compress=False
+        )
 
 
-def _manifest(st: Study, plan: Plan, opts: RunOptions, tables: _Tables, stress: pd.DataFrame | None, analysis: dict | None,
-              retained: int, times: Timings, wall: float, n_total: int) -> dict:
+def _manifest(
+    st: Study,
+    plan: Plan,
+    opts: RunOptions,
+    tables: _Tables,
+    stress: pd.DataFrame | None,
+    analysis: dict | None,
+    retained: int,
+    times: Timings,
+    wall: float,
+    n_total: int,
+) -> dict:
     """manifest.json: what ran, with which options, where, the outputs, and where the time went."""
     extra, monthly = tables.extra, tables.monthly
     status = {
@@ -205,10 +253,14 @@ def _manifest(st: Study, plan: Plan, opts: RunOptions, tables: _Tables, stress: 
             "method": "log-bucket sketch over all scenarios (inverted-CDF rank)",
             "relative_error": plan.sketch.rel_accuracy,
             "monthly_relative_error": MONTHLY_SKETCH.rel_accuracy if monthly is not None else None,
-            "monthly_method": f"log-bucket sketch over the first {extra.get('monthly_scenarios')} scenarios" if monthly is not None else None,
+            "monthly_method": f"log-bucket sketch over the first {extra.get('monthly_scenarios')} scenarios"
+            if monthly is not None
+            else None,
         },
         "diagnostics": {"retained_draws": retained, "chains": risk.CHAINS, "scaled_to": n_total},
         "status": status,
         "seconds": {k: round(v, 4) for k, v in times.seconds().items()} | {"total": round(wall, 4)},
-        "scenario_months_per_second": n_total * plan.months / wall if wall > 0 and not extra.get("merged_from") else None,
+        "scenario_months_per_second": n_total * plan.months / wall
+        if wall > 0 and not extra.get("merged_from")
+        else None,
     }

@@ -11,8 +11,9 @@ from __future__ import annotations
 import inspect
 import shutil
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from mcrisk._x64 import enable_float64
 from mcrisk.engine import interrupt
@@ -85,8 +86,15 @@ def run_study(
         given = {k: v for k, v in locals().items() if k in _RESUME_FIXED}
         fixed = [k for k, v in given.items() if v is not _RESUME_FIXED[k] and v != _RESUME_FIXED[k]]
         if fixed:
-            raise StudyError([Problem("resume", f"cannot be combined with {', '.join(fixed)}: the interrupted run fixes "
-                                                "its seed and options")], "options")
+            raise StudyError(
+                [
+                    Problem(
+                        "resume",
+                        f"cannot be combined with {', '.join(fixed)}: the interrupted run fixes its seed and options",
+                    )
+                ],
+                "options",
+            )
         return _resume(study, out, progress, time.perf_counter())
     t_total = time.perf_counter()
     source = default_study_path() if study is None else study
@@ -94,10 +102,25 @@ def run_study(
     if overrides:  # --set: applied to the study as written, so presets and sizing follow
         st = variants.apply(variants.raw_study(source), overrides, label="--set")
     opts = RunOptions.for_study(
-        st, scenarios=scenarios, seed=seed, precision=precision, chunk_size=chunk_size, write_scenarios=write_scenarios,
-        diagnostic_draws=diagnostic_draws, checkpoint_every=checkpoint_every, shard=shard, columns=columns,
-        sample_fraction=sample_fraction, monthly=monthly, monthly_scenarios=monthly_scenarios, sampler_dims=sampler_dims,
-        overrides=overrides, target_mcse=target_mcse, analyze=analyze, stress=stress)
+        st,
+        scenarios=scenarios,
+        seed=seed,
+        precision=precision,
+        chunk_size=chunk_size,
+        write_scenarios=write_scenarios,
+        diagnostic_draws=diagnostic_draws,
+        checkpoint_every=checkpoint_every,
+        shard=shard,
+        columns=columns,
+        sample_fraction=sample_fraction,
+        monthly=monthly,
+        monthly_scenarios=monthly_scenarios,
+        sampler_dims=sampler_dims,
+        overrides=overrides,
+        target_mcse=target_mcse,
+        analyze=analyze,
+        stress=stress,
+    )
     folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
 
     def start() -> RunResult:
@@ -108,12 +131,16 @@ def run_study(
 
 
 # run_study's options that resume=True cannot take, with their defaults.
-_RESUME_FIXED = {k: p.default for k, p in inspect.signature(run_study).parameters.items()
-                 if k not in ("study", "out", "resume", "progress")}
+_RESUME_FIXED = {
+    k: p.default
+    for k, p in inspect.signature(run_study).parameters.items()
+    if k not in ("study", "out", "resume", "progress")
+}
 
 
-def _resume(study: str | Path | Mapping | Study | None, out: str | Path | None, progress: ProgressFn | None,
-            t_total: float) -> RunResult:
+def _resume(
+    study: str | Path | Mapping | Study | None, out: str | Path | None, progress: ProgressFn | None, t_total: float
+) -> RunResult:
     """Continue the interrupted run of `out` from its checkpoint (read once, checked here, before
     the run starts, so that a damaged checkpoint is named); `study`, if given, must be its study."""
     if out is None:
@@ -158,15 +185,25 @@ def _guarded(folder: RunFolder, run: Callable[[], RunResult]) -> RunResult:
         cancel_pending()  # a failed or stopped run does not wait at exit for programs it will not call
 
 
-def _execute(st: Study, folder: RunFolder, opts: RunOptions, checkpoint: Checkpoint | None, progress: ProgressFn | None,
-             t_total: float) -> RunResult:
+def _execute(
+    st: Study,
+    folder: RunFolder,
+    opts: RunOptions,
+    checkpoint: Checkpoint | None,
+    progress: ProgressFn | None,
+    t_total: float,
+) -> RunResult:
     """Run the chunks (from `checkpoint`, if given) into `folder`, then the study's stresses; publish."""
     times = Timings()
     loop = ChunkLoop(st, opts, times)
     resume = None
     if checkpoint is not None:
         meta, arrays = checkpoint
-        if meta["chunk_size"] != loop.plan.chunk or meta["every"] != loop.every or meta.get("month_loop_unroll", 1) != loop.plan.unroll:
+        if (
+            meta["chunk_size"] != loop.plan.chunk
+            or meta["every"] != loop.every
+            or meta.get("month_loop_unroll", 1) != loop.plan.unroll
+        ):
             raise RunFolderError(
                 f"cannot resume: the interrupted run used chunks of {meta['chunk_size']} on other devices "
                 f"(now {loop.plan.chunk}); rerun with the same number of devices"
@@ -179,13 +216,17 @@ def _execute(st: Study, folder: RunFolder, opts: RunOptions, checkpoint: Checkpo
     stresses = None
     if st.stress and opts.shard_index[1] == 1 and opts.stress:
         t0 = time.perf_counter()
-        stresses = run_stresses(st, folder.path("stress"), opts.replace(scenarios=extra["scenarios_run"]), loop.plan.dims, progress)
+        stresses = run_stresses(
+            st, folder.path("stress"), opts.replace(scenarios=extra["scenarios_run"]), loop.plan.dims, progress
+        )
         times["stress"] = time.perf_counter() - t0
         extra["stress"] = {name: variants.describe(o) for name, o in st.stress.items()}
     return finish(st, loop.plan, folder, opts, done.state, times, t_total, extra, stresses, done.diagnostics)
 
 
-def run_stresses(study: Study, where: Path, opts: RunOptions, dims: Sequence[str], progress: ProgressFn | None = None) -> list[tuple]:
+def run_stresses(
+    study: Study, where: Path, opts: RunOptions, dims: Sequence[str], progress: ProgressFn | None = None
+) -> list[tuple]:
     """Run each stress of `study` into `where/NAME` with the base case's `opts` (scenarios, seed,
     chunking, precision) and sampler dimensions `dims`, so on its draws; return (name, overrides,
     summary, risk) per stress."""
@@ -196,11 +237,19 @@ def run_stresses(study: Study, where: Path, opts: RunOptions, dims: Sequence[str
     for name, overrides in study.stress.items():
         variant = variants.apply(raw, overrides, label=f"stress.{name}")
         result = run_study(
-            variant, out=where / name, scenarios=opts.scenarios, seed=opts.seed, chunk_size=opts.chunk_size,
+            variant,
+            out=where / name,
+            scenarios=opts.scenarios,
+            seed=opts.seed,
+            chunk_size=opts.chunk_size,
             # No monthly bands (stress.csv does not use them; they were 0.7 s of each 200k-scenario
             # stress on a 2-core CPU); the simulate program is the base case's all the same.
-            precision=opts.precision, write_scenarios=False, monthly=False, diagnostic_draws=0,
-            sampler_dims=dims, progress=progress,
+            precision=opts.precision,
+            write_scenarios=False,
+            monthly=False,
+            diagnostic_draws=0,
+            sampler_dims=dims,
+            progress=progress,
         )
         out.append((name, overrides, result.summary, result.risk))
     return out
@@ -209,7 +258,9 @@ def run_stresses(study: Study, where: Path, opts: RunOptions, dims: Sequence[str
 def _checked_checkpoint(meta: dict, arrays: dict, partial: Path) -> RunOptions:
     """The options of a checkpoint of `partial`; RunFolderError naming the checkpoint file a resume could not use."""
     ck = partial / CHECKPOINT_DIR
-    problems = field_problems(meta, ("options", "chunk_size", "every"), {"options": dict, "chunk_size": int, "every": int})
+    problems = field_problems(
+        meta, ("options", "chunk_size", "every"), {"options": dict, "chunk_size": int, "every": int}
+    )
     if not problems:
         problems = RunOptions.record_problems(meta["options"])
     if problems:
@@ -219,8 +270,9 @@ def _checked_checkpoint(meta: dict, arrays: dict, partial: Path) -> RunOptions:
     return RunOptions.from_record(meta["options"])
 
 
-def rerun_manifest(manifest: str | Path, *, out: str | Path | None = None, force: bool = False,
-                   progress: ProgressFn | None = None) -> RunResult:
+def rerun_manifest(
+    manifest: str | Path, *, out: str | Path | None = None, force: bool = False, progress: ProgressFn | None = None
+) -> RunResult:
     """Run again what a manifest describes: the study beside it, with the same seed and options.
 
     RunFolderError, naming the file and what is wrong, for a manifest that is not a run's."""

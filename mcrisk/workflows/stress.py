@@ -37,8 +37,17 @@ SUMMARY_STATS = (
 )
 RISK_STATS = (("p_loss", "p_loss"), ("cvar95_usd", "cvar95_usd"))
 STAT_COLUMNS = (
-    "npv_usd_mean", "npv_usd_p5", "npv_usd_p50", "npv_usd_p95", "p_loss", "cvar95_usd",
-    "roi_multiple_p5", "roi_multiple_p50", "irr_p50", "payback_months_p50", "cost_per_mtok_usd_p50",
+    "npv_usd_mean",
+    "npv_usd_p5",
+    "npv_usd_p50",
+    "npv_usd_p95",
+    "p_loss",
+    "cvar95_usd",
+    "roi_multiple_p5",
+    "roi_multiple_p50",
+    "irr_p50",
+    "payback_months_p50",
+    "cost_per_mtok_usd_p50",
     "operating_margin_p50",
 )
 
@@ -58,7 +67,9 @@ def key_stats(summary: pd.DataFrame, risk: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["system", *STAT_COLUMNS])
 
 
-def stress_table(base: tuple[pd.DataFrame, pd.DataFrame], stresses: Sequence[tuple[str, Mapping, pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
+def stress_table(
+    base: tuple[pd.DataFrame, pd.DataFrame], stresses: Sequence[tuple[str, Mapping, pd.DataFrame, pd.DataFrame]]
+) -> pd.DataFrame:
     """`stress.csv`: the base case, then each (name, overrides, summary, risk), with the change of P50 NPV."""
     import pandas as pd
 

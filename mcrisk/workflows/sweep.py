@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from mcrisk.engine.options import check_counts
 from mcrisk.engine.plan import make_plan
@@ -61,8 +61,18 @@ def run_sweep(
         folder.write_study(base.to_yaml())
         rows = []
         for k, (point, variant) in enumerate(zip(points, variants)):
-            result = run_study(variant, out=folder.path(f"points/{k:03d}"), scenarios=n, seed=s, chunk_size=chunk_size,
-                               precision=prec, write_scenarios=False, monthly=False, sampler_dims=dims, progress=progress)
+            result = run_study(
+                variant,
+                out=folder.path(f"points/{k:03d}"),
+                scenarios=n,
+                seed=s,
+                chunk_size=chunk_size,
+                precision=prec,
+                write_scenarios=False,
+                monthly=False,
+                sampler_dims=dims,
+                progress=progress,
+            )
             stats = key_stats(result.summary, result.risk)
             for path, value in point.items():
                 stats[path] = _cell(value)
@@ -73,13 +83,22 @@ def run_sweep(
         paths = [p for p, _ in assignments]
         table = pd.concat(rows, ignore_index=True)[["point", *paths, "system", *STAT_COLUMNS]]
         table.to_csv(folder.path("sweep.csv"), index=False)
-        write_json(folder.path("manifest.json"), {
-            "study": base.name, "study_sha256": base.digest(), "seed": s, "scenarios": n, "precision": prec,
-            "grid": [{"path": p, "values": [_cell(v) for v in vals]} for p, vals in assignments],
-            "points": [{"point": k, "overrides": ov.describe(p), "folder": f"points/{k:03d}"} for k, p in enumerate(points)],
-            "outputs": {"sweep": "sweep.csv", "study": "study.yaml"},
-            "seconds": {"total": round(time.perf_counter() - t0, 4)},
-        })
+        write_json(
+            folder.path("manifest.json"),
+            {
+                "study": base.name,
+                "study_sha256": base.digest(),
+                "seed": s,
+                "scenarios": n,
+                "precision": prec,
+                "grid": [{"path": p, "values": [_cell(v) for v in vals]} for p, vals in assignments],
+                "points": [
+                    {"point": k, "overrides": ov.describe(p), "folder": f"points/{k:03d}"} for k, p in enumerate(points)
+                ],
+                "outputs": {"sweep": "sweep.csv", "study": "study.yaml"},
+                "seconds": {"total": round(time.perf_counter() - t0, 4)},
+            },
+        )
         return folder.publish(), table
     except BaseException:
         folder.discard()
