@@ -61,6 +61,8 @@ def test_check_3_lead_time_and_contract():
     np.testing.assert_allclose(out["revenue_usd"][0], 45 * 694_267.20, rtol=1e-12)
     np.testing.assert_allclose(out["contract_revenue_usd"][0], 24 * 694_267.20 / 2, rtol=1e-12)
     np.testing.assert_allclose(out["revenue_per_gpu_hour_usd"][0], 45 * 694_267.20 / (8 * 730.5 * 45), rtol=1e-12)
+    # the first live year (months 4-15) earns the same $694,267.20 a month
+    np.testing.assert_allclose(out["first_year_revenue_per_gpu_hour_usd"][0], 694_267.20 / (8 * 730.5), rtol=1e-12)
     # opex only in live months; book depreciation over the 45 live months of 48
     np.testing.assert_allclose(out["colocation_usd"][0], 45 * 2_717.0, rtol=1e-12)
     np.testing.assert_allclose(out["energy_usd"][0], 45 * 14.3 * 1.3 * 730.5 * 0.08, rtol=1e-12)
@@ -194,3 +196,19 @@ def test_a_study_without_extensions_resolves_as_before():
     text = str(st.resolved())
     for key in ("purchase_month", "contract", "tax_rate", "debt", "portfolio", "succession", "rental"):
         assert key not in text
+
+
+def test_first_year_revenue_per_gpu_hour_counts_the_first_twelve_live_months():
+    """A price that falls 50% a year: the first live year's revenue per GPU-hour is the mean of its
+    twelve monthly prices, whether the year starts at month 1 or after a 6-month lead time."""
+    market = {"token_price": {"initial_usd_per_mtok": 1.10, "annual_decline": 0.5, "volatility": 0.0}}
+    hours = 8 * 730.5
+    for lead in (None, 6):
+        system = dict(B200, **({"lead_months": lead} if lead else {}))
+        out = _run(_study(system, market=market))
+        g = lead or 0
+        # P_t = P0 (1 - d)^(t / 12), the month's revenue capacity * P_t / 1e6 (utilization 1)
+        price = 1.10 * 0.5 ** (np.arange(g + 1, g + 13) / 12)
+        want = (6.31152e11 * price / 1e6).sum() / (12 * hours)
+        np.testing.assert_allclose(out["first_year_revenue_per_gpu_hour_usd"][0], want, rtol=1e-9)
+        assert out["first_year_revenue_per_gpu_hour_usd"][0, 0] > out["revenue_per_gpu_hour_usd"][0, 0]

@@ -241,7 +241,7 @@ def ext_month_loop(plan, draw, n: int, *, bands: bool):
         f = ext_month_flows(flags, mp, sp, xp, pl, mkt, t)
         fin, fm = finance_step(flags, xp, fin, f.cash_flow.astype(SUM), t, T, capex, sale)
         tot = ext_accumulate(
-            tot, f, fm, discount_factor(site.discount_rate, t), discount_factor(equity_rate, t), t, capex
+            tot, f, fm, discount_factor(site.discount_rate, t), discount_factor(equity_rate, t), t, capex, xp.go_live
         )
         ys = (fm.free_cash_flow, fm.equity_flow if flags.debt else None)
         if bands:

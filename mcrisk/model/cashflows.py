@@ -77,6 +77,7 @@ class Totals(NamedTuple):
     """Running totals over months, (S, n) float64 per system, (n,) float64 for market series."""
 
     revenue: jax.Array
+    first_year_revenue: jax.Array  # sum of R_t over t <= 12
     tokens: jax.Array
     pv_revenue: jax.Array  # sum R_t DF_t
     pv_tokens: jax.Array  # sum N_t DF_t
@@ -132,7 +133,7 @@ def discount_factor(rate: jax.Array, t: jax.Array) -> jax.Array:
 def totals_init(shape: tuple[int, int]) -> Totals:
     z = jnp.zeros(shape, SUM)
     zn = jnp.zeros(shape[1:], SUM)
-    return Totals(z, z, z, z, z, jnp.full(shape, jnp.inf, SUM), zn, zn, zn, zn, zn, zn)
+    return Totals(z, z, z, z, z, z, jnp.full(shape, jnp.inf, SUM), zn, zn, zn, zn, zn, zn)
 
 
 def accumulate(tot: Totals, f: Flows, mkt: MarketMonth, df: jax.Array, t: jax.Array, capex: jax.Array) -> Totals:
@@ -143,6 +144,7 @@ def accumulate(tot: Totals, f: Flows, mkt: MarketMonth, df: jax.Array, t: jax.Ar
     util, elec = mkt.utilization.astype(SUM), mkt.electricity.astype(SUM)
     return Totals(
         revenue=tot.revenue + rev,
+        first_year_revenue=jnp.where(t <= 12, tot.first_year_revenue + rev, tot.first_year_revenue),
         tokens=tot.tokens + tok,
         pv_revenue=tot.pv_revenue + rev * df,
         pv_tokens=tot.pv_tokens + tok * df,

@@ -27,6 +27,8 @@ class ExtTotals(NamedTuple):
     pv_opex: jax.Array
     pv_variable: jax.Array  # sum DF_t of the busy-share part of energy cost
     live: jax.Array  # sum L_t
+    first_year_revenue: jax.Array  # sum of R_t over the first 12 live months
+    first_year_live: jax.Array  # live months among them
     busy: jax.Array  # sum B_t
     contract_revenue: jax.Array
     cum_fcf: jax.Array  # sum_{j<=t} FCF_j
@@ -42,17 +44,26 @@ class ExtTotals(NamedTuple):
 def ext_totals_init(shape: tuple[int, int]) -> ExtTotals:
     z = jnp.zeros(shape, SUM)
     inf = jnp.full(shape, jnp.inf, SUM)
-    return ExtTotals(*([z] * 13), inf, z, z, z, z, z, inf)
+    return ExtTotals(*([z] * 15), inf, z, z, z, z, z, inf)
 
 
 def ext_accumulate(
-    tot: ExtTotals, f: ExtFlows, fm: FinanceMonth, df: jax.Array, dfe: jax.Array, t: jax.Array, capex: jax.Array
+    tot: ExtTotals,
+    f: ExtFlows,
+    fm: FinanceMonth,
+    df: jax.Array,
+    dfe: jax.Array,
+    t: jax.Array,
+    capex: jax.Array,
+    go_live: jax.Array,
 ) -> ExtTotals:
-    """Add month t (DF_t at the discount rate, DFe_t at the cost of equity) to the totals."""
+    """Add month t (DF_t at the discount rate, DFe_t at the cost of equity) to the totals;
+    `go_live` is g, the month after which the system is live."""
     c = lambda x: x.astype(SUM)  # noqa: E731
     rev, tok, opex = c(f.revenue), c(f.tokens), c(f.opex)
     cum = tot.cum_fcf + fm.free_cash_flow
     reached = jnp.isinf(tot.payback) & (cum >= capex)
+    first = (t - go_live <= 12) & (f.live > 0)  # a live month of the first live year
     service = fm.interest + fm.principal
     dscr = jnp.where(service > 0, (c(f.cash_flow) - fm.tax_levered) / jnp.where(service > 0, service, 1.0), jnp.inf)
     return ExtTotals(
@@ -66,6 +77,8 @@ def ext_accumulate(
         pv_opex=tot.pv_opex + opex * df,
         pv_variable=tot.pv_variable + c(f.variable_energy_usd) * df,
         live=tot.live + c(f.live),
+        first_year_revenue=jnp.where(first, tot.first_year_revenue + rev, tot.first_year_revenue),
+        first_year_live=jnp.where(first, tot.first_year_live + 1.0, tot.first_year_live),
         busy=tot.busy + c(f.busy),
         contract_revenue=tot.contract_revenue + c(f.contract_revenue),
         cum_fcf=cum,
@@ -160,6 +173,9 @@ def ext_metrics(
         revenue_per_unit_year_usd=ratio(tot.revenue, units * tot.live / 12),
         revenue_per_mw_year_usd=ratio(tot.revenue, units * power / 1000 * tot.live / 12),
         revenue_per_gpu_hour_usd=ratio(tot.revenue, units * gpus * MONTH_HOURS * tot.live),
+        first_year_revenue_per_gpu_hour_usd=ratio(
+            tot.first_year_revenue, units * gpus * MONTH_HOURS * tot.first_year_live
+        ),
         live_months=tot.live,
         breakeven_rental_usd_per_gpu_hour=jnp.where(gpu_mode, f(xp.rental0) * ratio(pv_cost, tot.pv_revenue), jnp.nan),
         contract_revenue_usd=tot.contract_revenue,

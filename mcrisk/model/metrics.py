@@ -49,10 +49,11 @@ METRICS: tuple[str, ...] = (
     "revenue_per_unit_year_usd",
     "revenue_per_mw_year_usd",
 )
-# The base model's metrics above, then two every run computes (the calibration check's revenue
-# per GPU-hour, and the live months of MODEL.md's timing extension).
+# The base model's metrics above, then three every run computes: the revenue per installed
+# GPU-hour over the horizon and over the first live year (what the calibration check holds
+# against the rental market's prices), and the live months of MODEL.md's timing extension.
 BASE_METRICS = METRICS
-METRICS = BASE_METRICS + ("revenue_per_gpu_hour_usd", "live_months")
+METRICS = BASE_METRICS + ("revenue_per_gpu_hour_usd", "first_year_revenue_per_gpu_hour_usd", "live_months")
 # Metrics of MODEL.md's extensions (tax, debt, contracts, GPU-hours): computed where a study uses one.
 FINANCE_METRICS: tuple[str, ...] = (
     "breakeven_rental_usd_per_gpu_hour",
@@ -164,5 +165,8 @@ def compute(
         revenue_per_unit_year_usd=_ratio(tot.revenue, full(units * years)),
         revenue_per_mw_year_usd=_ratio(tot.revenue, full(units * power / 1000 * years)),
         revenue_per_gpu_hour_usd=_ratio(tot.revenue, full(units * f(sp.gpus) * (MONTH_HOURS * T))),
+        first_year_revenue_per_gpu_hour_usd=_ratio(
+            tot.first_year_revenue, full(units * f(sp.gpus) * (MONTH_HOURS * min(T, 12.0)))
+        ),
         live_months=full(jnp.asarray(T, SUM)),
     )

@@ -42,6 +42,7 @@ METRICS: tuple[str, ...] = (
     "revenue_per_mw_year_usd",
     "breakeven_rental_usd_per_gpu_hour",
     "revenue_per_gpu_hour_usd",
+    "first_year_revenue_per_gpu_hour_usd",
     "live_months",
     "contract_revenue_usd",
     "contract_default_month",
@@ -162,6 +163,9 @@ def system_metrics_from_flows(f, irr_method: str = "auto") -> dict[str, np.ndarr
         out["revenue_per_unit_year_usd"] = rev / (units * live / 12.0)
         out["revenue_per_mw_year_usd"] = rev / (units * f["it_power_kw"] / 1000.0 * live / 12.0)
         out["revenue_per_gpu_hour_usd"] = rev / (units * f["gpus_per_unit"] * 730.5 * live)
+        first = (f["live"] > 0) & (f["age"] <= 12)  # the first live year's months
+        first_hours = units * f["gpus_per_unit"] * 730.5 * first.sum(axis=1)
+        out["first_year_revenue_per_gpu_hour_usd"] = np.where(first, f["revenue"], 0.0).sum(axis=1) / first_hours
         out["live_months"] = live
         out["contract_revenue_usd"] = f["contract_revenue"].sum(axis=1)
         T = DF.shape[1]

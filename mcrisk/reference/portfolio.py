@@ -74,6 +74,11 @@ def _fleet_ratios(fs, out) -> None:
     out["revenue_per_mw_year_usd"] = rev / mw_years
     gpu_live = _total([g * lv for g, lv in zip(gpus, live)])
     out["revenue_per_gpu_hour_usd"] = rev / (730.5 * gpu_live)
+    first = [(f["live"] > 0) & (f["age"] <= 12) for f in fs]
+    first_rev = _total([np.where(m, f["revenue"], 0.0).sum(axis=1) for m, f in zip(first, fs)])
+    out["first_year_revenue_per_gpu_hour_usd"] = first_rev / (
+        730.5 * _total([g * m.sum(axis=1) for g, m in zip(gpus, first)])
+    )
     out["mean_utilization"] = _total([g * f["busy"].sum(axis=1) for g, f in zip(gpus, fs)]) / gpu_live
 
 
