@@ -392,7 +392,12 @@ def test_capex_and_power_follow_their_stated_arithmetic():
         14.3,
         14.5,
     )
-    for name in ("hgx-h200", "hgx-b300", "mi300x", "mi325x", "mi355x"):
+    # H200's purchase price is not published: H100's basis scaled by SemiAnalysis' TCO ratio 1.41 / 1.30
+    h100 = f("hgx-h100")["capex_usd"]
+    h200 = f("hgx-h200")["capex_usd"]
+    for k in ("low", "mode", "high"):
+        assert h200[k] == pytest.approx(h100[k] * 1.41 / 1.30, abs=30), k
+    for name in ("hgx-b300", "mi300x", "mi325x", "mi355x"):
         assert "capex_usd" not in f(name), f"{name}: no public price, so no preset capex"
     ratios = [8 * 1.73 / 10.2, 8 * 2.17 / 14.3, 8 * 2.17 / 14.5, 72 * 2.10 / 132]  # all-in / IT, NVIDIA systems
     mid = sorted(ratios)[1:3]

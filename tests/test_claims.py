@@ -83,7 +83,9 @@ def test_probabilities_come_with_their_mcse_and_spread(run):
         assert r["p_holds_mcse"] == pytest.approx(math.sqrt(r["p_holds"] * (1 - r["p_holds"]) / N)), check
         assert r["p5"] <= r["p50"] <= r["p95"], check
     assert 0.5 < table.loc["blackwell-35x", "p_holds"] < 1  # an uncertain claim, not a foregone one
-    assert table.loc["trtllm-5x", "p95"] < 5  # 5x is the top of the catalog's launch-ramp range
+    # the gain reached by month 2 with a ceiling drawn around 5x: the claim holds in some scenarios, not most
+    assert 0.05 < table.loc["trtllm-5x", "p_holds"] < 0.5
+    assert table.loc["trtllm-5x", "p5"] < 5 < table.loc["trtllm-5x", "p95"]
     for check in EXPECTED:
         assert check in stdout
     assert "P(holds) ± MCSE" in stdout

@@ -41,7 +41,7 @@ def test_mcrisk_run_without_arguments_runs_the_default_study(tmp_path):
         "P(row > column)",
     ):
         assert section in proc.stdout, section
-    folder = tmp_path / "outputs" / "dsr1-rack-economics"
+    folder = tmp_path / "outputs" / "ai-fleet-2026"
     for name in ("breakeven.csv", "monthly.parquet", "stress.csv", "sensitivity.csv", "comparison.csv"):
         assert (folder / name).is_file(), name
     manifest = json.loads((folder / "manifest.json").read_text())

@@ -31,7 +31,7 @@ MARKET = {
 # capex where the catalog has no public price (NOT FOUND).
 EVERY_PRESET = {
     "h100": {"preset": "hgx-h100", "workload": "gpt-oss-120b", "interactivity_tok_s_user": 90},
-    "h200": {"preset": "hgx-h200", "workload": "deepseek-r1-8k1k", "interactivity_tok_s_user": 50, "capex_usd": 300000},
+    "h200": {"preset": "hgx-h200", "workload": "deepseek-r1-8k1k", "interactivity_tok_s_user": 50},
     "b200": {"preset": "hgx-b200", "workload": "gpt-oss-120b", "interactivity_tok_s_user": 100},
     "b300": {"preset": "hgx-b300", "throughput_tokens_per_s_per_gpu": 8000, "capex_usd": 550000},
     "gb200": {
@@ -194,8 +194,8 @@ BAD = [
     ("negative-tier", {"interactivity_tok_s_user": -5}, "systems.gb200.interactivity_tok_s_user: must be > 0"),
     (
         "not-found-capex",
-        {"preset": "hgx-h200", "workload": "deepseek-r1-8k1k", "serving": "colocated"},
-        "systems.gb200.capex_usd: required, and preset hgx-h200 has no value: NOT FOUND in public sources",
+        {"preset": "mi300x", "workload": "gpt-oss-120b", "interactivity_tok_s_user": 90, "serving": "colocated"},
+        "systems.gb200.capex_usd: required, and preset mi300x has no value: NOT FOUND in public sources",
     ),
     (
         "preset-without-throughput",
