@@ -98,6 +98,10 @@ def print_claims(table) -> None:
     for r in table.to_dict("records"):
         if not r["reproduced"]:
             out_console.print(f"{r['check']}: {r['reproduction']}", markup=False, highlight=False)
+        if isinstance(r.get("uncertain_measures"), str):
+            out_console.print(
+                f"{r['check']} under uncertainty: {r['uncertain_measures']}", markup=False, highlight=False
+            )
 
 
 def print_analysis(sens, comp, metric: str = "npv_usd", top: int = 5) -> None:

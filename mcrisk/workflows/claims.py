@@ -68,6 +68,9 @@ class Check(_Closed):
     published: Num
     rounding: Num = Field(gt=0)  # unit of the published figure's last digit
     reproduction: str  # what the point case assumes, in words
+    # What the uncertain version measures where it is not the published quantity (e.g. the cost of
+    # a token sold at the fleet's utilization against a cost at saturation).
+    uncertain_measures: str | None = None
 
     @model_validator(mode="after")
     def _one_quantity(self) -> Check:
@@ -297,6 +300,7 @@ COLUMNS = (
     "p50",
     "p95",
     "n_nan",
+    "uncertain_measures",
     "uncertainty",
     "run_folder",
 )
@@ -370,6 +374,7 @@ def run_claims(
                     "reproduced": check.reproduces(x),
                     "reproduction": " ".join(check.reproduction.split()),
                     **_distribution(check, wide),
+                    "uncertain_measures": " ".join((check.uncertain_measures or "").split()) or None,
                     "uncertainty": " ".join(claim.uncertain.note.split()),
                     "run_folder": str(result.folder),
                 }
