@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -164,6 +165,45 @@ def test_a_run_writes_calibration_csv_from_its_summary(debt_run):
     assert manifest["warnings"] == []  # a plausible study
 
 
+def test_risk_csv_debt_columns_match_the_scenarios(debt_run):
+    folder = debt_run.folder
+    risk = pd.read_csv(folder / "risk.csv").set_index("system")
+    rows = pq.read_table(folder / "scenarios.parquet", columns=["system", "min_dscr", "equity_npv_usd"]).to_pandas()
+    for system, g in rows.groupby("system", observed=True):
+        n = len(g)
+        for column, hits in (
+            ("p_min_dscr_below_1_2", (g["min_dscr"] < 1.2).sum()),
+            ("p_equity_loss", (g["equity_npv_usd"] < 0).sum()),
+        ):
+            p = hits / n
+            assert risk.loc[str(system), column] == pytest.approx(p, abs=1e-12), column
+            assert risk.loc[str(system), column + "_mcse"] == pytest.approx(math.sqrt(p * (1 - p) / n), abs=1e-12)
+    assert 0 < risk["p_min_dscr_below_1_2"].max() < 1  # the study is one where the test means something
+
+
+def test_the_terminal_and_the_report_show_the_debt_odds(debt_run, capsys):
+    from mcrisk.cli.terminal import print_headline
+    from mcrisk.report.page import write_report
+
+    print_headline(debt_run)
+    shown = capsys.readouterr().out
+    assert "P(min DSCR < 1.2)" in shown and "P(equity NPV < 0)" in shown
+    page = write_report(debt_run.folder).read_text()
+    assert "P(min DSCR &lt; 1.2)" in page and "P(equity NPV &lt; 0)" in page
+
+
+def test_a_study_without_debt_keeps_risk_csv_as_it_was():
+    from mcrisk.engine.plan import TAIL_COUNTS, make_plan
+
+    plain = make_plan(study_from_dict(small_study()), scenarios=10, seed=0, precision="float64", chunk_size=None)
+    debt = make_plan(study_from_dict(_debt_study()), scenarios=10, seed=0, precision="float64", chunk_size=None)
+    assert plain.tail_counts == TAIL_COUNTS
+    assert [n for n, _, _ in debt.tail_counts] == [n for n, _, _ in TAIL_COUNTS] + [
+        "min_dscr_below_1_2",
+        "equity_npv_below_0",
+    ]
+
+
 # --------------------------------------------------------------------------- the command line
 
 
@@ -193,6 +233,8 @@ def test_run_prints_warnings_the_calibration_table_and_its_lines(tmp_path):
     assert result.exit_code == 0, _output(result)
     assert "warning: market.electricity.usd_per_kwh" in result.stderr and "cents typed as dollars?" in result.stderr
     assert "calibration: revenue per installed GPU-hour" in result.stdout
+    assert "P(min DSCR" not in result.stdout  # no debt: risk.csv as before
+    assert not {"p_min_dscr_below_1_2", "p_equity_loss"} & set(pd.read_csv(out / "risk.csv").columns)
     cal = pd.read_csv(out / "calibration.csv")
     lines = [w for w in cal["warning"] if isinstance(w, str) and w]
     for line in lines:

@@ -10,6 +10,7 @@ from rich.console import Console
 
 out_console = Console()
 # Short metric names for the claims table.
+_DEBT_COLUMNS = {"p_min_dscr_below_1_2": "P(min DSCR < 1.2)", "p_equity_loss": "P(equity NPV < 0)"}
 _SHORT = {"roi_multiple": "ROI", "cost_per_mtok_usd": "$/Mtok", "revenue_usd": "revenue $", "npv_usd": "NPV $"}
 
 
@@ -52,9 +53,15 @@ def print_headline(result) -> None:
     for label in labels.values():
         t.add_column(label, justify="right")
     t.add_column("P(loss)", justify="right")
+    # a study with debt: the lender's and the equity's odds (risk.csv)
+    debt = [(c, h) for c, h in _DEBT_COLUMNS.items() if c in result.risk.columns]
+    for _, header in debt:
+        t.add_column(header, justify="right")
+    risk = result.risk.set_index("system")
     for row in result.headline().to_dict("records"):
         cells = [" / ".join(_fmt(m, row[f"{m}:{p}"]) for p in ("p5", "p50", "p95")) for m in labels]
-        t.add_row(row["system"], *cells, f"{row['p_loss']:.1%}")
+        extra = [f"{float(risk.loc[row['system'], c]):.1%}" for c, _ in debt]
+        t.add_row(row["system"], *cells, f"{row['p_loss']:.1%}", *extra)
     out_console.print(t)
 
 

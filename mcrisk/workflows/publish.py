@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from mcrisk.engine.options import RunOptions
-from mcrisk.engine.plan import TAIL_COUNTS, Plan
+from mcrisk.engine.plan import Plan
 from mcrisk.engine.state import HostSummaries
 from mcrisk.engine.timings import Timings
 from mcrisk.errors import RunFolderError, StudyError
@@ -166,7 +166,7 @@ def _tables(
     diag = diag_future.result() if diag_future is not None else risk.diagnostics(draws, n_diag)
     diag = risk.rescale(diag, n_diag, n_total)
     summary = risk.summary_table(host_state, plan.systems, plan.metrics, diag, plan.sketch)
-    tail_names = [n for n, _, _ in TAIL_COUNTS]
+    tail_names = [n for n, _, _ in plan.tail_counts]
     risk_df = risk.risk_table(host_state, state.tails, tail_names, plan.systems, plan.metrics, plan.sketch)
     breakeven = breakeven_table(st, host_state, state.tails[tail_names.index("npv_below_0")], plan.systems, plan.sketch)
     monthly = monthly_table(state.monthly, plan.systems, plan.months) if state.monthly is not None else None
