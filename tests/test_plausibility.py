@@ -74,3 +74,50 @@ def test_a_price_per_thousand_tokens_is_flagged():
         raw["market"]["token_price"]["initial_usd_per_mtok"] = {"dist": "uniform", "low": 900.0, "high": 1100.0}
 
     assert "per thousand tokens" in _warnings(edit)["market.token_price.initial_usd_per_mtok"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "slip"),
+    [
+        ("finance.discount_rate", 10, "a percentage typed as a fraction (10 for 0.10)?"),
+        ("facility.colocation_usd_per_kw_month", 2_280, "a price per kW-year typed per month?"),
+        ("systems.rack.maintenance_fraction_per_year", 2, "a percentage typed as a fraction (2 for 0.02)?"),
+        ("systems.rack.depreciation_years", 48, "months typed as years?"),
+        ("systems.rack.it_power_kw", 130_000, "watts typed as kilowatts?"),
+        ("systems.rack.it_power_kw", 0.13, "megawatts typed as kilowatts"),
+    ],
+)
+def test_unit_slips_name_the_field_and_the_slip(path, value, slip):
+    def edit(raw):
+        *parents, leaf = path.split(".")
+        node = raw
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+
+    assert slip in _warnings(edit)[path]
+
+
+def test_a_debt_rate_in_percent_is_flagged():
+    def edit(raw):
+        raw["finance"]["debt"] = {"share": 0.6, "annual_rate": 9}
+
+    assert "percentage typed as a fraction" in _warnings(edit)["finance.debt.annual_rate"]
+
+
+def test_a_gpu_hour_system_is_judged_by_its_rental_price_not_its_tokens():
+    def edit(raw):
+        raw["market"]["token_price"]["initial_usd_per_mtok"] = {"dist": "lognormal", "p5": 30.0, "p95": 50.0}
+        raw["systems"]["rack"]["revenue_mode"] = "gpu_hours"
+        raw["systems"]["rack"]["rental"] = {"initial_usd_per_gpu_hour": 3.0}
+
+    got = _warnings(edit)
+    assert "systems.rack.throughput_tokens_per_s_per_gpu" not in got
+    assert "systems.server.throughput_tokens_per_s_per_gpu" in got  # (still selling tokens)
+
+    def per_server(raw):
+        raw["systems"]["rack"]["revenue_mode"] = "gpu_hours"
+        raw["systems"]["rack"]["rental"] = {"initial_usd_per_gpu_hour": 3.0 * 72}
+
+    msg = _warnings(per_server)["systems.rack.rental.initial_usd_per_gpu_hour"]
+    assert "a whole server or rack typed per GPU?" in msg

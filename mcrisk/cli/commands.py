@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from mcrisk.cli.common import count, err_console, fail, parse_sets, write_report
+from mcrisk.cli.common import count, err_console, fail, parse_sets, warn, write_report
 from mcrisk.cli.terminal import (
     money,
     out_console,
@@ -53,6 +53,10 @@ def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")
         st, provenance = load_study_with_provenance(study)
     except StudyError as exc:
         fail(exc)
+    from mcrisk.study.plausibility import plausibility_warnings
+
+    warnings = plausibility_warnings(st)
+    warn(warnings)
     inputs = st.inputs()
     uncertain = [i for i in inputs if not i.dist.is_fixed]
     out_console.print(st.to_yaml(provenance=False), markup=False, highlight=False, end="")
@@ -65,7 +69,8 @@ def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")
     out_console.print(table)
     out_console.print(
         f"# valid: {len(st.systems)} system(s), {len(inputs)} inputs ({len(uncertain)} uncertain), "
-        f"{st.simulation.scenarios:,} scenarios x {st.simulation.horizon_months} months",
+        f"{st.simulation.scenarios:,} scenarios x {st.simulation.horizon_months} months"
+        + (f"; {len(warnings)} plausibility warning(s) on stderr" if warnings else ""),
         markup=False,
         highlight=False,
     )

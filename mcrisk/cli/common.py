@@ -53,6 +53,15 @@ def fail(exc: Exception) -> None:
     raise typer.Exit(EXIT_INVALID)
 
 
+def warn(problems) -> None:
+    """Plausibility warnings (Problems, or the manifest's {path, message} records) on stderr, in yellow."""
+    from rich.markup import escape
+
+    for p in problems:
+        path, message = (p["path"], p["message"]) if isinstance(p, dict) else (p.path, p.message)
+        err_console.print(f"[yellow]warning:[/] {escape(path)}: {escape(message)}", highlight=False)
+
+
 def count(text: str) -> int:
     """A count as 200000, 200_000 or 2e5: scenario counts are written in powers of ten (1e8)."""
     try:

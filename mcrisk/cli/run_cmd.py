@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mcrisk.cli.common import count, err_console, fail, parse_sets, write_report
+from mcrisk.cli.common import count, err_console, fail, parse_sets, warn, write_report
 from mcrisk.cli.terminal import out_console, print_headline, print_sections, print_timings
 from mcrisk.engine import interrupt
 from mcrisk.engine.cluster import distributed_shard
@@ -135,6 +135,7 @@ def run(
     except KeyboardInterrupt:  # before the run had a folder
         err_console.print("interrupted", highlight=False)
         raise typer.Exit(interrupt.exit_code()) from None
+    warn(result.manifest.get("warnings") or ())
     if not quiet:
         print_headline(result)
         print_sections(result)

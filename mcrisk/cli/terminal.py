@@ -10,6 +10,7 @@ from rich.console import Console
 
 out_console = Console()
 # Short metric names for the claims table.
+_DEBT_COLUMNS = {"p_min_dscr_below_1_2": "P(min DSCR < 1.2)", "p_equity_loss": "P(equity NPV < 0)"}
 _SHORT = {"roi_multiple": "ROI", "cost_per_mtok_usd": "$/Mtok", "revenue_usd": "revenue $", "npv_usd": "NPV $"}
 
 
@@ -52,9 +53,15 @@ def print_headline(result) -> None:
     for label in labels.values():
         t.add_column(label, justify="right")
     t.add_column("P(loss)", justify="right")
+    # a study with debt: the lender's and the equity's odds (risk.csv)
+    debt = [(c, h) for c, h in _DEBT_COLUMNS.items() if c in result.risk.columns]
+    for _, header in debt:
+        t.add_column(header, justify="right")
+    risk = result.risk.set_index("system")
     for row in result.headline().to_dict("records"):
         cells = [" / ".join(_fmt(m, row[f"{m}:{p}"]) for p in ("p5", "p50", "p95")) for m in labels]
-        t.add_row(row["system"], *cells, f"{row['p_loss']:.1%}")
+        extra = [f"{float(risk.loc[row['system'], c]):.1%}" for c, _ in debt]
+        t.add_row(row["system"], *cells, f"{row['p_loss']:.1%}", *extra)
     out_console.print(t)
 
 
@@ -171,12 +178,41 @@ def print_timings(manifest: dict) -> None:
     )
 
 
+def _usd(x: float) -> str:
+    return f"${x:.2f}" if math.isfinite(x) else "n/a"
+
+
+def print_calibration(table) -> None:
+    """calibration.csv as a short table (median (P5-P95) revenue per installed GPU-hour in the first
+    live year against the catalog's rental band), then a warning line per system outside its band."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if table is None or not len(table):
+        return
+    colour = {"inside": "green", "above": "yellow", "below": "yellow"}
+    t = Table(title="calibration: revenue per installed GPU-hour, first live year, vs GPU rental prices")
+    for col in ("system", "median (P5-P95) $/GPU-hour", "rental band $/GPU-hour", "status"):
+        t.add_column(col, justify="left" if col == "system" else "right")
+    for r in table.to_dict("records"):
+        band = f"{_usd(r['band_low'])}-{_usd(r['band_high'])}" if r["status"] != "no band" else "-"
+        ratio = f" ({r['ratio_to_band']:.3g}x)" if r["status"] in ("above", "below") else ""
+        status = f"[{colour[r['status']]}]{r['status']}{ratio}[/]" if r["status"] in colour else escape(r["status"])
+        median = f"{_usd(r['p50'])} ({_usd(r['p5'])}-{_usd(r['p95'])})"
+        t.add_row(escape(str(r["system"])), median, band, status)
+    out_console.print(t)
+    for line in table["warning"]:
+        if isinstance(line, str) and line:
+            out_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+
+
 def print_sections(result) -> None:
-    """The decision-analytics sections of a finished run: what must be true, stress tests,
-    convergence, and the drivers and comparisons when the run has them."""
+    """The decision-analytics sections of a finished run: calibration, what must be true, stress
+    tests, convergence, and the drivers and comparisons when the run has them."""
     import pandas as pd
     from rich.table import Table
 
+    print_calibration(getattr(result, "calibration", None))
     if result.breakeven is not None:
         t = Table(title="what must be true: break-even per scenario vs the market (P5 / P50 / P95)")
         for col in (

@@ -60,6 +60,12 @@ TAIL_COUNTS: tuple[tuple[str, str, Callable[[jax.Array], jax.Array]], ...] = (
     ("payback_within_horizon", "payback_months", jnp.isfinite),
     ("roi_multiple_at_least_15", "roi_multiple", lambda x: x >= 15),
 )
+# Kept too where the study has debt (finance.debt), for risk.csv's lender and equity odds; other
+# plans keep TAIL_COUNTS alone, so their programs are unchanged.
+DEBT_TAIL_COUNTS: tuple[tuple[str, str, Callable[[jax.Array], jax.Array]], ...] = (
+    ("min_dscr_below_1_2", "min_dscr", lambda x: x < 1.2),
+    ("equity_npv_below_0", "equity_npv_usd", lambda x: x < 0),
+)
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,11 @@ class Plan:
     def metrics(self) -> tuple[str, ...]:
         """The metrics this run computes: METRICS, and the extensions' where the study has any."""
         return METRICS if self.ext is None else metrics_mod.ALL_METRICS
+
+    @property
+    def tail_counts(self) -> tuple[tuple[str, str, Callable[[jax.Array], jax.Array]], ...]:
+        """The exact tail counts this run keeps: TAIL_COUNTS, and DEBT_TAIL_COUNTS where the study has debt."""
+        return TAIL_COUNTS + DEBT_TAIL_COUNTS if self.ext is not None and self.ext.debt else TAIL_COUNTS
 
     @property
     def n_series(self) -> int:

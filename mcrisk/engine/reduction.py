@@ -1,6 +1,6 @@
 """The device-side running summaries of a run: initialised, placed, updated chunk by chunk and collapsed.
 
-The metric reducers, the exact tail counts (``TAIL_COUNTS``) and the monthly band sketches stay
+The metric reducers, the exact tail counts (``Plan.tail_counts``) and the monthly band sketches stay
 on the devices between flushes; each device adds its own scenarios to its own copies of the
 sketches' histograms, which are added into one before they cross to the host.
 """
@@ -14,13 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from mcrisk.engine.plan import TAIL_COUNTS, Plan
+from mcrisk.engine.plan import Plan
 from mcrisk.stats import reduce as red
 from mcrisk.stats.bands import MONTHLY_SKETCH
 
 
 class Reduced(NamedTuple):
-    """Device-side running summaries: the metric reducers, exact tail counts (len(TAIL_COUNTS), S),
+    """Device-side running summaries: the metric reducers, exact tail counts (len(plan.tail_counts), S),
     and the monthly band reducers (None when the plan keeps none)."""
 
     state: red.ReduceState
@@ -37,7 +37,9 @@ def sketch_copies(plan: Plan) -> tuple[int, NamedSharding | None]:
 
 
 def reduce_init(plan: Plan) -> Reduced:
-    tails = jax.device_put(np.zeros((len(TAIL_COUNTS), len(plan.systems)), np.int64))  # (jnp.zeros compiles a program)
+    tails = jax.device_put(
+        np.zeros((len(plan.tail_counts), len(plan.systems)), np.int64)
+    )  # (jnp.zeros compiles a program)
     copies, placed = sketch_copies(plan)
     monthly = red.init_state(plan.n_monthly, MONTHLY_SKETCH, copies, placed) if plan.monthly else None
     return Reduced(red.init_state(plan.n_series, plan.sketch, copies, placed), tails, monthly)
@@ -85,7 +87,7 @@ def reduce_chunk(
     none skips their update at run time (one program serves every chunk)."""
     stacked = jnp.stack([out[m] for m in plan.metrics])  # (M, S, n)
     state = update_sketch(plan, acc.state, stacked.reshape(plan.n_series, -1), mask, plan.sketch)
-    tails = jnp.stack([(test(out[m]) & mask).sum(axis=-1) for _, m, test in TAIL_COUNTS])
+    tails = jnp.stack([(test(out[m]) & mask).sum(axis=-1) for _, m, test in plan.tail_counts])
     acc = Reduced(state, acc.tails + tails.astype(jnp.int64), acc.monthly)
     if acc.monthly is not None and bands is not None:
         keep = mask if band_mask is None else band_mask

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mcrisk.engine.plan import TAIL_COUNTS, Plan
+from mcrisk.engine.plan import Plan
 from mcrisk.engine.reduction import reduce_init
 from mcrisk.stats import reduce as red
 
@@ -31,7 +31,7 @@ class HostSummaries:
 
     @classmethod
     def empty(cls, plan: Plan) -> HostSummaries:
-        return cls(None, np.zeros((len(TAIL_COUNTS), len(plan.systems)), np.int64), np.zeros((plan.n_series, 0)))
+        return cls(None, np.zeros((len(plan.tail_counts), len(plan.systems)), np.int64), np.zeros((plan.n_series, 0)))
 
 
 def flush(plan: Plan, acc, state: HostSummaries) -> Any:

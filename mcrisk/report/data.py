@@ -21,7 +21,7 @@ SAMPLE_ROWS = 200_000  # scenarios per system read for densities and the utiliza
 UTILIZATION_BINS = 12
 SCENARIO_COLUMNS = ("npv_usd", "roi_multiple", "operating_margin", "mean_utilization")
 TEXT = {c: str for c in ("system", "system_a", "system_b", "stress", "input", "metric")}  # a system named 1 stays "1"
-OPTIONAL = ("sensitivity.csv", "comparison.csv", "stress.csv", "breakeven.csv", "claims.csv")
+OPTIONAL = ("sensitivity.csv", "comparison.csv", "stress.csv", "breakeven.csv", "claims.csv", "calibration.csv")
 
 
 # ----------------------------------------------------------------------------- reading the run folder
@@ -74,6 +74,10 @@ READS = {
             "operating_margin_p50",
         ),
     ),
+    "calibration.csv": (
+        ("system", "status", "p5", "p50", "p95", "band_low", "band_high"),
+        ("p5", "p50", "p95", "band_low", "band_high", "ratio_to_band"),
+    ),
     "claims.csv": (("p_holds",), ("p_holds", "p_holds_mcse", "point_value", "scenarios", "p5", "p50", "p95")),
     "monthly.parquet": (("system", "quantity", "month", *_Q), ("month",)),
 }
@@ -90,6 +94,7 @@ MANIFEST_TYPES = {
     "diagnostics": (dict, type(None)),
     "command": (list, type(None)),
     "merged_from": (list, type(None)),
+    "warnings": (list, type(None)),
 }
 
 

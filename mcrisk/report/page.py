@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mcrisk.errors import RunFolderError
 from mcrisk.report import sections as sec
+from mcrisk.report.calibration import calibration
 from mcrisk.report.data import load_run
 from mcrisk.report.markup import Figures, esc
 
@@ -78,7 +79,7 @@ SECTIONS = (  # (element id, title)
 def render(run: dict, figs: Figures) -> str:
     """The report page of a loaded run folder (see `load_run`); figures are saved through `figs`."""
     bodies = {
-        "headline": sec.headline(run),
+        "headline": sec.headline(run) + calibration(run),
         "distributions": sec.distributions(run, figs),
         "cash-flow": sec.cash_flow(run, figs),
         "cost-structure": sec.costs(run, figs),

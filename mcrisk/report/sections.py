@@ -333,6 +333,8 @@ def risk(run: dict) -> str:
         ("median_payback_months", "median payback"),
         ("p_roi_multiple_ge_15", "P(ROI multiple >= 15x)"),
     ]
+    debt = [("p_min_dscr_below_1_2", "P(min DSCR < 1.2)"), ("p_equity_loss", "P(equity NPV < 0)")]
+    cols += [(c, h) for c, h in debt if c in run["risk"].columns]  # a study with debt
     rows = []
     for r in run["risk"].to_dict("records"):
         cells = []

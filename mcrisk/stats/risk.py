@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 PERCENTILES = (1, 5, 10, 25, 50, 75, 90, 95, 99)
 CHAINS = 4
+# The risk columns of a study with debt: (tail count, column); each has its _mcse column too.
+DEBT_PROBABILITIES = (("min_dscr_below_1_2", "p_min_dscr_below_1_2"), ("equity_npv_below_0", "p_equity_loss"))
 # Metrics that only take whole-month values: sketch quantiles are rounded back to them.
 INTEGER_METRICS = ("payback_months",)
 
@@ -137,7 +139,8 @@ def risk_table(
     metrics: Sequence[str],
     spec: red.SketchSpec,
 ) -> pd.DataFrame:
-    """One row per system: P(loss), VaR and CVaR of NPV at 95/99%, payback odds, P(ROI >= 15x).
+    """One row per system: P(loss), VaR and CVaR of NPV at 95/99%, payback odds, P(ROI >= 15x), and,
+    where the tail counts hold them (a study with debt), P(min DSCR < 1.2) and P(equity NPV < 0).
 
     VaR and CVaR are losses (positive = money lost): VaR_a = -q_(1-a)(NPV), CVaR_a = -E[NPV | NPV <= q_(1-a)].
     Each probability comes with its Monte Carlo standard error sqrt(p(1-p)/N).
@@ -181,6 +184,9 @@ def risk_table(
                 p_roi_multiple_ge_15_mcse=se_roi,
             )
         )
+        for name, column in DEBT_PROBABILITIES:
+            if name in counts:
+                rows[-1][column], rows[-1][column + "_mcse"] = prob(name)
     return pd.DataFrame(rows)
 
 

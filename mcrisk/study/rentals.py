@@ -96,9 +96,9 @@ def quotes(rentals: Rentals) -> dict[str, tuple[float, float] | None]:
     }
 
 
-def band(rentals: Rentals, system: str) -> tuple[float, float]:
-    """(low, high) $/GPU-hour: 3-year reserved low to on-demand high (1-year reserved stands in for
-    a missing one). ValueError for a system with fewer than two rental tiers."""
+def band_tiers(rentals: Rentals, system: str) -> tuple[str, str]:
+    """The tiers the band's low and high come from: ('reserved_3y' or 'reserved_1y', 'on_demand' or
+    'reserved_1y'). ValueError for a system with fewer than two rental tiers."""
     q = quotes(rentals)
     low_tier = next((t for t in ("reserved_3y", "reserved_1y") if q[t]), None)
     high_tier = next((t for t in ("on_demand", "reserved_1y") if q[t]), None)
@@ -108,7 +108,25 @@ def band(rentals: Rentals, system: str) -> tuple[float, float]:
             f"system {system!r} has no rental band: NOT FOUND, it needs a 3-year (or 1-year) "
             f"reserved and an on-demand (or 1-year) figure; it has: {have}"
         )
-    return q[low_tier][0], q[high_tier][1]
+    return low_tier, high_tier
+
+
+def band(rentals: Rentals, system: str) -> tuple[float, float]:
+    """(low, high) $/GPU-hour: 3-year reserved low to on-demand high (1-year reserved stands in for
+    a missing one). ValueError for a system with fewer than two rental tiers."""
+    low_tier, high_tier = band_tiers(rentals, system)
+    return getattr(rentals, low_tier).low, getattr(rentals, high_tier).high
+
+
+def band_source(rentals: Rentals, system: str) -> str:
+    """Where a system's band comes from, in one line: each edge's tier, source and date."""
+
+    def one(edge: str, tier: str) -> str:
+        r = getattr(rentals, tier)
+        return f"{edge} = {tier} ({' '.join(str(r.source).split())}; {' '.join(str(r.date).split())} [{r.tag}])"
+
+    low_tier, high_tier = band_tiers(rentals, system)
+    return f"catalog {system}: {one('low', low_tier)}; {one('high', high_tier)}"
 
 
 def rental_rows(rentals: Rentals) -> list[dict]:

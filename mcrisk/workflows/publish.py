@@ -15,7 +15,7 @@ import jax
 import numpy as np
 
 from mcrisk.engine.options import RunOptions
-from mcrisk.engine.plan import TAIL_COUNTS, Plan
+from mcrisk.engine.plan import Plan
 from mcrisk.engine.state import HostSummaries
 from mcrisk.engine.timings import Timings
 from mcrisk.errors import RunFolderError, StudyError
@@ -24,7 +24,9 @@ from mcrisk.io.jsonfiles import write_json
 from mcrisk.stats import risk
 from mcrisk.stats.bands import MONTHLY_SKETCH, monthly_table
 from mcrisk.stats.breakeven import breakeven_table
+from mcrisk.stats.calibration import calibration_table
 from mcrisk.stats.convergence import explain
+from mcrisk.study.plausibility import plausibility_warnings
 from mcrisk.study.schema import Study
 from mcrisk.workflows.stress import stress_table
 
@@ -48,6 +50,7 @@ class RunResult:
     breakeven: pd.DataFrame | None = None
     stress: pd.DataFrame | None = None
     monthly: pd.DataFrame | None = field(default=None, repr=False)
+    calibration: pd.DataFrame | None = None
 
     def headline(self) -> pd.DataFrame:
         """P5/P50/P95 of the headline metrics and P(loss), one row per system."""
@@ -106,6 +109,7 @@ class _Tables:
     breakeven: pd.DataFrame
     monthly: pd.DataFrame | None
     extra: dict
+    calibration: pd.DataFrame | None = None
 
 
 def finish(
@@ -148,6 +152,7 @@ def finish(
         breakeven=tables.breakeven,
         monthly=tables.monthly,
         stress=stress,
+        calibration=tables.calibration,
     )
 
 
@@ -161,13 +166,14 @@ def _tables(
     diag = diag_future.result() if diag_future is not None else risk.diagnostics(draws, n_diag)
     diag = risk.rescale(diag, n_diag, n_total)
     summary = risk.summary_table(host_state, plan.systems, plan.metrics, diag, plan.sketch)
-    tail_names = [n for n, _, _ in TAIL_COUNTS]
+    tail_names = [n for n, _, _ in plan.tail_counts]
     risk_df = risk.risk_table(host_state, state.tails, tail_names, plan.systems, plan.metrics, plan.sketch)
     breakeven = breakeven_table(st, host_state, state.tails[tail_names.index("npv_below_0")], plan.systems, plan.sketch)
     monthly = monthly_table(state.monthly, plan.systems, plan.months) if state.monthly is not None else None
     if extra.get("convergence"):  # why a target was not met, for the manifest and the terminal
         extra = dict(extra, convergence=explain(extra["convergence"], host_state, plan.systems, plan.sketch))
-    return _Tables(summary, risk_df, breakeven, monthly, extra)
+    calibration = calibration_table(st, summary, plan.systems)
+    return _Tables(summary, risk_df, breakeven, monthly, extra, calibration)
 
 
 def _write(
@@ -184,6 +190,8 @@ def _write(
     tables.summary.to_csv(folder.path("summary.csv"), index=False)
     tables.risk.to_csv(folder.path("risk.csv"), index=False)
     tables.breakeven.to_csv(folder.path("breakeven.csv"), index=False)
+    if tables.calibration is not None:
+        tables.calibration.to_csv(folder.path("calibration.csv"), index=False)
     if stress is not None:
         stress.to_csv(folder.path("stress.csv"), index=False)
     if tables.monthly is not None:
@@ -243,6 +251,7 @@ def _manifest(
             "summary": "summary.csv",
             "risk": "risk.csv",
             "breakeven": "breakeven.csv",
+            "calibration": "calibration.csv" if tables.calibration is not None else None,
             "stress": "stress.csv" if stress is not None else None,
             **(analysis or {"sensitivity": None, "comparison": None}),
             "monthly": "monthly.parquet" if monthly is not None else None,
@@ -259,6 +268,7 @@ def _manifest(
         },
         "diagnostics": {"retained_draws": retained, "chains": risk.CHAINS, "scaled_to": n_total},
         "status": status,
+        "warnings": [{"path": p.path, "message": p.message} for p in plausibility_warnings(st)],
         "seconds": {k: round(v, 4) for k, v in times.seconds().items()} | {"total": round(wall, 4)},
         "scenario_months_per_second": n_total * plan.months / wall
         if wall > 0 and not extra.get("merged_from")
