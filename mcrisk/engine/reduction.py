@@ -20,7 +20,7 @@ from mcrisk.stats.bands import MONTHLY_SKETCH
 
 
 class Reduced(NamedTuple):
-    """Device-side running summaries: the metric reducers, exact tail counts (len(TAIL_COUNTS), S),
+    """Device-side running summaries: the metric reducers, exact tail counts (len(TAIL_COUNTS), rows S),
     and the monthly band reducers (None when the plan keeps none)."""
 
     state: red.ReduceState
@@ -37,7 +37,9 @@ def sketch_copies(plan: Plan) -> tuple[int, NamedSharding | None]:
 
 
 def reduce_init(plan: Plan) -> Reduced:
-    tails = jax.device_put(np.zeros((len(TAIL_COUNTS), len(plan.systems)), np.int64))  # (jnp.zeros compiles a program)
+    tails = jax.device_put(
+        np.zeros((len(TAIL_COUNTS), len(plan.row_systems)), np.int64)
+    )  # (jnp.zeros compiles a program)
     copies, placed = sketch_copies(plan)
     monthly = red.init_state(plan.n_monthly, MONTHLY_SKETCH, copies, placed) if plan.monthly else None
     return Reduced(red.init_state(plan.n_series, plan.sketch, copies, placed), tails, monthly)

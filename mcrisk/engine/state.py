@@ -31,7 +31,7 @@ class HostSummaries:
 
     @classmethod
     def empty(cls, plan: Plan) -> HostSummaries:
-        return cls(None, np.zeros((len(TAIL_COUNTS), len(plan.systems)), np.int64), np.zeros((plan.n_series, 0)))
+        return cls(None, np.zeros((len(TAIL_COUNTS), len(plan.row_systems)), np.int64), np.zeros((plan.n_series, 0)))
 
 
 def flush(plan: Plan, acc, state: HostSummaries) -> Any:
