@@ -225,7 +225,7 @@ def print_sections(result) -> None:
         ):
             t.add_column(col, justify="left" if col == "system" else "right")
         be = result.breakeven.set_index(["system", "quantity"])
-        for system in result.risk["system"]:
+        for system in result.breakeven["system"].unique():  # (no portfolio row: breakeven.csv has none)
             price, util = be.loc[(system, "initial_token_price_usd_per_mtok")], be.loc[(system, "mean_utilization")]
             band = lambda r, side, f: " / ".join(f(r[f"{side}_p{p}"]) for p in (5, 50, 95))  # noqa: E731
             t.add_row(

@@ -210,7 +210,7 @@ class ChunkLoop:
         if self.rows is None or self.pinned is None or held_blocks <= 0:
             return None
         # The pinned memory of the row blocks the caller will hold, pinned while the stages compile.
-        shape = (len(self.rows.names), self.plan.chunk * len(self.plan.systems))
+        shape = (len(self.rows.names), self.plan.chunk * len(self.plan.row_systems))
         return _background(
             reserve_pinned, shape, self.store, self.stages.by_cols, self.pinned, min(len(chunks), held_blocks)
         )
@@ -320,7 +320,7 @@ def _background(fn: Callable, *args) -> Future:
 
 def _target_mcse(plan: Plan, acc, state: HostSummaries, target: Target) -> float:
     """The largest MCSE over systems of the target statistic, from the host and device reducers."""
-    rows = series_of(target, len(plan.systems))
+    rows = series_of(target, len(plan.row_systems))
     dev = red.to_host(red.ReduceState(jax.tree.map(lambda a: a[rows], acc.state.moments), acc.state.hist[:, rows]))
     host = state.host
     if host is not None:

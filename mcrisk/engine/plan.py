@@ -43,7 +43,7 @@ from mcrisk.model.operators import Flags
 from mcrisk.sampling.quantiles import quantile_params, quantiles
 from mcrisk.sampling.uniforms import apply_copula, copula_factor, make_sampler, root_key, shock_normals, stream_id
 from mcrisk.stats import reduce as red
-from mcrisk.study.schema import Input, Study, correlation_matrix
+from mcrisk.study.schema import PORTFOLIO, Input, Study, correlation_matrix
 
 METRICS = metrics_mod.METRICS
 __all__ = ["MARKET_PATHS", "SITE_PATHS", "SYSTEM_FIELDS", "PLAIN_SYSTEM_FIELDS", "SHOCKS", "params"]  # (re-exported)
@@ -110,8 +110,20 @@ class Plan:
         return TAIL_COUNTS + DEBT_TAIL_COUNTS if self.ext is not None and self.ext.debt else TAIL_COUNTS
 
     @property
+    def row_systems(self) -> tuple[str, ...]:
+        """The system of each output row of a scenario: the study's systems, then the portfolio
+        row (MODEL.md "The portfolio row") where the study asks for one. Metrics are (len(row_systems), n)."""
+        return self.systems + ((PORTFOLIO,) if self.study.portfolio else ())
+
+    @property
+    def fleet_order(self) -> tuple[int, ...]:
+        """The order in which the portfolio row sums over systems: by name, so that the row is the
+        same however the study lists them."""
+        return tuple(sorted(range(len(self.systems)), key=lambda s: self.systems[s]))
+
+    @property
     def n_series(self) -> int:
-        return len(self.metrics) * len(self.systems)
+        return len(self.metrics) * len(self.row_systems)
 
     @property
     def n_monthly(self) -> int:

@@ -20,7 +20,7 @@ from mcrisk.stats.bands import MONTHLY_SKETCH
 
 
 class Reduced(NamedTuple):
-    """Device-side running summaries: the metric reducers, exact tail counts (len(plan.tail_counts), S),
+    """Device-side running summaries: the metric reducers, exact tail counts (len(plan.tail_counts), rows S),
     and the monthly band reducers (None when the plan keeps none)."""
 
     state: red.ReduceState
@@ -38,7 +38,7 @@ def sketch_copies(plan: Plan) -> tuple[int, NamedSharding | None]:
 
 def reduce_init(plan: Plan) -> Reduced:
     tails = jax.device_put(
-        np.zeros((len(plan.tail_counts), len(plan.systems)), np.int64)
+        np.zeros((len(plan.tail_counts), len(plan.row_systems)), np.int64)
     )  # (jnp.zeros compiles a program)
     copies, placed = sketch_copies(plan)
     monthly = red.init_state(plan.n_monthly, MONTHLY_SKETCH, copies, placed) if plan.monthly else None

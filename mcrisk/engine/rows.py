@@ -59,9 +59,11 @@ class ScenarioRows:
         self._source = source
 
     def block(self, out: Mapping[str, jax.Array], values: Mapping[str, jax.Array], dtype) -> jax.Array:
-        """The float columns of a chunk's rows, (F, n S): `out` the metrics (S, n), `values` every
-        input by path, drawn (n,) or fixed (0-d). A system without the field gets NaN."""
+        """The float columns of a chunk's rows, (F, n S): `out` the metrics (S, n) (S counts the
+        portfolio row, last, where there is one), `values` every input by path, drawn (n,) or fixed
+        (0-d). A system without the field, and the portfolio row, get NaN inputs."""
         S, n = out["capex_usd"].shape
+        own = len(self.plan.systems)  # the study's systems; rows own .. S - 1 are the portfolio's
         nan = jnp.asarray(np.nan, dtype)
 
         def per_scenario(v: Any) -> jax.Array:  # (n,) or 0-d -> (n,)
@@ -73,16 +75,18 @@ class ScenarioRows:
             if kind == "metric":
                 c = out[src].astype(dtype).T
             elif kind == "shared":
-                c = jnp.broadcast_to(per_scenario(values[src])[:, None], (n, S))
+                c = jnp.broadcast_to(per_scenario(values[src])[:, None], (n, own))
             else:
                 c = jnp.stack([per_scenario(values[p] if p in values else nan) for p in src], axis=1)
+            if kind != "metric" and S > own:
+                c = jnp.concatenate([c, jnp.full((n, S - own), nan)], axis=1)
             cols.append(c.reshape(n * S))
         return jnp.stack(cols) if cols else jnp.zeros((0, n * S), dtype)
 
     def columns(self, start: int, sel: np.ndarray, block: np.ndarray) -> dict[str, Any]:
         """The columns of the rows of scenarios `sel` (ascending offsets in the chunk whose first
         scenario is `start`), from the chunk's block on the host."""
-        plan, S, k = self.plan, len(self.plan.systems), len(sel)
+        plan, S, k = self.plan, len(self.plan.row_systems), len(sel)
         if k and int(sel[-1]) - int(sel[0]) + 1 == k:  # a run of offsets: slices, no copy
             part = block[:, int(sel[0]) * S : (int(sel[-1]) + 1) * S]
         else:  # a subsample
@@ -91,12 +95,27 @@ class ScenarioRows:
         host = {
             "scenario": lambda: np.repeat(start + sel.astype(np.int64), S),
             "system": lambda: pa.DictionaryArray.from_arrays(
-                pa.array(np.tile(np.arange(S, dtype=np.int32), k)), pa.array(list(plan.systems))
+                pa.array(np.tile(np.arange(S, dtype=np.int32), k)), pa.array(list(plan.row_systems))
             ),
-            **{f"system.{p}": (lambda p=p: np.tile(np.asarray(plan.plain[p]), k)) for p in PLAIN_SYSTEM_FIELDS},
+            **{f"system.{p}": (lambda p=p: self._plain(p, k)) for p in PLAIN_SYSTEM_FIELDS},
         }
         cols.update({name: host[name]() for name in self.host_names})
         return cols
+
+    def _plain(self, field: str, k: int) -> Any:
+        """A plain system field (units, GPUs per unit, depreciation years) for k scenarios' rows:
+        each system's value, and null in the portfolio row (read as NaN)."""
+        values = np.tile(np.asarray(self.plan.plain[field]), k)
+        extra = len(self.plan.row_systems) - len(self.plan.systems)
+        if not extra:
+            return values
+        own = len(self.plan.systems)
+        full = np.zeros((k, own + extra), values.dtype)
+        full[:, :own] = values.reshape(k, own)
+        mask = np.zeros((k, own + extra), bool)
+        mask[:, own:] = True
+        kind = pa.float64() if field == "depreciation_years" else pa.int64()  # (as in scenario_fields)
+        return pa.array(full.reshape(-1).astype(kind.to_pandas_dtype()), mask=mask.reshape(-1), type=kind)
 
 
 class HostBlock:

@@ -28,6 +28,7 @@ from mcrisk.model.operators import (
     loan,
     tax_basis,
 )
+from mcrisk.model.portfolio import fleet_init, fleet_metrics, fleet_step, total, with_fleet
 from mcrisk.sampling.uniforms import make_sampler, stream_id
 from mcrisk.study.schema import Study
 
@@ -220,9 +221,10 @@ def contract_uniforms(plan, idx: jax.Array) -> dict[str, jax.Array]:
     return {p: u[:, j] for j, p in enumerate(names)}
 
 
-def ext_month_loop(plan, draw, n: int, *, bands: bool):
+def ext_month_loop(plan, draw, n: int, *, bands: bool, fleet: bool = False):
     """The month loop (one ``lax.scan``) with the extensions: the metrics' totals and parameters,
-    the free cash flows and equity flows (T, S, n) float64, and the band values if `bands`."""
+    the free cash flows and equity flows (T, S, n) float64, and the band values if `bands`; with
+    `fleet`, also the portfolio row's totals and summed monthly flows ((T, n) each), else None."""
     flags: Flags = plan.ext
     mp, site, sp = params(plan, draw.values, n)
     xp, equity_rate, share = ext_params(plan, draw.values, n, mp, site, sp)
@@ -233,35 +235,49 @@ def ext_month_loop(plan, draw, n: int, *, bands: bool):
     zeros = jnp.zeros((T, n), plan.dtype)
     eps = Shocks(*(zeros if s is None else s if plan.time_major_shocks else s.T for s in draw.shocks))
     months = jnp.arange(1, T + 1, dtype=plan.dtype)
+    fleet_capex = total(capex, plan.fleet_order) if fleet else None
 
     def step(carry, x):
-        state, tot, fin = carry
+        state, tot, fin, ft = carry
         e, t = x
         state, mkt = market_step(mp, state, e, t)
         f = ext_month_flows(flags, mp, sp, xp, pl, mkt, t)
-        fin, fm = finance_step(flags, xp, fin, f.cash_flow.astype(SUM), t, T, capex, sale)
+        cash = f.cash_flow.astype(SUM)
+        fin, fm = finance_step(flags, xp, fin, cash, t, T, capex, sale)
         tot = ext_accumulate(
             tot, f, fm, discount_factor(site.discount_rate, t), discount_factor(equity_rate, t), t, capex, xp.go_live
         )
         ys = (fm.free_cash_flow, fm.equity_flow if flags.debt else None)
+        fy = None
+        if fleet:
+            ft, fy = fleet_step(ft, fm, cash, t, fleet_capex, plan.fleet_order, flags.debt)
         if bands:
             paid = jnp.where(t.astype(SUM) >= xp.purchase, capex, 0.0)
             ys += ((tot.cum_fcf - paid).astype(plan.dtype), f.revenue, mkt.utilization)
-        return (state, tot, fin), ys
+        return (state, tot, fin, ft), (ys, fy)
 
-    init = (market_init(mp), ext_totals_init((S, n)), finance_init(flags, xp, (S, n)))
+    ft0 = fleet_init(n) if fleet else None
+    init = (market_init(mp), ext_totals_init((S, n)), finance_init(flags, xp, (S, n)), ft0)
     with jax.named_scope("month_loop"):
-        (_, tot, fin), ys = jax.lax.scan(step, init, (eps, months), unroll=plan.unroll)
+        (_, tot, fin, ft), (ys, fy) = jax.lax.scan(step, init, (eps, months), unroll=plan.unroll)
     balloon = None
     if flags.debt:
         owed = share * capex * (1 + xp.debt_rate) ** (T - xp.purchase)  # never live by T: all capitalized
         balloon = jnp.where(xp.go_live >= T, owed, fin.balance)
-    return (mp, site, sp, pl, xp, equity_rate, share, balloon), tot, ys
+    return (mp, site, sp, pl, xp, equity_rate, share, balloon), tot, ys, ((ft, fy) if fleet else None)
 
 
 def ext_simulate(plan, draw, n: int, irr_kw: dict[str, Any]) -> tuple[dict[str, jax.Array], tuple]:
-    """Every metric of a study with extensions, (S, n) float64, and the band values' monthly rows."""
-    (mp, site, sp, pl, xp, equity_rate, share, balloon), tot, ys = ext_month_loop(plan, draw, n, bands=plan.monthly)
+    """Every metric of a study with extensions, (S, n) float64 ((S + 1, n) with the portfolio row
+    last where the study asks for it), and the band values' monthly rows (the systems' only)."""
+    fleet = bool(plan.study.portfolio)
+    (mp, site, sp, pl, xp, equity_rate, share, balloon), tot, ys, fl = ext_month_loop(
+        plan, draw, n, bands=plan.monthly, fleet=fleet
+    )
     debt = None if balloon is None else (share, balloon, ys[1])
-    out = ext_metrics(sp, xp, pl, tot, (site.discount_rate, equity_rate), mp.price0, plan.months, ys[0], irr_kw, debt)
+    rates = (site.discount_rate, equity_rate)
+    out = ext_metrics(sp, xp, pl, tot, rates, mp.price0, plan.months, ys[0], irr_kw, debt)
+    if fleet:
+        pf = fleet_metrics(out, sp, xp, pl, tot, site.discount_rate, plan.months, fl, irr_kw, debt, plan.fleet_order)
+        out = with_fleet(out, pf)
     return out, ys[2:]

@@ -31,7 +31,9 @@ class HostSummaries:
 
     @classmethod
     def empty(cls, plan: Plan) -> HostSummaries:
-        return cls(None, np.zeros((len(plan.tail_counts), len(plan.systems)), np.int64), np.zeros((plan.n_series, 0)))
+        return cls(
+            None, np.zeros((len(plan.tail_counts), len(plan.row_systems)), np.int64), np.zeros((plan.n_series, 0))
+        )
 
 
 def flush(plan: Plan, acc, state: HostSummaries) -> Any:

@@ -29,7 +29,7 @@ import numpy as np
 from mcrisk.model.metrics import METRICS
 from mcrisk.sampling.quantiles import ppf
 from mcrisk.stats import reduce as red
-from mcrisk.study.schema import Study
+from mcrisk.study.schema import PORTFOLIO, Study
 
 # pandas is imported inside the functions that make tables: a run imports it in a background
 # thread while its stages compile (risk.warm_imports).
@@ -71,7 +71,11 @@ def _price_quantiles(study: Study) -> np.ndarray:
 def breakeven_table(
     study: Study, host: red.HostState, npv_below_0: np.ndarray, systems: Sequence[str], spec: red.SketchSpec
 ) -> pd.DataFrame:
-    """One row per system and quantity; `npv_below_0` is the exact count of NPV < 0 per system."""
+    """One row per system and quantity; `npv_below_0` is the exact count of NPV < 0 per system.
+
+    `systems`: the run's rows; the portfolio row of a study with ``portfolio: true`` has no
+    break-even price or utilization (one price or one utilization path of the fleet means
+    nothing: its systems take different ones) and is left out."""
     import pandas as pd
 
     S = len(systems)
@@ -84,6 +88,8 @@ def breakeven_table(
     h_util = METRICS.index("mean_utilization") * S
     rows = []
     for s, system in enumerate(systems):
+        if study.portfolio and system == PORTFOLIO:
+            continue
         n = int(m.count[h_npv + s] + m.nan[h_npv + s])
         p = (int(m.count[h_npv + s]) - int(npv_below_0[s])) / n if n else float("nan")
         mcse = float(np.sqrt(p * (1 - p) / n)) if n else float("nan")

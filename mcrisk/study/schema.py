@@ -207,6 +207,7 @@ class Sizing(_Closed):
 
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")  # fullmatch: a trailing newline is no letter
+PORTFOLIO = "portfolio"  # the `system` of the portfolio row (MODEL.md "The portfolio row")
 
 
 class Study(_Closed):
@@ -250,6 +251,12 @@ class Study(_Closed):
         if bad:
             raise ValueError(f"system names must use letters, digits, '_' and '-' (no dots), got {bad}")
         return v
+
+    @model_validator(mode="after")
+    def _portfolio_name(self) -> Study:
+        if self.portfolio and PORTFOLIO in self.systems:
+            raise ValueError(f"with portfolio: true no system may be named {PORTFOLIO!r} (the portfolio row's name)")
+        return self
 
     # ------------------------------------------------------------------ derived views
     def inputs(self) -> list[Input]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
+import yaml
 
 from mcrisk.errors import Problem, RunFolderError, StudyError
 from mcrisk.io.folder import SCENARIOS_DIR
@@ -16,6 +17,8 @@ from mcrisk.io.readers import READ_ERRORS, check_folder, damaged, reading, reaso
 from mcrisk.model.metrics import METRICS
 from mcrisk.stats.compare import paired_comparisons
 from mcrisk.stats.sensitivity import drawn_inputs, sensitivity
+from mcrisk.study import yaml12
+from mcrisk.study.schema import PORTFOLIO
 
 COMPARED = ("npv_usd", "cost_per_mtok_usd")
 
@@ -64,6 +67,16 @@ def read_scenarios(
     if "system" in rows.columns and not isinstance(rows["system"].dtype, pd.CategoricalDtype):
         rows["system"] = pd.Categorical(rows["system"], categories=list(pd.unique(rows["system"])))
     return rows
+
+
+def _has_portfolio_row(folder: Path) -> bool:
+    """Whether the run's study (its study.yaml) asks for the portfolio row: its rows are then left
+    out of the drivers and the paired comparisons (its inputs are NaN, and it contains the systems)."""
+    try:
+        study = yaml12.load((folder / "study.yaml").read_text()) or {}
+    except (OSError, ValueError, yaml.YAMLError):
+        return False
+    return isinstance(study, dict) and bool(study.get("portfolio"))
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
@@ -135,6 +148,10 @@ def analyze_run(
     compared = [m for m in dict.fromkeys([*COMPARED, metric]) if m in names]
     columns = [c for c in names if c not in METRICS or c in compared]  # keys, inputs, the metrics used
     rows = read_scenarios(folder, columns, max_scenarios)
+    if _has_portfolio_row(folder):  # the fleet's inputs are NaN and it holds the systems it would be paired with
+        rows = rows[rows["system"] != PORTFOLIO]
+        if isinstance(rows["system"].dtype, pd.CategoricalDtype):
+            rows = rows.assign(system=rows["system"].cat.remove_unused_categories())
     skipped = {}
     if metric not in names:
         skipped["sensitivity"] = f"{written_with}, not {metric}"

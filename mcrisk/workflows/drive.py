@@ -80,7 +80,7 @@ def _writer(loop: ChunkLoop, folder: RunFolder) -> ScenarioWriter:
         pa.schema(loop.fields),
         meta,
         lambda start, sel, host: rows.columns(start, sel, host),
-        part_scenarios(len(loop.plan.systems)),
+        part_scenarios(len(loop.plan.row_systems)),
         loop.n_chunks,
         loop.plan.chunk,
     )

@@ -165,14 +165,16 @@ def _tables(
     n_diag = draws.shape[1]
     diag = diag_future.result() if diag_future is not None else risk.diagnostics(draws, n_diag)
     diag = risk.rescale(diag, n_diag, n_total)
-    summary = risk.summary_table(host_state, plan.systems, plan.metrics, diag, plan.sketch)
+    summary = risk.summary_table(host_state, plan.row_systems, plan.metrics, diag, plan.sketch)
     tail_names = [n for n, _, _ in plan.tail_counts]
-    risk_df = risk.risk_table(host_state, state.tails, tail_names, plan.systems, plan.metrics, plan.sketch)
-    breakeven = breakeven_table(st, host_state, state.tails[tail_names.index("npv_below_0")], plan.systems, plan.sketch)
+    risk_df = risk.risk_table(host_state, state.tails, tail_names, plan.row_systems, plan.metrics, plan.sketch)
+    breakeven = breakeven_table(
+        st, host_state, state.tails[tail_names.index("npv_below_0")], plan.row_systems, plan.sketch
+    )
     monthly = monthly_table(state.monthly, plan.systems, plan.months) if state.monthly is not None else None
     if extra.get("convergence"):  # why a target was not met, for the manifest and the terminal
-        extra = dict(extra, convergence=explain(extra["convergence"], host_state, plan.systems, plan.sketch))
-    calibration = calibration_table(st, summary, plan.systems)
+        extra = dict(extra, convergence=explain(extra["convergence"], host_state, plan.row_systems, plan.sketch))
+    calibration = calibration_table(st, summary, plan.row_systems)
     return _Tables(summary, risk_df, breakeven, monthly, extra, calibration)
 
 
@@ -204,7 +206,7 @@ def _write(
     }
     if draws.shape[1] > 0:
         # Uncompressed: zlib saved 19% of 10 MB of float64 draws and took 0.45 s of every run.
-        risk.inference_data(draws, plan.systems, plan.metrics, attrs).to_netcdf(
+        risk.inference_data(draws, plan.row_systems, plan.metrics, attrs).to_netcdf(
             str(folder.path("summary.nc")), engine="h5netcdf", compress=False
         )
 
@@ -236,7 +238,7 @@ def _manifest(
         "scenarios": n_total,
         "horizon_months": plan.months,
         "sampler": st.simulation.sampler,
-        "systems": list(plan.systems),
+        "systems": list(plan.row_systems),
         "precision": {"paths": opts.precision, "sums": "float64", "stored": np.dtype(store).name},
         **extra,
         "options": opts.record(),
