@@ -470,7 +470,7 @@ def test_default_study_runs_from_any_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = run_study(scenarios=2000, stress=False, analyze=False)
     assert result.folder.resolve() == (tmp_path / "outputs" / "ai-fleet-2026").resolve()
-    assert set(result.risk.system) == {"gb200_nvl72", "b200_hgx", "h200_hgx"}
+    assert set(result.risk.system) == {"gb200_nvl72", "b200_hgx", "h200_hgx", "portfolio"}
 
 
 def test_a_subset_of_columns_and_scenarios_can_be_written(tmp_path):
