@@ -247,6 +247,20 @@ def analyze(
     out_console.print(f"wrote {' and '.join(str(p) for p in done.paths.values())}", highlight=False)
 
 
+def verify(run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run or mcrisk merge.")) -> None:
+    """Check a run folder end to end against its manifest: the study, every output's SHA-256, and
+    exactly the Parquet parts it lists, each as written; exit 0 if it verifies, 2 with what is wrong."""
+    from mcrisk.io.verify import verify_run
+
+    try:
+        problems = verify_run(run_dir)
+    except RunFolderError as exc:
+        fail(exc)
+    if problems:
+        fail(RunFolderError(f"{str(run_dir)!r} does not verify:\n  " + "\n  ".join(problems)))
+    out_console.print(f"{run_dir}: verified", highlight=False)
+
+
 def report_command(run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run.")) -> None:
     """Write report.html into a run folder: one self-contained page (figures embedded, also saved in figures/)
     with the headline, distributions, cash flow, costs, drivers, comparisons and the tables."""

@@ -14,6 +14,7 @@ import yaml
 from mcrisk.errors import RunFolderError
 from mcrisk.io.folder import SCENARIOS_DIR
 from mcrisk.io.readers import check_folder, damaged, field_problems, read_manifest, reading
+from mcrisk.io.verify import listed_parts
 from mcrisk.report import figures as fg
 from mcrisk.study import yaml12
 
@@ -173,7 +174,7 @@ def load_run(folder: str | Path) -> dict:
     if run["claims"] is None:  # a claim's run folder
         run["claims"] = _claims_of(folder)
     run["monthly"] = _read_table(folder, "monthly.parquet") if (folder / "monthly.parquet").exists() else None
-    run["scenarios"] = scenario_sample(folder, len(run["systems"]))
+    run["scenarios"] = scenario_sample(folder, len(run["systems"]), listed_parts(folder, manifest))
     return run
 
 
@@ -185,13 +186,15 @@ def _unit_hash(index: np.ndarray) -> np.ndarray:
     return ((z ^ (z >> np.uint64(31))) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def scenario_sample(folder: Path, n_systems: int, limit: int = SAMPLE_ROWS) -> pd.DataFrame | None:
+def scenario_sample(
+    folder: Path, n_systems: int, parts: list[Path] | None = None, limit: int = SAMPLE_ROWS
+) -> pd.DataFrame | None:
     """At most about `limit` scenarios per system, with the report's columns; None if none were kept.
 
     The same scenarios for every system (a fixed hash of the scenario index), read part by part
     with only the columns needed, so memory stays bounded whatever N.
     """
-    parts = sorted((folder / SCENARIOS_DIR).glob("part-*.parquet"))
+    parts = sorted((folder / SCENARIOS_DIR).glob("part-*.parquet")) if parts is None else parts
     if not parts:
         return None
     with reading(parts[0], folder):
