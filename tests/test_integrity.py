@@ -40,9 +40,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("integrity")
     study = small_study(scenarios=N)
     whole = run_study(study, out=root / "whole", chunk_size=CHUNK, checkpoint_every=1, stress=False).folder
-    shards = [
-        run_study(study, out=root / f"s{i}", chunk_size=CHUNK, shard=(i, 2), stress=False).folder for i in (0, 1)
-    ]
+    shards = [run_study(study, out=root / f"s{i}", chunk_size=CHUNK, shard=(i, 2), stress=False).folder for i in (0, 1)]
     return root, whole, shards
 
 
@@ -462,3 +460,62 @@ def test_the_lock_is_released_and_removed_after_every_command(runs, tmp_path):
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody holds it
     finally:
         os.close(fd)
+
+
+# ----------------------------------------------------------------------------------------- the report on degenerate runs
+
+
+@pytest.mark.parametrize(
+    "override, note",
+    [
+        ("market.demand.utilization=0", None),
+        ("market.token_price.initial_usd_per_mtok=1e-300", "Too few scenarios with a finite operating margin"),
+    ],
+)
+def test_the_report_of_a_degenerate_run_notes_what_it_cannot_draw(tmp_path, override, note):
+    """Issue 25, case 5: `run --set ... --report` on valid, degenerate studies (every margin NaN:
+    margin_bins raised IndexError) writes the page, with a note in place of the figure."""
+    study = write_study(tmp_path / "s.yaml", small_study(scenarios=300))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["run", str(study), "--set", override, "--report", "-q", "--out", str(out)])
+    assert result.exit_code == 0, _text(result)
+    html = (out / "report.html").read_text()
+    assert note is None or note in html
+    assert verify_run(out) == []
+
+
+def test_empty_nan_and_infinite_series_become_notes(runs, tmp_path):
+    """The report's figures of series with no finite value (all NaN, all infinite, none at all)
+    are one-line notes, never an error."""
+    import numpy as np
+
+    from mcrisk.report.data import load_run, margin_bins
+    from mcrisk.report.markup import Figures
+    from mcrisk.report.page import render
+
+    _, whole, _ = runs
+    run = load_run(_copy(whole, tmp_path / "run"))
+    summary, rows = run["summary"], run["scenarios"]
+    p = [c for c in summary.columns if c[:1] == "p" and c[1:].isdigit()]
+    summary.loc[summary["metric"] == "roi_multiple", p] = np.inf  # all-infinite ROI
+    summary.loc[summary["metric"] == "npv_usd", p] = np.nan  # all-NaN NPV
+    rows["roi_multiple"] = np.inf
+    rows["operating_margin"] = np.nan
+    run["monthly"][["p5", "p25", "p50", "p75", "p95"]] = np.nan
+    assert margin_bins(rows).empty and margin_bins(rows.iloc[:0]).empty
+    html = render(run, Figures(tmp_path / "figs"))
+    assert html.count("No distribution of") == 2
+    assert "Too few scenarios with a finite operating margin" in html
+    assert "No cash flow by month to draw" in html
+
+
+@pytest.mark.parametrize("systems", [[1, {"x": 2}], [], ["nope"], "rack"])
+def test_the_report_refuses_a_hostile_manifest(runs, tmp_path, systems):
+    _, whole, _ = runs
+    run = _copy(whole, tmp_path / "run")
+    m = json.loads((run / "manifest.json").read_text())
+    m["systems"] = systems
+    (run / "manifest.json").write_text(json.dumps(m))
+    result = runner.invoke(app, ["report", str(run)])
+    text = _text(result)
+    assert result.exit_code == 2 and "manifest.json is damaged" in text and "Traceback" not in text, text

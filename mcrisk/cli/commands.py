@@ -36,7 +36,7 @@ def merge(
 
     try:
         result = merge_runs(shards, out=out, force=force)
-    except (StudyError, RunFolderError) as exc:
+    except (StudyError, RunFolderError, OSError) as exc:
         fail(exc)
     if not quiet:
         print_headline(result)
@@ -237,7 +237,7 @@ def analyze(
         if top < 1:
             raise StudyError([Problem("--top", f"must be a whole number >= 1, got {top}")], "options")
         done = analyze_run(run_dir, metric=metric)
-    except (StudyError, RunFolderError) as exc:
+    except (StudyError, RunFolderError, OSError) as exc:
         fail(exc)
     print_analysis(
         *(pd.read_csv(done.paths[k]) if k in done.paths else None for k in ("sensitivity", "comparison")), metric, top

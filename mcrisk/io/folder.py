@@ -21,7 +21,8 @@ from mcrisk.io.lock import FolderLock, live_runs_around
 
 SCENARIOS_DIR = "scenarios.parquet"  # a folder of part-CCCCCC-KKK.parquet files: chunk C's parts K
 CHECKPOINT_DIR = "checkpoint"
-SHARD_STATE = "reducers"  # a shard's reducer state, kept in its run folder for `mcrisk merge`
+SHARD_STATE = "reducers"
+MAX_NAME_BYTES = 200  # a run folder's name: 255 (NAME_MAX) less what .NAME.partial and .NAME.lock add  # a shard's reducer state, kept in its run folder for `mcrisk merge`
 
 
 def partial_path(out: Path) -> Path:
@@ -65,6 +66,11 @@ def _check_destination(final: Path) -> None:
             f"the output folder {str(final)!r} is the current folder or contains it, and cannot be replaced by a run; "
             "choose another folder with --out"
         )
+    if len(final.name.encode()) > MAX_NAME_BYTES:
+        raise RunFolderError(
+            f"the output folder's name is {len(final.name.encode())} bytes long; at most {MAX_NAME_BYTES} "
+            "(file systems take 255, less the run's .NAME.partial): choose a shorter one with --out"
+        )
     if final.name in ("", ".."):
         raise RunFolderError(
             f"the output folder {str(final)!r} must end in a plain folder name (choose another with --out)"
@@ -85,9 +91,7 @@ class RunFolder:
     creatable. Whatever cannot be used raises RunFolderError and leaves the disk as it was.
     """
 
-    def __init__(
-        self, out: str | Path, force: bool = False, resume: bool = False, inputs: Sequence[str | Path] = ()
-    ):
+    def __init__(self, out: str | Path, force: bool = False, resume: bool = False, inputs: Sequence[str | Path] = ()):
         self.final = Path(out)
         self.tmp = partial_path(self.final)
         self._keep = False

@@ -147,7 +147,7 @@ def live_runs_around(folder: Path) -> list[str]:
         if who is not None:
             found.append(f"{up} ({who})")
     if target.is_dir():
-        for root, dirs, files in os.walk(target):
+        for root, _dirs, files in os.walk(target):
             for f in files:
                 if f.startswith(".") and f.endswith(".lock"):
                     inner = Path(root) / f[1 : -len(".lock")]

@@ -15,18 +15,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from mcrisk.errors import RunFolderError, StudyError
 from mcrisk.io.folder import CHECKPOINT_DIR, SCENARIOS_DIR
 from mcrisk.io.integrity import (
-    chunks_of,
     check_files,
     check_parts,
+    chunks_of,
     part_chunk,
     parts_on_disk,
     record_problems,
 )
 from mcrisk.io.lock import held_by_other
-from mcrisk.io.readers import check_folder, damaged, read_manifest
+from mcrisk.io.readers import check_folder, damaged, read_manifest, reading
 from mcrisk.study.schema import Study, load_study
 
 
@@ -161,14 +163,23 @@ def verify_run(folder: str | Path) -> list[str]:
 def listed_parts(folder: Path, manifest: Mapping[str, Any]) -> list[Path]:
     """The Parquet parts a reader of the finished run `folder` may read: those its manifest lists,
     in scenario order, after checking that they are the parts on disk with the sizes written (a
-    manifest of an mcrisk that recorded none: every part on disk). RunFolderError if not."""
+    manifest of an mcrisk that recorded none: every part on disk; a folder whose scenarios.parquet/
+    is gone altogether: none, as for a run that kept no scenarios). RunFolderError if not, naming
+    a part that cannot be read as Parquet by what is wrong with it."""
     if "parts" not in manifest:
         return [folder / SCENARIOS_DIR / n for n in parts_on_disk(folder)]
     problems = record_problems(manifest["parts"], "parts", part=True)
     if problems:
         raise damaged(folder / "manifest.json", "; ".join(problems), folder)
+    if not (folder / SCENARIOS_DIR).is_dir():
+        return []
     problems = check_parts(folder, manifest["parts"], full=False)
     if problems:
+        for name in manifest["parts"]:  # a part that is not Parquet at all is named for that
+            path = folder / SCENARIOS_DIR / name
+            if path.is_file():
+                with reading(path, folder):
+                    pq.ParquetFile(path).close()
         raise RunFolderError(
             f"the parts of {str(folder)!r} are not those its manifest lists: {'; '.join(problems)} "
             f"(mcrisk verify {folder} checks the whole folder)"

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
-from mcrisk.errors import RunFolderError
+from mcrisk.errors import RunFolderError, _shown
 from mcrisk.io.folder import SCENARIOS_DIR
 from mcrisk.io.readers import check_folder, damaged, field_problems, read_manifest, reading
 from mcrisk.io.verify import listed_parts
@@ -161,6 +161,15 @@ def load_run(folder: str | Path) -> dict:
         study = yaml12.load((folder / "study.yaml").read_text()) or {}
     except (OSError, ValueError, yaml.YAMLError):
         study = {}
+    systems = manifest.get("systems")
+    if systems is not None and (
+        not systems or not all(isinstance(x, str) for x in systems) or not set(systems) <= set(risk["system"])
+    ):
+        raise damaged(
+            folder / "manifest.json",
+            f"'systems' must list the systems of risk.csv by name, got {_shown(systems)}",
+            folder,
+        )
     run = {
         "folder": folder,
         "manifest": manifest,
@@ -232,6 +241,8 @@ def cost_components(summary: pd.DataFrame, systems: list[str]) -> pd.DataFrame:
 def margin_bins(rows: pd.DataFrame, bins: int = UTILIZATION_BINS, min_rows: int = 20) -> pd.DataFrame:
     """P10/P50/P90 of operating margin per system in equal-count bins of mean utilization."""
     ok = rows[np.isfinite(rows["mean_utilization"]) & np.isfinite(rows["operating_margin"])]
+    if ok.empty:  # (every margin NaN or infinite: no utilization bin to draw)
+        return pd.DataFrame(columns=["system", "bin", "utilization", "n", "p10", "p50", "p90"])
     edges = np.unique(np.quantile(ok["mean_utilization"], np.linspace(0, 1, bins + 1)))
     code = np.clip(np.searchsorted(edges, ok["mean_utilization"], side="right") - 1, 0, len(edges) - 2)
     g = ok.assign(bin=code).groupby(["system", "bin"])
