@@ -316,6 +316,9 @@ def test_force_never_replaces_a_folder_holding_its_study(tmp_path):
     with pytest.raises(RunFolderError, match="contains the input"):
         run_study(study, out=out, force=True)
     assert study.is_file()
+    result = runner.invoke(app, ["run", "--from-manifest", str(out / "manifest.json"), "--out", str(out), "--force"])
+    assert result.exit_code == 2 and "contains the input" in _text(result), _text(result)
+    assert verify_run(out) == []
 
 
 # ----------------------------------------------------------------------------------------- verify, readers
@@ -519,3 +522,149 @@ def test_the_report_refuses_a_hostile_manifest(runs, tmp_path, systems):
     result = runner.invoke(app, ["report", str(run)])
     text = _text(result)
     assert result.exit_code == 2 and "manifest.json is damaged" in text and "Traceback" not in text, text
+
+
+# ----------------------------------------------------------------------------------------- properties
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from .test_reliability import data_hash  # noqa: E402
+
+PROPS = {
+    "deadline": None,
+    "database": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+}
+# What may happen to a part before a resume or a merge: (kind, which part, how much).
+DAMAGE = st.lists(
+    st.tuples(
+        st.sampled_from(["delete", "truncate", "flip", "foreign"]),
+        st.integers(0, 7),
+        st.floats(0.0, 1.0),
+    ),
+    max_size=2,
+)
+
+
+def _damage(parts: list[Path], foreign: list[Path], ops) -> None:
+    for kind, k, x in ops:
+        part = parts[k % len(parts)]
+        if not part.exists():
+            continue
+        if kind == "delete":
+            part.unlink()
+        elif kind == "truncate":
+            part.write_bytes(part.read_bytes()[: int(x * part.stat().st_size)])
+        elif kind == "flip":
+            data = bytearray(part.read_bytes())
+            data[min(len(data) - 1, int(x * len(data)))] ^= 0xFF
+            part.write_bytes(bytes(data))
+        else:
+            shutil.copy(foreign[k % len(foreign)], part.parent / f"part-{k:06d}-{int(x * 3):03d}.parquet")
+
+
+@settings(max_examples=6, **PROPS)
+@given(ops=DAMAGE)
+def test_resume_after_random_damage_is_refused_or_equals_the_uninterrupted_run(interrupted, tmp_path_factory, ops):
+    """Parts of an interrupted run deleted, truncated, changed or added at random: --resume either
+    refuses with a RunFolderError (the partial folder kept) or publishes a folder that verifies and
+    equals the uninterrupted run (damage only to what the checkpoint does not cover)."""
+    root, ref = interrupted
+    where = tmp_path_factory.mktemp("resume-damage")
+    partial = _copy(root / ".run.partial", where / ".run.partial")
+    _damage(_parts(partial), _parts(root / ".other.partial"), ops)
+    try:
+        done = run_study(out=where / "run", resume=True)
+    except RunFolderError as exc:
+        assert "cannot" in str(exc) and partial.is_dir()
+        return
+    assert verify_run(done.folder) == []
+    same_outputs(ref, done.folder)
+
+
+@settings(max_examples=5, **PROPS)
+@given(ops=DAMAGE, which=st.sampled_from([0, 1]))
+def test_merge_after_random_damage_is_refused_or_equals_the_whole_run(runs, tmp_path_factory, ops, which):
+    root, whole, shards = runs
+    where = tmp_path_factory.mktemp("merge-damage")
+    copies = [_copy(s, where / s.name) for s in shards]
+    _damage(_parts(copies[which]), _parts(copies[1 - which]), ops)
+    try:
+        merged = merge_runs(copies, out=where / "merged")
+    except RunFolderError as exc:
+        assert "is not what its run wrote" in str(exc) and not (where / "merged").exists()
+        return
+    assert verify_run(merged.folder) == []
+    assert data_hash(merged.folder) == data_hash(whole)
+
+
+@settings(max_examples=4, **PROPS)
+@given(
+    pause=st.integers(1, 3),
+    second=st.sampled_from(["run", "force", "resume", "merge", "report", "analyze"]),
+    then=st.sampled_from(["finish", "interrupt"]),
+)
+def test_a_second_writer_during_a_run_is_refused_and_the_run_stays_whole(runs, tmp_path_factory, pause, second, then):
+    """Two writers on one folder, interleaved at random: the run, paused after chunk `pause`, and a
+    second command on its folder (refused: the run holds the lock); then the run finishes, or is
+    interrupted and resumed. The folder verifies and equals the uninterrupted run."""
+    import threading
+
+    _, ref, shards = runs
+    where = tmp_path_factory.mktemp("interleave")
+    out = where / "run"
+    if second in ("report", "analyze"):  # a finished folder there, being replaced by the run
+        _copy(ref, out)
+    paused, go, outcome = threading.Event(), threading.Event(), {}
+
+    def progress(done, total):
+        if done == pause * CHUNK:
+            paused.set()
+            go.wait(120)
+            if then == "interrupt":
+                raise KeyboardInterrupt
+
+    def first():
+        try:
+            outcome["result"] = run_study(
+                small_study(scenarios=N),
+                out=out,
+                chunk_size=CHUNK,
+                checkpoint_every=1,
+                stress=False,
+                force=out.exists(),
+                progress=progress,
+            )
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert paused.wait(120)
+    try:
+        with pytest.raises(RunFolderError, match="(in use by|already writing) "):
+            if second in ("run", "force"):
+                run_study(small_study(scenarios=256), out=out, force=second == "force", stress=False)
+            elif second == "resume":
+                run_study(out=out, resume=True)
+            elif second == "merge":
+                merge_runs(shards, out=out, force=True)
+            elif second == "report":
+                from mcrisk.report.page import write_report
+
+                write_report(out)
+            else:
+                from mcrisk.workflows.analyze import analyze_run
+
+                analyze_run(out)
+    finally:
+        go.set()
+        thread.join(300)
+    if then == "interrupt":
+        assert isinstance(outcome.get("error"), KeyboardInterrupt)
+        if not (where / ".run.partial" / "checkpoint").is_dir():  # stopped before its first checkpoint
+            return
+        outcome["result"] = run_study(out=out, resume=True)
+    assert verify_run(outcome["result"].folder) == []
+    same_outputs(ref, outcome["result"].folder)

@@ -25,7 +25,7 @@ from mcrisk.engine.state import checkpoint_arrays, missing_arrays, state_from
 from mcrisk.engine.timings import Timings
 from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
 from mcrisk.io.checkpoint import load_checkpoint, save_checkpoint
-from mcrisk.io.folder import CHECKPOINT_DIR, SHARD_STATE, RunFolder
+from mcrisk.io.folder import CHECKPOINT_DIR, SHARD_STATE, RunFolder, check_inputs
 from mcrisk.io.readers import damaged, field_problems, read_manifest
 from mcrisk.io.verify import check_partial
 from mcrisk.study import variants
@@ -294,5 +294,6 @@ def rerun_manifest(
         raise RunFolderError(f"{path.parent / 'study.yaml'} does not match the study hash in {path}")
     run_dir = path.parent if path.parent.name else path.resolve().parent  # manifest.json given from inside its folder
     target = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-rerun")
+    check_inputs(target, [path])
     given = {k: v for k, v in opts.record().items() if k != "overrides"}  # (already in study.yaml)
     return run_study(st, out=target, force=force, progress=progress, **given)
