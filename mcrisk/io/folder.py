@@ -21,8 +21,8 @@ from mcrisk.io.lock import FolderLock, live_runs_around
 
 SCENARIOS_DIR = "scenarios.parquet"  # a folder of part-CCCCCC-KKK.parquet files: chunk C's parts K
 CHECKPOINT_DIR = "checkpoint"
-SHARD_STATE = "reducers"
-MAX_NAME_BYTES = 200  # a run folder's name: 255 (NAME_MAX) less what .NAME.partial and .NAME.lock add  # a shard's reducer state, kept in its run folder for `mcrisk merge`
+SHARD_STATE = "reducers"  # a shard's reducer state, kept in its run folder for `mcrisk merge`
+MAX_NAME_BYTES = 200  # a run folder's name: 255 (NAME_MAX) less what .NAME.partial and .NAME.lock add
 
 
 def partial_path(out: Path) -> Path:
@@ -97,8 +97,16 @@ class RunFolder:
         self._keep = False
         _check_destination(self.final)
         check_inputs(self.final, inputs)
+        if resume and not self.final.parent.is_dir():
+            raise RunFolderError(
+                f"nothing to resume at {str(self.final)!r}: no interrupted run ({self.tmp.name}) was found"
+            )
+        try:  # (where the lock file goes)
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"cannot create the output folder {str(self.final)!r}: {_reason(exc)}") from None
         # One writer per folder, from here to publish (or discard): taken before anything is written.
-        self.lock = FolderLock(self.final, "write the run folder")
+        self.lock = FolderLock(self.final, "write the run folder", creating="create the output folder")
         try:
             self._open(force, resume)
         except BaseException:

@@ -69,16 +69,17 @@ def _who(fd: int) -> str:
 
 class FolderLock:
     """The lock of the run folder `folder`, taken at once (RunFolderError naming the holder if another
-    process has it); `what` says what the caller is about to do, for the message."""
+    process has it); `what` says what the caller is about to do, for the message (`creating`, if
+    given, where the lock file cannot be created: the output folder cannot be either)."""
 
-    def __init__(self, folder: Path, what: str = "write"):
+    def __init__(self, folder: Path, what: str = "write", creating: str | None = None):
         self.folder = Path(folder)
         self.path = lock_path(self.folder)
         self._fd: int | None = None
         if _key(self.folder) in _HELD:
             raise RunFolderError(f"cannot {what} {str(self.folder)!r}: this process is already writing it")
         for _ in range(100):  # (only if another process removes the file between open and flock)
-            fd = self._open(what)
+            fd = self._open(creating or what)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
