@@ -138,25 +138,31 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> bool:
 def test_force_and_resume_on_a_live_run_are_refused_and_it_finishes_whole(tmp_path):
     """Issue 25, cases 1 and 2: `--force` and `--resume` on the folder of a run still running are
     refused with exit 2 naming its process; the run finishes unharmed, and its folder verifies."""
-    study = write_study(tmp_path / "study.yaml", small_study(scenarios=16384))
+    study = write_study(tmp_path / "study.yaml", small_study(scenarios=32768))
     out = tmp_path / "run"
     args = [str(study), "--out", str(out), "--chunk-size", "256", "--checkpoint-every", "2", "-q", "--no-stress"]
     proc = subprocess.Popen(_cli("run", *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         if not _wait_for(tmp_path / ".run.partial" / "checkpoint" / "checkpoint.json", proc):
             pytest.skip("the run finished before its first checkpoint was seen")
-        for extra in (["--force", "-n", "512", "--seed", "99"], None):
-            cmd = _cli("run", *args, *extra) if extra else _cli("run", "--resume", str(out), "-q")
-            other = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-            if proc.poll() is not None:
+        seconds = [  # both at once, while the run goes on
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for cmd in (
+                _cli("run", *args, "--force", "-n", "512", "--seed", "99"),
+                _cli("run", "--resume", str(out), "-q"),
+            )
+        ]
+        for other in seconds:
+            _, other_err = other.communicate(timeout=240)
+            if proc.poll() == 0 and "in use by process" not in other_err:  # (the run published first)
                 pytest.skip("the run finished before the second command could meet it")
-            assert other.returncode == 2, other.stderr
-            assert f"in use by process {proc.pid}" in other.stderr and "Traceback" not in other.stderr
+            assert other.returncode == 2, other_err
+            assert f"in use by process {proc.pid}" in other_err and "Traceback" not in other_err
     finally:
         _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert verify_run(out) == []
-    assert json.loads((out / "manifest.json").read_text())["scenarios"] == 16384
+    assert json.loads((out / "manifest.json").read_text())["scenarios"] == 32768
 
 
 # ----------------------------------------------------------------------------------------- resume
@@ -383,7 +389,9 @@ def test_report_and_analyze_read_only_the_parts_the_manifest_lists(runs, tmp_pat
         result = runner.invoke(app, [command, str(run)])
         text = _text(result)
         assert result.exit_code == 2, (command, text)
-        assert "are not those its manifest lists" in text and "Traceback" not in text, text
+        # (a part cut short is no longer Parquet: it is named for that)
+        said = "is damaged or not what mcrisk wrote" if how == "part-truncated" else "are not those its manifest lists"
+        assert said in text and "part-" in text and "Traceback" not in text, text
     assert not (run / "report.html").exists()
 
 
