@@ -136,3 +136,31 @@ def write_study(path: Path, study: dict) -> Path:
 @pytest.fixture
 def study_dict() -> dict:
     return small_study()
+
+
+# --------------------------------------------------------------------------- every published folder verifies
+@pytest.fixture(autouse=True)
+def _published_folders_verify(monkeypatch):
+    """Every run folder a test publishes in-process (a run, a resume, a merge, a stress, a sweep's
+    point, a claim's run) is checked with `mcrisk verify` as it is published: the folder is what
+    its manifest records. (A test may damage it afterwards: that is what it then checks.)"""
+    import json
+
+    from mcrisk.io.folder import RunFolder
+
+    real = RunFolder.publish
+
+    def publish(self):
+        path = real(self)
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return path
+        if isinstance(manifest, dict) and "options" in manifest:  # a run's (not a sweep's) manifest
+            from mcrisk.io.verify import verify_run
+
+            problems = verify_run(path)
+            assert not problems, f"the published folder {path} does not verify: {problems}"
+        return path
+
+    monkeypatch.setattr(RunFolder, "publish", publish)

@@ -31,6 +31,7 @@ app.command()(commands.claims)
 app.command()(commands.sweep)
 app.command()(commands.analyze)
 app.command("report")(commands.report_command)
+app.command()(commands.verify)
 
 
 def _compilation_cache() -> None:

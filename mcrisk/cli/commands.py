@@ -36,7 +36,7 @@ def merge(
 
     try:
         result = merge_runs(shards, out=out, force=force)
-    except (StudyError, RunFolderError) as exc:
+    except (StudyError, RunFolderError, OSError) as exc:
         fail(exc)
     if not quiet:
         print_headline(result)
@@ -242,7 +242,7 @@ def analyze(
         if top < 1:
             raise StudyError([Problem("--top", f"must be a whole number >= 1, got {top}")], "options")
         done = analyze_run(run_dir, metric=metric)
-    except (StudyError, RunFolderError) as exc:
+    except (StudyError, RunFolderError, OSError) as exc:
         fail(exc)
     print_analysis(
         *(pd.read_csv(done.paths[k]) if k in done.paths else None for k in ("sensitivity", "comparison")), metric, top
@@ -250,6 +250,20 @@ def analyze(
     for key, why in done.skipped.items():
         out_console.print(f"no {key}.csv: {why}", highlight=False)
     out_console.print(f"wrote {' and '.join(str(p) for p in done.paths.values())}", highlight=False)
+
+
+def verify(run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run or mcrisk merge.")) -> None:
+    """Check a run folder end to end against its manifest: the study, every output's SHA-256, and
+    exactly the Parquet parts it lists, each as written; exit 0 if it verifies, 2 with what is wrong."""
+    from mcrisk.io.verify import verify_run
+
+    try:
+        problems = verify_run(run_dir)
+    except RunFolderError as exc:
+        fail(exc)
+    if problems:
+        fail(RunFolderError(f"{str(run_dir)!r} does not verify:\n  " + "\n  ".join(problems)))
+    out_console.print(f"{run_dir}: verified", highlight=False)
 
 
 def report_command(run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run.")) -> None:

@@ -48,6 +48,10 @@ def fail(exc: Exception) -> None:
             if exc.source == "options":
                 p = Problem(OPTION_FLAGS.get(p.path, p.path), p.message)
             err_console.print(f"  {p}", highlight=False, markup=False)
+    elif isinstance(exc, OSError):  # a full disk, a read-only folder: the reason, the file and what was kept
+        where = f" ({exc.filename})" if exc.filename else ""
+        notes = "".join(f"; {n}" for n in getattr(exc, "__notes__", ()))
+        err_console.print(f"[bold red]error:[/] {escape(f'{exc.strerror or exc}{where}{notes}')}", highlight=False)
     else:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
     raise typer.Exit(EXIT_INVALID)
@@ -96,7 +100,7 @@ def write_report(run_dir: Path, quiet: bool) -> None:
 
     try:
         path = write_report(run_dir)
-    except RunFolderError as exc:
+    except (RunFolderError, OSError) as exc:
         fail(exc)
     if not quiet:
         out_console.print(f"wrote {path}", highlight=False)

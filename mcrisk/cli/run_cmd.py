@@ -123,7 +123,7 @@ def run(
         options["overrides"] = parse_sets(set_)
         with bar:
             result = _run(study, out, from_manifest, resume, force, progress, options)
-    except (StudyError, RunFolderError) as exc:
+    except (StudyError, RunFolderError, OSError) as exc:
         fail(exc)
     except RunInterrupted as exc:
         if exc.resume_from is None:

@@ -212,6 +212,9 @@ class RunOptions:
             items = obj.get(k)
             if isinstance(items, list) and not all(_is(x, t) for x in items):
                 problems.append(f"'options.{k}' must be a list of {names}, got {_shown(items)}")
+        for k, low in _MINIMA.items():
+            if _is(obj.get(k), int) and obj[k] < low:
+                problems.append(f"'options.{k}' must be >= {low}, got {obj[k]}")
         if isinstance(obj.get("shard"), list) and len(obj["shard"]) != 2:
             problems.append(f"'options.shard' must be [index, count], got {_shown(obj['shard'])}")
         unknown = [f"'options.{k}'" for k in obj if k not in RECORDED and k not in OPTIONAL]
@@ -251,6 +254,15 @@ OPTIONAL = {
     "target_mcse": (str, NoneType),
     "analyze": bool,
     "stress": bool,
+}
+# The least value of each recorded count.
+_MINIMA = {
+    "scenarios": 1,
+    "seed": 0,
+    "chunk_size": 1,
+    "diagnostic_draws": 0,
+    "checkpoint_every": 1,
+    "monthly_scenarios": 1,
 }
 # The type of every element of the list options (a shard is [i, k]), and its name in a message.
 _LIST_ELEMENTS = {"shard": (int, "whole numbers"), "columns": (str, "strings"), "sampler_dims": (str, "strings")}

@@ -9,16 +9,20 @@ which is what lets ``--resume`` continue a killed run.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from mcrisk.errors import RunFolderError
+from mcrisk.io.lock import FolderLock, live_runs_around
 
 SCENARIOS_DIR = "scenarios.parquet"  # a folder of part-CCCCCC-KKK.parquet files: chunk C's parts K
 CHECKPOINT_DIR = "checkpoint"
 SHARD_STATE = "reducers"  # a shard's reducer state, kept in its run folder for `mcrisk merge`
+MAX_NAME_BYTES = 200  # a run folder's name: 255 (NAME_MAX) less what .NAME.partial and .NAME.lock add
 
 
 def partial_path(out: Path) -> Path:
@@ -62,6 +66,11 @@ def _check_destination(final: Path) -> None:
             f"the output folder {str(final)!r} is the current folder or contains it, and cannot be replaced by a run; "
             "choose another folder with --out"
         )
+    if len(final.name.encode()) > MAX_NAME_BYTES:
+        raise RunFolderError(
+            f"the output folder's name is {len(final.name.encode())} bytes long; at most {MAX_NAME_BYTES} "
+            "(file systems take 255, less the run's .NAME.partial): choose a shorter one with --out"
+        )
     if final.name in ("", ".."):
         raise RunFolderError(
             f"the output folder {str(final)!r} must end in a plain folder name (choose another with --out)"
@@ -82,11 +91,36 @@ class RunFolder:
     creatable. Whatever cannot be used raises RunFolderError and leaves the disk as it was.
     """
 
-    def __init__(self, out: str | Path, force: bool = False, resume: bool = False):
+    def __init__(self, out: str | Path, force: bool = False, resume: bool = False, inputs: Sequence[str | Path] = ()):
         self.final = Path(out)
         self.tmp = partial_path(self.final)
         self._keep = False
         _check_destination(self.final)
+        check_inputs(self.final, inputs)
+        if resume and not self.final.parent.is_dir():
+            raise RunFolderError(
+                f"nothing to resume at {str(self.final)!r}: no interrupted run ({self.tmp.name}) was found"
+            )
+        try:  # (where the lock file goes)
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunFolderError(f"cannot create the output folder {str(self.final)!r}: {_reason(exc)}") from None
+        # One writer per folder, from here to publish (or discard): taken before anything is written.
+        self.lock = FolderLock(self.final, "write the run folder", creating="create the output folder")
+        try:
+            self._open(force, resume)
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _open(self, force: bool, resume: bool) -> None:
+        live = live_runs_around(self.final)
+        if live:
+            raise RunFolderError(
+                f"the output folder {str(self.final)!r} contains, or is inside, a run that is still being written: "
+                f"{'; '.join(live)}; wait for it to finish or choose another folder with --out"
+            )
+        tidy(self.final, force)
         if resume:
             if not self.resumable():
                 found = (
@@ -167,6 +201,8 @@ class RunFolder:
         shutil.rmtree(self.final / CHECKPOINT_DIR, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+        tidy(self.final, True)
+        self.lock.release()
         return self.final
 
     @property
@@ -182,6 +218,49 @@ class RunFolder:
     def discard(self) -> None:
         if not self._keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        self.lock.release()
+
+    def release(self) -> None:
+        """Let another process write the folder (the partial folder stays as it is, for --resume)."""
+        self.lock.release()
+
+
+def check_inputs(final: Path, inputs: Sequence[str | Path]) -> None:
+    """Refuse an output folder that is, contains or is inside one of the command's `inputs` (a study
+    file, a manifest, a shard being merged): replacing it would destroy what it reads."""
+    target = Path(os.path.abspath(final))
+    for given in inputs:
+        src = Path(os.path.abspath(given))
+        if src == target or target in src.parents or src in target.parents:
+            where = "is" if src == target else "contains" if target in src.parents else "is inside"
+            raise RunFolderError(
+                f"the output folder {str(final)!r} {where} the input {str(given)!r}, which writing it would "
+                "destroy; choose another folder with --out"
+            )
+
+
+def tidy(final: Path, replacing: bool) -> None:
+    """Remove what killed processes left around the run folder `final` (its lock held): a published
+    folder's checkpoint/ (killed after the rename), report and table temporaries inside it, and
+    the old folder a publish set aside (``.NAME.old-PID``) once `final` is there again or is
+    being replaced (`replacing`). Never follows a symlink; what cannot be removed stays."""
+    if replacing or final.is_dir():
+        for old in final.parent.glob(f".{glob.escape(final.name)}.old-*"):
+            _remove(old)
+    if final.is_dir() and not final.is_symlink() and (final / "manifest.json").is_file():
+        _remove(final / CHECKPOINT_DIR)
+        for leftover in (*final.glob(".figures.tmp-*"), *final.glob(".*.tmp-*")):
+            _remove(leftover)
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    except OSError:
+        pass
 
 
 def _reason(exc: OSError) -> str:

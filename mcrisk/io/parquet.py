@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mcrisk.io.integrity import digest
+
 # Rows per Parquet part at most: a chunk is cut into parts of whole scenarios, written by several
 # threads at once. 262,144 rows of the default study's 56 columns are 60 MB in Arrow.
 PART_ROWS = 1 << 18
@@ -61,8 +63,12 @@ class ScenarioWriter:
         chunks: int,
         chunk_size: int,
         threads: int | None = None,
+        records: Mapping[str, dict] | None = None,
     ):
         self.folder = folder
+        # Each part's rows, bytes and SHA-256 by file name (mcrisk.io.integrity), those of a
+        # resumed run's checkpoint first: what the checkpoints and the manifest record.
+        self.records: dict[str, dict] = dict(records or {})
         folder.mkdir(exist_ok=True)
         self.schema = schema.with_metadata({k: str(v) for k, v in metadata.items()})
         self.rows, self.per_part = rows, per_part
@@ -100,15 +106,18 @@ class ScenarioWriter:
                     ]
                     path = self.folder / name
                     tmp = path.with_name(f".{path.name}.tmp")  # hidden: Parquet readers skip it
+                    table = pa.Table.from_arrays(arrays, schema=self.schema)
                     pq.write_table(
-                        pa.Table.from_arrays(arrays, schema=self.schema),
+                        table,
                         tmp,
                         compression="snappy",
                         use_dictionary=["system"],
                         write_statistics=STATISTICS_COLUMNS,
                     )
+                    size, sha = digest(tmp)
                     os.replace(tmp, path)
                     with self._lock:
+                        self.records[name] = {"rows": table.num_rows, "bytes": size, "sha256": sha}
                         self.busy_seconds += time.perf_counter() - t0
             except BaseException as exc:  # surfaced in put()/drain()/close()
                 self._error = exc
@@ -135,6 +144,11 @@ class ScenarioWriter:
         2 x `threads` parts, of `chunk_size` / `per_part` parts per chunk."""
         parts = -(-chunk_size // self.per_part)
         return -(-2 * self.threads // parts) + 2
+
+    def written(self) -> dict[str, dict]:
+        """The records of the parts on disk so far, by name (sorted): call after drain() or close()."""
+        with self._lock:
+            return dict(sorted(self.records.items()))
 
     def drain(self) -> None:
         """Wait until every chunk handed over so far is on disk."""

@@ -11,9 +11,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import yaml
 
-from mcrisk.errors import RunFolderError
+from mcrisk.errors import RunFolderError, _shown
 from mcrisk.io.folder import SCENARIOS_DIR
 from mcrisk.io.readers import check_folder, damaged, field_problems, read_manifest, reading
+from mcrisk.io.verify import listed_parts
 from mcrisk.report import figures as fg
 from mcrisk.study import yaml12
 
@@ -165,6 +166,15 @@ def load_run(folder: str | Path) -> dict:
         study = yaml12.load((folder / "study.yaml").read_text()) or {}
     except (OSError, ValueError, yaml.YAMLError):
         study = {}
+    systems = manifest.get("systems")
+    if systems is not None and (
+        not systems or not all(isinstance(x, str) for x in systems) or not set(systems) <= set(risk["system"])
+    ):
+        raise damaged(
+            folder / "manifest.json",
+            f"'systems' must list the systems of risk.csv by name, got {_shown(systems)}",
+            folder,
+        )
     run = {
         "folder": folder,
         "manifest": manifest,
@@ -178,7 +188,7 @@ def load_run(folder: str | Path) -> dict:
     if run["claims"] is None:  # a claim's run folder
         run["claims"] = _claims_of(folder)
     run["monthly"] = _read_table(folder, "monthly.parquet") if (folder / "monthly.parquet").exists() else None
-    run["scenarios"] = scenario_sample(folder, len(run["systems"]))
+    run["scenarios"] = scenario_sample(folder, len(run["systems"]), listed_parts(folder, manifest))
     return run
 
 
@@ -190,13 +200,15 @@ def _unit_hash(index: np.ndarray) -> np.ndarray:
     return ((z ^ (z >> np.uint64(31))) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def scenario_sample(folder: Path, n_systems: int, limit: int = SAMPLE_ROWS) -> pd.DataFrame | None:
+def scenario_sample(
+    folder: Path, n_systems: int, parts: list[Path] | None = None, limit: int = SAMPLE_ROWS
+) -> pd.DataFrame | None:
     """At most about `limit` scenarios per system, with the report's columns; None if none were kept.
 
     The same scenarios for every system (a fixed hash of the scenario index), read part by part
     with only the columns needed, so memory stays bounded whatever N.
     """
-    parts = sorted((folder / SCENARIOS_DIR).glob("part-*.parquet"))
+    parts = sorted((folder / SCENARIOS_DIR).glob("part-*.parquet")) if parts is None else parts
     if not parts:
         return None
     with reading(parts[0], folder):
@@ -234,6 +246,8 @@ def cost_components(summary: pd.DataFrame, systems: list[str]) -> pd.DataFrame:
 def margin_bins(rows: pd.DataFrame, bins: int = UTILIZATION_BINS, min_rows: int = 20) -> pd.DataFrame:
     """P10/P50/P90 of operating margin per system in equal-count bins of mean utilization."""
     ok = rows[np.isfinite(rows["mean_utilization"]) & np.isfinite(rows["operating_margin"])]
+    if ok.empty:  # (every margin NaN or infinite: no utilization bin to draw)
+        return pd.DataFrame(columns=["system", "bin", "utilization", "n", "p10", "p50", "p90"])
     edges = np.unique(np.quantile(ok["mean_utilization"], np.linspace(0, 1, bins + 1)))
     code = np.clip(np.searchsorted(edges, ok["mean_utilization"], side="right") - 1, 0, len(edges) - 2)
     g = ok.assign(bin=code).groupby(["system", "bin"])

@@ -17,6 +17,9 @@ import shutil
 from pathlib import Path
 
 from mcrisk.errors import RunFolderError
+from mcrisk.io.folder import tidy
+from mcrisk.io.lock import FolderLock
+from mcrisk.io.readers import check_folder
 from mcrisk.report import sections as sec
 from mcrisk.report.calibration import calibration
 from mcrisk.report.data import load_run
@@ -113,19 +116,33 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     """Write ``report.html`` (default: into the run folder) and each figure as ``figures/NAME.png`` beside it.
 
     Returns the report's path. RunFolderError if `run_dir` is not a run folder (no manifest.json),
-    if one of its files is damaged, or if the report cannot be written. Nothing is written unless
-    the whole page is made: the figures and the page go to hidden temporary files first, and are
-    renamed into place at the end.
+    if one of its files is damaged, if another process is writing it (its lock is held), or if
+    the report cannot be written. Nothing is written unless the whole page is made: the figures
+    and the page go to hidden temporary files first, and are renamed into place at the end. What
+    a killed report left (``.figures.tmp-PID``) is removed; a ``figures`` that is a symbolic link
+    is refused, never followed out of the folder.
     """
-    run = load_run(run_dir)
+    run_dir = Path(run_dir)
+    check_folder(run_dir)
+    with FolderLock(run_dir, "write the report into"):
+        tidy(run_dir, False)
+        return _write_report(load_run(run_dir), out)
+
+
+def _write_report(run: dict, out: str | Path | None) -> Path:
     path = Path(out) if out is not None else run["folder"] / "report.html"
+    folder = path.parent / "figures"
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise RunFolderError(
+            f"cannot write the report's figures into {str(folder)!r}: it is not a folder (a symbolic link or a file); "
+            "the report writes only inside the run folder: remove it"
+        )
     staging = path.parent / f".figures.tmp-{os.getpid()}"
     page_tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        shutil.rmtree(staging, ignore_errors=True)
+        _clear(staging)
         figs = Figures(staging)
         page_tmp.write_bytes(render(run, figs).encode("utf-8"))
-        folder = path.parent / "figures"
         folder.mkdir(exist_ok=True)
         for name in FIGURES:  # (figures of an earlier report whose input has gone are removed)
             if name in figs.written:
@@ -136,6 +153,18 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     except OSError as exc:
         raise RunFolderError(f"cannot write the report into {str(path.parent)!r}: {exc.strerror or exc}") from None
     finally:
-        page_tmp.unlink(missing_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
+        _clear(page_tmp)
+        _clear(staging)
     return path
+
+
+def _clear(path: Path) -> None:
+    """Remove a temporary file or folder if it is there (a symbolic link itself, never what it names);
+    one that cannot be removed (a read-only folder) is left."""
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+    except OSError:
+        pass

@@ -75,9 +75,15 @@ def distributions(run: dict, figs: mu.Figures) -> str:
         if not pct:
             out.append(mu.note(f"summary.csv has no {metric}."))
             continue
+        # Only what can be drawn: systems whose percentiles are finite, and the finite samples.
+        pct = {s: p for s, p in pct.items() if np.isfinite(list(p.values())).all()}
+        if not pct:
+            out.append(mu.note(f"No distribution of {what} to draw: its percentiles are not finite (NaN or infinite)."))
+            continue
         samples = None
         if rows is not None and metric in rows:
             samples = {s: rows.loc[rows["system"] == s, metric].to_numpy(np.float64) for s in pct}
+            samples = {s: x[np.isfinite(x)] for s, x in samples.items() if np.isfinite(x).any()} or None
         fig = fg.distribution(metric, pct, colours, samples)
         if samples:
             n = min(len(v) for v in samples.values())
@@ -106,6 +112,9 @@ def cash_flow(run: dict, figs: mu.Figures) -> str:
             "bands (and without --no-monthly) to see cash flow by month."
         )
     cum = monthly[monthly["quantity"] == "cumulative_cash_flow_usd"].assign(system=lambda d: d["system"].astype(str))
+    cum = cum[cum["system"].isin(run["systems"])]
+    if cum.empty or not np.isfinite(cum[["p5", "p25", "p50", "p75", "p95"]].to_numpy(np.float64)).any():
+        return mu.note("No cash flow by month to draw: monthly.parquet has no finite band for these systems.")
     pay = payback_months(cum)
     risk = run["risk"].set_index("system")
     fig = fg.fan_chart(cum, fg.palette(run["systems"]), pay)

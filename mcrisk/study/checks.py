@@ -12,7 +12,9 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, ValidationInfo
 
-__all__ = ["fmt_g", "fmt_e", "positive", "above_low", "mode_inside", "plain_number", "Num", "Int"]
+from mcrisk.study.limits import int_problem
+
+__all__ = ["fmt_g", "fmt_e", "positive", "above_low", "mode_inside", "plain_number", "Num", "Int", "plain_int"]
 
 
 def fmt_g(x: float) -> str:
@@ -65,5 +67,16 @@ def plain_number(v):
 
 Num = Annotated[float, BeforeValidator(plain_number)]
 """A float field of a DIST form, or of a study: a boolean or text is refused."""
-Int = Annotated[int, BeforeValidator(plain_number)]
+
+
+def plain_int(v):
+    """A study's whole number: a plain number (see plain_number) within the 64-bit range."""
+    v = plain_number(v)
+    problem = int_problem(v)
+    if problem:
+        raise ValueError(problem)
+    return v
+
+
+Int = Annotated[int, BeforeValidator(plain_int)]
 """An int field of a study (a whole float such as 1e5 is taken): a boolean or text is refused."""

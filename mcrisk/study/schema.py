@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from mcrisk.errors import Problem, StudyError, _shown, problems_from
-from mcrisk.study import yaml12
+from mcrisk.study import limits, yaml12
 from mcrisk.study.checks import Int
 from mcrisk.study.checks import Num as Float
 from mcrisk.study.correlations import check_correlations, correlation_matrix  # noqa: F401  (public: schema.correlation_matrix)
@@ -44,6 +44,7 @@ from mcrisk.study.ranges import InRange, NonNegative, Positive, UnitHalfOpen, Un
 
 def parse_yaml(text: str, source: str = "<study>") -> Any:
     """Parse YAML text safely (no code runs), raising StudyError on a syntax error."""
+    limits.check_text(text, source)
     try:
         return yaml12.load(text)
     except yaml.YAMLError as exc:
@@ -211,7 +212,7 @@ PORTFOLIO = "portfolio"  # the `system` of the portfolio row (MODEL.md "The port
 
 
 class Study(_Closed):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=limits.MAX_NAME)
     description: str | None = None
     simulation: Simulation = Simulation()
     market: Market
@@ -416,6 +417,11 @@ def load_study(source: str | Path | Mapping | Study) -> Study:
     path = Path(source)
     name = str(path)
     try:
+        if path.stat().st_size > limits.MAX_BYTES:  # (refused before it is read: a study is a few kB)
+            raise StudyError(
+                [Problem("", f"the file is {path.stat().st_size:,} bytes; a study is at most {limits.MAX_BYTES:,}")],
+                name,
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise StudyError([Problem("", f"cannot read the study file: {exc.strerror or exc}")], name) from None

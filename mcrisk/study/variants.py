@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mcrisk.errors import Problem, StudyError
+from mcrisk.errors import Problem, StudyError, _shown
 from mcrisk.study import yaml12
 from mcrisk.study.overrides import VARIABLE_SECTIONS, not_settable, override_tree, relabel
 from mcrisk.study.schema import Study, parse_yaml, study_from_dict
@@ -54,7 +54,8 @@ def parse_assignment(text: str, *, many: bool = False, option: str = "--set") ->
             values.append(parse_yaml(piece, option))
         except StudyError as exc:
             raise StudyError(
-                [Problem(option, f"{path}: cannot read the value {piece!r}: {exc.problems[0].message}")], "options"
+                [Problem(option, f"{path}: cannot read the value {_shown(piece)}: {exc.problems[0].message}")],
+                "options",
             ) from None
     if any(v is None for v in values):
         raise StudyError([Problem(option, f"{path}: empty value in {text!r}")], "options")

@@ -49,6 +49,10 @@ for _tag, (_pattern, _first) in _CORE.items():
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     # PyYAML's own reads a leading 0 as octal and ':' as base 60 (YAML 1.1).
     text = loader.construct_scalar(node)
+    if len(text) > 40:  # (beyond any 64-bit number; Python refuses to read 4,300 digits)
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a whole number of {len(text)} characters, beyond any a study takes", node.start_mark
+        )
     return int(text[2:], 8) if text.startswith("0o") else int(text, 16) if text.startswith("0x") else int(text, 10)
 
 

@@ -12,8 +12,10 @@ import pyarrow.parquet as pq
 import yaml
 
 from mcrisk.errors import Problem, RunFolderError, StudyError
-from mcrisk.io.folder import SCENARIOS_DIR
-from mcrisk.io.readers import READ_ERRORS, check_folder, damaged, reading, reason
+from mcrisk.io.folder import SCENARIOS_DIR, tidy
+from mcrisk.io.lock import FolderLock
+from mcrisk.io.readers import READ_ERRORS, check_folder, damaged, read_manifest, reading, reason
+from mcrisk.io.verify import listed_parts
 from mcrisk.model.metrics import METRICS
 from mcrisk.stats.compare import paired_comparisons
 from mcrisk.stats.sensitivity import drawn_inputs, sensitivity
@@ -26,7 +28,10 @@ COMPARED = ("npv_usd", "cost_per_mtok_usd")
 def scenario_parts(folder: Path) -> list[Path]:
     """The Parquet parts of a run folder's scenarios, in chunk order; RunFolderError if there are none."""
     check_folder(folder)
-    parts = sorted((folder / SCENARIOS_DIR).glob("part-*.parquet"))
+    if (folder / "manifest.json").is_file():  # a finished run: only the parts its manifest lists, as written
+        parts = listed_parts(folder, read_manifest(folder / "manifest.json", folder, required=()))
+    else:  # a run's partial folder, analyzed before it is published
+        parts = sorted((folder / SCENARIOS_DIR).glob("part-*.parquet"))
     if not parts:
         if (folder / "manifest.json").is_file():
             raise RunFolderError(
@@ -48,7 +53,7 @@ def read_scenarios(
     parts = scenario_parts(folder)
     if max_scenarios is None:
         try:
-            return pd.read_parquet(folder / SCENARIOS_DIR, columns=columns)
+            return pd.read_parquet(parts, columns=columns)
         except READ_ERRORS as exc:
             for part in parts:  # name the part that cannot be read
                 with reading(part, folder):
@@ -85,8 +90,13 @@ def _write_csv(table: pd.DataFrame, path: Path) -> None:
     try:
         table.to_csv(tmp, index=False)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise RunFolderError(f"cannot write {path.name} into {str(path.parent)!r}: {exc.strerror or exc}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # (a read-only folder: nothing was written)
+            pass
 
 
 @dataclass(frozen=True)
@@ -122,6 +132,23 @@ def analyze_run(
     written with ``--sample-fraction``, the sampled ones among them).
     """
     folder = Path(folder)
+    check_folder(folder)
+    if not (folder / "manifest.json").is_file():  # (a run's partial folder: the run holds its lock)
+        return _analyze(folder, metric, bins, n_boot, seed, max_scenarios, require_metric)
+    with FolderLock(folder, "analyze"):
+        tidy(folder, False)
+        return _analyze(folder, metric, bins, n_boot, seed, max_scenarios, require_metric)
+
+
+def _analyze(
+    folder: Path,
+    metric: str,
+    bins: int,
+    n_boot: int,
+    seed: int,
+    max_scenarios: int | None,
+    require_metric: bool,
+) -> Analysis:
     first = scenario_parts(folder)[0]
     with reading(first, folder):
         names = pq.read_schema(first).names

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pyarrow as pa
 
@@ -29,13 +29,19 @@ def checkpoint_meta(loop: ChunkLoop) -> dict:
 
 
 def drive(
-    loop: ChunkLoop, folder: RunFolder, resume: Resume | None = None, progress: Callable[[int, int], None] | None = None
+    loop: ChunkLoop,
+    folder: RunFolder,
+    resume: Resume | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    parts: Mapping[str, dict] | None = None,
 ) -> Done:
-    """Run `loop` (from `resume`, if given) into `folder`: each chunk's rows handed to a Parquet
-    writer's threads, a checkpoint saved at each flush point once the rows before it are on disk.
-    Returns the loop's end (its summaries, manifest fields and diagnostics)."""
+    """Run `loop` (from `resume`, if given, whose checkpoint recorded the Parquet `parts` before it)
+    into `folder`: each chunk's rows handed to a Parquet writer's threads, a checkpoint saved at
+    each flush point once the rows before it are on disk, with the record (rows, bytes, SHA-256)
+    of every part so far. Returns the loop's end (its summaries, manifest fields, the parts'
+    records in ``extra["parts"]``, and diagnostics)."""
     times = loop.times
-    writer = _writer(loop, folder) if loop.fields is not None else None
+    writer = _writer(loop, folder, parts) if loop.fields is not None else None
     meta = checkpoint_meta(loop)
     done = None
     for event in loop.events(resume, writer.blocks_held(loop.plan.chunk) if writer is not None else 0):
@@ -47,7 +53,13 @@ def drive(
                 writer.drain()
             save_checkpoint(
                 folder.tmp,
-                dict(meta, next_chunk=event.next_chunk, stopped=event.stopped, trace=event.trace),
+                dict(
+                    meta,
+                    next_chunk=event.next_chunk,
+                    stopped=event.stopped,
+                    trace=event.trace,
+                    parts=writer.written() if writer is not None else {},
+                ),
                 checkpoint_arrays(event.state),
             )
             times["write"] += time.perf_counter() - t0
@@ -63,10 +75,11 @@ def drive(
             writer.busy_seconds - writer.wait_seconds
         )  # encoding in the writer's threads, and handing parts over
     assert done is not None  # (the loop always ends with Done)
+    done.extra["parts"] = writer.written() if writer is not None else {}
     return done
 
 
-def _writer(loop: ChunkLoop, folder: RunFolder) -> ScenarioWriter:
+def _writer(loop: ChunkLoop, folder: RunFolder, parts: Mapping[str, dict] | None) -> ScenarioWriter:
     """The Parquet writer of the loop's rows, their file metadata naming the study, seed and scenario count."""
     opts, rows = loop.opts, loop.rows
     meta = {
@@ -83,4 +96,5 @@ def _writer(loop: ChunkLoop, folder: RunFolder) -> ScenarioWriter:
         part_scenarios(len(loop.plan.row_systems)),
         loop.n_chunks,
         loop.plan.chunk,
+        records=parts,
     )

@@ -3,7 +3,6 @@ under `jax.distributed`: mcrisk.engine.cluster) combined into the run folder a s
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +14,11 @@ from mcrisk.engine.state import merge_states, missing_arrays, state_from
 from mcrisk.engine.timings import Timings
 from mcrisk.errors import RunFolderError
 from mcrisk.io.checkpoint import load_checkpoint
-from mcrisk.io.folder import SCENARIOS_DIR, SHARD_STATE, RunFolder
+from mcrisk.io.folder import SCENARIOS_DIR, SHARD_STATE, RunFolder, check_inputs
+from mcrisk.io.integrity import copy_digest
+from mcrisk.io.lock import FolderLock
 from mcrisk.io.readers import check_folder, damaged, field_problems, read_manifest
+from mcrisk.io.verify import verify_run
 from mcrisk.study.schema import load_study
 from mcrisk.workflows.publish import RunResult, finish
 
@@ -49,7 +51,20 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
         raise RunFolderError(
             f"the output folder {str(out)!r} is one of the shards being merged; choose another with --out"
         )
-    shards = _read_shards(folders)
+    check_inputs(Path(out), folders)
+    locks: list[FolderLock] = []
+    try:  # no shard changes while it is read: each is locked, as the output is
+        for f in dict.fromkeys(Path(f) for f in folders):
+            if Path(f).is_dir():
+                locks.append(FolderLock(Path(f), "merge the shard"))
+        return _merge(_read_shards(folders), out, force, t_total)
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _merge(shards: list[tuple[dict, dict, Path]], out: str | Path, force: bool, t_total: float) -> RunResult:
+    """The merged run of the checked `shards` (in shard order), published into `out`."""
     first = shards[0][0]
     st = load_study(shards[0][2] / "study.yaml")
     opts = RunOptions.from_record(first["options"]).replace(shard=None)
@@ -70,12 +85,15 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
             state = s if state is None else merge_states(state, s)
         n_diag = min(opts.scenarios, max(opts.diagnostic_draws, 0))
         state.retained = state.retained[:, :n_diag]
+        records: dict[str, dict] = {}
         if opts.write_scenarios:
             parts = folder.path(SCENARIOS_DIR)
             parts.mkdir()
-            for _, _, path in shards:
-                for part in sorted((path / SCENARIOS_DIR).glob("part-*.parquet")):
-                    shutil.copy2(part, parts / part.name)
+            for m, _, path in shards:
+                for name, record in sorted(m["parts"].items()):  # the parts verified, copied as verified
+                    if copy_digest(path / SCENARIOS_DIR / name, parts / name) != (record["bytes"], record["sha256"]):
+                        raise RunFolderError(f"{path / SCENARIOS_DIR / name} changed while it was merged")
+                    records[name] = record
         times = Timings.summed([m["seconds"] for m, _, _ in shards])
         extra = {
             "chunk_size": first["chunk_size"],
@@ -83,6 +101,7 @@ def merge_runs(folders: Sequence[str | Path], *, out: str | Path, force: bool = 
             "monthly_scenarios": first.get("monthly_scenarios"),
             "chunks": first["chunks"],
             "merged_from": [str(p) for _, _, p in shards],
+            "parts": records,
         }
         return finish(st, plan, folder, opts, state, times, t_total, extra)
     except BaseException:
@@ -108,7 +127,12 @@ def _read_shards(folders: Sequence[str | Path]) -> list[tuple[dict, dict, Path]]
         problems += RunOptions.record_problems(m["options"])
         if problems:
             raise damaged(path / "manifest.json", "; ".join(problems), path)
+        problems = verify_run(path)
+        if problems:
+            raise RunFolderError(f"the shard {str(path)!r} is not what its run wrote: {'; '.join(problems)}")
         meta, arrays = load_checkpoint(path, name=SHARD_STATE)
+        if meta["next_chunk"] != m["shard"].get("chunks", [None, None])[-1]:
+            raise damaged(path / SHARD_STATE / "checkpoint.json", "its reducers are not this shard's", path)
         if missing_arrays(arrays):
             raise damaged(
                 path / SHARD_STATE / meta["arrays"], f"no array {', '.join(map(repr, missing_arrays(arrays)))}", path
@@ -130,4 +154,10 @@ def _read_shards(folders: Sequence[str | Path]) -> list[tuple[dict, dict, Path]]
     ):
         have = sorted(m["shard"]["index"] for m, _, _ in shards)
         raise RunFolderError(f"need each of the {k} shards exactly once, got shards {have}")
+    n_chunks = first["chunks"]
+    for i, (m, _, path) in enumerate(shards):  # disjoint slices covering every chunk, as --shard i/k cuts them
+        if m["shard"].get("chunks") != [i * n_chunks // k, (i + 1) * n_chunks // k]:
+            raise RunFolderError(
+                f"{path} holds chunks {m['shard'].get('chunks')}, not those of shard {i}/{k} of {n_chunks} chunks"
+            )
     return shards

@@ -20,6 +20,7 @@ from mcrisk.engine.state import HostSummaries
 from mcrisk.engine.timings import Timings
 from mcrisk.errors import RunFolderError, StudyError
 from mcrisk.io.folder import SCENARIOS_DIR, RunFolder
+from mcrisk.io.integrity import record_files
 from mcrisk.io.jsonfiles import write_json
 from mcrisk.stats import risk
 from mcrisk.stats.bands import MONTHLY_SKETCH, monthly_table
@@ -141,6 +142,9 @@ def finish(
     manifest = _manifest(
         st, plan, opts, tables, stress, analysis, state.retained.shape[1], times, time.perf_counter() - t_total, n_total
     )
+    # Last, what the folder holds, content-addressed (mcrisk verify checks it): its parts and files.
+    manifest["parts"] = manifest.pop("parts", {})
+    manifest["files"] = record_files(folder.tmp)
     write_json(folder.path("manifest.json"), manifest, strict=True)
     path = folder.publish()
     return RunResult(

@@ -25,8 +25,9 @@ from mcrisk.engine.state import checkpoint_arrays, missing_arrays, state_from
 from mcrisk.engine.timings import Timings
 from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
 from mcrisk.io.checkpoint import load_checkpoint, save_checkpoint
-from mcrisk.io.folder import CHECKPOINT_DIR, SHARD_STATE, RunFolder
+from mcrisk.io.folder import CHECKPOINT_DIR, SHARD_STATE, RunFolder, check_inputs
 from mcrisk.io.readers import damaged, field_problems, read_manifest
+from mcrisk.io.verify import check_partial
 from mcrisk.study import variants
 from mcrisk.study.schema import Study, default_study_path, load_study
 from mcrisk.workflows.drive import drive
@@ -121,7 +122,8 @@ def run_study(
         analyze=analyze,
         stress=stress,
     )
-    folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force)
+    inputs = [source] if isinstance(source, (str, Path)) else []
+    folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force, inputs=inputs)
 
     def start() -> RunResult:
         folder.write_study(st.to_yaml())
@@ -147,13 +149,17 @@ def _resume(
         raise RunFolderError("--resume needs the run folder of the interrupted run (--out DIR)")
     folder = RunFolder(out, resume=True)
     try:
-        meta, arrays = load_checkpoint(folder.tmp)
-        opts = _checked_checkpoint(meta, arrays, folder.tmp)
-    except RunFolderError as exc:
-        raise RunFolderError(f"{exc}; the run cannot be resumed: start it again with --force") from None
-    st = load_study(folder.path("study.yaml"))
-    if study is not None and load_study(study).digest() != st.digest():
-        raise RunFolderError(f"the study differs from the one the interrupted run in {out} was started with")
+        try:
+            meta, arrays = load_checkpoint(folder.tmp)
+            opts = _checked_checkpoint(meta, arrays, folder.tmp)
+            st = check_partial(folder.tmp, meta)
+        except RunFolderError as exc:
+            raise RunFolderError(f"{exc}; the run cannot be resumed: start it again with --force") from None
+        if study is not None and load_study(study).digest() != st.digest():
+            raise RunFolderError(f"the study differs from the one the interrupted run in {out} was started with")
+    except BaseException:
+        folder.release()
+        raise
     return _guarded(folder, lambda: _execute(st, folder, opts, (meta, arrays), progress, t_total))
 
 
@@ -182,6 +188,7 @@ def _guarded(folder: RunFolder, run: Callable[[], RunResult]) -> RunResult:
         exc.add_note(kept)
         raise
     finally:
+        folder.release()
         cancel_pending()  # a failed or stopped run does not wait at exit for programs it will not call
 
 
@@ -209,7 +216,7 @@ def _execute(
                 f"(now {loop.plan.chunk}); rerun with the same number of devices"
             )
         resume = Resume(state_from(arrays), meta["next_chunk"], meta.get("trace", []), meta.get("stopped"))
-    done = drive(loop, folder, resume, progress)
+    done = drive(loop, folder, resume, progress, checkpoint[0].get("parts") if checkpoint is not None else None)
     extra = done.extra
     if opts.shard_index[1] > 1:  # what `merge_runs` needs to combine the shards exactly
         save_checkpoint(folder.tmp, {"next_chunk": loop.chunks[1]}, checkpoint_arrays(done.state), name=SHARD_STATE)
@@ -287,5 +294,6 @@ def rerun_manifest(
         raise RunFolderError(f"{path.parent / 'study.yaml'} does not match the study hash in {path}")
     run_dir = path.parent if path.parent.name else path.resolve().parent  # manifest.json given from inside its folder
     target = Path(out) if out is not None else run_dir.with_name(run_dir.name + "-rerun")
+    check_inputs(target, [path])
     given = {k: v for k, v in opts.record().items() if k != "overrides"}  # (already in study.yaml)
     return run_study(st, out=target, force=force, progress=progress, **given)
