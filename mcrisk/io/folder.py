@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from mcrisk.errors import RunFolderError
+from mcrisk.io import atomic
 
 SCENARIOS_DIR = "scenarios.parquet"  # a folder of part-CCCCCC-KKK.parquet files: chunk C's parts K
 CHECKPOINT_DIR = "checkpoint"
@@ -149,10 +150,12 @@ class RunFolder:
         the published folder: until the rename, an interrupted run can still be resumed."""
         old = None
         try:
+            atomic.fsync_tree(self.tmp)  # the files, then the rename, durable against a host crash
             if self.final.exists():
                 old = self.final.parent / f".{self.final.name}.old-{os.getpid()}"
                 self.final.rename(old)
             self.tmp.rename(self.final)
+            atomic.fsync_folder(self.final.parent)
         except OSError as exc:
             if old is not None and not self.final.exists():
                 try:

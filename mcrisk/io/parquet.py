@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mcrisk.io import atomic
+
 # Rows per Parquet part at most: a chunk is cut into parts of whole scenarios, written by several
 # threads at once. 262,144 rows of the default study's 56 columns are 60 MB in Arrow.
 PART_ROWS = 1 << 18
@@ -98,16 +100,14 @@ class ScenarioWriter:
                         c if isinstance(c := columns[f.name], pa.Array) else pa.array(c, type=f.type)
                         for f in self.schema
                     ]
-                    path = self.folder / name
-                    tmp = path.with_name(f".{path.name}.tmp")  # hidden: Parquet readers skip it
-                    pq.write_table(
-                        pa.Table.from_arrays(arrays, schema=self.schema),
-                        tmp,
-                        compression="snappy",
-                        use_dictionary=["system"],
-                        write_statistics=STATISTICS_COLUMNS,
-                    )
-                    os.replace(tmp, path)
+                    with atomic.atomic_path(self.folder / name) as tmp:  # hidden: Parquet readers skip it
+                        pq.write_table(
+                            pa.Table.from_arrays(arrays, schema=self.schema),
+                            tmp,
+                            compression="snappy",
+                            use_dictionary=["system"],
+                            write_statistics=STATISTICS_COLUMNS,
+                        )
                     with self._lock:
                         self.busy_seconds += time.perf_counter() - t0
             except BaseException as exc:  # surfaced in put()/drain()/close()

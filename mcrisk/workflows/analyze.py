@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from mcrisk.errors import Problem, RunFolderError, StudyError
+from mcrisk.io import atomic
 from mcrisk.io.folder import SCENARIOS_DIR
 from mcrisk.io.readers import READ_ERRORS, check_folder, damaged, reading, reason
 from mcrisk.model.metrics import METRICS
@@ -67,13 +67,8 @@ def read_scenarios(
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    """Write a CSV atomically: a hidden temporary file in the same folder renamed over the target."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write a CSV atomically and durably (`mcrisk.io.atomic`)."""
+    atomic.write_with(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
 @dataclass(frozen=True)
