@@ -477,10 +477,11 @@ def test_existing_folder_is_refused_without_force(tmp_path):
     study = small_study(scenarios=50)
     first = run_study(study, out=tmp_path / "run")
     stamp = (first.folder / "manifest.json").read_text()
-    with pytest.raises(RunFolderError, match="--force"):
+    with pytest.raises(RunFolderError, match="pass overwrite=True to replace it") as e:
         run_study(study, out=tmp_path / "run", seed=9)
+    assert "--force" not in str(e.value)  # the command's flag, not a Python argument
     assert (first.folder / "manifest.json").read_text() == stamp
-    run_study(study, out=tmp_path / "run", seed=9, force=True)
+    run_study(study, out=tmp_path / "run", seed=9, overwrite=True)
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["seed"] == 9
 
 
