@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from mcrisk import errors
+import mcrisk.errors as errors
 from mcrisk._x64 import enable_float64
 from mcrisk.cli import commands
 from mcrisk.cli.common import err_console
@@ -28,9 +28,13 @@ app = typer.Typer(
 
 def _version(show: bool) -> None:
     if show:
-        from mcrisk import __version__
+        from importlib.metadata import PackageNotFoundError, version
 
-        print(f"mcrisk {__version__}")
+        try:
+            number = version("mcrisk")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            number = "0+unknown"
+        print(f"mcrisk {number}")
         raise typer.Exit()
 
 

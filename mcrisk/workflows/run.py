@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mcrisk import errors
+import mcrisk.errors as errors
 from mcrisk._x64 import enable_float64
 from mcrisk.engine import interrupt
 from mcrisk.engine.loop import ChunkLoop, Resume
