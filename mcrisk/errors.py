@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import reprlib
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,28 @@ class StudyError(ValueError):
 
 class RunFolderError(RuntimeError):
     """The output folder cannot be used (exists without --force, or a resume does not match)."""
+
+
+# Set by the `mcrisk` command: its errors name its flags; through the Python API they name arguments.
+COMMAND_LINE = False
+# The command line's flags in a message, and the Python arguments that do the same through the API
+# (`api_wording`): the messages are written for the command, the commonest reader.
+_API_WORDS = (
+    ("pass --force", "pass overwrite=True"),
+    ("with --force", "with overwrite=True"),
+    ("--force", "overwrite=True"),
+    ("(--out DIR)", "(out=DIR)"),
+    ("--out", "out="),
+    ("--resume", "resume=True"),
+)
+
+
+def api_wording(exc: RunFolderError) -> RunFolderError:
+    """The same error with its command-line flags named as run_study's arguments."""
+    text = str(exc)
+    for flag, argument in _API_WORDS:
+        text = text.replace(flag, argument)
+    return type(exc)(text)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -86,7 +110,7 @@ def _allowed_here(loc: tuple, root: type[BaseModel]) -> list[str]:
                 return []
             ann = f.annotation
             if getattr(ann, "__origin__", None) is dict:
-                model = ("dict", ann.__args__[1])
+                model = ("dict", typing.get_args(ann)[1])
             else:
                 model = ann
         elif isinstance(model, tuple):
@@ -109,7 +133,7 @@ def _shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _message(err: dict, root: type[BaseModel]) -> str:
+def _message(err: Mapping[str, Any], root: type[BaseModel]) -> str:
     kind, ctx, value = err["type"], err.get("ctx", {}), err.get("input")
     if kind == "missing":
         return MISSING

@@ -197,9 +197,10 @@ def test_a_partial_folder_without_a_checkpoint_is_named_for_what_it_is(tmp_path)
     partial = tmp_path / ".run.partial"
     partial.mkdir()
     (partial / "study.yaml").write_text("name: x\n")
-    with pytest.raises(RunFolderError, match="holds no checkpoint.*--force"):
+    # (through the Python API the errors name its arguments; the command's, its flags: test_cli)
+    with pytest.raises(RunFolderError, match="holds no checkpoint.*overwrite=True"):
         run_study(small_study(scenarios=64), out=out, resume=True)
-    with pytest.raises(RunFolderError, match="has no checkpoint.*--force"):
+    with pytest.raises(RunFolderError, match="has no checkpoint.*overwrite=True"):
         run_study(small_study(scenarios=64), out=out, write_scenarios=False)
     (partial / "checkpoint").mkdir()  # a checkpoint being written: its JSON comes last
     with pytest.raises(RunFolderError, match="holds no checkpoint"):
@@ -313,7 +314,7 @@ def test_an_interrupted_run_is_not_silently_replaced(tmp_path):
     partial = tmp_path / ".run.partial"
     (partial / "checkpoint").mkdir(parents=True)
     (partial / "checkpoint" / "checkpoint.json").write_text("{}")
-    with pytest.raises(RunFolderError, match="--resume"):
+    with pytest.raises(RunFolderError, match="resume=True"):
         run_study(small_study(scenarios=50), out=out)
     assert partial.is_dir()
 

@@ -372,9 +372,34 @@ def test_same_seed_same_rows_other_seed_other_rows(tmp_path):
 # --------------------------------------------------------------------------- the run folder
 
 
-def test_run_folder_contents(tmp_path):
+def check_summary_nc(path, df: pd.DataFrame) -> None:
+    """summary.nc: the first scenarios' metrics and drawn inputs in a `scenario_draws` group, with
+    units, compressed, opened by ArviZ of either major version (0.2x: InferenceData, 1.x: DataTree)."""
     import arviz as az
+    import xarray as xr
 
+    with xr.open_dataset(path, group="scenario_draws", engine="h5netcdf") as draws:
+        assert draws.sizes["chain"] == 4 and draws["npv_usd"].dims == ("chain", "draw", "system")
+        assert draws["npv_usd"].attrs["units"] == "USD" and draws["irr"].attrs["units"] == "1 per year"
+        assert draws["npv_usd"].encoding["zlib"] and draws["npv_usd"].encoding["shuffle"]
+        # the drawn inputs beside the metrics, the same draws as the rows of the same scenarios
+        n = draws.sizes["chain"] * draws.sizes["draw"]
+        rows = df[df.scenario < n].set_index(["system", "scenario"]).sort_index()
+        scenario = draws["scenario"].values.ravel()
+        for s, system in enumerate(draws["system"].values):
+            for name in ("npv_usd", "system.capex_usd", "market.token_price.initial_usd_per_mtok"):
+                got = draws[name].values if draws[name].ndim == 2 else draws[name].values[..., s]
+                want = rows.loc[system].loc[scenario, name].to_numpy(np.float64)
+                if name == "npv_usd":  # the draws keep the engine's float64, the rows float32
+                    np.testing.assert_allclose(got.ravel(), want, rtol=2**-24, atol=0)
+                else:
+                    np.testing.assert_array_equal(got.ravel().astype(np.float64), want)
+        assert draws["market.token_price.initial_usd_per_mtok"].attrs["units"] == "USD per million tokens"
+    idata = az.from_netcdf(path)
+    assert "npv_usd" in idata["scenario_draws"]
+
+
+def test_run_folder_contents(tmp_path):
     result = run_study(small_study(scenarios=3000), out=tmp_path / "run", chunk_size=1024)
     folder = result.folder
     for name in ("summary.csv", "risk.csv", "summary.nc", "study.yaml", "manifest.json"):
@@ -437,8 +462,7 @@ def test_run_folder_contents(tmp_path):
     assert r.cvar95_usd == pytest.approx(-tail.mean(), rel=2e-3)
     assert r.cvar95_usd >= r.var95_usd
 
-    idata = az.from_netcdf(folder / "summary.nc")
-    assert "npv_usd" in idata.posterior and idata.posterior.sizes["chain"] == 4
+    check_summary_nc(folder / "summary.nc", df)
 
     manifest = json.loads((folder / "manifest.json").read_text())
     for key in ("seed", "study_sha256", "versions", "devices", "precision", "chunk_size", "scenarios", "seconds"):
@@ -453,10 +477,11 @@ def test_existing_folder_is_refused_without_force(tmp_path):
     study = small_study(scenarios=50)
     first = run_study(study, out=tmp_path / "run")
     stamp = (first.folder / "manifest.json").read_text()
-    with pytest.raises(RunFolderError, match="--force"):
+    with pytest.raises(RunFolderError, match="pass overwrite=True to replace it") as e:
         run_study(study, out=tmp_path / "run", seed=9)
+    assert "--force" not in str(e.value)  # the command's flag, not a Python argument
     assert (first.folder / "manifest.json").read_text() == stamp
-    run_study(study, out=tmp_path / "run", seed=9, force=True)
+    run_study(study, out=tmp_path / "run", seed=9, overwrite=True)
     assert json.loads((tmp_path / "run" / "manifest.json").read_text())["seed"] == 9
 
 

@@ -281,6 +281,20 @@ def test_copula_in_float32_follows_float64(pairs):
     np.testing.assert_allclose(u32, u64, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_copula_draws_do_not_depend_on_the_rows_beside_them(pairs, dtype):
+    # A scenario's correlated draws must not change with its chunk: a matrix product's summation
+    # order follows the kernel's blocking, which depends on the row count (JAX 0.12's CPU dot gave
+    # other last bits for some rows at chunk sizes 300 and 128).
+    corr = np.array([[1.0, 0.5, -0.3, 0.2], [0.5, 1.0, 0.1, 0.4], [-0.3, 0.1, 1.0, 0.25], [0.2, 0.4, 0.25, 1.0]])
+    factor = jnp.asarray(S.copula_factor(corr), dtype)
+    u = jnp.concatenate([pairs[:2048], pairs[2048:4096]], axis=1).astype(dtype)
+    whole = np.asarray(S.apply_copula(u, factor))
+    for start, n in ((0, 1), (3, 5), (444, 60), (7, 128), (100, 300), (1, 1000), (0, 2047)):
+        part = np.asarray(S.apply_copula(u[start : start + n], factor))
+        assert np.array_equal(part, whole[start : start + n]), (start, n)
+
+
 def test_identity_correlation_leaves_uniforms_almost_unchanged(pairs):
     u = S.apply_copula(pairs[:1000], jnp.asarray(S.copula_factor(np.eye(2))))
     np.testing.assert_allclose(np.asarray(u), np.asarray(pairs[:1000]), rtol=0, atol=1e-12)

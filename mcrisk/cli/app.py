@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+import mcrisk.errors as errors
 from mcrisk._x64 import enable_float64
 from mcrisk.cli import commands
 from mcrisk.cli.common import err_console
@@ -23,6 +24,32 @@ app = typer.Typer(
     no_args_is_help=False,
     help="Monte Carlo risk for the economics of AI inference: a study file in, scenario economics and risk tables out.",
 )
+
+
+def _version(show: bool) -> None:
+    if show:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("mcrisk")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            number = "0+unknown"
+        print(f"mcrisk {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _command_line(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_version, help="Print the version and exit."
+    ),
+) -> None:
+    """Errors raised while a command runs name its flags (--force), not run_study's arguments."""
+    errors.COMMAND_LINE = True
+    ctx.call_on_close(lambda: setattr(errors, "COMMAND_LINE", False))
+
+
 app.command()(run)
 app.command()(commands.merge)
 app.command()(commands.validate)

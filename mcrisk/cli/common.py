@@ -96,8 +96,13 @@ def parse_sets(items: list[str] | None, many: bool = False) -> dict | list | Non
 
 
 def write_report(run_dir: Path, quiet: bool) -> None:
-    from mcrisk.report.page import write_report
-
+    try:
+        from mcrisk.report.page import write_report
+    except ModuleNotFoundError as exc:
+        if exc.name != "matplotlib":
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
     try:
         path = write_report(run_dir)
     except (RunFolderError, OSError) as exc:

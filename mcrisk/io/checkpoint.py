@@ -3,13 +3,13 @@ that names it (written last, so that a checkpoint is complete or absent)."""
 
 from __future__ import annotations
 
-import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from mcrisk.io import atomic
 from mcrisk.io.folder import CHECKPOINT_DIR
 from mcrisk.io.jsonfiles import write_json
 from mcrisk.io.readers import damaged, field_problems, read_json, reading
@@ -20,9 +20,8 @@ def save_checkpoint(folder: Path, meta: dict, arrays: Mapping[str, np.ndarray], 
     d = folder / name
     d.mkdir(exist_ok=True)
     name = f"state-{meta['next_chunk']:06d}.npz"
-    with open(d / (name + ".tmp"), "wb") as f:
+    with atomic.atomic_path(d / name) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(d / (name + ".tmp"), d / name)
     write_json(d / "checkpoint.json", dict(meta, arrays=name))
     for old in d.glob("state-*.npz"):
         if old.name != name:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mcrisk.errors import RunFolderError
+from mcrisk.io import atomic
 from mcrisk.io.lock import FolderLock, live_runs_around
 
 SCENARIOS_DIR = "scenarios.parquet"  # a folder of part-CCCCCC-KKK.parquet files: chunk C's parts K
@@ -183,10 +184,12 @@ class RunFolder:
         the published folder: until the rename, an interrupted run can still be resumed."""
         old = None
         try:
+            atomic.fsync_tree(self.tmp)  # the files, then the rename, durable against a host crash
             if self.final.exists():
                 old = self.final.parent / f".{self.final.name}.old-{os.getpid()}"
                 self.final.rename(old)
             self.tmp.rename(self.final)
+            atomic.fsync_folder(self.final.parent)
         except OSError as exc:
             if old is not None and not self.final.exists():
                 try:

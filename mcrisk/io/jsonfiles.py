@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mcrisk.io import atomic
+
 
 def write_json(path: Path, obj: Any, *, strict: bool = False) -> None:
-    """Write JSON atomically (a temporary file renamed over the target). `strict`: a number that is
+    """Write JSON atomically and durably (`mcrisk.io.atomic`). `strict`: a number that is
     not finite is written as null, since JSON has none (Python writes Infinity and NaN, which it
     reads back, but jq and JavaScript refuse): for the manifests users read; a checkpoint, read by
     mcrisk alone, keeps them exactly."""
-    tmp = path.with_name(path.name + ".tmp")
     text = json.dumps(
         _finite_or_null(obj) if strict else obj, indent=2, sort_keys=False, default=_json_default, allow_nan=not strict
     )
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, text + "\n")
 
 
 def _finite_or_null(x: Any) -> Any:

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mcrisk.io import atomic
 from mcrisk.io.integrity import digest
 
 # Rows per Parquet part at most: a chunk is cut into parts of whole scenarios, written by several
@@ -104,18 +105,16 @@ class ScenarioWriter:
                         c if isinstance(c := columns[f.name], pa.Array) else pa.array(c, type=f.type)
                         for f in self.schema
                     ]
-                    path = self.folder / name
-                    tmp = path.with_name(f".{path.name}.tmp")  # hidden: Parquet readers skip it
                     table = pa.Table.from_arrays(arrays, schema=self.schema)
-                    pq.write_table(
-                        table,
-                        tmp,
-                        compression="snappy",
-                        use_dictionary=["system"],
-                        write_statistics=STATISTICS_COLUMNS,
-                    )
-                    size, sha = digest(tmp)
-                    os.replace(tmp, path)
+                    with atomic.atomic_path(self.folder / name) as tmp:  # hidden: Parquet readers skip it
+                        pq.write_table(
+                            table,
+                            tmp,
+                            compression="snappy",
+                            use_dictionary=["system"],
+                            write_statistics=STATISTICS_COLUMNS,
+                        )
+                        size, sha = digest(tmp)
                     with self._lock:
                         self.records[name] = {"rows": table.num_rows, "bytes": size, "sha256": sha}
                         self.busy_seconds += time.perf_counter() - t0

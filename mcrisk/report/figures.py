@@ -142,10 +142,11 @@ def _density(
         x = x[np.isfinite(x)]
         if x.size < 2 or np.ptp(x) == 0:
             continue
+        # (ArviZ 0.2x's kde returns (grid, pdf); 1.x's (grid, pdf, bandwidth))
         if width is None:
-            grid, pdf = kde(x)
+            grid, pdf = kde(x)[:2]
         else:  # the density of what the axis shows: asinh(x / width)
-            grid, pdf = kde(np.arcsinh(x / width))
+            grid, pdf = kde(np.arcsinh(x / width))[:2]
             grid = width * np.sinh(grid)
         pdf = pdf / pdf.max()  # each curve to its own peak: systems of different size stay visible
         c = colours[system]

@@ -7,9 +7,9 @@ import base64
 import html
 import io
 import math
-import os
 from pathlib import Path
 
+from mcrisk.io import atomic
 from mcrisk.report import figures as fg
 
 
@@ -52,12 +52,7 @@ def table(headers: list[str] | None, rows: list[list], cls: str = "") -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic.write_bytes(path, data)
 
 
 class Figures:

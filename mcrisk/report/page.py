@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from mcrisk.errors import RunFolderError
+from mcrisk.io import atomic
 from mcrisk.io.folder import tidy
 from mcrisk.io.lock import FolderLock
 from mcrisk.io.readers import check_folder
@@ -146,10 +147,10 @@ def _write_report(run: dict, out: str | Path | None) -> Path:
         folder.mkdir(exist_ok=True)
         for name in FIGURES:  # (figures of an earlier report whose input has gone are removed)
             if name in figs.written:
-                os.replace(staging / f"{name}.png", folder / f"{name}.png")
+                atomic.replace_durably(staging / f"{name}.png", folder / f"{name}.png")
             else:
                 (folder / f"{name}.png").unlink(missing_ok=True)
-        os.replace(page_tmp, path)
+        atomic.replace_durably(page_tmp, path)
     except OSError as exc:
         raise RunFolderError(f"cannot write the report into {str(path.parent)!r}: {exc.strerror or exc}") from None
     finally:

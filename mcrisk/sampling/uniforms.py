@@ -261,9 +261,28 @@ def apply_copula(u: jax.Array, factor: jax.Array) -> jax.Array:
 
     u is clipped to [tiny, 1 - eps] first (NumPyro's clamp_probs) so ndtri stays finite, and
     the output to [tiny, 1 - eps/2], so it is strictly inside (0, 1) even where ndtr
-    saturates (float32 beyond ~5.4 sd)."""
+    saturates (float32 beyond ~5.4 sd).
+
+    The product is not a matrix product: a dot's summation order follows the kernel's blocking,
+    which depends on the number of rows (chunk size) and changes between XLA releases (JAX 0.12's
+    CPU dot gave other last bits for some rows when the chunk size changed, and so did 0.10's at
+    other shapes). Each output column is instead a sum of k elementwise products in a fixed order,
+    in float64 (a float32 product is exact there, and the sum of k of them nearly so; rounded to
+    the path dtype once at the end), so a scenario's draws are the same in any chunk, on any device."""
     fi = jnp.finfo(u.dtype)
     z = ndtri(jnp.clip(u, fi.tiny, 1 - fi.eps))
-    # HIGHEST: no TF32 on GPUs, whose 10-bit mantissa would blur the correlation
-    out = ndtr(jnp.matmul(z, jnp.asarray(factor, u.dtype).T, precision=lax.Precision.HIGHEST))
-    return jnp.clip(out, fi.tiny, 1 - fi.epsneg)
+    return jnp.clip(ndtr(_mix(z, factor)), fi.tiny, 1 - fi.epsneg)
+
+
+def _mix(z: jax.Array, factor: jax.Array) -> jax.Array:
+    """z @ factor.T row by row, as left-to-right float64 sums of elementwise products, in z's dtype."""
+    k = z.shape[1]
+    cols = [z[:, j].astype(jnp.float64) for j in range(k)]
+    f = jnp.asarray(factor).astype(jnp.float64)
+    out = []
+    for i in range(k):
+        acc = cols[0] * f[i, 0]
+        for j in range(1, k):
+            acc = acc + cols[j] * f[i, j]
+        out.append(acc.astype(z.dtype))
+    return jnp.stack(out, axis=1)

@@ -195,24 +195,3 @@ def rescale(diag: dict[str, np.ndarray], n_from: int, n_to: int) -> dict[str, np
     grows and MCSE shrinks with the count; R-hat does not change)."""
     f = n_to / n_from if n_from else 1.0
     return {"ess": diag["ess"] * f, "mcse_p5": diag["mcse_p5"] / np.sqrt(f), "r_hat": diag["r_hat"]}
-
-
-def inference_data(draws: np.ndarray, systems: Sequence[str], metrics: Sequence[str], attrs: dict):
-    """ArviZ InferenceData of the retained draws: one variable per metric, dims (chain, draw, system)."""
-    az = _az()
-    S = len(systems)
-    n = draws.shape[1]
-    chains = CHAINS if n >= 4 * CHAINS else 1
-    per = n // chains
-    posterior = {
-        m: draws[i * S : (i + 1) * S, : per * chains].reshape(S, chains, per).transpose(1, 2, 0)
-        for i, m in enumerate(metrics)
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return az.from_dict(
-            posterior=posterior,
-            coords={"system": list(systems)},
-            dims={m: ["system"] for m in metrics},
-            attrs=attrs,
-        )

@@ -408,8 +408,11 @@ def study_from_dict(raw: Any, source: str = "<study>") -> Study:
     return study
 
 
-def load_study(source: str | Path | Mapping | Study) -> Study:
-    """Load and validate a study from a YAML path, YAML text already parsed (a dict), or a Study."""
+def load_study(source: str | Path | Mapping | Study | None = None) -> Study:
+    """Load and validate a study from a YAML path, YAML text already parsed (a dict), or a Study;
+    None (the default) loads the embedded default study, as `run_study(None)` runs it."""
+    if source is None:
+        source = default_study_path()
     if isinstance(source, Study):
         return source
     if isinstance(source, Mapping):
@@ -432,7 +435,7 @@ def load_study(source: str | Path | Mapping | Study) -> Study:
     return study_from_dict(parse_yaml(text, name), name)
 
 
-def load_study_with_provenance(source: str | Path | Mapping | Study) -> tuple[Study, dict[str, str]]:
+def load_study_with_provenance(source: str | Path | Mapping | Study | None = None) -> tuple[Study, dict[str, str]]:
     """`load_study`, plus where each resolved value came from (see `Study.provenance`)."""
     study = load_study(source)
     return study, study.provenance()

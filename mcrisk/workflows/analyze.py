@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from mcrisk.errors import Problem, RunFolderError, StudyError
+from mcrisk.io import atomic
 from mcrisk.io.folder import SCENARIOS_DIR, tidy
 from mcrisk.io.lock import FolderLock
 from mcrisk.io.readers import READ_ERRORS, check_folder, damaged, read_manifest, reading, reason
@@ -85,18 +85,12 @@ def _has_portfolio_row(folder: Path) -> bool:
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    """Write a CSV atomically: a hidden temporary file in the same folder renamed over the target."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    """Write a CSV atomically and durably (`mcrisk.io.atomic`); RunFolderError where the folder
+    cannot take it (read-only, full)."""
     try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        atomic.write_with(path, lambda tmp: table.to_csv(tmp, index=False))
     except OSError as exc:
         raise RunFolderError(f"cannot write {path.name} into {str(path.parent)!r}: {exc.strerror or exc}") from None
-    finally:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # (a read-only folder: nothing was written)
-            pass
 
 
 @dataclass(frozen=True)

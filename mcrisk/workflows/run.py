@@ -8,6 +8,7 @@ draws, and the tables, ArviZ data and manifest published (:func:`~mcrisk.workflo
 
 from __future__ import annotations
 
+import functools
 import inspect
 import shutil
 import time
@@ -15,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import mcrisk.errors as errors
 from mcrisk._x64 import enable_float64
 from mcrisk.engine import interrupt
 from mcrisk.engine.loop import ChunkLoop, Resume
@@ -37,6 +39,26 @@ ProgressFn = Callable[[int, int], None]
 Checkpoint = tuple[dict, dict]  # a checkpoint's JSON and arrays
 
 
+def _python_wording(fn):
+    """Errors of a folder named in Python's words (overwrite=True, not --force) unless the command
+    line called (`mcrisk.errors.COMMAND_LINE`)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RunFolderError as exc:
+            if errors.COMMAND_LINE:
+                raise
+            new = errors.api_wording(exc)
+            for note in getattr(exc, "__notes__", ()):
+                new.add_note(note)
+            raise new from None
+
+    return wrapper
+
+
+@_python_wording
 def run_study(
     study: str | Path | Mapping | Study | None = None,
     *,
@@ -45,6 +67,7 @@ def run_study(
     seed: int | None = None,
     chunk_size: int | None = None,
     precision: str | None = None,
+    overwrite: bool = False,
     force: bool = False,
     write_scenarios: bool = True,
     diagnostic_draws: int = DIAGNOSTIC_DRAWS,
@@ -66,8 +89,8 @@ def run_study(
 
     `study` is a YAML path, a dict, a Study, or None for the embedded default study. Options
     override the study's `simulation` section; `checkpoint_every` is in chunks. Nothing is
-    written if the study is invalid (StudyError) or the folder exists without `force`
-    (RunFolderError). An interrupted run (Ctrl-C, SIGTERM, SIGKILL) leaves `.NAME.partial`
+    written if the study is invalid (StudyError) or the folder exists without `overwrite`
+    (RunFolderError; `force` is its older name). An interrupted run (Ctrl-C, SIGTERM, SIGKILL) leaves `.NAME.partial`
     beside `out`; `resume=True` continues it from its last checkpoint and produces the same
     outputs as an uninterrupted run (its study and options come from the partial folder).
     `shard=(i, k)` runs the i-th of k disjoint, contiguous slices of the chunks (for job
@@ -123,7 +146,9 @@ def run_study(
         stress=stress,
     )
     inputs = [source] if isinstance(source, (str, Path)) else []
-    folder = RunFolder(Path(out) if out is not None else Path("outputs") / st.name, force=force, inputs=inputs)
+    folder = RunFolder(
+        Path(out) if out is not None else Path("outputs") / st.name, force=overwrite or force, inputs=inputs
+    )
 
     def start() -> RunResult:
         folder.write_study(st.to_yaml())
