@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from mcrisk.errors import RunFolderError
+from mcrisk.report import greeks_section
 from mcrisk.report import sections as sec
 from mcrisk.report.data import load_run
 from mcrisk.report.markup import Figures, esc
@@ -66,6 +67,7 @@ SECTIONS = (  # (element id, title)
     ("drivers", "What drives NPV"),
     ("comparison", "Which system wins"),
     ("stress", "Stress tests"),
+    ("reverse-stress", "Reverse stress test and sensitivities"),
     ("breakeven", "Break-even"),
     ("claims", "Vendor claims"),
     ("summary", "Summary"),
@@ -86,6 +88,7 @@ def render(run: dict, figs: Figures) -> str:
         "drivers": sec.drivers(run, figs),
         "comparison": sec.comparison(run, figs),
         "stress": sec.stress(run),
+        "reverse-stress": greeks_section.section(run),
         "breakeven": sec.breakeven(run),
         "claims": sec.claims(run),
         "summary": sec.summary(run),

@@ -1,0 +1,119 @@
+"""The Greeks against finite differences with common random numbers, and their cost against a run.
+
+    python benchmarks/greeks.py --scenarios 200000            # the check of issue 27 (default study)
+    python benchmarks/greeks.py --scenarios 65536 --cost      # seconds: greeks vs a plain run
+
+The check: for each parameter of the initial token price, the systems' capex and the
+utilization, the pathwise d mean / d theta and the kernel d P5 / d theta of greeks.csv against
+(stat(theta + h) - stat(theta - h)) / 2h on the same draws (h = 1% of theta). The cost: a plain
+run (``run_study``, no stresses, no analysis, no Parquet rows) and ``run_greeks`` (no design
+point) of the same N, each in this process after one warm-up run of 4,096 scenarios (so no
+compile is timed), each twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+import numpy as np
+
+import mcrisk
+
+CHECKED = (
+    "market.token_price.initial_usd_per_mtok",
+    "market.demand.utilization",
+    "systems.gb200_nvl72.capex_usd",
+    "systems.b200_hgx.capex_usd",
+    "systems.h200_hgx.capex_usd",
+)
+
+
+def check(study: str, n: int) -> list[dict]:
+    from mcrisk.engine import greeks as eg
+    from mcrisk.engine.plan import make_plan
+    from mcrisk.stats import greeks as sg
+    from mcrisk.study.schema import load_study
+    from mcrisk.workflows import greeks as wg
+
+    st = load_study(study)
+    plan = eg.gradient_plan(
+        make_plan(st, scenarios=n, seed=st.simulation.seed, precision="float64", chunk_size=wg.greeks_chunk(),
+                  monthly=False)
+    )  # fmt: skip
+    tgts = tuple(eg.targets(plan))
+    progs = eg.Programs(plan, "npv_usd", tgts)
+    m, _ = wg.forward_pass(progs, n, 0)
+    rows = eg.row_names(plan, m.shape[0])
+    centers = {k: np.array([sg.quantile(r, a) for r in m]) for k, a in sg.LEVELS.items()}
+    est = wg.gradient_pass(progs, n, sg.Sums(centers, np.array([sg.bandwidth(r) for r in m]))).result()
+    out = []
+    for k, t in enumerate(tgts):
+        if t.path not in CHECKED:
+            continue
+        h = 0.01 * abs(t.value)
+        up, down = (wg.moved_metric(progs, st, t.path, t.param, t.value + s * h, n) for s in (1, -1))
+        for r, row in enumerate(rows):
+            if t.system not in (None, row) and row != "portfolio":
+                continue
+            fd_mean = (up[r].mean() - down[r].mean()) / (2 * h)
+            fd_p5 = (np.quantile(up[r], 0.05) - np.quantile(down[r], 0.05)) / (2 * h)
+            e = {key: float(v[k, r]) for key, v in est.items()}
+            out.append(
+                dict(
+                    system=row, input=t.path, parameter=t.param, d_mean=e["d_mean"], d_mean_se=e["d_mean_se"],
+                    fd_mean=fd_mean, mean_within_3se=abs(e["d_mean"] - fd_mean) <= 3 * e["d_mean_se"],
+                    d_p5=e["d_p5"], fd_p5=fd_p5, p5_rel_error=abs(e["d_p5"] - fd_p5) / abs(fd_p5) if fd_p5 else np.nan,
+                )
+            )  # fmt: skip
+    return out
+
+
+def cost(study: str, n: int) -> dict:
+    from mcrisk.workflows.greeks import run_greeks
+
+    secs: dict[str, list] = {"run": [], "greeks": [], "greeks_gradient_pass": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        kw = dict(force=True, write_scenarios=False, analyze=False, stress=False, monthly=False)
+        mcrisk.run_study(study, out=f"{tmp}/r", scenarios=4096, **kw)
+        run_greeks(study, out=f"{tmp}/g", scenarios=4096, force=True, design=False)
+        for _ in range(2):
+            t = time.perf_counter()
+            mcrisk.run_study(study, out=f"{tmp}/r", scenarios=n, **kw)
+            secs["run"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            res = run_greeks(study, out=f"{tmp}/g", scenarios=n, force=True, design=False)
+            secs["greeks"].append(time.perf_counter() - t)
+            secs["greeks_gradient_pass"].append(res.seconds["gradients"])
+    secs["ratio"] = [g / r for g, r in zip(secs["greeks"], secs["run"])]
+    return secs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study", default="configs/default.yaml")
+    ap.add_argument("--scenarios", type=float, default=200_000)
+    ap.add_argument("--cost", action="store_true", help="time greeks against a plain run instead")
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args()
+    mcrisk.enable_float64()
+    n = int(a.scenarios)
+    result = cost(a.study, n) if a.cost else check(a.study, n)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=1, default=float)
+    if a.cost:
+        print(json.dumps(result, indent=1))
+        return
+    for r in result:
+        print(
+            f"{r['system']:12} {r['input'][-40:]:40} {r['parameter']:5} mean {r['d_mean']:+.4e} fd {r['fd_mean']:+.4e} "
+            f"({'ok' if r['mean_within_3se'] else 'FAIL'} 3se={3 * r['d_mean_se']:.2e})  P5 {r['d_p5']:+.4e} fd "
+            f"{r['fd_p5']:+.4e} rel {r['p5_rel_error']:.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
