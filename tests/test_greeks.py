@@ -11,6 +11,7 @@ from scipy.special import ndtr
 from mcrisk.engine import greeks as eg
 from mcrisk.engine.design_point import LimitState, design_points
 from mcrisk.engine.plan import make_plan
+from mcrisk.errors import StudyError
 from mcrisk.sampling.dist_grad import draw_tangents, parameters
 from mcrisk.sampling.quantiles import quantile
 from mcrisk.stats import greeks as sg
@@ -66,29 +67,46 @@ def test_discrete_and_rounded_inputs_say_why_they_have_no_derivative():
     assert "discrete" in notes[("systems.rack.price_multiplier", "values")]
 
 
-N = 2048
+N = 4096
+
+
+def _greeks(n: int):
+    """The small study's Greeks at n scenarios, and the programs to move a parameter with."""
+    st = load_study(small_study())
+    plan = eg.gradient_plan(make_plan(st, scenarios=n, seed=3, precision="float64", chunk_size=1024, monthly=False))
+    tgts = tuple(eg.targets(plan))
+    progs = eg.Programs(plan, "npv_usd", tgts)
+    m, _ = wg.forward_pass(progs, n, 0)
+    centers = {k: np.array([sg.quantile(r, a) for r in m]) for k, a in sg.LEVELS.items()}
+    h = np.array([sg.bandwidth(r) for r in m])
+    est = wg.gradient_pass(progs, n, sg.Sums(centers, h)).result()
+    return st, plan, tgts, progs, m, est
 
 
 @pytest.fixture(scope="module")
 def small():
-    """The small study's Greeks at N = 2048, and the programs to move a parameter with."""
-    st = load_study(small_study())
-    plan = eg.gradient_plan(make_plan(st, scenarios=N, seed=3, precision="float64", chunk_size=1024, monthly=False))
-    tgts = tuple(eg.targets(plan))
-    progs = eg.Programs(plan, "npv_usd", tgts)
-    m, _ = wg.forward_pass(progs, N, 0)
-    centers = {k: np.array([sg.quantile(r, a) for r in m]) for k, a in sg.LEVELS.items()}
-    h = np.array([sg.bandwidth(r) for r in m])
-    est = wg.gradient_pass(progs, N, sg.Sums(centers, h)).result()
-    return st, plan, tgts, progs, m, est
+    return _greeks(N)
+
+
+@pytest.fixture(scope="module")
+def large():
+    """The same at 32,768 scenarios (the same compiled programs: the chunk is the same)."""
+    return _greeks(8 * N)
 
 
 def _fd(small, k, rel):
     st, plan, tgts, progs, m, est = small
+    n = m.shape[1]
     t = tgts[k]
     h = rel * max(abs(t.value), 1e-2)
-    up, down = (wg.moved_metric(progs, st, t.path, t.param, t.value + s * h, N) for s in (1, -1))
-    return up, down, h
+    at = {}
+    for s in (1, -1):  # one-sided where the parameter sits on its range's bound (a ramp of 0 months)
+        try:
+            at[s] = wg.moved_metric(progs, st, t.path, t.param, t.value + s * h, n)
+        except StudyError:
+            at[s] = m
+    assert at[1] is not m or at[-1] is not m
+    return at[1], at[-1], h * (2 - (at[1] is m) - (at[-1] is m)) / 2
 
 
 def test_pathwise_mean_derivatives_match_common_random_number_differences(small):
@@ -108,6 +126,7 @@ def test_pathwise_mean_derivatives_match_common_random_number_differences(small)
     assert checked >= 30
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path,param",
     [
@@ -117,20 +136,33 @@ def test_pathwise_mean_derivatives_match_common_random_number_differences(small)
         ("market.electricity.usd_per_kwh", "high"),
     ],
 )
-def test_var_and_p_loss_derivatives_match_common_random_number_differences(small, path, param):
-    """The kernel estimator of d P5 / d theta, and the smoothed one of d P(loss) / d theta, against
-    differences of the empirical P5 and P(loss) on the same draws: within 3 standard errors plus
-    the difference's error (a step of 2% moves the quantile across a few order statistics)."""
-    st, plan, tgts, progs, m, est = small
+def test_var_and_p_loss_derivatives_match_common_random_number_differences(large, path, param):
+    """The local-linear kernel estimator of d P5 / d theta, and the smoothed one of d P(loss) / d
+    theta, against differences of P5 (its Harrell-Davis estimate) and of P(loss) on the same
+    draws (a step of 2%), at 32,768 scenarios.
+
+    Such a difference is itself noisy: it follows the few scenarios that sit around the
+    quantile (or cross 0). On this study's first 4,096 scenarios the difference of the
+    electricity price's high read -1.72M against -1.12M to -1.14M on the next three batches of
+    4,096, and -1.205M on 65,536 (the kernel: -1.26M on the first 4,096, -1.217M on 65,536).
+    So its standard error is read from 8 batches of 4,096: a Harrell-Davis quantile averages
+    about sqrt(N) order statistics, so the whole sample's difference has the batches' sd over
+    8^(1/4) (over sqrt(8) for P(loss), a plain mean). Agreement: within 3 combined standard
+    errors, plus 3% for the kernel's bias."""
+    st, plan, tgts, progs, m, est = large
     k = next(i for i, t in enumerate(tgts) if (t.path, t.param) == (path, param))
-    up, down, h = _fd(small, k, 0.02)
-    fd_p5 = (np.quantile(up, 0.05, axis=1) - np.quantile(down, 0.05, axis=1)) / (2 * h)
-    pw, se = est["d_p5"][k], est["d_p5_se"][k]
-    assert np.all(np.abs(pw - fd_p5) <= 3 * se + 0.1 * np.abs(fd_p5)), (pw, fd_p5, se)
-    fd_loss = ((up < 0).mean(1) - (down < 0).mean(1)) / (2 * h)
-    pl, pl_se = est["d_p_loss"][k], est["d_p_loss_se"][k]
-    fd_err = 2 / N / (2 * h) * np.sqrt(np.maximum(np.abs(up < 0).sum(1) - (down < 0).sum(1), 1))
-    assert np.all(np.abs(pl - fd_loss) <= 3 * pl_se + 3 * fd_err + 0.1 * np.abs(fd_loss)), (pl, fd_loss, pl_se)
+    up, down, h = _fd(large, k, 0.02)
+    stats = {  # statistic, and the power of the batch count that scales its batches' sd
+        "p5": (lambda x: sg.harrell_davis(x, 0.05), 0.25),
+        "p_loss": (lambda x: (x < 0).mean(-1), 0.5),
+    }
+    for name, (stat, power) in stats.items():
+        fd = (stat(up) - stat(down)) / (2 * h)
+        batches = [(stat(u) - stat(d)) / (2 * h) for u, d in zip(np.split(up, 8, 1), np.split(down, 8, 1))]
+        fd_se = np.std(batches, axis=0, ddof=1) / 8**power
+        pw, se = est[f"d_{name}"][k], est[f"d_{name}_se"][k]
+        assert np.all(np.abs(pw - fd) <= 3 * np.hypot(se, fd_se) + 0.03 * np.abs(fd)), (name, pw, fd, se, fd_se)
+        assert np.all(np.sign(pw) == np.sign(fd)), (name, pw, fd)
 
 
 def test_design_point_is_on_the_limit_state_and_nearest_the_origin():
@@ -147,7 +179,7 @@ def test_design_point_is_on_the_limit_state_and_nearest_the_origin():
         z = p.z
         beta = np.linalg.norm(z)
 
-        def g_grad(Z):
+        def g_grad(Z, r=r):
             (_, (g, _)), grad = ls.value_and_grad(Z)
             return np.asarray(g)[r], np.asarray(grad)[r]
 

@@ -3,9 +3,11 @@
 * mean: d E[m] / d theta = E[g] (the pathwise estimator; Glasserman 2004, 7.2), its standard
   error sd(g) / sqrt(N);
 * value at risk, the a-quantile q_a of m: d q_a / d theta = E[g | m = q_a] (Hong 2009), estimated
-  by a Gaussian kernel of bandwidth h around the empirical quantile (Liu and Hong 2009):
-  sum_i K((m_i - q_a)/h) g_i / sum_i K((m_i - q_a)/h), its standard error by the delta method
-  (the kernel's bias, O(h^2), is not in it);
+  by a local-linear regression of g on m with a Gaussian kernel of bandwidth h around the
+  empirical quantile (Liu and Hong 2009 use the kernel's plain average, Nadaraya-Watson; at a
+  5% tail, where the density of m climbs steeply, that average leans toward the centre: on the
+  default study it read 2-4% above the local-linear fit, which moved less with h), its
+  standard error from the fit's weights and residuals (the kernel's bias, O(h^2), is not in it);
 * P(loss) = P(m < 0): the indicator has no pathwise derivative, so it is smoothed by the same
   kernel, P_h = E[Phi(-m/h)], whose pathwise derivative is -E[phi(m/h)/h g] (smoothed
   perturbation analysis): the same as -f_m(0) E[g | m = 0].
@@ -64,15 +66,33 @@ class Sums:
         self._acc("gg", (g * g).sum(-1))
         h = self.h[:, None]
         for name, q in self.centers.items():
-            w = _phi((m - q[:, None]) / h)  # (R, n)
-            self._acc(f"{name}_w", w.sum(-1))
-            self._acc(f"{name}_w2", (w * w).sum(-1))
-            self._acc(f"{name}_wg", (w * g).sum(-1))
-            self._acc(f"{name}_w2g", (w * w * g).sum(-1))
-            self._acc(f"{name}_w2gg", (w * w * g * g).sum(-1))
+            d = (m - q[:, None]) / h  # (R, n), in bandwidths
+            w = _phi(d)
+            for j in range(3):
+                self._acc(f"{name}_S{j}", (w * d**j).sum(-1))
+            for j in range(2):
+                self._acc(f"{name}_T{j}", (w * d**j * g).sum(-1))
+            w2 = w * w
+            for j in range(5):
+                for k in range(3):
+                    self._acc(f"{name}_M{j}{k}", (w2 * d**j * g**k).sum(-1))
         k = -_phi(m / h) / h * g  # the smoothed P(loss)'s per-scenario derivative
         self._acc("loss", k.sum(-1))
         self._acc("loss2", (k * k).sum(-1))
+
+    def _local_linear(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The local-linear fit g ~ a + b d at d = 0 (d = (m - q)/h), and the standard error of a:
+        a = sum l_i g_i with l_i = w_i (S2 - S1 d_i) / D, so Var(a) ~ sum l_i^2 r_i^2, r_i the residuals,
+        expanded in the running sums M_jk = sum w^2 d^j g^k."""
+        s = self.s
+        S0, S1, S2 = (s[f"{name}_S{j}"][None] for j in range(3))
+        T0, T1 = s[f"{name}_T0"], s[f"{name}_T1"]
+        D = S0 * S2 - S1 * S1
+        a, b = (S2 * T0 - S1 * T1) / D, (S0 * T1 - S1 * T0) / D
+        lev = {0: S2 * S2, 1: -2 * S2 * S1, 2: S1 * S1}  # (S2 - S1 d)^2 by power of d
+        res = {(0, 2): 1.0, (0, 1): -2 * a, (1, 1): -2 * b, (0, 0): a * a, (1, 0): 2 * a * b, (2, 0): b * b}
+        var = sum(cl * cr * s[f"{name}_M{jl + jr}{k}"] for jl, cl in lev.items() for (jr, k), cr in res.items())
+        return a, np.sqrt(np.maximum(var, 0)) / np.abs(D)
 
     def result(self) -> dict[str, np.ndarray]:
         """Each estimate and its standard error, (P, R)."""
@@ -81,10 +101,7 @@ class Sums:
         mean = s["g"] / n
         out["d_mean"], out["d_mean_se"] = mean, np.sqrt(np.maximum(s["gg"] / n - mean**2, 0) / max(n - 1, 1))
         for name in self.centers:
-            W = s[f"{name}_w"]
-            r = s[f"{name}_wg"] / W
-            var = (s[f"{name}_w2gg"] - 2 * r * s[f"{name}_w2g"] + r * r * s[f"{name}_w2"]) / (W * W)
-            out[f"d_{name}"], out[f"d_{name}_se"] = r, np.sqrt(np.maximum(var, 0))
+            out[f"d_{name}"], out[f"d_{name}_se"] = self._local_linear(name)
         lm = s["loss"] / n
         out["d_p_loss"] = lm
         out["d_p_loss_se"] = np.sqrt(np.maximum(s["loss2"] / n - lm**2, 0) / max(n - 1, 1))
@@ -98,3 +115,18 @@ def unit_step(value: float, low: float | None = None, high: float | None = None)
     if not np.isfinite(scale) or scale == 0:
         return 0.01
     return float(10 ** np.floor(np.log10(0.05 * scale)))
+
+
+def harrell_davis(x: np.ndarray, a: float, axis: int = -1) -> np.ndarray:
+    """The Harrell-Davis estimate of the a-quantile: a beta-weighted average of every order
+    statistic (Harrell and Davis 1982). Smooth in the sample, so a finite difference of it
+    with common random numbers averages the derivatives of many scenarios near the quantile,
+    where a difference of the plain empirical quantile follows the one or two that sit on it:
+    the checks of the VaR derivatives difference this one."""
+    from scipy.special import betainc
+
+    x = np.sort(np.asarray(x, np.float64), axis=axis)
+    n = x.shape[axis]
+    edges = betainc(a * (n + 1), (1 - a) * (n + 1), np.arange(n + 1) / n)
+    w = np.diff(edges)
+    return np.tensordot(np.moveaxis(x, axis, -1), w, axes=([-1], [0]))
