@@ -90,7 +90,7 @@ def small():
 
 @pytest.fixture(scope="module")
 def large():
-    """The same at 32,768 scenarios (the same compiled programs: the chunk is the same)."""
+    """The same at 32,768 scenarios (the same compiled programs: the chunk is the same; 5 s)."""
     return _greeks(8 * N)
 
 
@@ -126,7 +126,6 @@ def test_pathwise_mean_derivatives_match_common_random_number_differences(small)
     assert checked >= 30
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "path,param",
     [
@@ -195,6 +194,7 @@ def test_design_point_is_on_the_limit_state_and_nearest_the_origin():
             assert np.linalg.norm(y) >= beta - 1e-6 * max(beta, 1)
 
 
+@pytest.mark.slow  # 40-50 s on 2 cores: a float64 run and the Greeks' programs to compile
 def test_reverse_stress_medians_are_those_of_the_scenario_rows(tmp_path):
     """reverse_stress.csv's medians inside and outside the loss region against the same statistics
     recomputed from scenarios.parquet of a float64 run on the same seed and scenarios."""
@@ -202,7 +202,9 @@ def test_reverse_stress_medians_are_those_of_the_scenario_rows(tmp_path):
 
     raw = small_study(scenarios=512, precision="float64")
     run = mcrisk.run_study(raw, out=tmp_path / "run", analyze=False, stress=False, monthly=False)
-    res = wg.run_greeks(raw, out=tmp_path / "g", scenarios=512, design=False)
+    res = wg.run_greeks(
+        raw, out=tmp_path / "g", scenarios=512, design=False, chunk_size=1024
+    )  # (the fixtures' programs)
     rows = pd.read_parquet(run.folder / "scenarios.parquet")
     rs = pd.read_csv(res.folder / "reverse_stress.csv")
     assert set(rs["system"]) == {"rack", "server"}
@@ -229,3 +231,4 @@ def test_a_metric_without_derivative_says_so(tmp_path):
     g = res.greeks
     assert (g["method"] == "not differentiable").all()
     assert g["d_mean"].isna().all() and g["note"].str.contains("step function").all()
+    assert res.reverse_stress.empty and res.design_point.empty  # no loss region: not an NPV

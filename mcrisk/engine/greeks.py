@@ -24,6 +24,7 @@ import numpy as np
 
 from mcrisk.engine.plan import Plan, Sample, draw_inputs, draw_shocks, draw_uniforms, simulate
 from mcrisk.sampling.dist_grad import NOT_DIFFERENTIABLE, draw_tangents, parameters
+from mcrisk.stats.greeks import partial_sums
 
 # Metrics that are not differentiable functions of the inputs, and why (greeks.csv says so).
 NOT_DIFFERENTIABLE_METRICS = {
@@ -112,6 +113,13 @@ class Programs:
         self.plan, self.metric, self.targets = plan, metric, tgts
         self.forward = jax.jit(self._forward)
         self.gradients = jax.jit(self._gradients)
+        self.sums = jax.jit(self._sums)
+
+    def _sums(self, sv, fixed, idx, valid, centers, h):
+        """The estimators' sums of scenarios `idx` (:func:`mcrisk.stats.greeks.partial_sums`), made
+        on the device: the chunk's derivatives (P, R, n) never leave it."""
+        m, g = self._gradients(sv, fixed, idx)
+        return partial_sums(m, g, valid, centers, h)
 
     def _forward(self, sv, fixed, idx):
         """The metric (R, n) of scenarios `idx`, their drawn inputs by path (n,) and uniforms (n, k)."""
@@ -120,16 +128,48 @@ class Programs:
         m = _metric(plan, self.metric, draw_shocks(plan, idx), idx.shape[0], values)
         return m, {i.path: values[i.path] for i in plan.uncertain}, u
 
+    def _sweeps(self, diff: dict, shocks, n: int) -> dict:
+        """The metric m (R, n) (under the key None) and dm/dx (R, n) of every input by path: one
+        reverse sweep per row, or, for a study with the extensions, one for every system at once
+        (and one for the portfolio row): each system reads its own copy of the market, facility
+        and finance inputs, (S, n), so the sweep of the systems' sum leaves each system's
+        derivative in its own copy (the month loop runs the market path S times, which costs far
+        less than S sweeps)."""
+        plan, S = self.plan, len(self.plan.systems)
+        f = partial(_metric, plan, self.metric, shocks, n)
+        if plan.ext is None:
+            m, back = jax.vjp(f, diff)
+            R = m.shape[0]
+            cotangents = jnp.eye(R, dtype=m.dtype)[:, :, None] * jnp.ones_like(m)[None]
+            return {None: m, **jax.vmap(back)(cotangents)[0]}  # path -> (R, n): d m[r, i] / d x[i]
+        owner = {p: p.split(".")[1] if p.startswith("systems.") else None for p in diff}
+        copies = {p: jnp.broadcast_to(v, (S, n)) if owner[p] is None else v for p, v in diff.items()}
+        m, back = jax.vjp(f, copies)
+        R = m.shape[0]
+        rows = jnp.arange(R)[:, None]
+        cotangents = [jnp.where(rows < S, 1.0, 0.0) * jnp.ones_like(m)]
+        if R > S:  # the portfolio row
+            cotangents.append(jnp.where(rows == S, 1.0, 0.0) * jnp.ones_like(m))
+        grads = jax.vmap(back)(jnp.stack(cotangents))[0]
+        out = {None: m}
+        for p, g in grads.items():
+            if owner[p] is None:
+                own = g[0]  # (S, n): system s's derivative in row s
+            else:
+                own = jnp.zeros((S, n), g.dtype).at[plan.systems.index(owner[p])].set(g[0])
+            if R > S:
+                own = jnp.concatenate([own, (g[1].sum(0) if owner[p] is None else g[1])[None]])
+            out[p] = own
+        return out
+
     def _gradients(self, sv, fixed, idx):
         """The metric m (R, n) of scenarios `idx` and dm/dtheta (P, R, n) for each target (0 where
         it has a note): one forward pass, then one reverse pass per row."""
         plan, n = self.plan, idx.shape[0]
         values, u = _values(plan, sv, fixed, idx)
         diff = {k: v for k, v in values.items() if jnp.issubdtype(v.dtype, jnp.floating)}
-        m, back = jax.vjp(partial(_metric, plan, self.metric, draw_shocks(plan, idx), n), diff)
-        R = m.shape[0]
-        cotangents = jnp.eye(R, dtype=m.dtype)[:, :, None] * jnp.ones_like(m)[None]
-        dm_dx = jax.vmap(back)(cotangents)[0]  # path -> (R, n): d m[r, i] / d x[i] in [r, i]
+        dm_dx = self._sweeps(diff, draw_shocks(plan, idx), n)
+        m = dm_dx.pop(None)
         col = {inp.path: j for j, inp in enumerate(plan.uncertain)}
         dist_of = {inp.path: inp.dist for inp in plan.uncertain}
         tangents: dict[str, dict] = {}

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 LEVELS = {"p5": 0.05, "p1": 0.01}  # the VaR levels greeks.csv differentiates
@@ -40,13 +42,41 @@ def quantile(m: np.ndarray, a: float) -> float:
     return float(np.quantile(np.asarray(m, np.float64), a))
 
 
-def _phi(z: np.ndarray) -> np.ndarray:
-    return np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+def _phi(z):
+    return jnp.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+
+
+def partial_sums(m, g, valid, centers: dict, h) -> dict[str, jax.Array]:
+    """One chunk's sums (JAX, jit-safe: run on the device beside the gradients): m (R, n) the
+    metric, g (P, R, n) the derivatives, valid (n,) the real scenarios (the last chunk is padded),
+    centers {level: (R,)} the quantiles, h (R,) the bandwidths. Each sum is (P, R) or (R,)."""
+    keep = valid.astype(m.dtype)
+    m = jnp.where(valid, m, 0.0)
+    g = g * keep
+    out = {"n": keep.sum(), "g": g.sum(-1), "gg": (g * g).sum(-1)}
+    hh = h[:, None]
+    for name, q in centers.items():
+        d = (m - q[:, None]) / hh  # (R, n), in bandwidths
+        w = _phi(d) * keep
+        dj = [jnp.ones_like(d), d, d * d, d * d * d, d * d * d * d]
+        for j in range(3):
+            out[f"{name}_S{j}"] = (w * dj[j]).sum(-1)
+        for j in range(2):
+            out[f"{name}_T{j}"] = (w * dj[j] * g).sum(-1)
+        w2 = w * w
+        gk = [None, g, g * g]
+        for j in range(5):
+            out[f"{name}_M{j}0"] = (w2 * dj[j]).sum(-1)
+            for k in (1, 2):
+                out[f"{name}_M{j}{k}"] = (w2 * dj[j] * gk[k]).sum(-1)
+    k = -_phi(m / hh) / hh * g  # the smoothed P(loss)'s per-scenario derivative
+    out["loss"], out["loss2"] = k.sum(-1), (k * k).sum(-1)
+    return out
 
 
 @dataclass
 class Sums:
-    """Running sums over scenarios for P targets and R rows: feed chunks with :meth:`add`.
+    """Running sums over scenarios for P targets and R rows: add each chunk's :func:`partial_sums`.
 
     centers: (R,) per level, the quantiles q_a; h: (R,) bandwidths."""
 
@@ -55,30 +85,16 @@ class Sums:
     n: int = 0
     s: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def _acc(self, key: str, value: np.ndarray) -> None:
-        self.s[key] = self.s.get(key, 0.0) + value
+    def add_partial(self, part: dict) -> None:
+        part = {k: np.asarray(v, np.float64) for k, v in part.items()}
+        self.n += int(round(float(part.pop("n"))))
+        for k, v in part.items():
+            self.s[k] = self.s.get(k, 0.0) + v
 
     def add(self, m: np.ndarray, g: np.ndarray) -> None:
-        """m: (R, n) metric of the chunk's real scenarios; g: (P, R, n) their derivatives."""
-        m, g = np.asarray(m, np.float64), np.asarray(g, np.float64)
-        self.n += m.shape[1]
-        self._acc("g", g.sum(-1))
-        self._acc("gg", (g * g).sum(-1))
-        h = self.h[:, None]
-        for name, q in self.centers.items():
-            d = (m - q[:, None]) / h  # (R, n), in bandwidths
-            w = _phi(d)
-            for j in range(3):
-                self._acc(f"{name}_S{j}", (w * d**j).sum(-1))
-            for j in range(2):
-                self._acc(f"{name}_T{j}", (w * d**j * g).sum(-1))
-            w2 = w * w
-            for j in range(5):
-                for k in range(3):
-                    self._acc(f"{name}_M{j}{k}", (w2 * d**j * g**k).sum(-1))
-        k = -_phi(m / h) / h * g  # the smoothed P(loss)'s per-scenario derivative
-        self._acc("loss", k.sum(-1))
-        self._acc("loss2", (k * k).sum(-1))
+        """m: (R, n) metric of real scenarios; g: (P, R, n) their derivatives (on the host)."""
+        m = jnp.asarray(m, jnp.float64)
+        self.add_partial(partial_sums(m, jnp.asarray(g, jnp.float64), jnp.ones(m.shape[1], bool), self.centers, self.h))
 
     def _local_linear(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """The local-linear fit g ~ a + b d at d = 0 (d = (m - q)/h), and the standard error of a:

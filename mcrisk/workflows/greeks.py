@@ -25,9 +25,10 @@ from mcrisk.engine.design_point import design_points
 from mcrisk.engine.plan import make_plan, on_accelerator, sample_values
 from mcrisk.errors import Problem, StudyError
 from mcrisk.stats import greeks as sg
+from mcrisk.stats.reverse_stress import COLUMNS as RS_COLUMNS
 from mcrisk.stats.reverse_stress import reverse_stress
 from mcrisk.study.schema import Study, default_study_path, load_study
-from mcrisk.workflows.greeks_table import design_table, greeks_table, not_differentiable_table
+from mcrisk.workflows.greeks_table import DESIGN_COLUMNS, design_table, greeks_table, not_differentiable_table
 
 REVERSE_STRESS_SCENARIOS = 1 << 20  # the reverse stress test reads the first this many scenarios
 
@@ -73,9 +74,10 @@ def forward_pass(progs: eg.Programs, scenarios: int, keep: int) -> tuple[np.ndar
 def gradient_pass(progs: eg.Programs, scenarios: int, sums: sg.Sums, progress: Callable | None = None) -> sg.Sums:
     plan = progs.plan
     sv, fixed = sample_values(plan), dict(plan.fixed)
+    centers = {k: np.asarray(v, np.float64) for k, v in sums.centers.items()}
+    h = np.asarray(sums.h, np.float64)
     for start, valid, idx in eg.chunks(plan, scenarios):
-        m, g = progs.gradients(sv, fixed, idx)
-        sums.add(np.asarray(m)[:, :valid], np.asarray(g)[:, :, :valid])
+        sums.add_partial(progs.sums(sv, fixed, idx, np.arange(plan.chunk) < valid, centers, h))
         if progress is not None:
             progress(start + valid, scenarios)
     return sums
@@ -125,12 +127,11 @@ def run_greeks(
         secs["gradients"] = time.perf_counter() - t1
     inputs_of = _rows_of(plan, rows)
     k = next(iter(x.values())).size if x else 0
-    rs = pd.concat(
-        [reverse_stress(r, m[j, :k], {i.path: x[i.path] for i in inputs_of[r]}) for j, r in enumerate(rows)],
-        ignore_index=True,
-    )
-    dp = pd.DataFrame()
-    if design:
+    rs, dp = pd.DataFrame(columns=RS_COLUMNS), pd.DataFrame(columns=DESIGN_COLUMNS)
+    if metric.endswith("npv_usd"):  # a loss is an NPV below 0: other metrics have no loss region
+        parts = [reverse_stress(r, m[j, :k], {i.path: x[i.path] for i in inputs_of[r]}) for j, r in enumerate(rows)]
+        rs = pd.concat(parts, ignore_index=True)
+    if design and metric.endswith("npv_usd"):
         t2 = time.perf_counter()
         points = design_points(plan, metric, rows)
         dp = design_table(points, inputs_of, {r: float(np.mean(m[j] < 0)) for j, r in enumerate(rows)}, metric)
