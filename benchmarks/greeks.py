@@ -9,8 +9,8 @@ utilization, the pathwise d mean / d theta and the kernel d P5 / d theta of gree
 P5; P5 by its Harrell-Davis estimate, whose difference is far less noisy than the plain
 empirical quantile's, printed beside it). The cost: a plain
 run (``run_study``, no stresses, no analysis, no Parquet rows) and ``run_greeks`` (no design
-point) of the same N, each in this process after one warm-up run of 4,096 scenarios (so no
-compile is timed), each twice.
+point) of the same N, each in this process after one warm-up run of each, of the same size, and with a
+warm compilation cache (so no compile is timed), each twice.
 """
 
 from __future__ import annotations
@@ -86,13 +86,19 @@ def check(study: str, n: int) -> list[dict]:
 
 
 def cost(study: str, n: int) -> dict:
+    import jax
+
     from mcrisk.workflows.greeks import run_greeks
 
-    secs: dict[str, list] = {"run": [], "greeks": [], "greeks_gradient_pass": []}
+    secs: dict[str, list] = {"run": [], "greeks": [], "greeks_forward_pass": [], "greeks_gradient_pass": []}
     with tempfile.TemporaryDirectory() as tmp:
+        # A warm compilation cache, as the mcrisk command keeps one: run_greeks builds its programs
+        # anew on each call, and loads them from the cache (a run reuses its own within a process).
+        jax.config.update("jax_compilation_cache_dir", f"{tmp}/xla")
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         kw = dict(force=True, write_scenarios=False, analyze=False, stress=False, monthly=False)
-        mcrisk.run_study(study, out=f"{tmp}/r", scenarios=4096, **kw)
-        run_greeks(study, out=f"{tmp}/g", scenarios=4096, force=True, design=False)
+        mcrisk.run_study(study, out=f"{tmp}/r", scenarios=n, **kw)  # warm-ups of the same size
+        run_greeks(study, out=f"{tmp}/g", scenarios=n, force=True, design=False)  # (its chunk: the same programs)
         for _ in range(2):
             t = time.perf_counter()
             mcrisk.run_study(study, out=f"{tmp}/r", scenarios=n, **kw)
@@ -101,6 +107,7 @@ def cost(study: str, n: int) -> dict:
             res = run_greeks(study, out=f"{tmp}/g", scenarios=n, force=True, design=False)
             secs["greeks"].append(time.perf_counter() - t)
             secs["greeks_gradient_pass"].append(res.seconds["gradients"])
+            secs["greeks_forward_pass"].append(res.seconds["forward"])
     secs["ratio"] = [g / r for g, r in zip(secs["greeks"], secs["run"])]
     return secs
 

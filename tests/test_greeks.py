@@ -232,3 +232,24 @@ def test_a_metric_without_derivative_says_so(tmp_path):
     assert (g["method"] == "not differentiable").all()
     assert g["d_mean"].isna().all() and g["note"].str.contains("step function").all()
     assert res.reverse_stress.empty and res.design_point.empty  # no loss region: not an NPV
+
+
+@pytest.mark.slow  # a run, the Greeks and the design point to compile: about a minute on 2 cores
+def test_run_greeks_writes_the_tables_prints_them_and_reports_them(tmp_path):
+    from typer.testing import CliRunner
+
+    from mcrisk.cli.app import app
+    from mcrisk.report.page import write_report
+    from tests.conftest import write_study
+
+    study = write_study(tmp_path / "s.yaml", small_study(scenarios=1024))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", str(study), "-o", str(out), "--greeks", "--no-stress", "--no-analyze"])
+    assert result.exit_code == 0, result.output
+    for name in ("greeks.csv", "reverse_stress.csv", "design_point.csv"):
+        assert (out / name).is_file()
+    assert "reverse stress test" in result.output and "most likely loss scenario" in result.output
+    dp = pd.read_csv(out / "design_point.csv")
+    assert (dp["metric_at_point"].abs() <= 1e-3 * dp["capex_usd"]).all()
+    page = write_report(out).read_text()
+    assert "Reverse stress test and sensitivities" in page and "beta" in page

@@ -34,10 +34,12 @@ REVERSE_STRESS_SCENARIOS = 1 << 20  # the reverse stress test reads the first th
 
 
 def greeks_chunk() -> int:
-    """Scenarios per chunk of the gradient pass: its reverse pass keeps the month loop's
-    intermediates, about 50 float64 values per scenario, system and month (120 MB per 2,048
-    scenarios of the default study), so chunks are smaller than a run's."""
-    return 1 << 16 if on_accelerator() else 1 << 11
+    """Scenarios per chunk of the Greeks' passes: its reverse sweep keeps the month loop's
+    intermediates, about 50 float64 values per scenario, system and month, so chunks are far
+    smaller than a run's. On a 2-core CPU (the default study, float64) 512 scenarios per chunk
+    took 0.09-0.14 s for the gradients and the estimators' sums, 1,024 took 0.23-0.29 s and 2,048
+    0.45-0.48 s (the forward pass 0.006, 0.011 and 0.052 s): small chunks stay in cache."""
+    return 1 << 16 if on_accelerator() else 1 << 9
 
 
 @dataclass
