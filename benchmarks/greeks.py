@@ -66,6 +66,7 @@ def check(study: str, n: int) -> list[dict]:
             up, down = (wg.moved_metric(progs, st, t.path, t.param, t.value + s * h, n) for s in (1, -1))
             fd[rel] = (
                 (up.mean(1) - down.mean(1)) / (2 * h),
+                (sg.harrell_davis(up, 0.05) - sg.harrell_davis(down, 0.05)) / (2 * h),
                 (np.quantile(up, 0.05, 1) - np.quantile(down, 0.05, 1)) / (2 * h),
             )
         for r, row in enumerate(rows):
