@@ -15,6 +15,7 @@ import mcrisk.errors as errors
 from mcrisk._x64 import enable_float64
 from mcrisk.cli import commands
 from mcrisk.cli.common import err_console
+from mcrisk.cli.greeks_cmd import greeks
 from mcrisk.cli.run_cmd import run
 from mcrisk.engine import interrupt
 from mcrisk.engine.cluster import COORDINATOR_ENV
@@ -59,6 +60,7 @@ app.command()(commands.sweep)
 app.command()(commands.analyze)
 app.command("report")(commands.report_command)
 app.command()(commands.verify)
+app.command()(greeks)
 
 
 def _compilation_cache() -> None:
@@ -101,7 +103,7 @@ def _leave(code: int) -> None:
 
 
 # Commands that simulate, and so start the accelerator (cli.main starts it early for them).
-SIMULATING = ("run", "claims", "sweep")
+SIMULATING = ("run", "claims", "sweep", "greeks")
 
 
 def _start_backend_early(argv: list[str]) -> None:

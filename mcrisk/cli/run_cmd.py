@@ -89,6 +89,9 @@ def run(
     ),
     no_analyze: bool = typer.Option(False, "--no-analyze", help="Skip sensitivity.csv and comparison.csv."),
     no_stress: bool = typer.Option(False, "--no-stress", help="Skip the study's stress tests (stress.csv)."),
+    greeks: bool = typer.Option(
+        False, "--greeks", help="Also write greeks.csv, reverse_stress.csv and design_point.csv (mcrisk greeks)."
+    ),
     timings: bool = typer.Option(
         False, "--timings", help="Also print where the time went: each stage's seconds, share and throughput."
     ),
@@ -143,6 +146,8 @@ def run(
         out_console.print(f"wrote {result.folder} in {secs:.1f} s", highlight=False)
     if timings:
         print_timings(result.manifest)
+    if greeks:
+        _greeks(result, quiet)
     if report:
         write_report(result.folder, quiet)
 
@@ -165,6 +170,23 @@ def _run(
     if resume is not None:
         return run_study(study, out=resume, resume=True, progress=progress)
     return run_study(study, out=out, progress=progress, **options)
+
+
+def _greeks(result: Any, quiet: bool) -> None:
+    """`mcrisk greeks` on the run's own study (overrides applied), seed and scenario count, into its folder."""
+    from mcrisk.cli.greeks_cmd import print_greeks, print_reverse_stress
+    from mcrisk.workflows.greeks import run_greeks
+
+    m = result.manifest
+    try:
+        g = run_greeks(
+            result.folder / "study.yaml", out=result.folder, scenarios=m["scenarios"], seed=m["seed"], force=True
+        )
+    except (StudyError, RunFolderError) as exc:
+        fail(exc)
+    if not quiet:
+        print_greeks(g.greeks)
+        print_reverse_stress(g.reverse_stress, g.design_point)
 
 
 def _progress_bar(quiet: bool) -> tuple[Progress, Callable[[int, int], None]]:

@@ -324,6 +324,19 @@ def draw_inputs(plan: Plan, idx: jax.Array, values: dict[str, Any] | None = None
 
     `values`: `sample_values(plan)`, the default (then constants of the program), or traced."""
     values = sample_values(plan) if values is None else values
+    u = draw_uniforms(plan, idx, values)
+    drawn = quantiles([inp.dist for inp in plan.uncertain], u, values["dists"])
+    out = {inp.path: v for inp, v in zip(plan.uncertain, drawn)}
+    if plan.ext is not None and plan.ext.contract:
+        out.update(contract_uniforms(plan, idx))
+    return out
+
+
+def draw_uniforms(plan: Plan, idx: jax.Array, values: dict[str, Any] | None = None) -> jax.Array:
+    """The uniforms (n, k) of scenarios `idx` that the inverse CDFs of the uncertain inputs read,
+    column j for ``plan.uncertain[j]``: the sampler's, through the copula where the study has one.
+    (The pathwise Greeks hold them fixed while a distribution's parameters move.)"""
+    values = sample_values(plan) if values is None else values
     u = plan.sampler.uniforms(idx, plan.dtype)
     # Columns by static slices, not index arrays: XLA compiles those to gathers and scatters,
     # which are slow on CPUs.
@@ -339,12 +352,7 @@ def draw_inputs(plan: Plan, idx: jax.Array, values: dict[str, Any] | None = None
     # pass take 6.4 s on this one program, so that it compiled in 10.5-12.3 s for an H100 and 3.8-4.7
     # s with the barrier (fewer kernels and bytes too: 9 and 1.4 GB per 2^20 scenarios, from 11 and
     # 1.8). The draws are the same: on a CPU the program, its time and its bits are unchanged.
-    u = jax.lax.optimization_barrier(u)
-    drawn = quantiles([inp.dist for inp in plan.uncertain], u, values["dists"])
-    out = {inp.path: v for inp, v in zip(plan.uncertain, drawn)}
-    if plan.ext is not None and plan.ext.contract:
-        out.update(contract_uniforms(plan, idx))
-    return out
+    return jax.lax.optimization_barrier(u)
 
 
 def shock_streams(plan: Plan) -> list[int | None]:

@@ -121,9 +121,15 @@ def _stack(plan, per: list, n: int) -> jax.Array:
     return jnp.stack([jnp.broadcast_to(jnp.asarray(p, plan.dtype), (n,)) for p in per])
 
 
+def _scenarios(v, n: int) -> jax.Array:
+    """A market, facility or finance input as (n,); one given per system, (S, n), stays so (the
+    pathwise Greeks give each system its own copy, so that one reverse pass separates the systems)."""
+    return jnp.broadcast_to(v, jnp.broadcast_shapes(jnp.shape(v), (n,)))
+
+
 def params(plan, values: dict[str, jax.Array], n: int) -> tuple[MarketParams, SiteParams, SystemParams]:
     """Assemble the named parameter pytrees of a chunk from the drawn and fixed inputs."""
-    full = lambda p, d=None: jnp.broadcast_to(_value(plan, values, p, d), (n,))  # noqa: E731
+    full = lambda p, d=None: _scenarios(_value(plan, values, p, d), n)  # noqa: E731
     mp = MarketParams(*(full(p) for p in MARKET_PATHS[:_BASE_MARKET]))
     if plan.ext is not None:
         mp = _ext_market(plan, values, mp, full)
@@ -168,7 +174,7 @@ def ext_params(
     gpu = jnp.asarray([st.systems[s].revenue_mode == "gpu_hours" for s in plan.systems])[:, None]
     rental0 = sysv("rental.initial_usd_per_gpu_hour", 1.0)
     multiple = sysv("contract.price_multiple", 1.0)
-    scen = lambda p, d: jnp.broadcast_to(_value(plan, values, p, d), (n,)).astype(SUM)  # noqa: E731
+    scen = lambda p, d: _scenarios(_value(plan, values, p, d), n).astype(SUM)  # noqa: E731
     pd = sysv("contract.annual_default_probability", 0.0)
     w = _stack(plan, [values.get(DEFAULT_STREAM.format(s), 0.5) for s in plan.systems], n)
     capex = (sp.units * sp.capex).astype(SUM)

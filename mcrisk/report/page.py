@@ -21,6 +21,7 @@ from mcrisk.io import atomic
 from mcrisk.io.folder import tidy
 from mcrisk.io.lock import FolderLock
 from mcrisk.io.readers import check_folder
+from mcrisk.report import greeks_section
 from mcrisk.report import sections as sec
 from mcrisk.report.calibration import calibration
 from mcrisk.report.data import load_run
@@ -71,6 +72,7 @@ SECTIONS = (  # (element id, title)
     ("drivers", "What drives NPV"),
     ("comparison", "Which system wins"),
     ("stress", "Stress tests"),
+    ("reverse-stress", "Reverse stress test and sensitivities"),
     ("breakeven", "Break-even"),
     ("claims", "Vendor claims"),
     ("summary", "Summary"),
@@ -91,6 +93,7 @@ def render(run: dict, figs: Figures) -> str:
         "drivers": sec.drivers(run, figs),
         "comparison": sec.comparison(run, figs),
         "stress": sec.stress(run),
+        "reverse-stress": greeks_section.section(run),
         "breakeven": sec.breakeven(run),
         "claims": sec.claims(run),
         "summary": sec.summary(run),
