@@ -100,8 +100,7 @@ def print_reverse_stress(rs: pd.DataFrame, dp: pd.DataFrame, top: int = 4) -> No
         moves = "; ".join(
             f"{r['input'].split('.')[-1]} {r['value']:.4g} ({r['median']:.4g})" for _, r in part.head(top).iterrows()
         )
-        t.add_row(system, f"{first['beta']:.2f}", f"{pd.Series([first['form_p_loss']]).iloc[0]:.1%}",
-                  f"{first['mc_p_loss']:.1%}", moves)  # fmt: skip
+        t.add_row(system, f"{first['beta']:.2f}", f"{first['form_p_loss']:.1%}", f"{first['mc_p_loss']:.1%}", moves)
     out_console.print(t)
     out_console.print(
         f"(capex at the median: {', '.join(money(float(x)) for x in dp.groupby('system', sort=False)['capex_usd'].first())})",
