@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 
 from mcrisk.cli.common import count, fail
 from mcrisk.cli.terminal import money, out_console
 from mcrisk.errors import RunFolderError, StudyError
+
+if TYPE_CHECKING:  # (pandas is imported by the command's workflow, not by the CLI's start)
+    import pandas as pd
 
 
 def greeks(
