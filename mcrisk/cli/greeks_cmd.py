@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import typer
 
 from mcrisk.cli.common import count, fail
 from mcrisk.cli.terminal import money, out_console
 from mcrisk.errors import RunFolderError, StudyError
+
+if TYPE_CHECKING:  # (pandas is imported by the command's workflow, not by the CLI's start)
+    import pandas as pd
 
 
 def greeks(
@@ -100,8 +103,7 @@ def print_reverse_stress(rs: pd.DataFrame, dp: pd.DataFrame, top: int = 4) -> No
         moves = "; ".join(
             f"{r['input'].split('.')[-1]} {r['value']:.4g} ({r['median']:.4g})" for _, r in part.head(top).iterrows()
         )
-        t.add_row(system, f"{first['beta']:.2f}", f"{pd.Series([first['form_p_loss']]).iloc[0]:.1%}",
-                  f"{first['mc_p_loss']:.1%}", moves)  # fmt: skip
+        t.add_row(system, f"{first['beta']:.2f}", f"{first['form_p_loss']:.1%}", f"{first['mc_p_loss']:.1%}", moves)
     out_console.print(t)
     out_console.print(
         f"(capex at the median: {', '.join(money(float(x)) for x in dp.groupby('system', sort=False)['capex_usd'].first())})",
