@@ -162,7 +162,11 @@ def fleet_metrics(
     residual = tot_s(residual_s)
     res["net_roi"] = (ft.cum_fcf + residual - capex) / capex
     p = jnp.broadcast_to(f(xp.purchase), (shape[0], 1))
-    cost_pv = tot_s(each_capex * _df(rate, p)) - residual * _df(rate, float(months)) + tot_s(tot.pv_opex)
+    df_T = _df(rate, float(months))
+    # The discount rate is market-wide: (n,), or (S, n) when each system reads its own copy of it
+    # (the Greeks' one reverse pass for all systems); then each system's residual takes its own.
+    residual_pv = tot_s(residual_s * df_T) if jnp.ndim(rate) == 2 else residual * df_T
+    cost_pv = tot_s(each_capex * _df(rate, p)) - residual_pv + tot_s(tot.pv_opex)
     res["levelized_cost_per_mtok_usd"] = cost_pv / (tot_s(tot.pv_tokens) / 1e6)
     gpus = f(sp.units) * f(sp.gpus)
     res["revenue_per_mw_year_usd"] = rev / tot_s(f(sp.units) * f(sp.power_kw) / 1000 * tot.live / 12)
