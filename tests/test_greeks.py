@@ -253,3 +253,19 @@ def test_run_greeks_writes_the_tables_prints_them_and_reports_them(tmp_path):
     assert (dp["metric_at_point"].abs() <= 1e-3 * dp["capex_usd"]).all()
     page = write_report(out).read_text()
     assert "Reverse stress test and sensitivities" in page and "beta" in page
+
+
+def test_the_portfolio_rows_mean_derivatives_are_the_sums_of_the_systems(tmp_path):
+    """The fleet's NPV is the sum of its systems' NPVs, so the derivative of its mean by any
+    parameter is the sum of theirs (a market input reaches every system; a system's own input
+    only its system), on a study with the extensions (each system reads its own copy of the
+    market inputs in the single reverse pass)."""
+    study = small_study()
+    study["portfolio"] = True
+    study["finance"] = {**study.get("finance", {}), "tax_rate": 0.21}
+    res = wg.run_greeks(study, out=tmp_path, scenarios=256, design=False)
+    g = res.greeks[res.greeks["method"] == "pathwise"].set_index(["system", "input", "parameter"])["d_mean"]
+    fleet = g.xs("portfolio", level="system")
+    systems = g.drop("portfolio", level="system").groupby(level=["input", "parameter"]).sum()
+    assert len(fleet) > 0
+    np.testing.assert_allclose(fleet.sort_index(), systems.reindex(fleet.index).sort_index(), rtol=1e-9, atol=1e-6)
