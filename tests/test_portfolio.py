@@ -182,18 +182,11 @@ def reference(plan, draw, n: int = N) -> dict[str, np.ndarray]:
 
 def compare(got: dict, want: dict, plan, rtol: float, rate_atol: float, payback_slack: int, where: str) -> None:
     """Every metric of every row: identical NaN patterns (and infinities, with signs, but for a
-    float32 run's payback), exact counts of months, the rest within `rtol` (see the module's docstring).
-
-    `breakeven_utilization` of a system under contract is left out of the comparison: the
-    engine scales the whole busy path (the contract's revenue with it), the reference only the spot
-    share: a disagreement older than the portfolio row (MODEL.md does not define the metric)."""
+    float32 run's payback), exact counts of months, the rest within `rtol` (see the module's docstring)."""
     assert set(got) == set(ALL_METRICS)
-    contracted = np.array([plan.study.systems[s].contract is not None for s in plan.systems] + [False])
     money = np.abs(want["revenue_usd"]) + np.abs(want["capex_usd"])
     for m in ALL_METRICS:
         a, b = got[m], want[m]
-        if m == "breakeven_utilization":
-            a, b = a[~contracted], b[~contracted]
         msg = f"{where}: {m}"
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b), err_msg=msg)
         if m == "payback_months" and payback_slack:

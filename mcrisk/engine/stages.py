@@ -263,7 +263,7 @@ def ext_month_loop(plan, draw, n: int, *, bands: bool, fleet: bool = False):
         return (state, tot, fin, ft), (ys, fy)
 
     ft0 = fleet_init(n) if fleet else None
-    init = (market_init(mp), ext_totals_init((S, n)), finance_init(flags, xp, (S, n)), ft0)
+    init = (market_init(mp), ext_totals_init((S, n), flags.contract), finance_init(flags, xp, (S, n)), ft0)
     with jax.named_scope("month_loop"):
         (_, tot, fin, ft), (ys, fy) = jax.lax.scan(step, init, (eps, months), unroll=plan.unroll)
     balloon = None

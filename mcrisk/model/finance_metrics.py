@@ -39,12 +39,15 @@ class ExtTotals(NamedTuple):
     interest: jax.Array
     pv_equity: jax.Array  # sum EQ_t DFe_t
     min_dscr: jax.Array
+    # Under a contract (None without): sum DF_t (contract revenue - its variable energy), sum c_t uc.
+    pv_contract_margin: jax.Array | None = None
+    contract_busy: jax.Array | None = None
 
 
-def ext_totals_init(shape: tuple[int, int]) -> ExtTotals:
+def ext_totals_init(shape: tuple[int, int], contract: bool = False) -> ExtTotals:
     z = jnp.zeros(shape, SUM)
     inf = jnp.full(shape, jnp.inf, SUM)
-    return ExtTotals(*([z] * 15), inf, z, z, z, z, z, inf)
+    return ExtTotals(*([z] * 15), inf, z, z, z, z, z, inf, *((z, z) if contract else (None, None)))
 
 
 def ext_accumulate(
@@ -89,6 +92,10 @@ def ext_accumulate(
         interest=tot.interest + fm.interest,
         pv_equity=tot.pv_equity + fm.equity_flow * dfe,
         min_dscr=jnp.minimum(tot.min_dscr, dscr),
+        pv_contract_margin=None
+        if tot.pv_contract_margin is None
+        else tot.pv_contract_margin + (c(f.contract_revenue) - c(f.contract_variable_usd)) * df,
+        contract_busy=None if tot.contract_busy is None else tot.contract_busy + c(f.contract_busy),
     )
 
 
@@ -194,10 +201,25 @@ def ext_metrics(
 
 
 def _breakeven_utilization(tot: ExtTotals, pv_cost: jax.Array) -> jax.Array:
-    """The mean busy share at which NPV (before tax) is 0 when the busy path is scaled by one
-    factor: :func:`mcrisk.model.metrics.breakeven_utilization` over the live months."""
+    """The mean busy share at which NPV (before tax) is 0 when the spot busy path is scaled by one
+    factor: :func:`mcrisk.model.metrics.breakeven_utilization` over the live months. A contract's
+    take-or-pay revenue and its energy do not scale: they join the fixed part."""
+    if tot.contract_busy is not None:
+        return _breakeven_utilization_contracted(tot, pv_cost)
     fixed_pv = pv_cost - tot.pv_variable
     margin_pv = tot.pv_revenue - tot.pv_variable
     lam = jnp.where(margin_pv > 0, fixed_pv / jnp.where(margin_pv > 0, margin_pv, 1.0), jnp.inf)
     mean = jnp.where(tot.live > 0, tot.busy / jnp.where(tot.live > 0, tot.live, 1.0), jnp.nan)
     return mean * jnp.maximum(lam, 0.0)
+
+
+def _breakeven_utilization_contracted(tot: ExtTotals, pv_cost: jax.Array) -> jax.Array:
+    """:func:`_breakeven_utilization` with contracts: NPV(x) = -fixed + contract margin + x * spot margin."""
+    npv_none = tot.pv_contract_margin - (pv_cost - tot.pv_variable)
+    spot_margin = tot.pv_revenue - tot.pv_variable - tot.pv_contract_margin
+    safe = jnp.where(spot_margin > 0, spot_margin, 1.0)
+    x_star = jnp.where(spot_margin > 0, jnp.maximum(-npv_none / safe, 0.0), jnp.inf)
+    live = jnp.where(tot.live > 0, tot.live, 1.0)
+    spot_mean = (tot.busy - tot.contract_busy) / live
+    out = x_star * spot_mean + tot.contract_busy / live
+    return jnp.where(tot.live > 0, out, jnp.nan)

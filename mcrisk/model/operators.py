@@ -63,6 +63,9 @@ class ExtFlows(NamedTuple):
     busy: jax.Array  # B_t
     contract_revenue: jax.Array
     variable_energy_usd: jax.Array  # the part of energy_usd that scales with the busy share
+    # Under a contract (None without): the contracted busy share c_t uc and its part of variable_energy_usd.
+    contract_busy: jax.Array | None = None
+    contract_variable_usd: jax.Array | None = None
 
 
 class Finance(NamedTuple):
@@ -133,7 +136,24 @@ def ext_month_flows(
     variable = live * pl.facility_kwh * (1 - sp.idle) * busy * mkt.electricity
     opex = energy_usd + live * (pl.colocation + pl.maintenance + pl.license)
     contract_rev = jnp.broadcast_to(jnp.asarray(contract_rev, dtype), revenue.shape)
-    return ExtFlows(revenue, tokens, energy_kwh, energy_usd, opex, revenue - opex, live, busy, contract_rev, variable)
+    con_busy = con_var = None
+    if c is not None:
+        con_busy = c * xp.usage
+        con_var = live * pl.facility_kwh * (1 - sp.idle) * con_busy * mkt.electricity
+    return ExtFlows(
+        revenue,
+        tokens,
+        energy_kwh,
+        energy_usd,
+        opex,
+        revenue - opex,
+        live,
+        busy,
+        contract_rev,
+        variable,
+        con_busy,
+        con_var,
+    )
 
 
 def finance_init(flags: Flags, xp: ExtParams, shape: tuple[int, int]) -> Finance:
