@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcrisk.engine.plan import MONTHLY_SCENARIOS, PLAIN_SYSTEM_FIELDS
-from mcrisk.errors import Problem, StudyError, _shown
+from mcrisk.errors import Problem, StudyError, _shown, type_name
 from mcrisk.model.metrics import ALL_METRICS
 from mcrisk.stats.convergence import parse_target
 from mcrisk.study.schema import Study
@@ -207,7 +207,7 @@ class RunOptions:
             problems.append(f"no field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
         for k, types in (RECORDED | OPTIONAL).items():
             if k in obj and not _is(obj[k], types):
-                problems.append(f"'options.{k}' must be {_type_name(types)}, got {_shown(obj[k])}")
+                problems.append(f"'options.{k}' must be {type_name(types)}, got {_shown(obj[k])}")
         for k, (t, names) in _LIST_ELEMENTS.items():
             items = obj.get(k)
             if isinstance(items, list) and not all(_is(x, t) for x in items):
@@ -266,15 +266,6 @@ _MINIMA = {
 }
 # The type of every element of the list options (a shard is [i, k]), and its name in a message.
 _LIST_ELEMENTS = {"shard": (int, "whole numbers"), "columns": (str, "strings"), "sampler_dims": (str, "strings")}
-_TYPE_NAMES = {
-    dict: "an object",
-    list: "an array",
-    str: "a string",
-    int: "a whole number",
-    float: "a number",
-    bool: "true or false",
-    NoneType: "null",
-}
 
 
 def _is(value: Any, types: type | tuple[type, ...]) -> bool:
@@ -285,7 +276,3 @@ def _is(value: Any, types: type | tuple[type, ...]) -> bool:
     if float in types and isinstance(value, int) and not isinstance(value, bool):
         return True
     return isinstance(value, types)
-
-
-def _type_name(types: type | tuple[type, ...]) -> str:
-    return " or ".join(_TYPE_NAMES[t] for t in (types if isinstance(types, tuple) else (types,)))

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from mcrisk.errors import RunFolderError, _shown
+from mcrisk.errors import RunFolderError, _shown, type_name
 from mcrisk.io.folder import SHARD_STATE
 
 NoneType = type(None)
@@ -82,20 +82,6 @@ def _is(value: Any, types: type | tuple[type, ...]) -> bool:
     return isinstance(value, types)
 
 
-def _type_name(types: type | tuple[type, ...]) -> str:
-    names = {
-        dict: "an object",
-        list: "an array",
-        str: "a string",
-        int: "a whole number",
-        float: "a number",
-        bool: "true or false",
-        NoneType: "null",
-    }
-    types = types if isinstance(types, tuple) else (types,)
-    return " or ".join(names.get(t, t.__name__) for t in types)
-
-
 def field_problems(
     obj: Mapping[str, Any], required: Sequence[str] = (), types: Mapping[str, Any] | None = None, prefix: str = ""
 ) -> list[str]:
@@ -107,7 +93,7 @@ def field_problems(
         problems.append(f"no field{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     for k, t in (types or {}).items():
         if k in obj and not _is(obj[k], t):
-            problems.append(f"'{prefix}{k}' must be {_type_name(t)}, got {_shown(obj[k])}")
+            problems.append(f"'{prefix}{k}' must be {type_name(t)}, got {_shown(obj[k])}")
     return problems
 
 
