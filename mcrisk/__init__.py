@@ -7,13 +7,22 @@ the process (`enable_float64`); code that calls the engine's stages itself calls
 running sums of money are float64.
 """
 
+import logging as _logging
+
 from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
+
+# The library logs (progress of long runs at INFO, on the logger "mcrisk") and leaves the
+# output to the application: the mcrisk command installs a handler, a notebook may.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 # The rest of the API is imported on first use (PEP 562): `import mcrisk.cli.app` then costs JAX and
 # little else, and the command can start the accelerator while it imports the engine (cli.main).
 _LAZY = {
     "enable_float64": "_x64",
     "merge_runs": "workflows.merge",
+    "open_run": "workflows.opened",
+    "Run": "workflows.opened",
+    "Certainty": "workflows.opened",
     "METRICS": "model.metrics",
     "RunResult": "workflows.run",
     "run_study": "workflows.run",
@@ -24,6 +33,15 @@ _LAZY = {
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # (read on first use: importlib.metadata is slow to import)
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            value = version("mcrisk")
+        except PackageNotFoundError:  # not installed (e.g. run from a source tree)
+            value = "0+unknown"
+        globals()[name] = value
+        return value
     if name in _LAZY:
         import importlib
 
@@ -34,20 +52,15 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"__version__"})
 
-
-try:
-    from importlib.metadata import version as _version
-
-    __version__ = _version("mcrisk")
-except Exception:  # not installed (e.g. run from a source tree)
-    __version__ = "0+unknown"
 
 __all__ = [
+    "Certainty",
     "METRICS",
     "Problem",
     "RunFolderError",
+    "Run",
     "RunInterrupted",
     "RunResult",
     "Study",
@@ -56,6 +69,7 @@ __all__ = [
     "enable_float64",
     "load_study",
     "merge_runs",
+    "open_run",
     "run_study",
     "__version__",
 ]

@@ -30,6 +30,7 @@ from mcrisk.stats.calibration import calibration_table
 from mcrisk.stats.convergence import explain
 from mcrisk.study.plausibility import plausibility_warnings
 from mcrisk.study.schema import Study
+from mcrisk.workflows import display
 from mcrisk.workflows.stress import stress_table
 
 if TYPE_CHECKING:
@@ -53,6 +54,15 @@ class RunResult:
     stress: pd.DataFrame | None = None
     monthly: pd.DataFrame | None = field(default=None, repr=False)
     calibration: pd.DataFrame | None = None
+
+    def __repr__(self) -> str:
+        return display.text(self._glance())
+
+    def _repr_html_(self) -> str:
+        return display.to_html(self._glance())
+
+    def _glance(self) -> display.Glance:
+        return display.glance("mcrisk.RunResult", self.manifest, self.summary, self.risk, self.folder)
 
     def headline(self) -> pd.DataFrame:
         """P5/P50/P95 of the headline metrics and P(loss), one row per system."""
