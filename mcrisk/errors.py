@@ -8,9 +8,10 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:  # (pydantic is imported where a study is validated: `mcrisk --help` does without it)
+    from pydantic import BaseModel, ValidationError
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ def _clean_loc(loc: tuple, user_key_last: bool = False) -> str:
 
 def _allowed_here(loc: tuple, root: type[BaseModel]) -> list[str]:
     """Field names allowed beside an unknown key at `loc` (for 'did you mean')."""
+    from pydantic import BaseModel
+
     model: Any = root
     for p in loc[:-1]:
         if isinstance(model, type) and issubclass(model, BaseModel):

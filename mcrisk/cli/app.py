@@ -12,7 +12,6 @@ from pathlib import Path
 import typer
 
 import mcrisk.errors as errors
-from mcrisk._x64 import enable_float64
 from mcrisk.cli import commands
 from mcrisk.cli.common import err_console
 from mcrisk.cli.greeks_cmd import greeks
@@ -102,8 +101,10 @@ def _leave(code: int) -> None:
     os._exit(code)
 
 
-# Commands that simulate, and so start the accelerator (cli.main starts it early for them).
+# Commands that simulate, and so start the accelerator (cli.main starts it early for them), and
+# those that run the engine's programs, for which main switches on JAX's float64 first.
 SIMULATING = ("run", "claims", "sweep", "greeks")
+ENGINE = (*SIMULATING, "merge")
 
 
 def _start_backend_early(argv: list[str]) -> None:
@@ -141,10 +142,21 @@ def _start_backend_early(argv: list[str]) -> None:
     threading.Thread(target=start, name="mcrisk-backend", daemon=True).start()
 
 
+def _needs_engine(argv: list[str]) -> bool:
+    """Whether the command line runs a command that simulates or merges (`mcrisk --help`,
+    `mcrisk COMMAND --help`, `--version` and the commands that only read files never import JAX)."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    return command in ENGINE and not any(a in ("--help", "--version") for a in argv)
+
+
 def main() -> None:
-    enable_float64()
-    _compilation_cache()
-    _start_backend_early(sys.argv[1:])
+    argv = sys.argv[1:]
+    if _needs_engine(argv):
+        from mcrisk._x64 import enable_float64
+
+        enable_float64()
+        _compilation_cache()
+        _start_backend_early(argv)
     # SIGTERM (a batch scheduler's stop) ends a run like Ctrl-C: the partial folder stays for --resume.
     interrupt.install()
     try:

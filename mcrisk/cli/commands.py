@@ -9,7 +9,18 @@ from pathlib import Path
 
 import typer
 
-from mcrisk.cli.common import count, err_console, fail, parse_sets, warn, write_report
+from mcrisk.cli.common import (
+    Precision,
+    batch_log,
+    count,
+    err_console,
+    fail,
+    log_interval_option,
+    parse_sets,
+    precision_value,
+    warn,
+    write_report,
+)
 from mcrisk.cli.terminal import (
     money,
     out_console,
@@ -21,8 +32,6 @@ from mcrisk.cli.terminal import (
 )
 from mcrisk.engine import interrupt
 from mcrisk.errors import Problem, RunFolderError, StudyError
-from mcrisk.study.presets import leaves
-from mcrisk.study.schema import load_study_with_provenance
 
 
 def merge(
@@ -48,6 +57,9 @@ def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")
     """Check a study without simulating; print it resolved (defaults, catalog values and sized units
     filled in) and where each value came from (study, default, preset, workload, curve, sizing)."""
     from rich.table import Table
+
+    from mcrisk.study.presets import leaves
+    from mcrisk.study.schema import load_study_with_provenance
 
     try:
         st, provenance = load_study_with_provenance(study)
@@ -128,6 +140,7 @@ def claims(
     ),
     seed: int | None = typer.Option(None, "--seed", help="Root seed of the uncertain runs (default: the claim's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress or table."),
+    log_interval: float | None = log_interval_option(),
 ) -> None:
     """Reproduce the vendors' published claims from their stated assumptions, then give P(claim holds)
     under realistic uncertainty from the catalog, with its MCSE and P5/P50/P95."""
@@ -138,7 +151,8 @@ def claims(
             err_console.print(f"running {msg}", highlight=False)
 
     try:
-        result = run_claims(names or None, out=out, scenarios=scenarios, seed=seed, progress=progress)
+        with batch_log(quiet, log_interval):
+            result = run_claims(names or None, out=out, scenarios=scenarios, seed=seed, progress=progress)
     except (StudyError, RunFolderError, ClaimError) as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -173,9 +187,12 @@ def sweep(
         metavar="N",
         help="Scenarios per chunk; changes no scenario row or percentile (means and SDs only by float64 rounding).",
     ),
-    precision: str | None = typer.Option(None, "--precision", help="float32 or float64."),
+    precision: Precision | None = typer.Option(
+        None, "--precision", help="Floating-point type of the paths (overrides simulation.precision)."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing sweep folder."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines or table."),
+    log_interval: float | None = log_interval_option(),
 ) -> None:
     """Run a grid of study variants on the same scenarios and write sweep.csv (grid point x system x key statistics)."""
     from rich.table import Table
@@ -189,17 +206,18 @@ def sweep(
             err_console.print(f"point {k + 1}/{total} done: {point}", highlight=False, markup=False)
 
     try:
-        folder, table = run_sweep(
-            study,
-            grid,
-            out=out,
-            scenarios=scenarios,
-            seed=seed,
-            chunk_size=chunk_size,
-            precision=precision,
-            force=force,
-            point_done=point_done,
-        )
+        with batch_log(quiet, log_interval):
+            folder, table = run_sweep(
+                study,
+                grid,
+                out=out,
+                scenarios=scenarios,
+                seed=seed,
+                chunk_size=chunk_size,
+                precision=precision_value(precision),
+                force=force,
+                point_done=point_done,
+            )
     except (StudyError, RunFolderError) as exc:
         fail(exc)
     except KeyboardInterrupt:

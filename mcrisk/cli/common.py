@@ -3,6 +3,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -10,9 +16,21 @@ from rich.console import Console
 
 from mcrisk.cli.terminal import out_console
 from mcrisk.errors import Problem, RunFolderError, StudyError
-from mcrisk.study.variants import check_unique, parse_assignment
+from mcrisk.workflows.progress_log import INTERVAL_ENV
 
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+class Precision(StrEnum):
+    """--precision: the floating-point type of the simulated paths (`--help` lists the choices)."""
+
+    float32 = "float32"
+    float64 = "float64"
+
+
+def precision_value(p: Precision | None) -> str | None:
+    return p.value if p is not None else None
+
 
 EXIT_INVALID = 2
 # The options of a run (mcrisk.engine.options.RunOptions) that the library names by their keyword
@@ -85,6 +103,8 @@ def parse_sets(items: list[str] | None, many: bool = False) -> dict | list | Non
     """--set PATH=VALUE options: {path: value} (run), or [(path, [values])] with `many` (sweep)."""
     if not items:
         return None
+    from mcrisk.study.variants import check_unique, parse_assignment
+
     try:
         pairs = [parse_assignment(x, many=many) for x in items]
         check_unique([p for p, _ in pairs])
@@ -109,3 +129,55 @@ def write_report(run_dir: Path, quiet: bool) -> None:
         fail(exc)
     if not quiet:
         out_console.print(f"wrote {path}", highlight=False)
+
+
+# The progress lines of a batch job (stderr not a terminal): what `logging` shows of the logger "mcrisk".
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def log_interval_option():
+    """--log-interval SECONDS (or MCRISK_LOG_INTERVAL), for the commands that log progress."""
+    return typer.Option(
+        None,
+        "--log-interval",
+        metavar="SECONDS",
+        min=0.1,
+        envvar=INTERVAL_ENV,
+        help="Seconds between progress lines when stderr is not a terminal (batch jobs, CI); default 10.",
+    )
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler that writes to sys.stderr as it is when a line is logged (a test's runner swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+@contextmanager
+def batch_log(quiet: bool, interval: float | None) -> Iterator[None]:
+    """While a command runs: the library's progress lines on stderr (timestamped, through logging)
+    where stderr is not a terminal (a terminal shows the progress bar), unless `quiet`; every
+    `interval` seconds (else MCRISK_LOG_INTERVAL's, else 10)."""
+    if interval is not None:
+        os.environ[INTERVAL_ENV] = repr(float(interval))
+    if quiet or err_console.is_terminal:
+        yield
+        return
+    logger = logging.getLogger("mcrisk")
+    handler = _Stderr()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from mcrisk.cli.common import count, fail
+from mcrisk.cli.common import batch_log, count, fail, log_interval_option
 from mcrisk.cli.terminal import money, out_console
 from mcrisk.errors import RunFolderError, StudyError
 
@@ -27,16 +27,18 @@ def greeks(
     ),
     force: bool = typer.Option(False, "--force", help="Replace greeks.csv and its companions there."),
     no_design_point: bool = typer.Option(False, "--no-design-point", help="Skip the FORM design point."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No tables."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress lines or tables."),
+    log_interval: float | None = log_interval_option(),
 ) -> None:
     """Write greeks.csv (pathwise derivatives of the mean, P5, P1 and P(loss) of a metric by every
     input and distribution parameter), reverse_stress.csv and design_point.csv (docs/greeks.md)."""
     from mcrisk.workflows.greeks import run_greeks
 
     try:
-        result = run_greeks(
-            study, out=out, scenarios=scenarios, seed=seed, metric=metric, force=force, design=not no_design_point
-        )
+        with batch_log(quiet, log_interval):
+            result = run_greeks(
+                study, out=out, scenarios=scenarios, seed=seed, metric=metric, force=force, design=not no_design_point
+            )
     except (StudyError, RunFolderError) as exc:
         fail(exc)
     if not quiet:

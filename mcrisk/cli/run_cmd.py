@@ -9,7 +9,18 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mcrisk.cli.common import count, err_console, fail, parse_sets, warn, write_report
+from mcrisk.cli.common import (
+    Precision,
+    batch_log,
+    count,
+    err_console,
+    fail,
+    log_interval_option,
+    parse_sets,
+    precision_value,
+    warn,
+    write_report,
+)
 from mcrisk.cli.terminal import out_console, print_headline, print_sections, print_timings
 from mcrisk.engine import interrupt
 from mcrisk.engine.cluster import distributed_shard
@@ -36,14 +47,15 @@ def run(
         metavar="N",
         help="Scenarios per chunk; changes no scenario row or percentile (means and SDs only by float64 rounding).",
     ),
-    precision: str | None = typer.Option(
-        None, "--precision", help="float32 or float64 (overrides simulation.precision)."
+    precision: Precision | None = typer.Option(
+        None, "--precision", help="Floating-point type of the paths (overrides simulation.precision)."
     ),
     force: bool = typer.Option(False, "--force", help="Replace an existing run folder."),
     no_scenarios: bool = typer.Option(
         False, "--no-scenarios", help="Write summaries only, no per-scenario Parquet (for very large N)."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar, progress lines or table."),
+    log_interval: float | None = log_interval_option(),
     resume: Path | None = typer.Option(
         None, "--resume", help="Continue the interrupted run of this run folder from its last checkpoint."
     ),
@@ -109,7 +121,7 @@ def run(
             scenarios=scenarios,
             seed=seed,
             chunk_size=chunk_size,
-            precision=precision,
+            precision=precision_value(precision),
             force=force,
             write_scenarios=not no_scenarios,
             checkpoint_every=checkpoint_every,
@@ -124,7 +136,7 @@ def run(
         if monthly_scenarios is not None:  # (else run_study's default cap)
             options["monthly_scenarios"] = _parse_monthly_scenarios(monthly_scenarios)
         options["overrides"] = parse_sets(set_)
-        with bar:
+        with bar, batch_log(quiet, log_interval):
             result = _run(study, out, from_manifest, resume, force, progress, options)
     except (StudyError, RunFolderError, OSError) as exc:
         fail(exc)
@@ -147,7 +159,8 @@ def run(
     if timings:
         print_timings(result.manifest)
     if greeks:
-        _greeks(result, quiet)
+        with batch_log(quiet, log_interval):
+            _greeks(result, quiet)
     if report:
         write_report(result.folder, quiet)
 
@@ -214,8 +227,8 @@ def _progress_bar(quiet: bool) -> tuple[Progress, Callable[[int, int], None]]:
 
 # The options that go with --from-manifest and --resume; the manifest or the interrupted run fixes every other
 # (--resume also takes the study, checked against the one the run was started with).
-WITH_FROM_MANIFEST = {"from_manifest", "out", "force", "quiet", "report", "timings"}
-WITH_RESUME = {"resume", "study", "quiet", "report", "timings"}
+WITH_FROM_MANIFEST = {"from_manifest", "out", "force", "quiet", "log_interval", "report", "timings"}
+WITH_RESUME = {"resume", "study", "quiet", "log_interval", "report", "timings"}
 
 
 def _given(ctx: typer.Context) -> list:

@@ -12,6 +12,7 @@ from mcrisk.engine.state import checkpoint_arrays
 from mcrisk.io.checkpoint import save_checkpoint
 from mcrisk.io.folder import SCENARIOS_DIR, RunFolder
 from mcrisk.io.parquet import ScenarioWriter, part_scenarios
+from mcrisk.workflows.progress_log import ProgressLog
 from mcrisk.workflows.publish import versions
 
 
@@ -43,6 +44,8 @@ def drive(
     times = loop.times
     writer = _writer(loop, folder, parts) if loop.fields is not None else None
     meta = checkpoint_meta(loop)
+    log = ProgressLog(f"simulating {loop.study.name!r}")
+    log.start(*_position(loop, resume))
     done = None
     for event in loop.events(resume, writer.blocks_held(loop.plan.chunk) if writer is not None else 0):
         if isinstance(event, RowBlock):  # waits only while the writer's threads have `threads` parts queued
@@ -64,6 +67,7 @@ def drive(
             )
             times["write"] += time.perf_counter() - t0
         elif isinstance(event, Progress):
+            log(event.done, event.total)
             if progress is not None:
                 progress(event.done, event.total)
         elif isinstance(event, Done):
@@ -77,6 +81,14 @@ def drive(
     assert done is not None  # (the loop always ends with Done)
     done.extra["parts"] = writer.written() if writer is not None else {}
     return done
+
+
+def _position(loop: ChunkLoop, resume: Resume | None) -> tuple[int, int]:
+    """(scenarios done, total) of this process's slice of the run where the loop starts, as its
+    Progress events count them."""
+    (lo, hi), C, n = loop.chunks, loop.plan.chunk, loop.opts.scenarios
+    start = resume.next_chunk if resume is not None else lo
+    return min(n, start * C) - lo * C, min(n, hi * C) - lo * C
 
 
 def _writer(loop: ChunkLoop, folder: RunFolder, parts: Mapping[str, dict] | None) -> ScenarioWriter:

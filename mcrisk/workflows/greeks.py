@@ -29,6 +29,7 @@ from mcrisk.stats.reverse_stress import COLUMNS as RS_COLUMNS
 from mcrisk.stats.reverse_stress import reverse_stress
 from mcrisk.study.schema import Study, default_study_path, load_study
 from mcrisk.workflows.greeks_table import DESIGN_COLUMNS, design_table, greeks_table, not_differentiable_table
+from mcrisk.workflows.progress_log import ProgressLog
 
 REVERSE_STRESS_SCENARIOS = 1 << 20  # the reverse stress test reads the first this many scenarios
 
@@ -78,8 +79,11 @@ def gradient_pass(progs: eg.Programs, scenarios: int, sums: sg.Sums, progress: C
     sv, fixed = sample_values(plan), dict(plan.fixed)
     centers = {k: np.asarray(v, np.float64) for k, v in sums.centers.items()}
     h = np.asarray(sums.h, np.float64)
+    log = ProgressLog(f"gradients of {progs.plan.study.name!r}")
+    log.start(0, scenarios)
     for start, valid, idx in eg.chunks(plan, scenarios):
         sums.add_partial(progs.sums(sv, fixed, idx, np.arange(plan.chunk) < valid, centers, h))
+        log(start + valid, scenarios)
         if progress is not None:
             progress(start + valid, scenarios)
     return sums

@@ -33,6 +33,7 @@ from mcrisk.io.verify import check_partial
 from mcrisk.study import variants
 from mcrisk.study.schema import Study, default_study_path, load_study
 from mcrisk.workflows.drive import drive
+from mcrisk.workflows.progress_log import LOG
 from mcrisk.workflows.publish import RunResult, finish
 
 ProgressFn = Callable[[int, int], None]
@@ -266,7 +267,8 @@ def run_stresses(
     shutil.rmtree(where, ignore_errors=True)  # a resumed run starts its stresses again
     where.mkdir(parents=True)
     out = []
-    for name, overrides in study.stress.items():
+    for k, (name, overrides) in enumerate(study.stress.items()):
+        LOG.info("stress %r (%d of %d), on the base case's draws", name, k + 1, len(study.stress))
         variant = variants.apply(raw, overrides, label=f"stress.{name}")
         result = run_study(
             variant,

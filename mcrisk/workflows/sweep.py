@@ -15,6 +15,7 @@ from mcrisk.io.folder import RunFolder
 from mcrisk.io.jsonfiles import write_json
 from mcrisk.study import variants as ov
 from mcrisk.study.schema import Study, default_study_path, load_study
+from mcrisk.workflows.progress_log import LOG
 from mcrisk.workflows.run import run_study
 from mcrisk.workflows.stress import STAT_COLUMNS, key_stats
 
@@ -61,6 +62,7 @@ def run_sweep(
         folder.write_study(base.to_yaml())
         rows = []
         for k, (point, variant) in enumerate(zip(points, variants)):
+            LOG.info("sweep point %d of %d: %s", k + 1, len(points), ov.describe(point))
             result = run_study(
                 variant,
                 out=folder.path(f"points/{k:03d}"),
