@@ -43,7 +43,8 @@ ANALYSIS_SCENARIOS = 1 << 16
 
 @dataclass
 class RunResult:
-    """What a run produced: the folder and the tables it wrote."""
+    """What a run produced: the folder and the tables it wrote (``mcrisk.open_run(result.folder)``
+    reads the rest: the scenario rows, the summary draws). Its repr is a short table."""
 
     folder: Path
     summary: pd.DataFrame
