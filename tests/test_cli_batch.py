@@ -125,14 +125,16 @@ def test_the_interval_comes_from_the_environment(monkeypatch):
     assert duration(59.6) == "1 min 0 s" and duration(7_300) == "2 h 1 min"
 
 
-def test_batch_log_installs_a_handler_only_for_a_batch_job():
+def test_batch_log_installs_a_handler_only_for_a_batch_job(monkeypatch):
+    monkeypatch.delenv("MCRISK_LOG_INTERVAL", raising=False)
     logger = logging.getLogger("mcrisk")
     before, level = list(logger.handlers), logger.level
     with batch_log(quiet=True, interval=None):
         assert logger.handlers == before
-    with batch_log(quiet=False, interval=None):  # (pytest's stderr is not a terminal)
+    with batch_log(quiet=False, interval=2.5):  # (pytest's stderr is not a terminal)
         assert len(logger.handlers) == len(before) + 1 and logger.level == logging.INFO
-    assert logger.handlers == before and logger.level == level
+        assert log_interval() == 2.5
+    assert logger.handlers == before and logger.level == level and "MCRISK_LOG_INTERVAL" not in os.environ
 
 
 def test_a_batch_run_prints_timestamped_progress_lines(tmp_path):

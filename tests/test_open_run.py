@@ -82,6 +82,7 @@ def test_scenarios_reads_the_rows_asked_for(run, rows):
     np.testing.assert_array_equal(rack["scenario"].to_numpy(), np.arange(600))
     losses = run.scenarios(["npv_usd"], filter=pc.field("npv_usd") < 0)
     assert len(losses) == int((rows["npv_usd"] < 0).sum()) and (losses["npv_usd"] < 0).all()
+    assert list(run.scenarios("npv_usd").columns) == ["scenario", "system", "npv_usd"]  # one column by name
     table = run.scenarios(["irr"], systems=["server"], as_arrow=True)
     assert isinstance(table, pa.Table) and table.num_rows == 600
     with pytest.raises(

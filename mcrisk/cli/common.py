@@ -165,19 +165,23 @@ def batch_log(quiet: bool, interval: float | None) -> Iterator[None]:
     """While a command runs: the library's progress lines on stderr (timestamped, through logging)
     where stderr is not a terminal (a terminal shows the progress bar), unless `quiet`; every
     `interval` seconds (else MCRISK_LOG_INTERVAL's, else 10)."""
-    if interval is not None:
+    before = os.environ.get(INTERVAL_ENV)
+    if interval is not None:  # (the library reads it where each pass starts)
         os.environ[INTERVAL_ENV] = repr(float(interval))
-    if quiet or err_console.is_terminal:
-        yield
-        return
     logger = logging.getLogger("mcrisk")
-    handler = _Stderr()
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    handler, level = None, logger.level
+    if not quiet and not err_console.is_terminal:
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+        if handler is not None:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        if before is None:
+            os.environ.pop(INTERVAL_ENV, None)
+        else:
+            os.environ[INTERVAL_ENV] = before

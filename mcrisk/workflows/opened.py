@@ -293,6 +293,8 @@ class Run:
         back under the name asked for. A pandas DataFrame, or a pyarrow Table with `as_arrow`."""
         ds = self.dataset()
         names = list(ds.schema.names)
+        if isinstance(columns, str):  # one column
+            columns = [columns]
         wanted = self._resolve([*_KEYS, *(c for c in columns if c not in _KEYS)] if columns else names, names)
         where = self._system_filter(systems)
         if filter is not None:
