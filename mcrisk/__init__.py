@@ -15,8 +15,9 @@ from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
 # output to the application: the mcrisk command installs a handler, a notebook may.
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
-# The rest of the API is imported on first use (PEP 562): `import mcrisk.cli.app` then costs JAX and
-# little else, and the command can start the accelerator while it imports the engine (cli.main).
+# The rest of the API is imported on first use (PEP 562): `import mcrisk.cli.app` then imports no
+# JAX (`mcrisk --help` stays quick), and a command that simulates can start the accelerator while
+# it imports the engine (cli.main); `open_run` reads a run folder without JAX.
 _LAZY = {
     "enable_float64": "_x64",
     "merge_runs": "workflows.merge",

@@ -1,7 +1,9 @@
 """The `mcrisk` command: a thin typer shell over the library (`run_study`, `load_study`).
 
 The commands live in :mod:`mcrisk.cli.run_cmd` and :mod:`mcrisk.cli.commands`; this module makes
-the typer app of them and the process's entry point, :func:`main`.
+the typer app of them and the process's entry point, :func:`main`. Importing them imports no JAX,
+pandas or pyarrow (each command imports its workflow when it runs), so that `mcrisk --help`,
+`mcrisk COMMAND --help` and `--version` answer at once; tests/test_cli_batch.py holds them to it.
 """
 
 from __future__ import annotations
