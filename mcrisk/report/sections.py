@@ -94,12 +94,8 @@ def distributions(run: dict, figs: mu.Figures) -> str:
                 f"{what} per system, drawn through the summary percentiles P1..P99: this run kept no "
                 f"scenarios{'' if rows is None else f' with {metric}'} (run without --no-scenarios for densities)."
             )
-        width = fg.asinh_width(pct)
-        if width is not None:
-            cap += (
-                f" The axis is an asinh scale, linear within ±{fg.money(width)} and logarithmic beyond, since the "
-                "systems' spreads differ more than 20 times."
-            )
+        if samples:
+            cap += " Linear axis; density: Gaussian kernel, Silverman's bandwidth, each curve scaled to its peak."
         out.append(figs(fig, name, f"Distribution of {what} per system", cap))
     return "".join(out)
 
