@@ -20,10 +20,10 @@ def modes(y: np.ndarray, prominence: float = 0.03) -> int:
     return len(find_peaks(y, prominence=prominence * y.max())[0])
 
 
-def histogram_modes(x: np.ndarray) -> int:
-    """The modes of a linear histogram of `x`: 50 bins from its P0.1 to its P99.9."""
-    counts, _ = np.histogram(x, bins=50, range=tuple(np.percentile(x, (0.1, 99.9))))
-    return modes(counts)
+def histogram_modes(x: np.ndarray, prominence: float = 0.03, bins: int = 50) -> int:
+    """The modes of a linear histogram of `x`: `bins` bins from its P0.1 to its P99.9."""
+    counts, _ = np.histogram(x, bins=bins, range=tuple(np.percentile(x, (0.1, 99.9))))
+    return modes(counts, prominence)
 
 
 def percentiles(x: np.ndarray) -> dict[str, float]:

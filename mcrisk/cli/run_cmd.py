@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mcrisk.cli.common import count, err_console, fail, parse_sets, warn, write_report
+from mcrisk.cli.common import Paper, count, err_console, fail, parse_sets, warn, write_report
 from mcrisk.cli.terminal import out_console, print_headline, print_sections, print_timings
 from mcrisk.engine import interrupt
 from mcrisk.engine.cluster import distributed_shard
@@ -73,6 +73,12 @@ def run(
     report: bool = typer.Option(
         False, "--report", help="Also write report.html (the mcrisk report page) into the run folder."
     ),
+    pdf: bool = typer.Option(
+        False,
+        "--pdf",
+        help="Also write report.html and print it to report.pdf with headless Chromium (mcrisk report --pdf).",
+    ),
+    paper: Paper = typer.Option(Paper.a4, "--paper", help="Paper size of report.pdf."),
     set_: list[str] | None = typer.Option(
         None,
         "--set",
@@ -148,8 +154,8 @@ def run(
         print_timings(result.manifest)
     if greeks:
         _greeks(result, quiet)
-    if report:
-        write_report(result.folder, quiet)
+    if report or pdf:
+        write_report(result.folder, quiet, pdf=pdf, paper=paper.value)
 
 
 def _run(
@@ -214,8 +220,8 @@ def _progress_bar(quiet: bool) -> tuple[Progress, Callable[[int, int], None]]:
 
 # The options that go with --from-manifest and --resume; the manifest or the interrupted run fixes every other
 # (--resume also takes the study, checked against the one the run was started with).
-WITH_FROM_MANIFEST = {"from_manifest", "out", "force", "quiet", "report", "timings"}
-WITH_RESUME = {"resume", "study", "quiet", "report", "timings"}
+WITH_FROM_MANIFEST = {"from_manifest", "out", "force", "quiet", "report", "pdf", "paper", "timings"}
+WITH_RESUME = {"resume", "study", "quiet", "report", "pdf", "paper", "timings"}
 
 
 def _given(ctx: typer.Context) -> list:
