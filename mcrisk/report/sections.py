@@ -12,6 +12,7 @@ import pandas as pd
 
 from mcrisk.report import figures as fg
 from mcrisk.report import markup as mu
+from mcrisk.report import notes
 from mcrisk.report.data import UTILIZATION_BINS, cost_components, margin_bins, payback_months
 from mcrisk.stats.compare import win_matrix
 
@@ -105,7 +106,7 @@ def cash_flow(run: dict, figs: mu.Figures) -> str:
     if monthly is None or "quantity" not in monthly:
         why = (
             "it was made with --no-monthly: run it again without --no-monthly"
-            if _options(run).get("monthly") is False
+            if notes.options(run).get("monthly") is False
             else "run it again with this version of mcrisk run, which writes the monthly bands,"
         )
         return mu.note(f"This run has no monthly.parquet: {why} to see cash flow by month.")
@@ -152,7 +153,9 @@ def utilization(run: dict, figs: mu.Figures) -> str:
     rows = run["scenarios"]
     need = {"mean_utilization", "operating_margin"}
     if rows is None or not need <= set(rows.columns):
-        return mu.note(f"Needs the scenarios' mean_utilization and operating_margin: {_rerun_for_rows(run, need)}.")
+        return mu.note(
+            f"Needs the scenarios' mean_utilization and operating_margin: {notes.rerun_for_rows(run, need)}."
+        )
     bins = margin_bins(rows)
     if bins.empty:
         return mu.note("Too few scenarios with a finite operating margin to bin by utilization.")
@@ -166,28 +169,6 @@ def utilization(run: dict, figs: mu.Figures) -> str:
         "Operating margin by mean utilization",
         cap,
     )
-
-
-def _rerun_for_rows(run: dict, need: set[str]) -> str:
-    """What to run so that the scenario rows hold the columns `need`, given the run's options."""
-    opts = _options(run)
-    if run["scenarios"] is None and opts.get("write_scenarios") is False:
-        return "this run was made with --no-scenarios: run it again without --no-scenarios"
-    if run["scenarios"] is None:
-        return "this run kept no scenario rows: run it again"
-    missing = sorted(need - set(run["scenarios"].columns))
-    if opts.get("columns"):
-        return f"this run kept only --columns {','.join(opts['columns'])}: run it again with {', '.join(missing)} among them"
-    return f"this run's scenario rows have no {', '.join(missing)}: run it again with this version of mcrisk run"
-
-
-def _missing_analysis(run: dict, what: str) -> str:
-    if run["scenarios"] is None:
-        return mu.note(
-            f"No sensitivity.csv or comparison.csv: {_rerun_for_rows(run, set())}, then mcrisk analyze, to see {what}."
-        )
-    skipped = " (it was made with --no-analyze)" if _options(run).get("analyze") is False else ""
-    return mu.note(f"This run has not been analyzed{skipped}: run  mcrisk analyze {run['folder']}  to see {what}.")
 
 
 def metric_name(metric: str) -> str:
@@ -212,7 +193,7 @@ def drivers_title(run: dict) -> str:
 def drivers(run: dict, figs: mu.Figures) -> str:
     sens = run["sensitivity"]
     if sens is None or sens.empty:
-        return _missing_analysis(run, "what drives NPV")
+        return notes.missing_analysis(run, "what drives NPV")
     metric = drivers_metric(run)
     name = f"{metric_name(metric)} ({fg.unit(metric)})" if fg.unit(metric) else metric_name(metric)
     part = sens[sens["metric"] == metric].assign(system=lambda d: d["system"].astype(str))
@@ -230,7 +211,7 @@ def comparison(run: dict, figs: mu.Figures) -> str:
     if len(run["systems"]) < 2:
         return mu.note("One system only: nothing to compare.")
     if comp is None or not (comp.get("metric") == "npv_usd").any():
-        return _missing_analysis(run, "which system wins scenario by scenario")
+        return notes.missing_analysis(run, "which system wins scenario by scenario")
     wins = win_matrix(comp, "npv_usd")
     cap = (
         "P(the row system's NPV > the column system's) in the same scenario: the systems share every market draw "
@@ -256,35 +237,10 @@ _STRESS_OPERATIONS = {
 }
 
 
-def _options(run: dict) -> dict:
-    """The options the run recorded (manifest ``options``); {} for a run that recorded none."""
-    opts = run["manifest"].get("options")
-    return opts if isinstance(opts, dict) else {}
-
-
-def _no_stress_note(run: dict) -> str:
-    """What to run to get stress.csv, given the study and the options this run was made with."""
-    m, st = run["manifest"], run["study"]
-    names = list(st["stress"]) if isinstance(st.get("stress"), dict) else []
-    if not names:
-        return mu.note(
-            "This run has no stress.csv: its study has no stress: section. Add one (named overrides, "
-            "docs/study.md) to see the base case and each stress side by side on the same draws."
-        )
-    which = f"the study's {len(names)} stress{'es' if len(names) != 1 else ''} ({', '.join(map(str, names))})"
-    if _options(run).get("stress") is False:
-        why = "it was made with --no-stress: run it again without --no-stress"
-    elif m.get("merged_from") or isinstance(m.get("shard"), dict):
-        why = "it was run in shards (--shard), which skip the stresses: run the study in one job"
-    else:
-        why = "run it again with this version of mcrisk run"
-    return mu.note(f"This run has no stress.csv: {why} to see {which} beside the base case on the same draws.")
-
-
 def stress(run: dict) -> str:
     st = run["stress"]
     if st is None or st.empty:
-        return _no_stress_note(run)
+        return notes.no_stress(run)
 
     def cell(columns: dict, c: str, x: float) -> str:
         return ("+" if c.endswith("_change") and x > 0 else "") + mu.fmt(columns[c][0], x)
