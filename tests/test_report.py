@@ -240,6 +240,20 @@ def test_the_tables_show_stress_breakeven_claims_and_manifest(page):
         assert expected in text[start : text.index("</section>", start)], sid
 
 
+def test_every_axis_of_every_figure_has_its_unit(run_dir):
+    from mcrisk.report.page import render
+
+    drawn = {}
+    render(load_run(run_dir), lambda fig, name, alt, cap: drawn.setdefault(name, fig) and "")
+    assert sorted(drawn) == sorted(FIGURES)
+    categorical = {"row system (A)", "column system (B)", ""}  # the win matrix's systems; the tornado's inputs
+    for name, fig in drawn.items():
+        for ax in fig.axes:
+            for label in (ax.get_xlabel(), ax.get_ylabel()):
+                assert label in categorical or ("(" in label and ")" in label), (name, label)
+        assert any(ax.get_xlabel() not in categorical for ax in fig.axes) or name == "comparison", name
+
+
 def test_missing_optional_inputs_give_notes_not_errors(run_dir, tmp_path):
     bare = tmp_path / "bare"
     shutil.copytree(run_dir, bare)

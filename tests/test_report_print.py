@@ -180,3 +180,35 @@ def test_the_default_study_prints_every_column_and_its_npv_chart_has_the_histogr
     for system in run["systems"]:
         x = rows.loc[rows["system"] == system, "npv_usd"].to_numpy(np.float64)
         assert modes(lines[system], 0.1) == histogram_modes(x, 0.1, bins=30), system
+
+
+def test_a_missing_browser_or_playwright_is_a_clean_error_naming_what_to_install(tmp_path, monkeypatch):
+    from mcrisk.report import pdf
+
+    page = tmp_path / "report.html"
+    page.write_text("<!DOCTYPE html><p>x</p>")
+    with pytest.raises(ValueError, match="paper must be one of a4, letter, got 'a3'"):
+        pdf.write_pdf(page, paper="a3")
+    monkeypatch.setenv("MCRISK_CHROMIUM", str(tmp_path / "nowhere"))
+    with pytest.raises(pdf.BrowserMissing, match="MCRISK_CHROMIUM=.* is not an executable file"):
+        pdf.write_pdf(page)
+    monkeypatch.setitem(__import__("sys").modules, "playwright.sync_api", None)  # as if not installed
+    monkeypatch.delenv("MCRISK_CHROMIUM")
+    with pytest.raises(pdf.BrowserMissing, match=r"pip install 'mcrisk\[pdf\]'"):
+        pdf.write_pdf(page)
+    assert not (tmp_path / "report.pdf").exists()
+
+
+def test_a_browser_that_does_not_start_says_what_to_install(tmp_path, monkeypatch):
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    from mcrisk.report import pdf
+
+    page = tmp_path / "report.html"
+    page.write_text("<!DOCTYPE html><p>x</p>")
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("MCRISK_CHROMIUM", str(fake))
+    with pytest.raises(pdf.BrowserMissing, match="apt-get install chromium.*python -m playwright install chromium"):
+        pdf.write_pdf(page)
+    assert not (tmp_path / "report.pdf").exists()

@@ -179,7 +179,7 @@ def _density(
             v = percentiles[system][q]
             ax.vlines(v, 0, np.interp(v, grid, pdf), color=c, linestyle=style, linewidth=1.2)
     ax.set_ylim(0, 1.08)
-    ax.set_ylabel("density (each scaled to its peak)")
+    ax.set_ylabel("density (relative: each curve's peak = 1)")
     ax.set_title("Density (dashed: P50, dotted: P5 and P95)", fontsize=10)
 
 
@@ -205,7 +205,7 @@ def _ecdf(
     for y in (0.05, 0.5, 0.95):
         ax.axhline(y, color="#999999", linewidth=0.6, linestyle="--")
     ax.set_ylim(0, 1)
-    ax.set_ylabel("share of scenarios at or below")
+    ax.set_ylabel("share of scenarios at or below (%)")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     source = "dots: P5, P50, P95" if samples else "through the summary percentiles P1..P99 (no scenarios kept)"
     ax.set_title(f"Cumulative distribution ({source})", fontsize=10)
@@ -307,7 +307,7 @@ def fan_chart(monthly: pd.DataFrame, colours: Mapping[str, str], payback: Mappin
                 0.03, 0.97, "P50 stays below $0\nwithin the horizon", transform=ax.transAxes, va="top", fontsize=8.5
             )
         ax.set_title(system, fontsize=10, color=c, fontweight="bold")
-        ax.set_xlabel("month")
+        ax.set_xlabel("month of the horizon (months)")
         ax.set_xlim(t.min() - 0.5, t.max() + 0.5)
         ax.yaxis.set_major_formatter(_money_axis())
         _style(ax)
@@ -379,11 +379,11 @@ def margin_by_utilization(bins: pd.DataFrame, colours: Mapping[str, str]) -> Fig
         ax.plot(b["utilization"], b["p50"], color=c, linewidth=1.8, marker="o", markersize=3.5)
         ax.axhline(0, color="#444444", linewidth=0.9)
         ax.set_title(system, fontsize=10, color=c, fontweight="bold")
-        ax.set_xlabel("mean utilization (bin median)")
+        ax.set_xlabel("mean utilization (%, bin median)")
         ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         _style(ax)
-    axes[0].set_ylabel("operating margin")
+    axes[0].set_ylabel("operating margin (%)")
     _band_legend(fig, "P10-P90 of the scenarios in each bin", None, "P50")
     return fig
 
@@ -457,5 +457,5 @@ def win_matrix(wins: pd.DataFrame) -> Figure:
         side.set_visible(False)
     bar = fig.colorbar(im, ax=ax, fraction=0.05)
     bar.ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    bar.set_label("P(A's NPV > B's)", fontsize=9)
+    bar.set_label("P(A's NPV > B's) (%)", fontsize=9)
     return fig
