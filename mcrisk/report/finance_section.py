@@ -84,11 +84,12 @@ def financing(run: dict) -> str:
         mu.table(
             ["system", "equity NPV P5", "equity NPV P50", "equity NPV P95", loss, "equity IRR P50", "project NPV P50"],
             equity,
+            "num2",
         )
     ]
     heads = ["system"]
     heads += ["min DSCR P5", "min DSCR P50", "P(min DSCR < 1.2) ± MCSE", "interest (mean)"] if debt else []
-    out.append(mu.table([*heads, "tax (mean)"], cover))
+    out.append(mu.table([*heads, "tax (mean)"], cover, "num2"))
     out.append(
         mu.note(
             "Equity NPV: the owners' flows (their share of the capex, cash flow after debt service and levered "
@@ -140,7 +141,7 @@ def portfolio(run: dict) -> str:
     p_loss = {s: float(risk.loc[s, "p_loss"]) for s in [*systems, PORTFOLIO] if s in risk.index}
     rows.append(["P(NPV < 0)", *(mu.fmt("p_loss", p_loss.get(s, math.nan)) for s in systems), "",
                  mu.fmt("p_loss", p_loss.get(PORTFOLIO, math.nan)), ""])  # fmt: skip
-    table = mu.table(["", *systems, "sum of systems", "fleet (portfolio)", "fleet - sum"], rows)
+    table = mu.table(["", *systems, "sum of systems", "fleet (portfolio)", "fleet - sum"], rows, "num2")
     p5_gain, cvar_gain = diff["NPV P5 (1 in 20 worse)"], -diff["CVaR 95% (mean loss of the worst 5%)"]
     means = (
         f"What this means: held as one fleet, the 1-in-20 bad case is {mu.fmt('npv_usd', abs(p5_gain))} "

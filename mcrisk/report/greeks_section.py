@@ -34,6 +34,7 @@ def _design(dp: pd.DataFrame) -> str:
     return mu.table(
         ["system", "beta", "Phi(-beta)", "MC P(loss)", "the inputs that moved most (value at the point)"],
         rows,
+        "num2",
         long=(4,),
     )
 
@@ -75,7 +76,10 @@ def reverse_stress(run: dict) -> str:
         )
         parts.append(
             mu.table(
-                ["system", "P(loss)", "input", "median if loss", "median otherwise", "shift (sd)"], rows, long=(2,)
+                ["system", "P(loss)", "input", "median if loss", "median otherwise", "shift (sd)"],
+                rows,
+                "num2",
+                long=(2,),
             )
         )
     if dp is not None and not dp.empty:

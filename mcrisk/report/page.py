@@ -51,6 +51,7 @@ th,td{padding:3px 9px;border-bottom:1px solid var(--rule);text-align:right;verti
 th{background:var(--band);font-weight:600}
 td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}
 td.long{text-align:left;overflow-wrap:anywhere;min-width:12em}
+table.num2 td:nth-child(2),table.num2 th:nth-child(2){text-align:right}
 table.facts td:nth-child(2){white-space:normal;overflow-wrap:anywhere}
 tbody tr:nth-child(even){background:#fafbfc}
 details summary{cursor:pointer;font-size:14px;color:#0b5cab}

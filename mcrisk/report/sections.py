@@ -369,7 +369,7 @@ def risk(run: dict) -> str:
         if "p_equity_loss" in run["risk"]
         else ""
     )
-    return mu.table(["system", *(h for _, h in cols)], rows) + mu.note(
+    return mu.table(["system", *(h for _, h in cols)], rows, "num2") + mu.note(
         "VaR and CVaR are losses of NPV in $ (positive = money lost); ± is the Monte Carlo standard error." + debt
     )
 
