@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mcrisk.report.page import SECTIONS, write_report
+from mcrisk.report.page import CONDITIONAL, SECTIONS, write_report
 from mcrisk.workflows.analyze import analyze_run
 from mcrisk.workflows.run import run_study
 
@@ -26,6 +26,13 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
+# The elements whose content is wider than their box (a table clipped in its scroll box, a cell's
+# text past its edge), with what they hold.
+OVERFLOWING = """() => Array.from(document.querySelectorAll('body *'))
+  .filter(e => e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+  .map(e => `${e.tagName}.${e.className} ${e.scrollWidth} > ${e.clientWidth}: ${(e.textContent || '').slice(0, 80)}`)"""
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +63,12 @@ def test_the_report_opens_in_chromium_without_errors_or_broken_images(browser, t
     assert errors == []
     assert requests == []  # self-contained: nothing fetched from a network
     assert len(sizes) >= 5 and all(ok and w > 0 and h > 0 for ok, w, h in sizes), sizes
-    assert page.evaluate("Array.from(document.querySelectorAll('section')).map(s => s.id)") == [
-        sid for sid, _ in SECTIONS
-    ]
-    # Fits a laptop screen: no horizontal scroll of the page itself (wide tables scroll in their box).
+    # (a study without debt, tax or portfolio row: no financing or portfolio section)
+    shown = [sid for sid, _ in SECTIONS if sid not in CONDITIONAL]
+    assert page.evaluate("Array.from(document.querySelectorAll('section')).map(s => s.id)") == shown
+    # Fits a laptop screen: no horizontal scroll of the page, nor of any table in its box.
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert page.evaluate(OVERFLOWING) == []
     shot = tmp_path / "report.png"  # pytest keeps the last runs' tmp folders: look at it there
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 50_000

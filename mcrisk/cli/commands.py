@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from mcrisk.cli.common import (
+    Paper,
     Precision,
     batch_log,
     count,
@@ -284,7 +285,14 @@ def verify(run_dir: Path = typer.Argument(..., help="A run folder written by mcr
     out_console.print(f"{run_dir}: verified", highlight=False)
 
 
-def report_command(run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run.")) -> None:
+def report_command(
+    run_dir: Path = typer.Argument(..., help="A run folder written by mcrisk run."),
+    pdf: bool = typer.Option(
+        False, "--pdf", help="Also print the page to report.pdf with headless Chromium (needs playwright and chromium)."
+    ),
+    paper: Paper = typer.Option(Paper.a4, "--paper", help="Paper size of report.pdf."),
+) -> None:
     """Write report.html into a run folder: one self-contained page (figures embedded, also saved in figures/)
-    with the headline, distributions, cash flow, costs, drivers, comparisons and the tables."""
-    write_report(run_dir, quiet=False)
+    with the headline, distributions, cash flow, costs, drivers, comparisons and the tables; with --pdf
+    also report.pdf."""
+    write_report(run_dir, quiet=False, pdf=pdf, paper=paper.value)

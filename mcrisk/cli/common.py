@@ -115,7 +115,15 @@ def parse_sets(items: list[str] | None, many: bool = False) -> dict | list | Non
     return {path: values[0] for path, values in pairs}
 
 
-def write_report(run_dir: Path, quiet: bool) -> None:
+class Paper(StrEnum):
+    """The paper sizes of report.pdf (--paper)."""
+
+    a4 = "a4"
+    letter = "letter"
+
+
+def write_report(run_dir: Path, quiet: bool, pdf: bool = False, paper: str = "a4") -> None:
+    """report.html into `run_dir`, and with `pdf` report.pdf printed on `paper` by Chromium."""
     try:
         from mcrisk.report.page import write_report
     except ModuleNotFoundError as exc:
@@ -123,12 +131,16 @@ def write_report(run_dir: Path, quiet: bool) -> None:
             raise
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
+    from mcrisk.report.pdf import BrowserMissing, write_pdf
+
     try:
         path = write_report(run_dir)
-    except (RunFolderError, OSError) as exc:
+        paths = [path, write_pdf(path, paper=paper)] if pdf else [path]
+    except (RunFolderError, OSError, BrowserMissing) as exc:
         fail(exc)
     if not quiet:
-        out_console.print(f"wrote {path}", highlight=False)
+        for path in paths:
+            out_console.print(f"wrote {path}", highlight=False)
 
 
 # The progress lines of a batch job (stderr not a terminal): what `logging` shows of the logger "mcrisk".

@@ -10,6 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mcrisk.cli.common import (
+    Paper,
     Precision,
     batch_log,
     count,
@@ -85,6 +86,12 @@ def run(
     report: bool = typer.Option(
         False, "--report", help="Also write report.html (the mcrisk report page) into the run folder."
     ),
+    pdf: bool = typer.Option(
+        False,
+        "--pdf",
+        help="Also write report.html and print it to report.pdf with headless Chromium (mcrisk report --pdf).",
+    ),
+    paper: Paper = typer.Option(Paper.a4, "--paper", help="Paper size of report.pdf."),
     set_: list[str] | None = typer.Option(
         None,
         "--set",
@@ -161,8 +168,8 @@ def run(
     if greeks:
         with batch_log(quiet, log_interval):
             _greeks(result, quiet)
-    if report:
-        write_report(result.folder, quiet)
+    if report or pdf:
+        write_report(result.folder, quiet, pdf=pdf, paper=paper.value)
 
 
 def _run(
@@ -227,8 +234,8 @@ def _progress_bar(quiet: bool) -> tuple[Progress, Callable[[int, int], None]]:
 
 # The options that go with --from-manifest and --resume; the manifest or the interrupted run fixes every other
 # (--resume also takes the study, checked against the one the run was started with).
-WITH_FROM_MANIFEST = {"from_manifest", "out", "force", "quiet", "log_interval", "report", "timings"}
-WITH_RESUME = {"resume", "study", "quiet", "log_interval", "report", "timings"}
+WITH_FROM_MANIFEST = {"from_manifest", "out", "force", "quiet", "log_interval", "report", "pdf", "paper", "timings"}
+WITH_RESUME = {"resume", "study", "quiet", "log_interval", "report", "pdf", "paper", "timings"}
 
 
 def _given(ctx: typer.Context) -> list:

@@ -19,8 +19,8 @@ from typing import Any
 from mcrisk.io.folder import CHECKPOINT_DIR, SCENARIOS_DIR
 
 PART_NAME = re.compile(r"^part-(\d{6,})-(\d{3,})\.parquet$")
-# Files of a run folder that later commands rewrite (mcrisk analyze, mcrisk report): not recorded.
-REWRITTEN = ("manifest.json", "sensitivity.csv", "comparison.csv", "report.html")
+# Files of a run folder that later commands rewrite (mcrisk analyze, mcrisk report [--pdf]): not recorded.
+REWRITTEN = ("manifest.json", "sensitivity.csv", "comparison.csv", "report.html", "report.pdf")
 _BLOCK = 1 << 20
 
 

@@ -13,6 +13,22 @@ def _usd(x) -> str:
     return f"${float(x):.2f}" if x is not None and math.isfinite(float(x)) else "n/a"
 
 
+def _means(table) -> str:
+    """The block's one-line reading: which systems earn what the rental market pays, which do not."""
+    by = {k: [str(r["system"]) for r in table.to_dict("records") if str(r["status"]) == k] for k in ("above", "below")}
+    inside = [str(r["system"]) for r in table.to_dict("records") if str(r["status"]) == "inside"]
+    said = []
+    if inside:
+        said.append(f"{', '.join(inside)} earn{'s' if len(inside) == 1 else ''} what GPUs rent for")
+    if by["above"]:
+        said.append(f"{', '.join(by['above'])} above any rental price (the study may be optimistic)")
+    if by["below"]:
+        said.append(f"{', '.join(by['below'])} below the cheapest rental (renting the GPUs out would pay more)")
+    if not said:
+        return ""
+    return mu.means("What this means: in its first live year, " + "; ".join(said) + ".")
+
+
 def calibration(run: dict) -> str:
     """The calibration table and its warnings; a note if the run has no calibration.csv."""
     table = run.get("calibration")
@@ -33,6 +49,7 @@ def calibration(run: dict) -> str:
                     status + ratio,
                 ]
             )
+        out.append(_means(table))
         out.append(
             mu.table(
                 ["system", "median (P5-P95) $/GPU-hour, first live year", "rental band $/GPU-hour", "status"], rows

@@ -18,6 +18,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from mcrisk.io.units import unit_of
+from mcrisk.report.density import density
+
 # Okabe & Ito (2008), without yellow first: it is hard to see on white.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 COMPONENTS = (  # (summary.csv metric, label): the parts of cost_per_mtok_usd, in stacking order
@@ -67,14 +70,71 @@ def _money_axis(digits: int = 4) -> FuncFormatter:
     return FuncFormatter(lambda x, _: "$0" if x == 0 else money(x, digits))
 
 
-def _multiple_axis() -> FuncFormatter:
-    return FuncFormatter(lambda x, _: f"{x:g}x")
-
-
-AXES = {  # metric -> (axis label, tick formatter factory)
-    "npv_usd": ("NPV ($, discounted)", _money_axis),
-    "roi_multiple": ("ROI multiple (token revenue / capex)", _multiple_axis),
+# How the report shows the units of units.unit_of; the labels of the metrics the report draws most.
+_UNIT_SHOWN = {"USD": "$", "USD per million tokens": "$/Mtok", "USD per GPU-hour": "$/GPU-hour", "count": "count"}
+_LABELS = {
+    "npv_usd": "NPV ($, discounted)",
+    "roi_multiple": "ROI multiple (token revenue / capex, x)",
+    "cost_per_mtok_usd": "cost per million tokens ($/Mtok)",
+    "levelized_cost_per_mtok_usd": "levelized cost per million tokens ($/Mtok)",
+    "irr": "IRR (%/year)",
+    "equity_irr": "equity IRR (%/year)",
+    "equity_npv_usd": "equity NPV ($, discounted)",
+    "operating_margin": "operating margin (%)",
+    "mean_utilization": "mean utilization (%)",
+    "payback_months": "payback (months)",
 }
+_PERCENT = ("irr", "equity_irr", "operating_margin", "mean_utilization", "net_roi")
+
+
+def unit(metric: str) -> str:
+    """The unit a metric (or study input) is shown in: "$", "$/Mtok", "%", "x", "months", ...;
+    "" where its name does not say. Read from the name through ``mcrisk.io.units.unit_of``."""
+    last = metric.rsplit(".", 1)[-1]
+    if "per_mtok" in last:  # (cost_per_mtok_usd: dollars per million tokens, not dollars)
+        return "$/Mtok"
+    if last in _PERCENT or last.startswith("p_"):
+        return "%"
+    if last.endswith("_multiple"):
+        return "x"
+    shown = unit_of("_" + last) or unit_of(last)  # ("usd_per_kwh" is its own suffix)
+    if shown is None or shown == "1":
+        return ""
+    return _UNIT_SHOWN.get(shown, shown.replace("USD", "$"))
+
+
+def axis_label(metric: str) -> str:
+    """An axis label with its unit: "NPV ($, discounted)", "cost per million tokens ($/Mtok)"."""
+    if metric in _LABELS:
+        return _LABELS[metric]
+    u = unit(metric)
+    return metric.rsplit(".", 1)[-1].replace("_", " ") + (f" ({u})" if u else "")
+
+
+def formatter(metric: str) -> FuncFormatter:
+    """The tick labels of an axis of `metric`, in its unit."""
+    u = unit(metric)
+    if u == "$" or u.startswith("$/"):
+        return _money_axis()
+    if u == "%":
+        return FuncFormatter(lambda x, _: f"{x:.0%}" if abs(x) >= 0.1 or x == 0 else f"{x:.1%}")
+    if u == "x":
+        return FuncFormatter(lambda x, _: f"{x:g}x")
+    return FuncFormatter(lambda x, _: f"{x:g}")
+
+
+def value(metric: str, x: float) -> str:
+    """One value of `metric` with its unit, for a figure's title: "$6.04M", "$0.123/Mtok", "12.5%"."""
+    u = unit(metric)
+    if not math.isfinite(x):
+        return "n/a"
+    if u == "$" or u.startswith("$/"):
+        return money(x) + u[1:]
+    if u == "%":
+        return f"{x:.1%}"
+    if u == "x":
+        return f"{x:.3g}x"
+    return f"{x:.3g}" + (f" {u}" if u else "")
 
 
 def _new(height_in: float, width_in: float = WIDTH_IN) -> Figure:
@@ -90,40 +150,11 @@ def _style(ax) -> None:
         ax.spines[side].set_visible(False)
 
 
-def asinh_width(percentiles: Mapping[str, Mapping[str, float]], ratio: float = 20.0) -> float | None:
-    """The linear width of an asinh axis if the systems' P5-P95 spreads differ more than `ratio` times, else None."""
-    spreads = [p["p95"] - p["p5"] for p in percentiles.values()]
-    if not spreads or min(spreads) <= 0 or max(spreads) / min(spreads) <= ratio:
-        return None
-    return min(spreads)
-
-
-def _asinh_ticks(xlim: tuple[float, float], width: float, min_gap: float = 0.1) -> list[float]:
-    """Ticks at 0 and +-1, 2, 5 x 10^k, at least `min_gap` of the axis apart on an asinh scale."""
-    u = lambda x: np.arcsinh(x / width)  # noqa: E731
-    span = u(xlim[1]) - u(xlim[0])
-    ticks = [0.0] if xlim[0] < 0 < xlim[1] else []
-    top = max(abs(xlim[0]), abs(xlim[1]))
-    mags = [m * 10.0**k for k in range(-3, int(math.log10(top)) + 2) for m in (1, 2, 5) if m * 10.0**k <= top]
-    for sign in (1, -1):
-        last = 0.0
-        for m in mags:
-            x = sign * m
-            if xlim[0] <= x <= xlim[1] and abs(u(x) - u(last)) >= min_gap * span:
-                ticks.append(x)
-                last = x
-    return sorted(ticks)
-
-
-def _x_range(percentiles: Mapping[str, Mapping[str, float]], width: float | None) -> tuple[float, float]:
-    """The x axis of a distribution: P1 to P99 of every system, padded by 4% (of the asinh axis if `width`)."""
+def _x_range(percentiles: Mapping[str, Mapping[str, float]]) -> tuple[float, float]:
+    """The x axis of a distribution: P1 to P99 of every system, padded by 4%."""
     lo = min(p["p1"] for p in percentiles.values())
     hi = max(p["p99"] for p in percentiles.values())
-    if width is not None:
-        u_lo, u_hi = np.arcsinh(lo / width), np.arcsinh(hi / width)
-        pad = 0.04 * (u_hi - u_lo)
-        return (width * np.sinh(u_lo - pad), width * np.sinh(u_hi + pad))
-    pad = 0.04 * (hi - lo) if hi > lo else 1.0
+    pad = 0.04 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.04
     return (lo - pad, hi + pad)
 
 
@@ -132,22 +163,14 @@ def _density(
     samples: Mapping[str, np.ndarray],
     percentiles: Mapping[str, Mapping[str, float]],
     colours: Mapping[str, str],
-    width: float | None,
 ) -> None:
-    """Each system's kernel density, scaled to its own peak, with P5/P50/P95 marked."""
-    # ArviZ takes about a second to import, and only the densities need it.
-    from arviz import kde
-
+    """Each system's kernel density on the linear axis (``data.density``), scaled to its own peak,
+    with P5/P50/P95 marked."""
     for system, x in samples.items():
-        x = x[np.isfinite(x)]
-        if x.size < 2 or np.ptp(x) == 0:
+        curve = density(x)
+        if curve is None:
             continue
-        # (ArviZ 0.2x's kde returns (grid, pdf); 1.x's (grid, pdf, bandwidth))
-        if width is None:
-            grid, pdf = kde(x)[:2]
-        else:  # the density of what the axis shows: asinh(x / width)
-            grid, pdf = kde(np.arcsinh(x / width))[:2]
-            grid = width * np.sinh(grid)
+        grid, pdf = curve
         pdf = pdf / pdf.max()  # each curve to its own peak: systems of different size stay visible
         c = colours[system]
         ax.plot(grid, pdf, color=c, linewidth=1.6, label=system)
@@ -156,7 +179,7 @@ def _density(
             v = percentiles[system][q]
             ax.vlines(v, 0, np.interp(v, grid, pdf), color=c, linestyle=style, linewidth=1.2)
     ax.set_ylim(0, 1.08)
-    ax.set_ylabel("density (each scaled to its peak)")
+    ax.set_ylabel("density (relative: each curve's peak = 1)")
     ax.set_title("Density (dashed: P50, dotted: P5 and P95)", fontsize=10)
 
 
@@ -182,7 +205,7 @@ def _ecdf(
     for y in (0.05, 0.5, 0.95):
         ax.axhline(y, color="#999999", linewidth=0.6, linestyle="--")
     ax.set_ylim(0, 1)
-    ax.set_ylabel("share of scenarios at or below")
+    ax.set_ylabel("share of scenarios at or below (%)")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     source = "dots: P5, P50, P95" if samples else "through the summary percentiles P1..P99 (no scenarios kept)"
     ax.set_title(f"Cumulative distribution ({source})", fontsize=10)
@@ -199,32 +222,25 @@ def distribution(
 
     ``percentiles``: per system, ``{"p1": ..., ..., "p99": ...}`` (summary.csv, all scenarios).
     ``samples``: per system, the metric in a subsample of scenarios. Without samples the figure
-    has only the ECDF, drawn through the summary percentiles P1..P99. When the systems' spreads
-    differ by more than 20x (a rack against a server), the x axis is an asinh scale, linear
-    near 0 and logarithmic beyond, so that every system stays visible.
+    has only the ECDF, drawn through the summary percentiles P1..P99. The x axis is linear, from
+    the lowest P1 to the highest P99 of the systems.
     """
-    label, axis = AXES.get(metric, (metric, lambda: FuncFormatter(lambda x, _: f"{x:g}")))
-    width = asinh_width(percentiles)
-    xlim = _x_range(percentiles, width)
+    xlim = _x_range(percentiles)
     fig = _new(3.6)
     if samples:
         ax_d, ax_c = fig.subplots(1, 2)
-        _density(ax_d, samples, percentiles, colours, width)
+        _density(ax_d, samples, percentiles, colours)
         axes = [ax_d, ax_c]
     else:
         ax_c = fig.subplots(1, 1)
         axes = [ax_c]
     _ecdf(ax_c, percentiles, colours, samples)
     for ax in axes:
-        if width is not None:
-            ax.set_xscale("asinh", linear_width=width)
-            ax.set_xticks(_asinh_ticks(xlim, width))
-            ax.set_xticks([], minor=True)
         if metric == "npv_usd" and xlim[0] < 0 < xlim[1]:
             ax.axvline(0, color="#444444", linewidth=0.9)
         ax.set_xlim(xlim)
-        ax.set_xlabel(label + (" (asinh scale)" if width is not None else ""))
-        ax.xaxis.set_major_formatter(axis())
+        ax.set_xlabel(axis_label(metric))
+        ax.xaxis.set_major_formatter(formatter(metric))
         _style(ax)
     return fig
 
@@ -291,7 +307,7 @@ def fan_chart(monthly: pd.DataFrame, colours: Mapping[str, str], payback: Mappin
                 0.03, 0.97, "P50 stays below $0\nwithin the horizon", transform=ax.transAxes, va="top", fontsize=8.5
             )
         ax.set_title(system, fontsize=10, color=c, fontweight="bold")
-        ax.set_xlabel("month")
+        ax.set_xlabel("month of the horizon (months)")
         ax.set_xlim(t.min() - 0.5, t.max() + 0.5)
         ax.yaxis.set_major_formatter(_money_axis())
         _style(ax)
@@ -363,11 +379,11 @@ def margin_by_utilization(bins: pd.DataFrame, colours: Mapping[str, str]) -> Fig
         ax.plot(b["utilization"], b["p50"], color=c, linewidth=1.8, marker="o", markersize=3.5)
         ax.axhline(0, color="#444444", linewidth=0.9)
         ax.set_title(system, fontsize=10, color=c, fontweight="bold")
-        ax.set_xlabel("mean utilization (bin median)")
+        ax.set_xlabel("mean utilization (%, bin median)")
         ax.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         _style(ax)
-    axes[0].set_ylabel("operating margin")
+    axes[0].set_ylabel("operating margin (%)")
     _band_legend(fig, "P10-P90 of the scenarios in each bin", None, "P50")
     return fig
 
@@ -379,7 +395,7 @@ def tornado(
 
     ``drivers``: sensitivity.csv rows of one metric; ``base``: the metric's P50 per system.
     """
-    label, axis = AXES.get(metric, (metric, lambda: FuncFormatter(lambda x, _: f"{x:g}")))
+    label = axis_label(metric)
     systems = [s for s in colours if s in set(drivers["system"])]
     counts = [min(top, int((drivers["system"] == s).sum())) for s in systems]
     fig = _new(sum(0.34 * n + 0.9 for n in counts) + 0.3)
@@ -406,13 +422,13 @@ def tornado(
         names = [f"{i}  ({s:.0%})" if math.isfinite(s) else str(i) for i, s in zip(d["input"], d["first_order"])]
         ax.set_yticks(y, names, fontsize=8.5)
         ax.set_title(
-            f"{system}: P50 {label.split(' (')[0]} {money(b0) if metric.endswith('_usd') else f'{b0:.3g}'} (black line)",
+            f"{system}: P50 {label.split(' (')[0]} {value(metric, b0)} (black line)",
             fontsize=10,
             color=c,
             fontweight="bold",
             loc="left",
         )
-        ax.xaxis.set_major_formatter(axis())
+        ax.xaxis.set_major_formatter(formatter(metric))
         _style(ax)
         ax.grid(False, axis="y")
     axes[-1].set_xlabel(f"P50 {label} when the input is in its bottom / top decile (share of variance in brackets)")
@@ -441,5 +457,5 @@ def win_matrix(wins: pd.DataFrame) -> Figure:
         side.set_visible(False)
     bar = fig.colorbar(im, ax=ax, fraction=0.05)
     bar.ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    bar.set_label("P(A's NPV > B's)", fontsize=9)
+    bar.set_label("P(A's NPV > B's) (%)", fontsize=9)
     return fig

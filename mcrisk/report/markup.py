@@ -44,10 +44,20 @@ def note(text: str) -> str:
     return f'<p class="note">{esc(text)}</p>'
 
 
-def table(headers: list[str] | None, rows: list[list], cls: str = "") -> str:
-    """A scrollable table of escaped cells; `headers` None: no header row."""
+def means(text: str) -> str:
+    """A section's one-line reading: what its numbers mean for the decision."""
+    return f'<p class="means">{esc(text)}</p>'
+
+
+def table(headers: list[str] | None, rows: list[list], cls: str = "", long: tuple[int, ...] = ()) -> str:
+    """A table of escaped cells; `headers` None: no header row. The columns numbered in `long` hold
+    free text (overrides, commands) that may break anywhere, so the table fits its page."""
     head = "" if headers is None else "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>"
-    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in r) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="long">{esc(c)}</td>' if i in long else f"<td>{esc(c)}</td>"
+                         for i, c in enumerate(r)) + "</tr>"
+        for r in rows
+    )  # fmt: skip
     return f'<div class="scroll"><table class="{cls}">{head}<tbody>{body}</tbody></table></div>'
 
 

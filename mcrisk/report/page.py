@@ -1,12 +1,14 @@
 """`write_report`: a run folder in, one self-contained ``report.html`` (and ``figures/*.png``) out.
 
 The page is what an investment committee reads: a headline per system, the distributions,
-the cash-flow fan chart, the cost structure, what drives NPV, which system wins, the stress
-and break-even tables, the summary and risk tables, the manifest and a methods note. Every
-number comes from the run folder; an optional file that is missing gives a one-line note
-saying what to run, never an error (one that is damaged is named in a RunFolderError, and
-nothing is written). Images are embedded as PNG data URIs, so the file needs
-no network and no script, and it prints to PDF.
+the cash-flow fan chart, the cost structure, what drives NPV, which system wins, the fleet as a
+portfolio and its financing (where the study has them), the stress, reverse stress, Greeks and
+break-even tables, the summary and risk tables, the manifest and a methods note. Every number
+comes from the run folder; an optional file that is missing gives a one-line note saying what
+to run given the options the run was made with, never an error (one that is damaged is named in
+a RunFolderError, and nothing is written). Images are embedded as PNG data URIs, so the file
+needs no network and no script; it prints to A4 or Letter with every column of every table on
+the page (``report.pdf``: ``mcrisk.report.pdf``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from mcrisk.io import atomic
 from mcrisk.io.folder import tidy
 from mcrisk.io.lock import FolderLock
 from mcrisk.io.readers import check_folder
-from mcrisk.report import greeks_section
+from mcrisk.report import finance_section, greeks_section
 from mcrisk.report import sections as sec
 from mcrisk.report.calibration import calibration
 from mcrisk.report.data import load_run
@@ -42,23 +44,32 @@ nav a{color:#0b5cab;text-decoration:none}
 figure{margin:10px 0 18px}figure img{display:block;max-width:100%;height:auto;border:1px solid var(--rule)}
 figcaption{font-size:13px;color:var(--muted);margin-top:4px}
 .note{background:var(--band);border-left:4px solid #9aa5b8;padding:6px 10px;font-size:14px;color:#3a4252}
+.means{font-weight:600;margin:6px 0 10px}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:13px;margin:6px 0 12px;font-variant-numeric:tabular-nums}
 th,td{padding:3px 9px;border-bottom:1px solid var(--rule);text-align:right;vertical-align:top}
 th{background:var(--band);font-weight:600}
 td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){text-align:left}
-table.facts td:nth-child(2){white-space:normal}
+td.long{text-align:left;overflow-wrap:anywhere;min-width:12em}
+table.num2 td:nth-child(2),table.num2 th:nth-child(2){text-align:right}
+table.facts td:nth-child(2){white-space:normal;overflow-wrap:anywhere}
 tbody tr:nth-child(even){background:#fafbfc}
 details summary{cursor:pointer;font-size:14px;color:#0b5cab}
-code{font-size:13px}
+code{font-size:13px;overflow-wrap:anywhere}
 @media print{
- @page{size:A4;margin:12mm}
+ @page{margin:12mm}
  body{font-size:10pt;max-width:none;padding:0}
  .headline li{font-size:11pt}
  nav,details{display:none}
  h2{break-after:avoid;margin-top:16px}
- figure,table,.headline{break-inside:avoid}
+ figure,.headline,tr{break-inside:avoid}
+ thead{display:table-header-group}
  figure img{border:none}
+ .scroll{overflow:visible}
+ table{font-size:8pt;max-width:100%}
+ th,td{padding:2px 5px}
+ td.long{min-width:9em}
+ .note{font-size:9pt}
  a{color:inherit}
 }
 """
@@ -71,8 +82,11 @@ SECTIONS = (  # (element id, title)
     ("utilization", "Utilization against margin"),
     ("drivers", "What drives NPV"),
     ("comparison", "Which system wins"),
+    ("portfolio", "The fleet as one portfolio"),
+    ("financing", "Financing: equity, debt and tax"),
     ("stress", "Stress tests"),
-    ("reverse-stress", "Reverse stress test and sensitivities"),
+    ("reverse-stress", "Reverse stress test"),
+    ("greeks", "Sensitivities of the mean (Greeks)"),
     ("breakeven", "Break-even"),
     ("claims", "Vendor claims"),
     ("summary", "Summary"),
@@ -80,6 +94,7 @@ SECTIONS = (  # (element id, title)
     ("manifest", "Manifest"),
     ("methods", "Methods"),
 )
+CONDITIONAL = ("portfolio", "financing")  # sections on the page only where the run has their data
 
 
 def render(run: dict, figs: Figures) -> str:
@@ -92,8 +107,11 @@ def render(run: dict, figs: Figures) -> str:
         "utilization": sec.utilization(run, figs),
         "drivers": sec.drivers(run, figs),
         "comparison": sec.comparison(run, figs),
+        "portfolio": finance_section.portfolio(run),
+        "financing": finance_section.financing(run),
         "stress": sec.stress(run),
-        "reverse-stress": greeks_section.section(run),
+        "reverse-stress": greeks_section.reverse_stress(run),
+        "greeks": greeks_section.greeks(run),
         "breakeven": sec.breakeven(run),
         "claims": sec.claims(run),
         "summary": sec.summary(run),
@@ -104,8 +122,9 @@ def render(run: dict, figs: Figures) -> str:
     m = run["manifest"]
     title = f"{m.get('study', run['folder'].name)}: risk report"
     made = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    nav = "".join(f'<a href="#{sid}">{esc(t)}</a>' for sid, t in SECTIONS)
-    main = "".join(f'<section id="{sid}"><h2>{esc(t)}</h2>{bodies[sid]}</section>' for sid, t in SECTIONS)
+    shown = shown_sections(run, bodies)
+    nav = "".join(f'<a href="#{sid}">{esc(t)}</a>' for sid, t in shown)
+    main = "".join(f'<section id="{sid}"><h2>{esc(t)}</h2>{bodies[sid]}</section>' for sid, t in shown)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -114,6 +133,14 @@ def render(run: dict, figs: Figures) -> str:
         f"run folder {esc(run['folder'].name)} · report made {made}</p><nav>{nav}</nav></header>"
         f"<main>{main}</main></body></html>\n"
     )
+
+
+def shown_sections(run: dict, bodies: dict[str, str]) -> list[tuple[str, str]]:
+    """The sections of this run's page, in order, with their titles: those with a body (the
+    portfolio and financing sections only where the run has them), the drivers section titled by
+    the metric its chart shows."""
+    titles = {"drivers": sec.drivers_title(run)}
+    return [(sid, titles.get(sid, t)) for sid, t in SECTIONS if bodies[sid]]
 
 
 def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from mcrisk.report import figures as fg
 from mcrisk.report import markup as mu
+from mcrisk.report import notes
 from mcrisk.report.data import UTILIZATION_BINS, cost_components, margin_bins, payback_months
 from mcrisk.stats.compare import win_matrix
 
@@ -94,12 +95,8 @@ def distributions(run: dict, figs: mu.Figures) -> str:
                 f"{what} per system, drawn through the summary percentiles P1..P99: this run kept no "
                 f"scenarios{'' if rows is None else f' with {metric}'} (run without --no-scenarios for densities)."
             )
-        width = fg.asinh_width(pct)
-        if width is not None:
-            cap += (
-                f" The axis is an asinh scale, linear within ±{fg.money(width)} and logarithmic beyond, since the "
-                "systems' spreads differ more than 20 times."
-            )
+        if samples:
+            cap += " Linear axis; density: Gaussian kernel, Silverman's bandwidth, each curve scaled to its peak."
         out.append(figs(fig, name, f"Distribution of {what} per system", cap))
     return "".join(out)
 
@@ -107,10 +104,12 @@ def distributions(run: dict, figs: mu.Figures) -> str:
 def cash_flow(run: dict, figs: mu.Figures) -> str:
     monthly = run["monthly"]
     if monthly is None or "quantity" not in monthly:
-        return mu.note(
-            "This run has no monthly.parquet: rerun it with a version of mcrisk run that writes the monthly "
-            "bands (and without --no-monthly) to see cash flow by month."
+        why = (
+            "it was made with --no-monthly: run it again without --no-monthly"
+            if notes.options(run).get("monthly") is False
+            else "run it again with this version of mcrisk run, which writes the monthly bands,"
         )
+        return mu.note(f"This run has no monthly.parquet: {why} to see cash flow by month.")
     cum = monthly[monthly["quantity"] == "cumulative_cash_flow_usd"].assign(system=lambda d: d["system"].astype(str))
     cum = cum[cum["system"].isin(run["systems"])]
     if cum.empty or not np.isfinite(cum[["p5", "p25", "p50", "p75", "p95"]].to_numpy(np.float64)).any():
@@ -152,10 +151,10 @@ def costs(run: dict, figs: mu.Figures) -> str:
 
 def utilization(run: dict, figs: mu.Figures) -> str:
     rows = run["scenarios"]
-    if rows is None or not {"mean_utilization", "operating_margin"} <= set(rows.columns):
+    need = {"mean_utilization", "operating_margin"}
+    if rows is None or not need <= set(rows.columns):
         return mu.note(
-            "Needs the scenarios with mean_utilization and operating_margin: run the study without "
-            "--no-scenarios (and without a --columns list that drops them) to see it."
+            f"Needs the scenarios' mean_utilization and operating_margin: {notes.rerun_for_rows(run, need)}."
         )
     bins = margin_bins(rows)
     if bins.empty:
@@ -172,25 +171,39 @@ def utilization(run: dict, figs: mu.Figures) -> str:
     )
 
 
-def _missing_analysis(run: dict, what: str) -> str:
-    if run["scenarios"] is None:
-        return mu.note(f"Run the study with scenarios (without --no-scenarios), then mcrisk analyze, to see {what}.")
-    return mu.note(f"Run  mcrisk analyze {run['folder']}  to see {what}.")
+def metric_name(metric: str) -> str:
+    """A metric's name in a sentence or a title ("NPV", "cost per Mtok")."""
+    return KEY_METRICS.get(metric, metric.replace("_", " ")).split(" (")[0]
+
+
+def drivers_metric(run: dict) -> str:
+    """The metric sensitivity.csv ranks the inputs of (NPV where it has it; mcrisk analyze --metric)."""
+    sens = run["sensitivity"]
+    if sens is None or sens.empty or (sens["metric"] == "npv_usd").any():
+        return "npv_usd"
+    return str(sens["metric"].iloc[0])
+
+
+def drivers_title(run: dict) -> str:
+    """The title of the drivers section, naming the metric its chart shows."""
+    metric = drivers_metric(run)
+    return "What drives " + (metric_name(metric) if metric != "npv_usd" else "NPV")
 
 
 def drivers(run: dict, figs: mu.Figures) -> str:
     sens = run["sensitivity"]
     if sens is None or sens.empty:
-        return _missing_analysis(run, "what drives NPV")
-    metric = "npv_usd" if (sens["metric"] == "npv_usd").any() else str(sens["metric"].iloc[0])
+        return notes.missing_analysis(run, "what drives NPV")
+    metric = drivers_metric(run)
+    name = f"{metric_name(metric)} ({fg.unit(metric)})" if fg.unit(metric) else metric_name(metric)
     part = sens[sens["metric"] == metric].assign(system=lambda d: d["system"].astype(str))
     base = {s: v["p50"] for s, v in _pct(run, metric).items()}
     fig = fg.tornado(part, base, fg.palette(run["systems"]), metric)
     cap = (
-        f"The inputs that move {metric} most (sensitivity.csv, ranked by first-order share of variance): the "
+        f"The inputs that move {name} most (sensitivity.csv, ranked by first-order share of variance): the "
         f"P50 of {metric} among scenarios where the input is in its bottom 10% (light) or top 10% (dark)."
     )
-    return figs(fig, "drivers", f"Tornado chart of the top drivers of {metric}", cap)
+    return figs(fig, "drivers", f"Tornado chart of the top drivers of {metric_name(metric)}", cap)
 
 
 def comparison(run: dict, figs: mu.Figures) -> str:
@@ -198,7 +211,7 @@ def comparison(run: dict, figs: mu.Figures) -> str:
     if len(run["systems"]) < 2:
         return mu.note("One system only: nothing to compare.")
     if comp is None or not (comp.get("metric") == "npv_usd").any():
-        return _missing_analysis(run, "which system wins scenario by scenario")
+        return notes.missing_analysis(run, "which system wins scenario by scenario")
     wins = win_matrix(comp, "npv_usd")
     cap = (
         "P(the row system's NPV > the column system's) in the same scenario: the systems share every market draw "
@@ -207,41 +220,42 @@ def comparison(run: dict, figs: mu.Figures) -> str:
     return figs(fg.win_matrix(wins), "comparison", "Matrix of P(row beats column) on NPV", cap)
 
 
+_STRESS_COLUMNS = {  # stress.csv column -> (its metric, header), in two tables: NPV and risk, then operations
+    "npv_usd_p5": ("npv_usd", "NPV P5"),
+    "npv_usd_p50": ("npv_usd", "NPV P50"),
+    "npv_usd_p95": ("npv_usd", "NPV P95"),
+    "npv_usd_p50_change": ("npv_usd", "NPV P50 vs base"),
+    "p_loss": ("p_loss", "P(loss)"),
+    "cvar95_usd": ("cvar95_usd", "CVaR 95%"),
+}
+_STRESS_OPERATIONS = {
+    "roi_multiple_p50": ("roi_multiple", "ROI multiple P50"),
+    "irr_p50": ("irr", "IRR P50"),
+    "payback_months_p50": ("payback_months", "payback P50"),
+    "cost_per_mtok_usd_p50": ("cost_per_mtok_usd", "$/Mtok P50"),
+    "operating_margin_p50": ("operating_margin", "margin P50"),
+}
+
+
 def stress(run: dict) -> str:
     st = run["stress"]
     if st is None or st.empty:
-        return mu.note(
-            "This run has no stress.csv: add a stress: section to the study (named overrides) to see "
-            "the base case and each stress side by side on the same draws."
-        )
-    columns = {  # stress.csv column -> (its metric, header)
-        "npv_usd_p5": ("npv_usd", "NPV P5"),
-        "npv_usd_p50": ("npv_usd", "NPV P50"),
-        "npv_usd_p95": ("npv_usd", "NPV P95"),
-        "npv_usd_p50_change": ("npv_usd", "NPV P50 vs base"),
-        "p_loss": ("p_loss", "P(loss)"),
-        "cvar95_usd": ("cvar95_usd", "CVaR 95%"),
-        "roi_multiple_p50": ("roi_multiple", "ROI multiple P50"),
-        "irr_p50": ("irr", "IRR P50"),
-        "payback_months_p50": ("payback_months", "payback P50"),
-        "cost_per_mtok_usd_p50": ("cost_per_mtok_usd", "$/Mtok P50"),
-        "operating_margin_p50": ("operating_margin", "margin P50"),
-    }
-    cols = [c for c in columns if c in st]
+        return notes.no_stress(run)
 
-    def cell(c: str, x: float) -> str:
+    def cell(columns: dict, c: str, x: float) -> str:
         return ("+" if c.endswith("_change") and x > 0 else "") + mu.fmt(columns[c][0], x)
 
-    rows = [
-        [
-            r["stress"],
-            r["system"],
-            *(cell(c, r[c]) for c in cols),
-            "" if pd.isna(r.get("overrides")) else r.get("overrides", ""),
-        ]
-        for r in st.to_dict("records")
-    ]
-    return mu.table(["stress", "system", *(columns[c][1] for c in cols), "overrides"], rows)
+    out = []
+    for columns in (_STRESS_COLUMNS, _STRESS_OPERATIONS):
+        cols = [c for c in columns if c in st]
+        if cols:
+            rows = [[r["stress"], r["system"], *(cell(columns, c, r[c]) for c in cols)] for r in st.to_dict("records")]
+            out.append(mu.table(["stress", "system", *(columns[c][1] for c in cols)], rows))
+    if "overrides" in st:
+        what = st.drop_duplicates("stress")
+        rows = [[r["stress"], "" if pd.isna(r["overrides"]) else r["overrides"]] for r in what.to_dict("records")]
+        out.append(mu.table(["stress", "overrides (what the stress changes)"], rows, "overrides", long=(1,)))
+    return "".join(out)
 
 
 def breakeven(run: dict) -> str:
@@ -323,6 +337,7 @@ def summary(run: dict) -> str:
             for r in s.to_dict("records")
         ],
         "summary",
+        long=(0,),
     )
     return (
         table
@@ -342,8 +357,6 @@ def risk(run: dict) -> str:
         ("median_payback_months", "median payback"),
         ("p_roi_multiple_ge_15", "P(ROI multiple >= 15x)"),
     ]
-    debt = [("p_min_dscr_below_1_2", "P(min DSCR < 1.2)"), ("p_equity_loss", "P(equity NPV < 0)")]
-    cols += [(c, h) for c, h in debt if c in run["risk"].columns]  # a study with debt
     rows = []
     for r in run["risk"].to_dict("records"):
         cells = []
@@ -351,8 +364,13 @@ def risk(run: dict) -> str:
             v = mu.fmt(c, r.get(c, math.nan))
             cells.append(f"{v} ± {r[c + '_mcse']:.1%}" if c + "_mcse" in r and c.startswith("p_") else v)
         rows.append([r["system"], *cells])
-    return mu.table(["system", *(h for _, h in cols)], rows) + mu.note(
-        "VaR and CVaR are losses of NPV in $ (positive = money lost); ± is the Monte Carlo standard error."
+    debt = (
+        " P(min DSCR < 1.2) and P(equity NPV < 0) are in the financing section."
+        if "p_equity_loss" in run["risk"]
+        else ""
+    )
+    return mu.table(["system", *(h for _, h in cols)], rows, "num2") + mu.note(
+        "VaR and CVaR are losses of NPV in $ (positive = money lost); ± is the Monte Carlo standard error." + debt
     )
 
 
