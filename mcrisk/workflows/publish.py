@@ -174,7 +174,7 @@ def _tables(
     tail_names = [n for n, _, _ in plan.tail_counts]
     risk_df = risk.risk_table(host_state, state.tails, tail_names, plan.row_systems, plan.metrics, plan.sketch)
     breakeven = breakeven_table(
-        st, host_state, state.tails[tail_names.index("npv_below_0")], plan.row_systems, plan.sketch
+        st, host_state, state.tails[tail_names.index("npv_below_0")], plan.row_systems, plan.sketch, plan.metrics
     )
     monthly = monthly_table(state.monthly, plan.systems, plan.months) if state.monthly is not None else None
     if extra.get("convergence"):  # why a target was not met, for the manifest and the terminal
