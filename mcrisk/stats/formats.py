@@ -26,6 +26,8 @@ def money(x: float) -> str:
     for div, suffix in _STEPS:
         if a >= div * 0.9995:
             return f"{sign}${_three(a / div)}{suffix}"
+    if a == 0:
+        return "$0"
     return f"{sign}${a:.0f}" if a >= 99.5 else f"{sign}${_three(a)}"
 
 
@@ -71,7 +73,7 @@ def number(x: float, unit: str = "") -> str:
     """Three significant figures with a unit after it: 0.0747 $/Mtok, 4.02x."""
     if not math.isfinite(x):
         return "n/a" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    text = f"{x:.3g}"
+    text = f"{x:.2f}" if unit == "x" and abs(x) < 9.995 else f"{x:.3g}"
     if "e" in text:  # (large or tiny: the engineering step instead)
         text = money(x).replace("$", "")
     if unit == "x":

@@ -42,9 +42,7 @@ def _summary_value(summary: pd.DataFrame, system: str, metric: str, stat: str) -
     return float(part[stat].iloc[0]) if len(part) and stat in part else math.nan
 
 
-def headline_table(
-    summary: pd.DataFrame, risk: pd.DataFrame, calibration: pd.DataFrame | None = None
-) -> pd.DataFrame:
+def headline_table(summary: pd.DataFrame, risk: pd.DataFrame, calibration: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per row of risk.csv (systems, then the portfolio), the columns of COLUMNS."""
     cal = calibration.set_index("system") if calibration is not None and len(calibration) else None
     rows = []
@@ -79,8 +77,22 @@ def calibration_text(row: dict) -> str:
     return f"{got} vs market ${row['band_low']:.2f}-${row['band_high']:.2f}: {row['calibration_status']}"
 
 
-def best_sentence(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -> str:
-    """The best system by P50 of NPV and by how much it beats the next (see the module's note)."""
+def why_no_comparison(manifest: dict) -> str:
+    """Why a run has no comparison.csv, and what to run for one, from the options it was run with."""
+    opts = manifest.get("options") or {}
+    folder = manifest.get("folder") or "RUN"
+    if opts.get("write_scenarios") is False:
+        return "it was run with --no-scenarios: run it without that option for the paired odds"
+    if opts.get("analyze") is False:
+        return f"it was run with --no-analyze: mcrisk analyze {folder} adds them"
+    if opts.get("columns"):
+        return "its --columns kept no NPV: run it keeping npv_usd for the paired odds"
+    return f"mcrisk analyze {folder} adds them"
+
+
+def best_sentence(table: pd.DataFrame, comparison: pd.DataFrame | None = None, missing: str = "") -> str:
+    """The best system by P50 of NPV and by how much it beats the next (see the module's note);
+    `missing` says why there is no `comparison` (:func:`why_no_comparison`)."""
     systems = table[(table["system"] != PORTFOLIO) & table["npv_p50"].notna()]
     if systems.empty:
         return ""
@@ -93,7 +105,7 @@ def best_sentence(table: pd.DataFrame, comparison: pd.DataFrame | None = None) -
     head += f", ahead of {nxt['system']} ({ft.money(nxt['npv_p50'])})"
     pair = _pair(comparison, str(best["system"]), str(nxt["system"]))
     if pair is None:
-        return head + " (no comparison.csv: the paired odds need the run's scenarios)."
+        return head + (f" (no paired comparison: {missing})." if missing else ".")
     return (
         f"{head}: it has the higher NPV in {ft.share(pair['p_a_greater'])} of the same scenarios, "
         f"by a median of {ft.money(pair['diff_p50'])}."
