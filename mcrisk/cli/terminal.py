@@ -16,7 +16,7 @@ from mcrisk.study.labels import input_label, metric_label
 out_console = Console()
 # Short metric names for the claims table.
 _SHORT = {"roi_multiple": "ROI", "cost_per_mtok_usd": "$/Mtok", "revenue_usd": "revenue $", "npv_usd": "NPV $"}
-_DEBT_COLUMNS = {"p_min_dscr_below_1_2": "P(min DSCR\n< 1.2)", "p_equity_loss": "P(equity\nNPV < 0)"}
+_DEBT_COLUMNS = {"p_min_dscr_below_1_2": "P(min DSCR < 1.2)", "p_equity_loss": "P(equity NPV < 0)"}
 # Set by --wide: one line per row whatever the terminal's width.
 _wide = {"on": False}
 # From this width the stress table also shows IRR and payback.
@@ -74,7 +74,10 @@ def print_headline(result) -> None:
     headers = ["system", "NPV P50", "NPV P5", "P(loss)", "CVaR 95", "IRR P50", "payback\nP50"]
     emit(
         layout.table(
-            headers, rows, width(), title=f"{m['study']}: {m['scenarios']:,} scenarios, {m['horizon_months']} months"
+            headers,
+            rows,
+            width(),
+            title=f"{result.study.name}: {m['scenarios']:,} scenarios, {m['horizon_months']} months",
         )
     )
     say(
@@ -152,7 +155,7 @@ def print_claims(table) -> None:
                 *(f"{r[q]:.4g}" for q in ("p5", "p50", "p95")),
             ]
         )
-    headers = ["claim", "holds if", "point", "repro-\nduced", "P(holds)\n± MCSE", "P5", "P50", "P95"]
+    headers = ["claim", "holds if", "point", "repro-\nduced", "P(holds) ± MCSE", "P5", "P50", "P95"]
     title = "vendor claims: reproduced from their stated assumptions, then under uncertainty"
     emit(layout.table(headers, rows, width(), title=title, left=(1,)))
     for r in table.to_dict("records"):

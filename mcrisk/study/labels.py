@@ -172,9 +172,10 @@ def _parts(last: str) -> tuple[str, str, str]:
     """(name without its unit ending, short unit, long unit) of a field's last name."""
     if last in _NAMES:
         return last, *_NAMES[last]
+    key = "_" + last  # (a name that is only its unit: usd_per_kwh)
     for suffix, short, long in _SUFFIXES:
-        if last.endswith(suffix):
-            stem = last[: -len(suffix)] if suffix not in ("_fraction", "_multiple", "_margin", "_roi") else last
+        if key.endswith(suffix):
+            stem = key[1 : -len(suffix)] if suffix not in ("_fraction", "_multiple", "_margin", "_roi") else last
             return stem or last, short, long
     return last, "", ""
 
