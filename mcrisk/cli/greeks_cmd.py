@@ -66,8 +66,8 @@ def print_greeks(g: pd.DataFrame, top: int = 6) -> None:
                 str(r["parameter"]),
                 f"+{r['step']:g}",
                 ft.value(metric, r["d_mean_per_step"]),
-                f"{r['d_mean']:.3g} ± {r['d_mean_se']:.2g}",
-                f"{r['d_p5']:.3g}",
+                f"{ft.number(r['d_mean'])} ± {ft.number(r['d_mean_se'])}",
+                ft.number(r["d_p5"]),
                 f"{r['d_p_loss']:.3g}",
             ]
             for r in part.to_dict("records")

@@ -19,10 +19,10 @@ from mcrisk.study.labels import input_label
 KEY_METRICS = {  # the summary table's metrics, in order, with their labels
     "npv_usd": "NPV",
     "irr": "IRR (annual)",
-    "roi_multiple": "ROI multiple (revenue / capex)",
+    "roi_multiple": "revenue per $ of capex (ROI multiple)",
     "payback_months": "payback",
     "operating_margin": "operating margin",
-    "cost_per_mtok_usd": "cost per Mtok",
+    "cost_per_mtok_usd": "cost per Mtok sold",
     "levelized_cost_per_mtok_usd": "levelized cost per Mtok",
     "revenue_usd": "revenue",
     "capex_usd": "capex",
