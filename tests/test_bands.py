@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from mcrisk.engine.plan import fixed_values, make_plan, sample, simulate_months
-from mcrisk.model.metrics import METRICS
+from mcrisk.model.metrics import ALL_METRICS, METRICS
 from mcrisk.reference import system_flows
 from mcrisk.sampling.quantiles import ppf
 from mcrisk.stats import reduce as red
@@ -183,6 +183,35 @@ def test_cumulative_cash_flow_band_agrees_with_the_float64_reference(run):
         want = np.percentile(cum, p, axis=0, method="inverted_cdf")
         scale = np.abs(f["capex"]).mean()
         np.testing.assert_allclose(band[f"p{p}"].to_numpy(), want, rtol=6e-3, atol=1e-4 * scale)
+
+
+def test_breakeven_table_gives_a_gpu_hour_system_its_rental():
+    """A system that rents GPU-hours breaks even on its initial rental price, not on the token
+    price it does not sell at: its price row is initial_rental_usd_per_gpu_hour, the break-even
+    side the metric breakeven_rental_usd_per_gpu_hour, the market side its rental's quantiles."""
+    rng = np.random.default_rng(5)
+    systems, n = ["rack", "server"], 2000
+    S = len(systems)
+    values = rng.lognormal(0.0, 1.0, (len(ALL_METRICS) * S, n))
+    spec = red.SketchSpec()
+    host = fold(values, spec)
+    raw = small_study()
+    rental = {"dist": "triangular", "low": 2.0, "mode": 3.0, "high": 5.0}
+    raw["systems"]["server"] |= {"revenue_mode": "gpu_hours", "rental": {"initial_usd_per_gpu_hour": rental}}
+    study = study_from_dict(raw)
+    table = breakeven_table(study, host, np.zeros(S, np.int64), systems, spec, ALL_METRICS)
+    table = table.set_index(["system", "quantity"])
+    assert list(table.index) == [
+        ("rack", "initial_token_price_usd_per_mtok"),
+        ("rack", "mean_utilization"),
+        ("server", "initial_rental_usd_per_gpu_hour"),
+        ("server", "mean_utilization"),
+    ]
+    row = table.loc[("server", "initial_rental_usd_per_gpu_hour")]
+    x = values[ALL_METRICS.index("breakeven_rental_usd_per_gpu_hour") * S + 1]
+    assert row["breakeven_mean"] == pytest.approx(x.mean(), rel=1e-12)
+    # the triangular(2, 3, 5)'s median: 5 - sqrt(0.5 * 3 * 2), as (x - 5)^2 / ((5 - 2)(5 - 3)) = 1/2
+    assert row["market_p50"] == pytest.approx(5 - np.sqrt(3.0), rel=1e-9)
 
 
 def test_breakeven_table(run):

@@ -19,7 +19,8 @@ runner = CliRunner()
 
 
 def test_mcrisk_run_without_arguments_runs_the_default_study(tmp_path):
-    env = dict(os.environ, MCRISK_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="200")
+    # at 80 columns, as in a pipe or a Slurm log
+    env = dict(os.environ, MCRISK_CACHE_DIR=str(tmp_path / "cache"), COLUMNS="80")
     proc = subprocess.run(
         [sys.executable, "-m", "mcrisk.cli.app", "run", "--scenarios", "3000", "--chunk-size", "1024"],
         cwd=tmp_path,
@@ -31,13 +32,21 @@ def test_mcrisk_run_without_arguments_runs_the_default_study(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for system in ("gb200_nvl72", "b200_hgx", "h200_hgx"):
         assert system in proc.stdout
-    assert "P(loss)" in proc.stdout and "NPV" in proc.stdout
+    for line in proc.stdout.splitlines():  # no line over 80 characters, no name cut short
+        assert len(line) <= 80 and "…" not in line and "..." not in line, line
+    # the decision first: NPV P50 and P5, P(loss), CVaR 95, IRR and payback per system and the portfolio
+    head = proc.stdout.split("calibration:")[0]
+    for header in ("NPV P50", "NPV P5", "P(loss)", "CVaR 95", "IRR P50", "payback", "portfolio"):
+        assert header in head, header
+    assert "has the highest median NPV" in proc.stdout
     # the decision-analytics sections: what must be true, the default study's stresses, drivers
     for section in (
         "what must be true",
+        "rental $/GPU-h",  # b200_hgx rents GPU-hours: its break-even rental, not a token price
         "stress tests on the same scenarios",
         "price-war",
-        "what drives npv_usd",
+        "what drives NPV ($)",
+        "initial token price ($/Mtok)",
         "P(row > column)",
     ):
         assert section in proc.stdout, section

@@ -135,7 +135,8 @@ def test_a_run_that_kept_some_columns_is_analyzed_as_far_as_they_allow(tmp_path)
     cli = lambda *a: CliRunner().invoke(app, ["analyze", str(run.folder), *a], env={"COLUMNS": "200"})  # noqa: E731
     irr = cli("--metric", "irr")
     assert irr.exit_code == 0, irr.output
-    assert "no sensitivity.csv: the run kept no drawn input" in irr.output and "P(row > column) in irr" in irr.output
+    assert "no sensitivity.csv: the run kept no drawn input" in irr.output
+    assert "P(row > column) in IRR (%/yr)" in irr.output
     assert set(pd.read_csv(run.folder / "comparison.csv").metric) == {"npv_usd", "irr"}
     missing = cli("--metric", "roi_multiple")
     assert missing.exit_code == 2 and "Traceback" not in missing.output
@@ -150,7 +151,7 @@ def test_a_run_that_kept_some_columns_is_analyzed_as_far_as_they_allow(tmp_path)
     assert npv.exit_code == 2 and "Traceback" not in npv.output
     assert "the run kept only the metrics irr (--columns), not 'npv_usd'" in " ".join(npv.output.split())
     irr = CliRunner().invoke(app, ["analyze", str(bare.folder), "--metric", "irr"], env={"COLUMNS": "200"})
-    assert irr.exit_code == 0 and "P(row > column) in irr" in irr.output, irr.output
+    assert irr.exit_code == 0 and "P(row > column) in IRR (%/yr)" in irr.output, irr.output
 
 
 def test_mcrisk_analyze_prints_drivers_and_the_win_matrix(runs):
@@ -158,12 +159,12 @@ def test_mcrisk_analyze_prints_drivers_and_the_win_matrix(runs):
     result = CliRunner().invoke(app, ["analyze", str(full), "--metric", "roi_multiple"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert (
-        "what drives roi_multiple" in result.output
-        and "P(row > column) in roi_multiple, scenario by scenario" in result.output
+        "what drives revenue per $ of capex (x)" in result.output
+        and "P(row > column) in revenue per $ of capex (x), scenario by scenario" in result.output
     )
     sens = pd.read_csv(full / "sensitivity.csv")
     assert (sens.metric == "roi_multiple").all()
-    assert sens[sens["rank"] == 1].input.iloc[0] in result.output
+    assert sens[sens["rank"] == 1].label.iloc[0] in result.output  # the input in words, with its unit
     assert set(pd.read_csv(full / "comparison.csv").metric) == {"npv_usd", "cost_per_mtok_usd", "roi_multiple"}
 
 

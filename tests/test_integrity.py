@@ -566,6 +566,8 @@ def _damage(parts: list[Path], foreign: list[Path], ops) -> None:
             part.write_bytes(part.read_bytes()[: int(x * part.stat().st_size)])
         elif kind == "flip":
             data = bytearray(part.read_bytes())
+            if not data:  # (truncated to nothing already: no byte to flip)
+                continue
             data[min(len(data) - 1, int(x * len(data)))] ^= 0xFF
             part.write_bytes(bytes(data))
         else:

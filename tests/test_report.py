@@ -18,8 +18,8 @@ from mcrisk.cli.app import app
 from mcrisk.errors import RunFolderError
 from mcrisk.report import sections
 from mcrisk.report.data import load_run, scenario_sample
-from mcrisk.report.figures import money
 from mcrisk.report.page import CONDITIONAL, FIGURES, SECTIONS, write_report
+from mcrisk.stats import formats as ft
 from mcrisk.workflows.analyze import analyze_run
 
 from .conftest import small_study, write_study
@@ -214,10 +214,19 @@ def test_the_headline_numbers_come_from_the_run(run_dir, page):
     risk = pd.read_csv(run_dir / "risk.csv").set_index("system")
     head = text[text.index('id="headline"') : text.index('id="distributions"')]
     assert "2,000 scenarios, seed 3, a horizon of 24 months" in head
-    for s in ("rack", "server"):
-        assert f"the median NPV is {money(summary.loc[(s, 'npv_usd'), 'p50'])}" in head
-        assert f"a {risk.loc[s, 'p_loss']:.1%} chance of losing money" in head
-        assert f"below {summary.loc[(s, 'roi_multiple'), 'p5']:.2f}x the capex" in head
+    for s in ("rack", "server"):  # decision first: NPV P50 and P5, P(loss), CVaR 95, IRR, payback
+        cells = [
+            ft.money(summary.loc[(s, "npv_usd"), "p50"]),
+            ft.money(summary.loc[(s, "npv_usd"), "p5"]),
+            f"{risk.loc[s, 'p_loss']:.1%}",
+            ft.money(-risk.loc[s, "cvar95_usd"]),
+            ft.per_year(summary.loc[(s, "irr"), "p50"]),
+            ft.months(risk.loc[s, "median_payback_months"]),
+        ]
+        assert f"<tr><td>{s}</td><td>" + "</td><td>".join(cells) + "</td>" in head, s
+    assert "has the highest median NPV" in head
+    table = head[head.index('<table class="headline">') :]
+    assert "ROI" not in table[: table.index("</table>")]  # the ROI multiple left the headline
 
 
 def test_text_from_the_run_folder_is_escaped(page):

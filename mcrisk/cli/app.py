@@ -46,8 +46,17 @@ def _command_line(
     version: bool = typer.Option(
         False, "--version", is_eager=True, callback=_version, help="Print the version and exit."
     ),
+    wide: bool = typer.Option(
+        False,
+        "--wide",
+        help="Print each table row on one line whatever the terminal's width (for logs); "
+        "by default tables fit the width (COLUMNS, else 80 off a terminal).",
+    ),
 ) -> None:
     """Errors raised while a command runs name its flags (--force), not run_study's arguments."""
+    from mcrisk.cli.terminal import set_wide
+
+    set_wide(wide)
     errors.COMMAND_LINE = True
     ctx.call_on_close(lambda: setattr(errors, "COMMAND_LINE", False))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from mcrisk.cli import layout
 from mcrisk.cli.common import (
     Paper,
     Precision,
@@ -23,16 +24,20 @@ from mcrisk.cli.common import (
     write_report,
 )
 from mcrisk.cli.terminal import (
+    emit,
     money,
     out_console,
     print_analysis,
     print_claims,
     print_headline,
     print_sections,
+    say,
     value_text,
+    width,
 )
 from mcrisk.engine import interrupt
 from mcrisk.errors import Problem, RunFolderError, StudyError
+from mcrisk.stats import formats as ft
 
 
 def merge(
@@ -57,8 +62,6 @@ def merge(
 def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")) -> None:
     """Check a study without simulating; print it resolved (defaults, catalog values and sized units
     filled in) and where each value came from (study, default, preset, workload, curve, sizing)."""
-    from rich.table import Table
-
     from mcrisk.study.presets import leaves
     from mcrisk.study.schema import load_study_with_provenance
 
@@ -74,12 +77,9 @@ def validate(study: Path = typer.Argument(..., help="Study YAML file to check.")
     uncertain = [i for i in inputs if not i.dist.is_fixed]
     out_console.print(st.to_yaml(provenance=False), markup=False, highlight=False, end="")
     values = dict(leaves(st.resolved()))
-    table = Table(title="where each value came from")
-    for col in ("path", "value", "source"):
-        table.add_column(col, overflow="fold")
+    say("where each value came from:")
     for path, source in provenance.items():
-        table.add_row(path, value_text(values.get(path)), source)
-    out_console.print(table)
+        say(f"{path} = {value_text(values.get(path))}  [{source}]", "  ", "      ")
     out_console.print(
         f"# valid: {len(st.systems)} system(s), {len(inputs)} inputs ({len(uncertain)} uncertain), "
         f"{st.simulation.scenarios:,} scenarios x {st.simulation.horizon_months} months"
@@ -93,32 +93,32 @@ def catalog_command(
     name: str | None = typer.Argument(None, help="An entry to show with its sources; all entries if omitted."),
 ) -> None:
     """List the catalog (systems, workloads, software curves, serving modes, priors), or show one entry's numbers and sources."""
-    from rich.table import Table
-
     from mcrisk.study import catalog
 
     if name is None:
-        table = Table(title="mcrisk catalog (mcrisk catalog NAME shows one with its sources)")
-        for col in ("kind", "name", "title", "summary"):
-            table.add_column(col, overflow="fold")
+        say("mcrisk catalog (mcrisk catalog NAME shows one entry with its sources)")
+        kind = None
         for row in catalog.list_entries():
-            table.add_row(row["kind"], row["name"], row["title"], row["summary"])
-        out_console.print(table)
+            if row["kind"] != kind:
+                kind = row["kind"]
+                emit(["", f"{kind}:"])
+            say(f"{row['name']}: {row['title']}", "  ", "    ")
+            say(row["summary"], "      ", "      ")
         return
     try:
         entry = catalog.get_entry(name)
     except catalog.CatalogError as exc:
         fail(exc)
-    out_console.print(f"[bold]{entry.name}[/] ({entry.kind}): {entry.title}", highlight=False)
-    out_console.print(entry.summary, markup=False, highlight=False)
-    table = Table(show_lines=True)
-    for col in ("field", "value", "source", "date", "tag", "derivation / note"):
-        table.add_column(col, overflow="fold")
+    say(f"{entry.name} ({entry.kind}): {entry.title}")
+    say(entry.summary)
     for r in catalog.entry_details(name):
-        extra = "\n".join(x for x in (r["derivation"], r["note"]) if x)
         value = "NOT FOUND" if r["value"] is None else value_text(r["value"])
-        table.add_row(r["field"], value, r["source"] or "", r["date"] or "", r["tag"] or "", extra)
-    out_console.print(table)
+        when = ", ".join(x for x in (r["tag"], r["date"]) if x)
+        emit([""])
+        say(f"{r['field']} = {value}" + (f"  [{when}]" if when else ""), "", "    ")
+        for what in ("source", "derivation", "note"):
+            if r[what]:
+                say(f"{what}: {r[what]}", "    ", "      ")
 
 
 def claims(
@@ -196,8 +196,6 @@ def sweep(
     log_interval: float | None = log_interval_option(),
 ) -> None:
     """Run a grid of study variants on the same scenarios and write sweep.csv (grid point x system x key statistics)."""
-    from rich.table import Table
-
     from mcrisk.workflows.sweep import run_sweep
 
     grid = parse_sets(set_, many=True)
@@ -227,21 +225,20 @@ def sweep(
     if quiet:
         return
     paths = [p for p, _ in grid]
-    t = Table(
-        title=f"sweep: {len(table) // max(1, table['system'].nunique())} points x {table['system'].nunique()} systems, same scenarios"
-    )
-    for col in (*paths, "system", "NPV P5 / P50 / P95", "P(loss)", "ROI P50", "cost $/Mtok P50"):
-        t.add_column(col, justify="left" if col in (*paths, "system") else "right", overflow="fold")
-    for r in table.to_dict("records"):
-        t.add_row(
+    title = f"sweep: {len(table) // max(1, table['system'].nunique())} points x {table['system'].nunique()} systems, same scenarios"
+    rows = [
+        [
             *(str(r[p]) for p in paths),
             r["system"],
             " / ".join(money(r[f"npv_usd_p{p}"]) for p in (5, 50, 95)),
-            f"{r['p_loss']:.1%}",
-            f"{r['roi_multiple_p50']:.2f}x",
-            f"{r['cost_per_mtok_usd_p50']:.4g}",
-        )
-    out_console.print(t)
+            ft.share(r["p_loss"]),
+            ft.value("roi_multiple", r["roi_multiple_p50"]),
+            ft.value("cost_per_mtok_usd", r["cost_per_mtok_usd_p50"]),
+        ]
+        for r in table.to_dict("records")
+    ]
+    headers = [*paths, "system", "NPV P5 / P50 / P95", "P(loss)", "revenue per\n$ capex P50", "cost per Mtok\nsold P50"]
+    emit(layout.table(headers, rows, width(), keys=len(paths) + 1, title=title))
     out_console.print(f"wrote {folder / 'sweep.csv'}", highlight=False)
 
 

@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from mcrisk.cli import layout
 from mcrisk.cli.common import batch_log, count, fail, log_interval_option
-from mcrisk.cli.terminal import money, out_console
+from mcrisk.cli.terminal import emit, out_console, say, width
 from mcrisk.errors import RunFolderError, StudyError
+from mcrisk.stats import formats as ft
+from mcrisk.study.labels import input_label, metric_label
 
 if TYPE_CHECKING:  # (pandas is imported by the command's workflow, not by the CLI's start)
     import pandas as pd
@@ -49,65 +52,64 @@ def greeks(
 
 def print_greeks(g: pd.DataFrame, top: int = 6) -> None:
     """Per row, the parameters that move the metric's mean most for a step in their own unit."""
-    from rich.table import Table
-
     if g.empty:
         return
     if (g["method"] == "not differentiable").all():
-        out_console.print(f"[bold]{g['note'].iloc[0]}[/]", highlight=False)
+        say(str(g["note"].iloc[0]))
         return
     for system, part in g.groupby("system", sort=False):
         part = part[part["method"] != "not differentiable"]
         part = part.reindex(part["d_mean_per_step"].abs().sort_values(ascending=False).index).head(top)
-        t = Table(title=f"{system}: what one step of each parameter is worth (pathwise, {part['metric'].iloc[0]})")
-        for c in ("input", "parameter", "step effect on the mean", "d mean (± se)", "d P5", "d P(loss)"):
-            t.add_column(c, overflow="fold")
-        for r in part.to_dict("records"):
-            t.add_row(
-                r["input"],
-                r["parameter"],
-                r["reading"].split(": ", 1)[-1] + f" per +{r['step']:g}",
-                f"{r['d_mean']:.4g} ± {r['d_mean_se']:.2g}",
-                f"{r['d_p5']:.4g}",
+        metric = str(part["metric"].iloc[0])
+        say(f"{system}: what one step of each parameter is worth to the mean {metric_label(metric)} (pathwise)")
+        rows = [
+            [
+                input_label(str(r["input"])),
+                str(r["parameter"]),
+                f"+{r['step']:g}",
+                ft.value(metric, r["d_mean_per_step"]),
+                f"{ft.number(r['d_mean'])} ± {ft.number(r['d_mean_se'])}",
+                ft.number(r["d_p5"]),
                 f"{r['d_p_loss']:.3g}",
-            )
-        out_console.print(t)
+            ]
+            for r in part.to_dict("records")
+        ]
+        headers = ["input", "param.", "step", "mean\nper step", "d mean\n± se", "d P5", "d P(loss)"]
+        emit(layout.table(headers, rows, width(), keys=2))
 
 
 def print_reverse_stress(rs: pd.DataFrame, dp: pd.DataFrame, top: int = 4) -> None:
     """The inputs that set the losing scenarios apart, and each row's most likely loss scenario."""
-    from rich.table import Table
-
     if not rs.empty:
-        t = Table(title="reverse stress test: NPV < 0 against the rest (inputs ranked by shift)")
-        for c in ("system", "share", "input", "median inside", "median outside", "shift (sd)"):
-            t.add_column(c, overflow="fold")
-        for r in rs[(rs["region"] == "npv_below_0") & (rs["rank"] <= top)].to_dict("records"):
-            t.add_row(
-                r["system"],
+        part = rs[(rs["region"] == "npv_below_0") & (rs["rank"] <= top)]
+        rows = [
+            [
+                str(r["system"]),
+                input_label(str(r["input"])),
                 f"{r['share_inside']:.1%}",
-                r["input"],
                 f"{r['inside_median']:.4g}",
                 f"{r['outside_median']:.4g}",
                 f"{r['shift_sd']:+.2f}",
-            )
-        out_console.print(t)
+            ]
+            for r in part.to_dict("records")
+        ]
+        headers = ["system", "input", "share\nin loss", "median\nin loss", "median\nelsewhere", "shift\n(sd)"]
+        title = "reverse stress test: NPV < 0 against the rest (inputs ranked by shift)"
+        emit(layout.table(headers, rows, width(), keys=2, title=title))
     if dp.empty:
         return
-    t = Table(title="most likely loss scenario (FORM design point, monthly shocks at 0)")
-    for c in ("system", "beta", "Phi(-beta)", "MC P(loss)", "nearest losing inputs (value, median)"):
-        t.add_column(c, overflow="fold")
+    say("most likely loss scenario (FORM design point, monthly shocks at 0): the nearest losing inputs, value (median)")
     for system, part in dp.groupby("system", sort=False):
         first = part.iloc[0]
         if isinstance(first["note"], str) and first["note"]:
-            t.add_row(system, "", "", f"{first['mc_p_loss']:.1%}", first["note"])
+            say(f"{system}: MC P(loss) {first['mc_p_loss']:.1%}; {first['note']}")
             continue
         moves = "; ".join(
-            f"{r['input'].split('.')[-1]} {r['value']:.4g} ({r['median']:.4g})" for _, r in part.head(top).iterrows()
+            f"{input_label(str(r['input']))} {r['value']:.4g} ({r['median']:.4g})" for _, r in part.head(top).iterrows()
         )
-        t.add_row(system, f"{first['beta']:.2f}", f"{first['form_p_loss']:.1%}", f"{first['mc_p_loss']:.1%}", moves)
-    out_console.print(t)
-    out_console.print(
-        f"(capex at the median: {', '.join(money(float(x)) for x in dp.groupby('system', sort=False)['capex_usd'].first())})",
-        highlight=False,
-    )
+        say(
+            f"{system}: beta {first['beta']:.2f}, Phi(-beta) {first['form_p_loss']:.1%}, MC P(loss) "
+            f"{first['mc_p_loss']:.1%}, capex at the median {ft.money(float(first['capex_usd']))}: {moves}",
+            "",
+            "  ",
+        )

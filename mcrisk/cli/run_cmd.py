@@ -22,7 +22,7 @@ from mcrisk.cli.common import (
     warn,
     write_report,
 )
-from mcrisk.cli.terminal import out_console, print_headline, print_sections, print_timings
+from mcrisk.cli.terminal import out_console, print_headline, print_sections, print_timings, set_wide
 from mcrisk.engine import interrupt
 from mcrisk.engine.cluster import distributed_shard
 from mcrisk.errors import Problem, RunFolderError, RunInterrupted, StudyError
@@ -114,8 +114,13 @@ def run(
     timings: bool = typer.Option(
         False, "--timings", help="Also print where the time went: each stage's seconds, share and throughput."
     ),
+    wide: bool = typer.Option(
+        False, "--wide", help="Print each table row on one line whatever the terminal's width (as mcrisk --wide)."
+    ),
 ) -> None:
     """Simulate a study and write its run folder (scenarios.parquet, summary.csv, risk.csv, summary.nc, manifest.json)."""
+    if wide:
+        set_wide(True)
     bar, progress = _progress_bar(quiet)
     try:
         _refuse_fixed_options(ctx, from_manifest, resume)
@@ -234,8 +239,19 @@ def _progress_bar(quiet: bool) -> tuple[Progress, Callable[[int, int], None]]:
 
 # The options that go with --from-manifest and --resume; the manifest or the interrupted run fixes every other
 # (--resume also takes the study, checked against the one the run was started with).
-WITH_FROM_MANIFEST = {"from_manifest", "out", "force", "quiet", "log_interval", "report", "pdf", "paper", "timings"}
-WITH_RESUME = {"resume", "study", "quiet", "log_interval", "report", "pdf", "paper", "timings"}
+WITH_FROM_MANIFEST = {
+    "from_manifest",
+    "out",
+    "force",
+    "quiet",
+    "log_interval",
+    "report",
+    "pdf",
+    "paper",
+    "timings",
+    "wide",
+}
+WITH_RESUME = {"resume", "study", "quiet", "log_interval", "report", "pdf", "paper", "timings", "wide"}
 
 
 def _given(ctx: typer.Context) -> list:

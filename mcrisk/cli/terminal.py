@@ -1,6 +1,7 @@
-"""What the `mcrisk` command prints: the headline table, the decision sections, the claims,
-drivers and timings tables, and the number formats they share (rich; the library never
-imports this module)."""
+"""What the `mcrisk` command prints: the decision-first headline, the decision sections, the
+claims, drivers and timings tables (rich, and plain tables that fit the width: cli.layout; the
+library never imports this module). Numbers are written by mcrisk.stats.formats, names by
+mcrisk.study.labels, as in the report."""
 
 from __future__ import annotations
 
@@ -8,61 +9,116 @@ import math
 
 from rich.console import Console
 
+from mcrisk.cli import layout
+from mcrisk.stats import formats as ft
+from mcrisk.study.labels import input_label, metric_label
+
 out_console = Console()
 # Short metric names for the claims table.
-_DEBT_COLUMNS = {"p_min_dscr_below_1_2": "P(min DSCR < 1.2)", "p_equity_loss": "P(equity NPV < 0)"}
 _SHORT = {"roi_multiple": "ROI", "cost_per_mtok_usd": "$/Mtok", "revenue_usd": "revenue $", "npv_usd": "NPV $"}
+_DEBT_COLUMNS = {"p_min_dscr_below_1_2": "P(min DSCR < 1.2)", "p_equity_loss": "P(equity NPV < 0)"}
+# Set by --wide: one line per row whatever the terminal's width.
+_wide = {"on": False}
+# From this width the stress table also shows IRR and payback.
+WIDE_FROM = 110
 
 
-def money(x: float) -> str:
-    """$ amounts in k/M/B with 3 significant figures."""
-    if not math.isfinite(x):
-        return str(x)
-    a = abs(x)
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= div:
-            return f"{x / div:,.3g}{suffix}"
-    return f"{x:,.3g}"
+def set_wide(on: bool) -> None:
+    _wide["on"] = on
+
+
+def width() -> int:
+    """The width the plain tables fit: the terminal's (COLUMNS, else 80 off a terminal), or none with --wide."""
+    return layout.UNLIMITED if _wide["on"] else out_console.width
+
+
+def emit(lines: list[str]) -> None:
+    """Print lines as they are: no markup, no highlighting, no wrapping (they fit already)."""
+    for line in lines:
+        out_console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def say(text: str, first: str = "", rest: str = "") -> None:
+    """A sentence or a note, wrapped at spaces to the width (at most 100 characters a line)."""
+    emit(layout.wrap(text, min(width(), 100), first, rest))
+
+
+money = ft.money
 
 
 def _fmt(metric: str, x: float) -> str:
-    if not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    if metric.endswith("_usd") and "per_mtok" not in metric:
-        return money(x)
-    if metric == "operating_margin":
-        return f"{x:.1%}"
-    if metric == "roi_multiple":
-        return f"{x:.2f}x"
-    return f"{x:.4g}"
+    return ft.value(metric, x)
 
 
 def print_headline(result) -> None:
-    from rich.table import Table
+    """The decision first: per system (and the portfolio) NPV P50 and P5, P(loss), CVaR 95, median
+    IRR and payback; the calibration line; the best system and by how much it beats the next."""
+    import pandas as pd
 
-    t = Table(
-        title=f"{result.study.name}: {result.manifest['scenarios']:,} scenarios, {result.manifest['horizon_months']} months (P5 / P50 / P95)"
+    from mcrisk.stats.headline import best_sentence, why_no_comparison
+
+    m = result.manifest
+    table = result.headline()
+    rows = [
+        [
+            r["system"],
+            ft.money(r["npv_p50"]),
+            ft.money(r["npv_p5"]),
+            ft.share(r["p_loss"]),
+            ft.money(r["npv_cvar95"]),
+            ft.per_year(r["irr_p50"]),
+            ft.months(r["payback_p50_months"]),
+        ]
+        for r in table.to_dict("records")
+    ]
+    headers = ["system", "NPV P50", "NPV P5", "P(loss)", "CVaR 95", "IRR P50", "payback\nP50"]
+    emit(
+        layout.table(
+            headers,
+            rows,
+            width(),
+            title=f"{result.study.name}: {m['scenarios']:,} scenarios, {m['horizon_months']} months",
+        )
     )
-    t.add_column("system")
-    labels = {
-        "npv_usd": "NPV $",
-        "roi_multiple": "ROI multiple",
-        "operating_margin": "operating margin",
-        "cost_per_mtok_usd": "cost $/Mtok",
-    }
-    for label in labels.values():
-        t.add_column(label, justify="right")
-    t.add_column("P(loss)", justify="right")
-    # a study with debt: the lender's and the equity's odds (risk.csv)
-    debt = [(c, h) for c, h in _DEBT_COLUMNS.items() if c in result.risk.columns]
-    for _, header in debt:
-        t.add_column(header, justify="right")
+    say(
+        "NPV in dollars at the study's discount rate; P(loss) = P(NPV < 0); CVaR 95: the mean NPV of the "
+        f"worst 5% of scenarios; payback: median months until the cash flows repay the capex (never: not "
+        f"within the {m['horizon_months']} months)."
+    )
+    print_calibration(getattr(result, "calibration", None))
+    comp = m["outputs"].get("comparison")
+    missing = "" if comp else why_no_comparison({**m, "folder": str(result.folder)})
+    sentence = best_sentence(table, pd.read_csv(result.folder / comp) if comp else None, missing)
+    if sentence:
+        say(sentence)
+    _print_more(result)
+
+
+def _print_more(result) -> None:
+    """The rest of each row's distribution: NPV P95, the ratios and costs at P50, the lenders' odds."""
+    s = result.summary.set_index(["system", "metric"])
     risk = result.risk.set_index("system")
-    for row in result.headline().to_dict("records"):
-        cells = [" / ".join(_fmt(m, row[f"{m}:{p}"]) for p in ("p5", "p50", "p95")) for m in labels]
-        extra = [f"{float(risk.loc[row['system'], c]):.1%}" for c, _ in debt]
-        t.add_row(row["system"], *cells, f"{row['p_loss']:.1%}", *extra)
-    out_console.print(t)
+    metrics = {
+        "roi_multiple": "revenue per\n$ of capex",
+        "operating_margin": "operating\nmargin",
+        "cost_per_mtok_usd": "cost per Mtok\nsold ($/Mtok)",
+        "levelized_cost_per_mtok_usd": "levelized cost\n($/Mtok)",
+    }
+    metrics = {k: v for k, v in metrics.items() if (result.risk["system"].iloc[0], k) in s.index}
+    debt = [c for c in _DEBT_COLUMNS if c in result.risk.columns]
+    rows = []
+    for system in result.risk["system"]:
+
+        def p(metric: str, q: str, system=system) -> float:
+            return float(s.loc[(system, metric), q]) if (system, metric) in s.index else math.nan
+
+        cells = [ft.money(p("npv_usd", "p95"))]
+        cells += [ft.value(k, p(k, "p50")) for k in metrics]
+        cells += [ft.share(float(risk.loc[system, c])) for c in debt]
+        rows.append([str(system), *cells])
+    headers = ["system", "NPV P95", *metrics.values(), *(_DEBT_COLUMNS[c] for c in debt)]
+    title = "the rest of the distribution (P50 unless named; revenue per $ of capex is before any cost, not a return)"
+    emit(layout.table(headers, rows, width(), title=title))
 
 
 def _num(x) -> str:
@@ -85,66 +141,60 @@ def value_text(v) -> str:
 
 def print_claims(table) -> None:
     """The claims table: each check's point reproduction, then P(holds) and its spread under uncertainty."""
-    from rich.table import Table
-
-    t = Table(title="vendor claims: reproduced from their stated assumptions, then under uncertainty")
-    for col in ("claim", "holds if", "point", "repro.", "P(holds) ± MCSE", "P5", "P50", "P95"):
-        t.add_column(col, justify="left" if col in ("claim", "holds if") else "right", overflow="fold")
+    rows = []
     for r in table.to_dict("records"):
         metric, _, systems = r["quantity"].partition(" of ")
         p = f"{r['p_holds']:.4f} ± {r['p_holds_mcse']:.4f}" if r["p_holds"] > 0 else f"0 of {r['scenarios']:,}"
-        t.add_row(
-            r["check"],
-            f"{_SHORT.get(metric, metric)} {systems.replace(' / ', '/')} {r['holds_if']}",
-            f"{r['point_value']:.5g}",
-            "yes" if r["reproduced"] else "[red]no[/]",
-            p,
-            *(f"{r[q]:.4g}" for q in ("p5", "p50", "p95")),
+        rows.append(
+            [
+                r["check"],
+                f"{_SHORT.get(metric, metric)} {systems.replace(' / ', '/')} {r['holds_if']}",
+                f"{r['point_value']:.5g}",
+                "yes" if r["reproduced"] else "NO",
+                p,
+                *(f"{r[q]:.4g}" for q in ("p5", "p50", "p95")),
+            ]
         )
-    out_console.print(t)
+    headers = ["claim", "holds if", "point", "repro-\nduced", "P(holds) ± MCSE", "P5", "P50", "P95"]
+    title = "vendor claims: reproduced from their stated assumptions, then under uncertainty"
+    emit(layout.table(headers, rows, width(), title=title, left=(1,)))
     for r in table.to_dict("records"):
         if not r["reproduced"]:
-            out_console.print(f"{r['check']}: {r['reproduction']}", markup=False, highlight=False)
+            say(f"{r['check']}: {r['reproduction']}")
         if isinstance(r.get("uncertain_measures"), str):
-            out_console.print(
-                f"{r['check']} under uncertainty: {r['uncertain_measures']}", markup=False, highlight=False
-            )
+            say(f"{r['check']} under uncertainty: {r['uncertain_measures']}")
 
 
 def print_analysis(sens, comp, metric: str = "npv_usd", top: int = 5) -> None:
-    """The drivers of a metric (sensitivity.csv) and the P(A beats B) matrix (comparison.csv);
-    either table may be None (not written: a run with --columns may lack what it needs)."""
+    """The drivers of a metric (sensitivity.csv), a table per system, and the P(A beats B) matrix
+    (comparison.csv); either table may be None (not written: a run with --columns may lack what it needs)."""
     import pandas as pd
-    from rich.table import Table
 
     from mcrisk.stats.compare import win_matrix
 
+    name = metric_label(metric)
     if sens is not None:
-        t = Table(
-            title=f"what drives {metric}: top {top} inputs per system (first-order share of its variance, 90% CI)"
+        say(f"what drives {name}: the top {top} inputs per system (first-order share of its variance, 90% CI)")
+        part = (
+            sens[(sens["rank"] <= top) & (sens["metric"] == metric)] if "metric" in sens else sens[sens["rank"] <= top]
         )
-        for col in ("system", "input", "Spearman", "first-order share", f"P50 {metric}: bottom -> top decile"):
-            t.add_column(col, justify="left" if col in ("system", "input") else "right", overflow="fold")
-        for r in sens[sens["rank"] <= top].to_dict("records"):
-            share = f"{r['first_order']:.3f} [{r['first_order_lo']:.3f}, {r['first_order_hi']:.3f}]"
-            t.add_row(
-                r["system"],
-                r["input"],
-                f"{r['spearman']:+.2f}",
-                share,
-                f"{_fmt(metric, r['bottom_p50'])} -> {_fmt(metric, r['top_p50'])}",
-            )
-        out_console.print(t)
+        for system, rows in part.groupby("system", sort=False):
+            cells = [
+                [
+                    input_label(str(r["input"])),
+                    f"{r['spearman']:+.2f}",
+                    f"{r['first_order']:.2f} ({r['first_order_lo']:.2f}-{r['first_order_hi']:.2f})",
+                    f"{_fmt(metric, r['bottom_p50'])}->{_fmt(metric, r['top_p50'])}",
+                ]
+                for r in rows.to_dict("records")
+            ]
+            headers = [f"{system}: input", "rank\ncorr.", "first-order\nshare", "P50: bottom->\ntop decile"]
+            emit(layout.table(headers, cells, width()))
     wins = win_matrix(comp, metric) if comp is not None else ()
     if len(wins) > 1:
-        out_console.print(f"P(row > column) in {metric}, scenario by scenario:", highlight=False)
-        m = Table()
-        m.add_column("")
-        for s in wins.columns:
-            m.add_column(str(s), justify="right")
-        for a, row in wins.iterrows():
-            m.add_row(str(a), *("-" if pd.isna(v) else f"{v:.1%}" for v in row))
-        out_console.print(m)
+        say(f"P(row > column) in {name}, scenario by scenario:")
+        rows = [[str(a), *("-" if pd.isna(v) else f"{v:.1%}" for v in row)] for a, row in wins.iterrows()]
+        emit(layout.table(["", *(str(c) for c in wins.columns)], rows, width()))
 
 
 def print_timings(manifest: dict) -> None:
@@ -178,101 +228,88 @@ def print_timings(manifest: dict) -> None:
     )
 
 
-def _usd(x: float) -> str:
-    return f"${x:.2f}" if math.isfinite(x) else "n/a"
-
-
 def print_calibration(table) -> None:
-    """calibration.csv as a short table (median (P5-P95) revenue per installed GPU-hour in the first
-    live year against the catalog's rental band), then a warning line per system outside its band."""
-    from rich.markup import escape
-    from rich.table import Table
-
+    """calibration.csv: median (P5-P95) revenue per installed GPU-hour in the first live year
+    against the catalog's rental band, then a warning line per system outside its band."""
     if table is None or not len(table):
         return
-    colour = {"inside": "green", "above": "yellow", "below": "yellow"}
-    t = Table(title="calibration: revenue per installed GPU-hour, first live year, vs GPU rental prices")
-    for col in ("system", "median (P5-P95) $/GPU-hour", "rental band $/GPU-hour", "status"):
-        t.add_column(col, justify="left" if col == "system" else "right")
+    rows = []
     for r in table.to_dict("records"):
-        band = f"{_usd(r['band_low'])}-{_usd(r['band_high'])}" if r["status"] != "no band" else "-"
+        band = f"${r['band_low']:.2f}-${r['band_high']:.2f}" if r["status"] != "no band" else "-"
         ratio = f" ({r['ratio_to_band']:.3g}x)" if r["status"] in ("above", "below") else ""
-        status = f"[{colour[r['status']]}]{r['status']}{ratio}[/]" if r["status"] in colour else escape(r["status"])
-        median = f"{_usd(r['p50'])} ({_usd(r['p5'])}-{_usd(r['p95'])})"
-        t.add_row(escape(str(r["system"])), median, band, status)
-    out_console.print(t)
+        rows.append(
+            [str(r["system"]), f"${r['p50']:.2f}", f"${r['p5']:.2f}-${r['p95']:.2f}", band, r["status"] + ratio]
+        )
+    headers = ["system", "P50\n$/GPU-h", "P5-P95\n$/GPU-h", "market band\n$/GPU-h", "status"]
+    title = "calibration: revenue per installed GPU-hour in the first live year vs GPU rental prices"
+    emit(layout.table(headers, rows, width(), title=title, left=(4,)))
     for line in table["warning"]:
         if isinstance(line, str) and line:
-            out_console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
+            say(f"warning: {line}")
+
+
+_BREAKEVEN = {  # breakeven.csv quantity -> (words with unit, the metric whose form its values take)
+    "initial_token_price_usd_per_mtok": ("token price $/Mtok", "breakeven_price_usd_per_mtok"),
+    "initial_rental_usd_per_gpu_hour": ("rental $/GPU-h", "breakeven_rental_usd_per_gpu_hour"),
+    "mean_utilization": ("mean utilization", "breakeven_utilization"),
+}
+
+
+def print_breakeven(be) -> None:
+    """What must be true: each system's break-even initial price (token or rental) and mean
+    utilization against the market's; a break-even utilization above 100% is unreachable."""
+    rows = []
+    for r in be.to_dict("records"):
+        what, metric = _BREAKEVEN.get(r["quantity"], (str(r["quantity"]), str(r["quantity"])))
+        form = (lambda x: ft.number(x)) if metric != "breakeven_utilization" else ft.utilization
+        band = lambda side, form=form, r=r: " / ".join(form(r[f"{side}_p{p}"]) for p in (5, 50, 95))  # noqa: E731
+        rows.append([str(r["system"]), what, band("breakeven"), band("market")])
+    headers = ["system", "initial value", "break-even\nP5 / P50 / P95", "market\nP5 / P50 / P95"]
+    emit(layout.table(headers, rows, width(), keys=2, title="what must be true: break-even per scenario vs the market"))
+    say("P(the market clears the break-even) is 1 - P(loss), as NPV is linear in each (breakeven.csv).")
+
+
+def print_stress(stress) -> None:
+    wide = width() >= WIDE_FROM
+    rows = []
+    for r in stress.to_dict("records"):
+        cells = [r["stress"], r["system"], " / ".join(ft.money(r[f"npv_usd_p{p}"]) for p in (5, 50, 95))]
+        cells += [ft.share(r["p_loss"]), ft.signed_money(r["npv_usd_p50_change"])]
+        if wide:
+            cells += [ft.per_year(r.get("irr_p50", math.nan)), ft.months(r.get("payback_months_p50", math.nan))]
+        rows.append([str(c) if i < 2 else c for i, c in enumerate(cells)])
+    headers = ["stress", "system", "NPV P5 / P50 / P95", "P(loss)", "NPV P50\nvs base"]
+    headers += ["IRR P50", "payback\nP50"] if wide else []
+    emit(layout.table(headers, rows, width(), keys=2, title="stress tests on the same scenarios"))
 
 
 def print_sections(result) -> None:
-    """The decision-analytics sections of a finished run: calibration, what must be true, stress
-    tests, convergence, and the drivers and comparisons when the run has them."""
+    """The decision-analytics sections of a finished run: what must be true, stress tests,
+    convergence, and the drivers and comparisons when the run has them."""
     import pandas as pd
-    from rich.table import Table
 
-    print_calibration(getattr(result, "calibration", None))
     if result.breakeven is not None:
-        t = Table(title="what must be true: break-even per scenario vs the market (P5 / P50 / P95)")
-        for col in (
-            "system",
-            "break-even P0 $/Mtok",
-            "market P0",
-            "break-even mean utilization",
-            "market utilization",
-            "P(market clears)",
-        ):
-            t.add_column(col, justify="left" if col == "system" else "right")
-        be = result.breakeven.set_index(["system", "quantity"])
-        for system in result.breakeven["system"].unique():  # (no portfolio row: breakeven.csv has none)
-            price, util = be.loc[(system, "initial_token_price_usd_per_mtok")], be.loc[(system, "mean_utilization")]
-            band = lambda r, side, f: " / ".join(f(r[f"{side}_p{p}"]) for p in (5, 50, 95))  # noqa: E731
-            t.add_row(
-                system,
-                band(price, "breakeven", _num4),
-                band(price, "market", _num4),
-                band(util, "breakeven", _pct),
-                band(util, "market", _pct),
-                f"{price['p_market_clears']:.1%}",
-            )
-        out_console.print(t)
+        print_breakeven(result.breakeven)
+    opts = result.manifest.get("options") or {}
     if result.stress is not None:
-        t = Table(title="stress tests on the same scenarios")
-        for col in ("stress", "system", "NPV P5 / P50 / P95", "P(loss)", "ROI P50", "P50 NPV change"):
-            t.add_column(col, justify="left" if col in ("stress", "system") else "right")
-        for r in result.stress.to_dict("records"):
-            t.add_row(
-                r["stress"],
-                r["system"],
-                " / ".join(money(r[f"npv_usd_p{p}"]) for p in (5, 50, 95)),
-                f"{r['p_loss']:.1%}",
-                _fmt("roi_multiple", r["roi_multiple_p50"]),
-                money(r["npv_usd_p50_change"]),
-            )
-        out_console.print(t)
+        print_stress(result.stress)
+    elif result.study.stress and opts.get("stress") is False:
+        say("stress tests: not run (--no-stress); run without --no-stress to see the study's stress: section")
     conv = result.manifest.get("convergence")
     if conv:
         verdict = "met" if conv["met"] else "NOT met"
-        out_console.print(
+        say(
             f"convergence: MCSE of {conv['target']} {verdict}: {conv['reached_mcse']:.4g} "
-            f"after {conv['scenarios']:,} of at most {conv['maximum']:,} scenarios",
-            highlight=False,
+            f"after {conv['scenarios']:,} of at most {conv['maximum']:,} scenarios"
         )
         if not conv["met"]:  # (a manifest written before the reason was recorded: the maximum was reached)
-            out_console.print(f"  why: {conv.get('reason', 'maximum reached')}", highlight=False)
+            say(f"why: {conv.get('reason', 'maximum reached')}", "  ", "  ")
     outputs = result.manifest["outputs"]
     print_analysis(
         *(pd.read_csv(result.folder / outputs[k]) if outputs.get(k) else None for k in ("sensitivity", "comparison")),
         top=3,
     )
     if outputs.get("analysis_skipped"):
-        out_console.print(outputs["analysis_skipped"], highlight=False)
-
-
-def _num4(x: float) -> str:
-    return f"{x:.4g}"
-
-
-def _pct(x: float) -> str:
-    return f"{x:.0%}" if math.isfinite(x) else ("never" if x > 0 else "nan")
+        say(outputs["analysis_skipped"])
+    elif opts.get("analyze") is False and opts.get("write_scenarios", True):
+        say(f"drivers and comparisons: not run (--no-analyze); mcrisk analyze {result.folder} adds them")

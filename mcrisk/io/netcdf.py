@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mcrisk.io import atomic
-from mcrisk.io.units import unit_of
+from mcrisk.study.labels import unit_of
 
 GROUP = "scenario_draws"
 CHAINS = 4

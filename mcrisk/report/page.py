@@ -27,6 +27,7 @@ from mcrisk.report import finance_section, greeks_section
 from mcrisk.report import sections as sec
 from mcrisk.report.calibration import calibration
 from mcrisk.report.data import load_run
+from mcrisk.report.headline import headline
 from mcrisk.report.markup import Figures, esc
 
 FIGURES = ("npv", "roi_multiple", "cash_flow", "cost_structure", "margin_by_utilization", "drivers", "comparison")
@@ -100,7 +101,7 @@ CONDITIONAL = ("portfolio", "financing")  # sections on the page only where the 
 def render(run: dict, figs: Figures) -> str:
     """The report page of a loaded run folder (see `load_run`); figures are saved through `figs`."""
     bodies = {
-        "headline": sec.headline(run) + calibration(run),
+        "headline": headline(run) + calibration(run),
         "distributions": sec.distributions(run, figs),
         "cash-flow": sec.cash_flow(run, figs),
         "cost-structure": sec.costs(run, figs),

@@ -15,14 +15,15 @@ from mcrisk.report import markup as mu
 from mcrisk.report import notes
 from mcrisk.report.data import UTILIZATION_BINS, cost_components, margin_bins, payback_months
 from mcrisk.stats.compare import win_matrix
+from mcrisk.study.labels import input_label
 
 KEY_METRICS = {  # the summary table's metrics, in order, with their labels
     "npv_usd": "NPV",
     "irr": "IRR (annual)",
-    "roi_multiple": "ROI multiple (revenue / capex)",
+    "roi_multiple": "revenue per $ of capex (ROI multiple)",
     "payback_months": "payback",
     "operating_margin": "operating margin",
-    "cost_per_mtok_usd": "cost per Mtok",
+    "cost_per_mtok_usd": "cost per Mtok sold",
     "levelized_cost_per_mtok_usd": "levelized cost per Mtok",
     "revenue_usd": "revenue",
     "capex_usd": "capex",
@@ -37,35 +38,6 @@ def _pct(run: dict, metric: str) -> dict[str, dict[str, float]]:
     part = s[s["metric"] == metric].set_index("system")
     cols = [c for c in part.columns if c.startswith("p") and c[1:].isdigit()]
     return {sys: part.loc[sys, cols].astype(float).to_dict() for sys in run["systems"] if sys in part.index}
-
-
-def headline(run: dict) -> str:
-    m, st = run["manifest"], run["study"]
-    risk = run["risk"].set_index("system")
-    npv, roi = _pct(run, "npv_usd"), _pct(run, "roi_multiple")
-    facts = (
-        f"{m.get('scenarios', 0):,} scenarios, seed {m.get('seed')}, a horizon of {m.get('horizon_months')} months, "
-        f"{len(run['systems'])} system{'s' if len(run['systems']) != 1 else ''}: {', '.join(run['systems'])}."
-    )
-    out = [f"<p>{mu.esc(facts)}</p>"]
-    if st.get("description"):
-        out.append(f'<p class="desc">{mu.esc(" ".join(str(st["description"]).split()))}</p>')
-    items, colours = [], fg.palette(run["systems"])
-    for s in run["systems"]:
-        if s not in npv or s not in risk.index:
-            continue
-        text = (
-            f"the median NPV is {fg.money(npv[s]['p50'])}; there is a {float(risk.loc[s, 'p_loss']):.1%} chance "
-            "of losing money (NPV < 0)"
-        )
-        if s in roi:
-            text += (
-                f"; in 1 scenario in 20 the token revenue is below {roi[s]['p5']:.2f}x the capex "
-                "(P5 of the ROI multiple, revenue per dollar of capex, before any cost)"
-            )
-        items.append(f'<li><b style="color:{colours[s]}">{mu.esc(s)}</b>: {mu.esc(text)}.</li>')
-    out.append(f'<ul class="headline">{"".join(items)}</ul>')
-    return "".join(out)
 
 
 def distributions(run: dict, figs: mu.Figures) -> str:
@@ -196,7 +168,9 @@ def drivers(run: dict, figs: mu.Figures) -> str:
         return notes.missing_analysis(run, "what drives NPV")
     metric = drivers_metric(run)
     name = f"{metric_name(metric)} ({fg.unit(metric)})" if fg.unit(metric) else metric_name(metric)
-    part = sens[sens["metric"] == metric].assign(system=lambda d: d["system"].astype(str))
+    part = sens[sens["metric"] == metric].assign(
+        system=lambda d: d["system"].astype(str), input=lambda d: d["input"].astype(str).map(input_label)
+    )
     base = {s: v["p50"] for s, v in _pct(run, metric).items()}
     fig = fg.tornado(part, base, fg.palette(run["systems"]), metric)
     cap = (

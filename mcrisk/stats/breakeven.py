@@ -7,6 +7,11 @@ Per system, from the run's reducers (every scenario, no Parquet needed):
   ``breakeven_price_usd_per_mtok``, the initial price P0 that makes its NPV 0 with its price
   path's shape (decline, shocks) and everything else as drawn. The market side is the study's
   distribution of P0 (its exact quantiles).
+* ``initial_rental_usd_per_gpu_hour``, in place of the token price for a system that rents
+  GPU-hours (``revenue_mode: gpu_hours``), whose revenue does not depend on the token price: the
+  metric ``breakeven_rental_usd_per_gpu_hour``, the initial rental price that makes its NPV 0 with
+  its rental path's shape. The market side is the system's distribution of
+  ``rental.initial_usd_per_gpu_hour`` (its exact quantiles).
 * ``mean_utilization``: the metric ``breakeven_utilization``, the mean utilization that makes
   NPV 0 when the scenario's utilization path is scaled by one factor (ramp and shocks keep their
   shape). The market side is the scenario's own mean utilization.
@@ -41,6 +46,8 @@ QUANTITIES = {
     "initial_token_price_usd_per_mtok": "breakeven_price_usd_per_mtok",
     "mean_utilization": "breakeven_utilization",
 }
+RENTAL = "initial_rental_usd_per_gpu_hour"  # the price row of a system that rents GPU-hours
+RENTAL_METRIC = "breakeven_rental_usd_per_gpu_hour"
 COLUMNS = (
     "system",
     "quantity",
@@ -60,7 +67,10 @@ def prepare(study: Study) -> None:
 
 
 def _price_quantiles(study: Study) -> np.ndarray:
-    dist = study.market.token_price.initial_usd_per_mtok
+    return _quantiles(study.market.token_price.initial_usd_per_mtok)
+
+
+def _quantiles(dist) -> np.ndarray:
     return (
         ppf(dist, [p / 100 for p in PERCENTILES])
         if not dist.is_fixed
@@ -69,9 +79,15 @@ def _price_quantiles(study: Study) -> np.ndarray:
 
 
 def breakeven_table(
-    study: Study, host: red.HostState, npv_below_0: np.ndarray, systems: Sequence[str], spec: red.SketchSpec
+    study: Study,
+    host: red.HostState,
+    npv_below_0: np.ndarray,
+    systems: Sequence[str],
+    spec: red.SketchSpec,
+    metrics: Sequence[str] = METRICS,
 ) -> pd.DataFrame:
-    """One row per system and quantity; `npv_below_0` is the exact count of NPV < 0 per system.
+    """One row per system and quantity; `npv_below_0` is the exact count of NPV < 0 per system,
+    `metrics` the reducers' metrics in order (the plan's: METRICS, then any extension's).
 
     `systems`: the run's rows; the portfolio row of a study with ``portfolio: true`` has no
     break-even price or utilization (one price or one utilization path of the fleet means
@@ -84,8 +100,9 @@ def breakeven_table(
     m = host.moments
     mean = red.stats(host).mean  # over the finite values; NaN when there are none
     price_market = _price_quantiles(study)
-    h_npv = METRICS.index("npv_usd") * S
-    h_util = METRICS.index("mean_utilization") * S
+    metrics = list(metrics)
+    h_npv = metrics.index("npv_usd") * S
+    h_util = metrics.index("mean_utilization") * S
     rows = []
     for s, system in enumerate(systems):
         if study.portfolio and system == PORTFOLIO:
@@ -93,8 +110,22 @@ def breakeven_table(
         n = int(m.count[h_npv + s] + m.nan[h_npv + s])
         p = (int(m.count[h_npv + s]) - int(npv_below_0[s])) / n if n else float("nan")
         mcse = float(np.sqrt(p * (1 - p) / n)) if n else float("nan")
+        rental = _rental(study, system)
         for quantity, metric in QUANTITIES.items():
-            h = METRICS.index(metric) * S + s
-            market = price_market if quantity == "initial_token_price_usd_per_mtok" else q[h_util + s]
+            if quantity == "mean_utilization":
+                market = q[h_util + s]
+            elif rental is not None:
+                quantity, metric, market = RENTAL, RENTAL_METRIC, _quantiles(rental)
+            else:
+                market = price_market
+            h = metrics.index(metric) * S + s
             rows.append((system, quantity, *q[h], float(mean[h]), *market, p, mcse))
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _rental(study: Study, system: str):
+    """The initial rental price's DIST of a system that rents GPU-hours, else None."""
+    sys = study.systems.get(system)
+    if sys is None or sys.revenue_mode != "gpu_hours" or sys.rental is None:
+        return None
+    return sys.rental.initial_usd_per_gpu_hour

@@ -18,6 +18,8 @@ import pandas as pd
 from scipy.special import ndtri
 from scipy.stats import rankdata
 
+from mcrisk.study.labels import input_label
+
 COLUMNS = [
     "system",
     "region",
@@ -25,6 +27,7 @@ COLUMNS = [
     "share_inside",
     "rank",
     "input",
+    "label",
     "inside_median",
     "inside_p10",
     "inside_p90",
@@ -70,7 +73,7 @@ def reverse_stress(system: str, m: np.ndarray, inputs: Mapping[str, np.ndarray])
             med_in, p10_in, p90_in = _stats(x[inside])
             med_out, p10_out, p90_out = _stats(x[~inside])
             shift = float(z[inside].mean() - z[~inside].mean())
-            part.append([path, med_in, p10_in, p90_in, med_out, p10_out, p90_out, shift])
+            part.append([path, input_label(path), med_in, p10_in, p90_in, med_out, p10_out, p90_out, shift])
         part.sort(key=lambda r: -abs(r[-1]))
         for rank, r in enumerate(part, 1):
             rows.append([system, region, k, k / inside.size, rank, *r])

@@ -49,12 +49,14 @@ from scipy import sparse
 from scipy.stats import rankdata
 
 from mcrisk.model.metrics import ALL_METRICS as METRICS
+from mcrisk.study.labels import input_label
 
 KEYS = ("scenario", "system")
 COLUMNS = (
     "system",
     "metric",
     "input",
+    "label",
     "rank",
     "n",
     "n_dropped",
@@ -282,7 +284,8 @@ def sensitivity(
                     **_tornado(x, yj),
                 }
             )
-    table = pd.DataFrame(out, columns=[c for c in COLUMNS if c != "rank"])
+    table = pd.DataFrame(out, columns=[c for c in COLUMNS if c not in ("rank", "label")])
+    table["label"] = table["input"].map(input_label)
     if table.empty:
         return pd.DataFrame(columns=list(COLUMNS))
     table["_order"] = table["system"].map({s: i for i, s in enumerate(dict.fromkeys(table["system"]))})

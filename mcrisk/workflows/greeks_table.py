@@ -9,10 +9,12 @@ import pandas as pd
 from scipy.special import ndtr
 
 from mcrisk.stats import greeks as sg
+from mcrisk.study.labels import input_label, short_unit
 
 GREEKS_COLUMNS = [
     "system",
     "input",
+    "label",
     "parameter",
     "dist",
     "value",
@@ -38,25 +40,17 @@ GREEKS_COLUMNS = [
     "p_loss_method",
     "note",
 ]
-# Units by the end of an input's path, for the table's reading ("+0.01 $/Mtok").
-_UNITS = (
-    ("usd_per_mtok", "$/Mtok"),
-    ("usd_per_gpu_hour", "$/GPU-hour"),
-    ("usd_per_kwh", "$/kWh"),
-    ("usd_per_kw_month", "$/kW-month"),
-    ("usd_per_gpu_year", "$/GPU-year"),
-    ("_usd", "$"),
-    ("_kw", "kW"),
-    ("_months", "months"),
-    ("per_s_per_gpu", "tokens/s/GPU"),
-)
 PATHWISE = "pathwise"
+
+
+def _reading_unit(path: str) -> str:
+    """The unit of a step in the reading ("+0.01 $/Mtok"); none for a share or a rate."""
+    unit = short_unit(path)
+    return "" if unit.startswith("per ") else unit
+
+
 IMPLICIT = "pathwise (implicit CDF: beta shape)"
 P_LOSS_METHOD = "kernel-smoothed pathwise (Gaussian kernel, bandwidth h)"
-
-
-def unit_of(path: str) -> str:
-    return next((u for end, u in _UNITS if path.endswith(end)), "")
 
 
 def money(x: float) -> str:
@@ -99,14 +93,15 @@ def greeks_table(rows, tgts, metric: str, m: np.ndarray, centers: dict, h: np.nd
             step = sg.unit_step(t.value)
             elasticity = e["d_mean"] * t.value / mean if mean != 0 else np.nan
             reading = (
-                f"+{step:g} {unit_of(t.path)} {t.param}: {_amount(metric, e['d_mean'] * step)} mean {metric}".replace(
+                f"+{step:g} {_reading_unit(t.path)} {t.param}: {_amount(metric, e['d_mean'] * step)} mean {metric}".replace(
                     "  ", " "
                 )
                 if t.note is None
                 else f"no pathwise derivative: {t.note}"
             )
             out.append(
-                [row, t.path, t.param, t.dist, t.value, _method(t), metric, mean, e["d_mean"], e["d_mean_se"]]
+                [row, t.path, input_label(t.path), t.param, t.dist, t.value, _method(t), metric, mean]
+                + [e["d_mean"], e["d_mean_se"]]
                 + [elasticity, step, e["d_mean"] * step, reading]
                 + [centers["p5"][r], e["d_p5"], e["d_p5_se"], centers["p1"][r], e["d_p1"], e["d_p1_se"], h[r]]
                 + [p_loss, e["d_p_loss"], e["d_p_loss_se"], P_LOSS_METHOD if t.note is None else "", t.note or ""]
@@ -122,7 +117,7 @@ def not_differentiable_table(rows, tgts, metric: str, why: str) -> pd.DataFrame:
             if _applies(t, row):
                 blank = [np.nan] * 3 + [np.nan, np.nan, np.nan, f"{metric} is not differentiable: {why}"]
                 out.append(
-                    [row, t.path, t.param, t.dist, t.value, "not differentiable", metric]
+                    [row, t.path, input_label(t.path), t.param, t.dist, t.value, "not differentiable", metric]
                     + blank
                     + [np.nan] * 7
                     + [np.nan] * 4
@@ -143,6 +138,7 @@ DESIGN_COLUMNS = [
     "converged",
     "iterations",
     "input",
+    "label",
     "z",
     "value",
     "median",
@@ -156,10 +152,10 @@ def design_table(points: Sequence, inputs_of: Mapping[str, list], mc_p_loss: Map
     for p in points:
         if p.note is not None:
             out.append([p.row, np.nan, np.nan, mc_p_loss[p.row], metric, np.nan, p.metric_at_median, p.scale])
-            out[-1] += [p.converged, p.iterations, "", np.nan, np.nan, np.nan, p.note]
+            out[-1] += [p.converged, p.iterations, "", "", np.nan, np.nan, np.nan, p.note]
             continue
         head = [p.row, p.beta, float(ndtr(-p.beta)), mc_p_loss[p.row], metric, p.metric_at_point]
         head += [p.metric_at_median, p.scale, p.converged, p.iterations]
         for i in sorted(inputs_of[p.row], key=lambda i: -abs(p.scores[i.path])):
-            out.append(head + [i.path, p.scores[i.path], p.values[i.path], p.medians[i.path], ""])
+            out.append(head + [i.path, input_label(i.path), p.scores[i.path], p.values[i.path], p.medians[i.path], ""])
     return pd.DataFrame(out, columns=DESIGN_COLUMNS)

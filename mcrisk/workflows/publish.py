@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
@@ -66,19 +66,10 @@ class RunResult:
         return display.glance("mcrisk.RunResult", self.manifest, self.summary, self.risk, self.folder)
 
     def headline(self) -> pd.DataFrame:
-        """P5/P50/P95 of the headline metrics and P(loss), one row per system."""
-        import pandas as pd
+        """The decision-first headline, one row per system and the portfolio (mcrisk.stats.headline)."""
+        from mcrisk.stats.headline import headline_table
 
-        rows = []
-        s = self.summary.set_index(["system", "metric"])
-        for system in self.risk["system"]:
-            row: dict[str, Any] = {"system": system}
-            for metric in ("npv_usd", "roi_multiple", "operating_margin", "cost_per_mtok_usd"):
-                for p in ("p5", "p50", "p95"):
-                    row[f"{metric}:{p}"] = s.loc[(system, metric), p]
-            row["p_loss"] = float(self.risk.set_index("system").loc[system, "p_loss"])
-            rows.append(row)
-        return pd.DataFrame(rows)
+        return headline_table(self.summary, self.risk, self.calibration)
 
 
 def versions() -> dict[str, str]:
@@ -185,7 +176,7 @@ def _tables(
     tail_names = [n for n, _, _ in plan.tail_counts]
     risk_df = risk.risk_table(host_state, state.tails, tail_names, plan.row_systems, plan.metrics, plan.sketch)
     breakeven = breakeven_table(
-        st, host_state, state.tails[tail_names.index("npv_below_0")], plan.row_systems, plan.sketch
+        st, host_state, state.tails[tail_names.index("npv_below_0")], plan.row_systems, plan.sketch, plan.metrics
     )
     monthly = monthly_table(state.monthly, plan.systems, plan.months) if state.monthly is not None else None
     if extra.get("convergence"):  # why a target was not met, for the manifest and the terminal
