@@ -101,13 +101,13 @@ def test_non_finite_values_are_left_out():
 @pytest.mark.parametrize(
     ("metric", "unit", "label"),
     [
-        ("npv_usd", "$", "NPV ($, discounted)"),
-        ("cost_per_mtok_usd", "$/Mtok", "cost per million tokens ($/Mtok)"),
-        ("irr", "%", "IRR (%/year)"),
-        ("roi_multiple", "x", "ROI multiple (token revenue / capex, x)"),
+        ("npv_usd", "$", "NPV ($)"),
+        ("cost_per_mtok_usd", "$/Mtok", "cost per Mtok sold ($/Mtok)"),
+        ("irr", "%", "IRR (%/yr)"),
+        ("roi_multiple", "x", "revenue per $ of capex (x)"),
         ("payback_months", "months", "payback (months)"),
-        ("market.electricity.usd_per_kwh", "$/kWh", "usd per kwh ($/kWh)"),
-        ("breakeven_rental_usd_per_gpu_hour", "$/GPU-hour", "breakeven rental usd per gpu hour ($/GPU-hour)"),
+        ("market.electricity.usd_per_kwh", "$/kWh", "electricity price ($/kWh)"),
+        ("breakeven_rental_usd_per_gpu_hour", "$/GPU-h", "break-even initial rental ($/GPU-h)"),
     ],
 )
 def test_units_of_the_axes(metric, unit, label):

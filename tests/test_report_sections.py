@@ -147,11 +147,11 @@ def test_the_drivers_section_is_titled_by_its_metric_with_its_unit(fleet):
         }
     )
     fleet["summary"] = pd.concat([fleet["summary"], summary_rows({("a", "cost_per_mtok_usd"): {"mean": 0.15}})])
-    assert sections.drivers_title(fleet) == "What drives cost per Mtok"
+    assert sections.drivers_title(fleet) == "What drives cost per Mtok sold"
     drawn = {}
     html = sections.drivers(fleet, lambda fig, name, alt, cap: drawn.setdefault(name, (fig, cap))[1])
     fig, cap = drawn["drivers"]
-    assert "cost per Mtok ($/Mtok)" in html and "NPV" not in cap
+    assert "cost per Mtok sold ($/Mtok)" in html and "NPV" not in cap
     assert "($/Mtok)" in fig.axes[-1].get_xlabel()
     fleet["sensitivity"] = None
     assert sections.drivers_title(fleet) == "What drives NPV"

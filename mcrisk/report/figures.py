@@ -18,8 +18,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from mcrisk.io.units import unit_of
 from mcrisk.report.density import density
+from mcrisk.study.labels import METRICS as METRIC_WORDS
+from mcrisk.study.labels import input_label, metric_label, short_unit
 
 # Okabe & Ito (2008), without yellow first: it is hard to see on white.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -70,45 +71,23 @@ def _money_axis(digits: int = 4) -> FuncFormatter:
     return FuncFormatter(lambda x, _: "$0" if x == 0 else money(x, digits))
 
 
-# How the report shows the units of units.unit_of; the labels of the metrics the report draws most.
-_UNIT_SHOWN = {"USD": "$", "USD per million tokens": "$/Mtok", "USD per GPU-hour": "$/GPU-hour", "count": "count"}
-_LABELS = {
-    "npv_usd": "NPV ($, discounted)",
-    "roi_multiple": "ROI multiple (token revenue / capex, x)",
-    "cost_per_mtok_usd": "cost per million tokens ($/Mtok)",
-    "levelized_cost_per_mtok_usd": "levelized cost per million tokens ($/Mtok)",
-    "irr": "IRR (%/year)",
-    "equity_irr": "equity IRR (%/year)",
-    "equity_npv_usd": "equity NPV ($, discounted)",
-    "operating_margin": "operating margin (%)",
-    "mean_utilization": "mean utilization (%)",
-    "payback_months": "payback (months)",
-}
-_PERCENT = ("irr", "equity_irr", "operating_margin", "mean_utilization", "net_roi")
+# Metrics shown in percent on an axis (their values are fractions).
+_PERCENT = ("irr", "equity_irr", "operating_margin", "mean_utilization", "net_roi", "breakeven_utilization")
 
 
 def unit(metric: str) -> str:
     """The unit a metric (or study input) is shown in: "$", "$/Mtok", "%", "x", "months", ...;
-    "" where its name does not say. Read from the name through ``mcrisk.io.units.unit_of``."""
+    "" where its name does not say. From the labels table (``mcrisk.study.labels``)."""
     last = metric.rsplit(".", 1)[-1]
-    if "per_mtok" in last:  # (cost_per_mtok_usd: dollars per million tokens, not dollars)
-        return "$/Mtok"
     if last in _PERCENT or last.startswith("p_"):
         return "%"
-    if last.endswith("_multiple"):
-        return "x"
-    shown = unit_of("_" + last) or unit_of(last)  # ("usd_per_kwh" is its own suffix)
-    if shown is None or shown == "1":
-        return ""
-    return _UNIT_SHOWN.get(shown, shown.replace("USD", "$"))
+    u = short_unit(metric)
+    return "" if u == "count" else u
 
 
 def axis_label(metric: str) -> str:
-    """An axis label with its unit: "NPV ($, discounted)", "cost per million tokens ($/Mtok)"."""
-    if metric in _LABELS:
-        return _LABELS[metric]
-    u = unit(metric)
-    return metric.rsplit(".", 1)[-1].replace("_", " ") + (f" ({u})" if u else "")
+    """An axis label in words with its unit, from the labels table: "NPV ($)", "cost per Mtok sold ($/Mtok)"."""
+    return metric_label(metric) if metric in METRIC_WORDS else input_label(metric)
 
 
 def formatter(metric: str) -> FuncFormatter:

@@ -15,7 +15,7 @@ from mcrisk.report import markup as mu
 from mcrisk.report import notes
 from mcrisk.report.data import UTILIZATION_BINS, cost_components, margin_bins, payback_months
 from mcrisk.stats.compare import win_matrix
-from mcrisk.study.labels import input_label
+from mcrisk.study.labels import input_label, metric_label
 
 KEY_METRICS = {  # the summary table's metrics, in order, with their labels
     "npv_usd": "NPV",
@@ -145,7 +145,7 @@ def utilization(run: dict, figs: mu.Figures) -> str:
 
 def metric_name(metric: str) -> str:
     """A metric's name in a sentence or a title ("NPV", "cost per Mtok")."""
-    return KEY_METRICS.get(metric, metric.replace("_", " ")).split(" (")[0]
+    return metric_label(metric, unit=False)
 
 
 def drivers_metric(run: dict) -> str:
@@ -167,7 +167,7 @@ def drivers(run: dict, figs: mu.Figures) -> str:
     if sens is None or sens.empty:
         return notes.missing_analysis(run, "what drives NPV")
     metric = drivers_metric(run)
-    name = f"{metric_name(metric)} ({fg.unit(metric)})" if fg.unit(metric) else metric_name(metric)
+    name = metric_label(metric)
     part = sens[sens["metric"] == metric].assign(
         system=lambda d: d["system"].astype(str), input=lambda d: d["input"].astype(str).map(input_label)
     )
