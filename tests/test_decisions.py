@@ -17,6 +17,7 @@ from mcrisk.engine.plan import draw_inputs, make_plan
 from mcrisk.errors import StudyError
 from mcrisk.stats import reduce as red
 from mcrisk.stats.convergence import mcse, parse_target
+from mcrisk.study.columns import column_name
 from mcrisk.study.schema import study_from_dict
 from mcrisk.study.variants import apply, grid, parse_assignment
 from mcrisk.workflows.run import run_study
@@ -255,7 +256,9 @@ def test_a_variant_that_changes_only_distribution_values_compiles_nothing(tmp_pa
     for inp in plan.uncertain:
         system = inp.path.split(".")[1] if inp.path.startswith("systems.") else "rack"
         rows = a[a.system == system].sort_values("scenario")
-        np.testing.assert_array_equal(rows[inp.column].to_numpy(), np.asarray(baked[inp.path]), err_msg=inp.path)
+        np.testing.assert_array_equal(
+            rows[column_name(inp.column)].to_numpy(), np.asarray(baked[inp.path]), err_msg=inp.path
+        )
 
 
 def test_runs_of_other_sizes_in_one_chunk_shape_compile_nothing(tmp_path):

@@ -3,6 +3,8 @@ study's convention): for summary.nc's ``units`` attributes and the spreadsheet e
 
 from __future__ import annotations
 
+from mcrisk.study.columns import study_path
+
 # Longest suffix first; the last part of a dotted study path is what is matched.
 _SUFFIXES: tuple[tuple[str, str], ...] = (
     ("_per_gpu_hour_usd", "USD per GPU-hour"),
@@ -49,8 +51,8 @@ _NAMES = {
 
 def unit_of(name: str) -> str | None:
     """The unit of a metric or a drawn input ("USD", "USD per million tokens", "1" for a ratio),
-    or None where its name does not say."""
-    last = name.rsplit(".", 1)[-1]
+    or None where its name does not say. `name`: a metric, a dotted input path or its Parquet column."""
+    last = study_path(name).rsplit(".", 1)[-1]
     if last in _NAMES:
         return _NAMES[last]
     for suffix, unit in _SUFFIXES:
