@@ -1,5 +1,5 @@
 """A chunk's scenario rows on their way out: the Parquet schema, the float columns assembled on
-the device into one block, and its copy to the host (pinned memory on GPUs)."""
+the device into a block per dtype, and their copy to the host (pinned memory on GPUs)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ from mcrisk.study.columns import column_name, field_metadata
 
 
 def is_money(metric: str) -> bool:
-    """Whether a metric is an amount of dollars (its name ends in ``_usd``): its column is float64
-    whatever the storage dtype, since float32 resolves $28M to $2."""
-    return metric.endswith("_usd")
+    """Whether a metric is an amount of dollars: its name ends in ``_usd`` and is no rate (no
+    ``_per_``: ``npv_usd``, ``capex_usd``, not ``cost_per_mtok_usd``). Its column is float64
+    whatever the storage dtype: float32 resolves an NPV of $28M to $2, and amounts are summed
+    and subtracted; a rate keeps float32's 7 significant digits."""
+    return metric.endswith("_usd") and "_per_" not in metric
 
 
 def _field(path: str, kind: pa.DataType) -> pa.Field:
@@ -66,7 +68,6 @@ class ScenarioRows:
         # The blocks: (dtype, their rows' column names in schema order), one per float dtype.
         dtypes = list(dict.fromkeys(f.type.to_pandas_dtype() for f in floats))
         self.groups = [(np.dtype(d), [f.name for f in floats if f.type.to_pandas_dtype() == d]) for d in dtypes]
-        self.names = [f.name for f in floats]  # every column the device assembles, in schema order
         self.host_names = [f.name for f in fields if f.name in HOST_COLUMNS]
         source: dict[str, tuple[str, Any]] = {m: ("metric", m) for m in plan.metrics}
         for inp in plan.inputs:
