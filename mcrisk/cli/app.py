@@ -1,7 +1,8 @@
 """The `mcrisk` command: a thin typer shell over the library (`run_study`, `load_study`).
 
-The commands live in :mod:`mcrisk.cli.run_cmd` and :mod:`mcrisk.cli.commands`; this module makes
-the typer app of them and the process's entry point, :func:`main`.
+The commands live in :mod:`mcrisk.cli.run_cmd`, :mod:`mcrisk.cli.commands` and
+:mod:`mcrisk.cli.data_cmd`; this module makes the typer app of them and the process's entry
+point, :func:`main`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import mcrisk.errors as errors
 from mcrisk._x64 import enable_float64
 from mcrisk.cli import commands
 from mcrisk.cli.common import err_console
+from mcrisk.cli.data_cmd import export, query
 from mcrisk.cli.greeks_cmd import greeks
 from mcrisk.cli.run_cmd import run
 from mcrisk.engine import interrupt
@@ -61,6 +63,8 @@ app.command()(commands.analyze)
 app.command("report")(commands.report_command)
 app.command()(commands.verify)
 app.command()(greeks)
+app.command()(query)
+app.command()(export)
 
 
 def _compilation_cache() -> None:
