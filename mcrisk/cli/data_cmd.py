@@ -5,6 +5,7 @@ Nothing heavy is imported here: DuckDB, openpyxl and pandas are imported when a 
 
 from __future__ import annotations
 
+import decimal
 import math
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ def _json_value(value: Any) -> Any:
         return None
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, decimal.Decimal):  # (DuckDB's DECIMAL: a number all the same)
+        return _json_value(float(value))
     return str(value)
 
 
@@ -57,9 +60,8 @@ def _print_table(columns: list[str], result: Any) -> None:
     for r in rows[:SHOWN_ROWS]:
         table.add_row(*(_text(v) for v in r))
     out_console.print(table)
-    if len(rows) > SHOWN_ROWS:
-        more = len(rows) - SHOWN_ROWS + sum(len(b) for b in iter(lambda: result.fetchmany(_BATCH), []))
-        out_console.print(f"{more:,} more row(s) not shown: --csv or --json prints every row", highlight=False)
+    if len(rows) > SHOWN_ROWS:  # (not counted: the rest of `select * from scenarios` may be 1e8 rows)
+        out_console.print(f"the first {SHOWN_ROWS} rows: --csv or --json prints every row", highlight=False)
 
 
 def _write_csv(columns: list[str], result: Any) -> None:
