@@ -1,9 +1,10 @@
 """How fast a block of scenario rows reaches the host, by each way JAX offers.
 
-A run that writes its scenario rows assembles each chunk's float columns on the device into one
-block (mcrisk.engine.rows.ScenarioRows) and moves it to the host (mcrisk.engine.rows.HostBlock). This
-times that move alone, for a block the size of one default-study chunk of the given scenarios,
-each way on fresh device arrays (a block already moved is cached by JAX):
+A run that writes its scenario rows assembles each chunk's float columns on the device into a
+block per dtype (mcrisk.engine.rows.ScenarioRows: the storage dtype's, and float64 for the amounts
+of money) and moves them to the host (mcrisk.engine.rows.HostBlock). This times that move alone,
+for one float32 block of `--columns` columns of a chunk of the given scenarios, each way on fresh
+device arrays (a block already moved is cached by JAX):
 
 * `np.asarray`: JAX's ordinary copy into a new NumPy array;
 * `copy_to_host_async`, then `np.asarray`;

@@ -19,6 +19,7 @@ from mcrisk.stats.bands import MONTHLY, MONTHLY_SKETCH, PERCENTILES, monthly_tab
 from mcrisk.stats.breakeven import COLUMNS as BREAKEVEN_COLUMNS
 from mcrisk.stats.breakeven import PERCENTILES as BREAKEVEN_PERCENTILES
 from mcrisk.stats.breakeven import breakeven_table
+from mcrisk.study.columns import study_path
 from mcrisk.study.schema import study_from_dict
 from mcrisk.workflows.run import run_study
 
@@ -160,7 +161,7 @@ def test_cumulative_cash_flow_band_agrees_with_the_float64_reference(run):
     raw, result = run
     plan = make_plan(study_from_dict(raw), scenarios=N, seed=3, precision="float32", chunk_size=N)
     draw = sample(plan, jnp.arange(N, dtype=jnp.uint32))
-    rows = pd.read_parquet(result.folder / "scenarios.parquet")
+    rows = pd.read_parquet(result.folder / "scenarios.parquet").rename(columns=study_path)  # by dotted path
     rack = rows[rows.system == "rack"].sort_values("scenario")
     market = {
         c: rack[c].to_numpy(np.float64) for c in rack.columns if c.startswith(("market.", "facility.", "finance."))

@@ -15,6 +15,7 @@ from mcrisk.errors import StudyError
 from mcrisk.sampling.dist_grad import draw_tangents, parameters
 from mcrisk.sampling.quantiles import quantile
 from mcrisk.stats import greeks as sg
+from mcrisk.study.columns import study_path
 from mcrisk.study.distributions import parse_dist
 from mcrisk.study.schema import load_study
 from mcrisk.workflows import greeks as wg
@@ -205,7 +206,7 @@ def test_reverse_stress_medians_are_those_of_the_scenario_rows(tmp_path):
     res = wg.run_greeks(
         raw, out=tmp_path / "g", scenarios=512, design=False, chunk_size=1024
     )  # (the fixtures' programs)
-    rows = pd.read_parquet(run.folder / "scenarios.parquet")
+    rows = pd.read_parquet(run.folder / "scenarios.parquet").rename(columns=study_path)  # by dotted path
     rs = pd.read_csv(res.folder / "reverse_stress.csv")
     assert set(rs["system"]) == {"rack", "server"}
     for (system, region), part in rs.groupby(["system", "region"]):

@@ -132,7 +132,8 @@ def test_the_chunk_loop_yields_rows_flushes_and_progress_and_writes_nothing(tmp_
     rows = [e for e in events if isinstance(e, RowBlock)]
     assert [(r.chunk, r.start, r.valid) for r in rows] == [(0, 0, 256), (1, 256, 256), (2, 512, 88)]
     block = rows[2].block.get()
-    assert block.shape == (len(loop.rows.names), 256 * len(loop.plan.systems))
+    assert [b.shape for b in block] == [(len(names), 256 * len(loop.plan.systems)) for _, names in loop.rows.groups]
+    assert [b.dtype for b in block] == [np.float64, np.float32]  # the money metrics, then the rest (a float32 run)
     done = events[-1]
     assert isinstance(done, Done) and done.extra["scenarios_run"] == 600 and done.state.retained.shape[1] == 100
     m = done.state.host.moments

@@ -282,7 +282,7 @@ def test_the_row_flows_through_the_run_folder(tmp_path):
     inputs = [c for c in rows.columns if c not in ("scenario", "system", *ALL_METRICS)]
     assert inputs and pf[inputs].isna().all().all()
     own = rows[rows["system"] != "portfolio"]
-    assert own["system.units"].notna().all() and own["market.token_price.initial_usd_per_mtok"].notna().all()
+    assert own["system__units"].notna().all() and own["market__token_price__initial_usd_per_mtok"].notna().all()
     for table in (result.summary, result.risk):
         assert list(table["system"].unique()) == systems
     s = result.summary.set_index(["system", "metric"])

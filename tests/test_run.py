@@ -17,6 +17,7 @@ from mcrisk import METRICS, run_study
 from mcrisk.errors import RunFolderError
 from mcrisk.reference import MARKET_KEYS, SYSTEM_KEYS, system_metrics
 from mcrisk.sampling.uniforms import root_key, shock_normals, stream_id
+from mcrisk.study.columns import column_name
 
 from .conftest import CONFIGS, small_study, still_paths
 
@@ -88,8 +89,8 @@ def test_two_cents_is_the_same_over_36_and_48_months(tmp_path):
 
 def _reference(df: pd.DataFrame, system: str, months: int, eps=None) -> dict[str, np.ndarray]:
     sub = df[df.system == system].sort_values("scenario")
-    market = {k: sub[k].to_numpy(np.float64) for k in MARKET_KEYS}
-    own = {k: sub[f"system.{k}"].to_numpy(np.float64) for k in SYSTEM_KEYS}
+    market = {k: sub[column_name(k)].to_numpy(np.float64) for k in MARKET_KEYS}
+    own = {k: sub[column_name(f"system.{k}")].to_numpy(np.float64) for k in SYSTEM_KEYS}
     kw = {}
     if eps is not None:
         idx = sub.scenario.to_numpy()
@@ -257,15 +258,15 @@ def test_pinned_memory_reserved_ahead_is_given_back(monkeypatch):
 
     def spy(x, where=None, **kw):
         out = real(x, where, **kw)
-        made.append(weakref.ref(out))
+        made.extend(weakref.ref(a) for a in jax.tree.leaves(out))
         return out
 
     where = SingleDeviceSharding(jax.devices()[0])
     monkeypatch.setattr(jax, "device_put", spy)
-    assert reserve_pinned((3, 64), np.float32, where, where, 4) is None
+    assert reserve_pinned([((3, 64), np.float32), ((2, 64), np.float64)], where, where, 4) is None
     monkeypatch.undo()
     gc.collect()
-    assert len(made) == 4 and all(r() is None for r in made)
+    assert len(made) == 8 and all(r() is None for r in made)  # 4 chunks' pairs of blocks
 
 
 def test_rows_do_not_depend_on_the_order_of_systems(tmp_path):
@@ -347,14 +348,14 @@ def test_quasi_random_samplers_run_and_are_chunk_invariant(tmp_path, sampler):
     b = rows(run_study(study, out=tmp_path / "b", chunk_size=1024))
     pd.testing.assert_frame_equal(a, b)
     # stratified: each decile of a uniformly distributed input holds a tenth of the scenarios
-    pue = a[a.system == "rack"]["facility.pue"].to_numpy()
+    pue = a[a.system == "rack"]["facility__pue"].to_numpy()
     counts = np.histogram(pue, bins=np.linspace(1.1, 1.5, 11))[0]
     assert np.abs(counts - 102.4).max() <= 3
 
 
 def test_common_random_numbers_market_inputs_shared_by_systems(tmp_path):
     df = rows(run_study(small_study(), out=tmp_path / "run"))
-    market_cols = [c for c in df.columns if c.startswith(("market.", "facility.", "finance."))]
+    market_cols = [c for c in df.columns if c.startswith(("market__", "facility__", "finance__"))]
     assert market_cols
     assert (df.groupby("scenario")[market_cols + ["mean_utilization"]].nunique() == 1).all().all()
     assert df.groupby("system", observed=True).size().tolist() == [500, 500]
@@ -389,11 +390,9 @@ def check_summary_nc(path, df: pd.DataFrame) -> None:
         for s, system in enumerate(draws["system"].values):
             for name in ("npv_usd", "system.capex_usd", "market.token_price.initial_usd_per_mtok"):
                 got = draws[name].values if draws[name].ndim == 2 else draws[name].values[..., s]
-                want = rows.loc[system].loc[scenario, name].to_numpy(np.float64)
-                if name == "npv_usd":  # the draws keep the engine's float64, the rows float32
-                    np.testing.assert_allclose(got.ravel(), want, rtol=2**-24, atol=0)
-                else:
-                    np.testing.assert_array_equal(got.ravel().astype(np.float64), want)
+                want = rows.loc[system].loc[scenario, column_name(name)].to_numpy(np.float64)
+                # (money is float64 in both, the engine's own numbers; the inputs are the run's float32 draws)
+                np.testing.assert_array_equal(got.ravel().astype(np.float64), want)
         assert draws["market.token_price.initial_usd_per_mtok"].attrs["units"] == "USD per million tokens"
     idata = az.from_netcdf(path)
     assert "npv_usd" in idata["scenario_draws"]
@@ -505,7 +504,7 @@ def test_a_subset_of_columns_and_scenarios_can_be_written(tmp_path):
         study, out=tmp_path / "part", chunk_size=700, columns=["npv_usd", "facility.pue"], sample_fraction=0.1
     )
     a, b = rows(full), rows(part)
-    assert list(b.columns) == ["scenario", "system", "npv_usd", "facility.pue"]
+    assert list(b.columns) == ["scenario", "system", "npv_usd", "facility__pue"]
     assert 0.07 < b.scenario.nunique() / 3000 < 0.13
     merged = b.merge(a, on=["scenario", "system"], suffixes=("", "_full"))
     assert len(merged) == len(b)

@@ -1,9 +1,10 @@
 """The `mcrisk` command: a thin typer shell over the library (`run_study`, `load_study`).
 
-The commands live in :mod:`mcrisk.cli.run_cmd` and :mod:`mcrisk.cli.commands`; this module makes
-the typer app of them and the process's entry point, :func:`main`. Importing them imports no JAX,
-pandas or pyarrow (each command imports its workflow when it runs), so that `mcrisk --help`,
-`mcrisk COMMAND --help` and `--version` answer at once; tests/test_cli_batch.py holds them to it.
+The commands live in :mod:`mcrisk.cli.run_cmd`, :mod:`mcrisk.cli.commands` and
+:mod:`mcrisk.cli.data_cmd`; this module makes the typer app of them and the process's entry
+point, :func:`main`. Importing them imports no JAX, pandas or pyarrow (each command imports its
+workflow when it runs), so that `mcrisk --help`, `mcrisk COMMAND --help` and `--version` answer
+at once; tests/test_cli_batch.py holds them to it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import typer
 import mcrisk.errors as errors
 from mcrisk.cli import commands
 from mcrisk.cli.common import err_console
+from mcrisk.cli.data_cmd import export, query
 from mcrisk.cli.greeks_cmd import greeks
 from mcrisk.cli.run_cmd import run
 from mcrisk.engine import interrupt
@@ -71,6 +73,8 @@ app.command()(commands.analyze)
 app.command("report")(commands.report_command)
 app.command()(commands.verify)
 app.command()(greeks)
+app.command()(query)
+app.command()(export)
 
 
 def _compilation_cache() -> None:

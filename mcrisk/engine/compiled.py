@@ -49,7 +49,6 @@ class RunStages:
 
     def __init__(self, plan: Plan, opts: RunOptions, times: Timings, rows: ScenarioRows | None):
         C, n_total, seed = plan.chunk, opts.scenarios, opts.seed
-        store = np.float64 if opts.precision == "float64" else np.float32
         self.plan, self.rows = plan, rows
         self.sharding = NamedSharding(plan.mesh, PartitionSpec("scenarios"))
         by_rows = NamedSharding(plan.mesh, PartitionSpec("scenarios", None))  # shocks (n, T) on CPUs
@@ -107,11 +106,9 @@ class RunStages:
             label="indices",
         )
         self.counts = (np.int64(n_total), np.int64(self.band_cap))
-        # The float columns of a chunk's rows, assembled on the device into one block (ScenarioRows).
+        # The float columns of a chunk's rows, assembled on the device into a block per dtype (ScenarioRows).
         self.rows_block = (
-            Stage(lambda o, v: rows.block(o, v, store), "transfer", times, out_shardings=self.by_cols, label="rows")
-            if rows is not None
-            else None
+            Stage(rows.block, "transfer", times, out_shardings=self.by_cols, label="rows") if rows is not None else None
         )
         # Sketches kept in several copies on the device are added into one before they move to the host.
         self.collapse = (

@@ -39,6 +39,7 @@ from mcrisk.model.market import Shocks
 from mcrisk.stats import breakeven, risk
 from mcrisk.stats import reduce as red
 from mcrisk.stats.convergence import Target, mcse, parse_target, series_of
+from mcrisk.study.columns import column_name
 from mcrisk.study.schema import Study
 
 # Reducers move to the host, and a checkpoint is written, every this many scenarios (rounded
@@ -152,11 +153,8 @@ class ChunkLoop:
         self.chunks = (lo, hi)
         self.fields = self.rows = None
         if opts.write_scenarios:
-            self.fields = [
-                f
-                for f in scenario_fields(plan, self.store)
-                if opts.columns is None or f.name in ("scenario", "system", *opts.columns)
-            ]
+            kept = None if opts.columns is None else {"scenario", "system", *map(column_name, opts.columns)}
+            self.fields = [f for f in scenario_fields(plan, self.store) if kept is None or f.name in kept]
             self.rows = ScenarioRows(plan, self.fields)
         self.stages = RunStages(plan, opts, times, self.rows)
         self.target: Target | None = parse_target(opts.target_mcse) if opts.target_mcse else None
@@ -210,10 +208,8 @@ class ChunkLoop:
         if self.rows is None or self.pinned is None or held_blocks <= 0:
             return None
         # The pinned memory of the row blocks the caller will hold, pinned while the stages compile.
-        shape = (len(self.rows.names), self.plan.chunk * len(self.plan.row_systems))
-        return _background(
-            reserve_pinned, shape, self.store, self.stages.by_cols, self.pinned, min(len(chunks), held_blocks)
-        )
+        specs = self.rows.block_specs(self.plan.chunk * len(self.plan.row_systems))
+        return _background(reserve_pinned, specs, self.stages.by_cols, self.pinned, min(len(chunks), held_blocks))
 
     def _chunk(self, chunk: int, consts, dist_values, shock_ids) -> Iterator[Event]:
         """One chunk: sampled, simulated and reduced; its rows, a flush and its progress yielded.

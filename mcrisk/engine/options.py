@@ -21,6 +21,7 @@ from mcrisk.engine.plan import MONTHLY_SCENARIOS, PLAIN_SYSTEM_FIELDS
 from mcrisk.errors import Problem, StudyError, _shown, type_name
 from mcrisk.model.metrics import ALL_METRICS
 from mcrisk.stats.convergence import parse_target
+from mcrisk.study.columns import study_path
 from mcrisk.study.schema import Study
 
 DIAGNOSTIC_DRAWS = 1 << 14  # scenarios kept on the host for ArviZ (ESS, MCSE of p5, R-hat)
@@ -174,8 +175,8 @@ class RunOptions:
             return
         known = {*ALL_METRICS, *(i.column for i in study.inputs()), *(f"system.{p}" for p in PLAIN_SYSTEM_FIELDS)}
         problems = []
-        for c in self.columns:
-            if c not in known and c not in ("scenario", "system"):
+        for c in self.columns:  # a dotted path, or its Parquet column name (mcrisk.study.columns)
+            if study_path(c) not in known and c not in ("scenario", "system"):
                 close = difflib.get_close_matches(c, sorted(known), n=1)
                 hint = f"; did you mean '{close[0]}'?" if close else ""
                 problems.append(Problem("columns", f"unknown column {c!r}{hint}"))

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mcrisk.io import atomic
+from mcrisk.study.columns import study_path
 from mcrisk.study.labels import unit_of
 
 GROUP = "scenario_draws"
@@ -86,8 +87,8 @@ def _attrs(name: str, kind: str) -> dict[str, str]:
 
 def inputs_from_rows(parts: Path, n: int, systems: Sequence[str]) -> dict[str, np.ndarray]:
     """The drawn inputs of scenarios 0 .. n - 1 from a run's scenario rows (the folder of Parquet
-    parts): market, facility and finance inputs as (n,), per-system inputs (``system.*``) as
-    (S, n). Empty where the rows do not hold them all (no rows written, a column or scenario
+    parts), by dotted path: market, facility and finance inputs as (n,), per-system inputs
+    (``system.*``) as (S, n). Empty where the rows do not hold them all (no rows written, a column or scenario
     subset, a sampled fraction)."""
     import pyarrow.compute as pc
     import pyarrow.dataset as pads
@@ -95,7 +96,7 @@ def inputs_from_rows(parts: Path, n: int, systems: Sequence[str]) -> dict[str, n
     if n == 0 or not parts.is_dir() or not any(parts.glob("part-*.parquet")):
         return {}
     ds = pads.dataset(parts, format="parquet")
-    names = [c for c in ds.schema.names if "." in c]
+    names = [c for c in ds.schema.names if study_path(c) != c]  # the inputs (mcrisk.study.columns)
     if not names or "scenario" not in ds.schema.names or "system" not in ds.schema.names:
         return {}
     table = ds.to_table(columns=["scenario", "system", *names], filter=pc.field("scenario") < n)
@@ -110,8 +111,9 @@ def inputs_from_rows(parts: Path, n: int, systems: Sequence[str]) -> dict[str, n
         for s, sys_name in enumerate(systems):
             m = system == sys_name
             per_system[s, scenario[m]] = col[m]
-        if name.startswith("system."):
-            out[name] = per_system
+        path = study_path(name)
+        if path.startswith("system."):
+            out[path] = per_system
         else:  # shared by the systems: every system row holds the same draw
-            out[name] = per_system[0]
+            out[path] = per_system[0]
     return out

@@ -15,6 +15,8 @@ long for files (``USD per million tokens``, summary.nc's ``units`` attributes).
 
 from __future__ import annotations
 
+from mcrisk.study.columns import study_path
+
 # (name ending, short unit, long unit), longest first: the last part of a dotted path is matched.
 _SUFFIXES: tuple[tuple[str, str, str], ...] = (
     ("_per_gpu_hour_usd", "$/GPU-h", "USD per GPU-hour"),
@@ -182,8 +184,9 @@ def _parts(last: str) -> tuple[str, str, str]:
 
 def unit_of(name: str) -> str | None:
     """The unit of a metric or a drawn input for files ("USD", "USD per million tokens", "1" for
-    a ratio), or None where its name does not say."""
-    long = _parts(name.rsplit(".", 1)[-1])[2]
+    a ratio), or None where its name does not say. `name`: a metric, a study path or its Parquet
+    column (``market__token_price__initial_usd_per_mtok``)."""
+    long = _parts(study_path(name).rsplit(".", 1)[-1])[2]
     return long or None
 
 

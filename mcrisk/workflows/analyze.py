@@ -20,6 +20,7 @@ from mcrisk.model.metrics import METRICS
 from mcrisk.stats.compare import paired_comparisons
 from mcrisk.stats.sensitivity import drawn_inputs, sensitivity
 from mcrisk.study import yaml12
+from mcrisk.study.columns import study_path
 from mcrisk.study.schema import PORTFOLIO
 
 COMPARED = ("npv_usd", "cost_per_mtok_usd")
@@ -168,7 +169,8 @@ def _analyze(
         )
     compared = [m for m in dict.fromkeys([*COMPARED, metric]) if m in names]
     columns = [c for c in names if c not in METRICS or c in compared]  # keys, inputs, the metrics used
-    rows = read_scenarios(folder, columns, max_scenarios)
+    # The tables name each input by its dotted path (sensitivity.csv's `input`), not its Parquet column.
+    rows = read_scenarios(folder, columns, max_scenarios).rename(columns=study_path)
     if _has_portfolio_row(folder):  # the fleet's inputs are NaN and it holds the systems it would be paired with
         rows = rows[rows["system"] != PORTFOLIO]
         if isinstance(rows["system"].dtype, pd.CategoricalDtype):
