@@ -20,6 +20,7 @@ import pytest
 import mcrisk
 from mcrisk.errors import RunFolderError
 from mcrisk.io.integrity import digest
+from mcrisk.study.columns import column_name, study_path
 from mcrisk.workflows import display
 
 from .conftest import small_study
@@ -94,26 +95,32 @@ def test_scenarios_reads_the_rows_asked_for(run, rows):
 
 
 def test_a_study_path_finds_its_column_under_either_spelling(run, rows, tmp_path):
-    """The Parquet columns named with double underscores (SQL-friendly) or dots: a column asked for
-    by its study path is found either way and comes back under the name asked for."""
-    other = _copy(run, tmp_path / "sql")
+    """The Parquet columns are named with double underscores (SQL-friendly); a folder written
+    before that has dots. A column asked for by its study path is found either way and comes back
+    under the name asked for."""
+    sql = column_name(DOTTED)
+    assert sql in run.columns() and DOTTED not in run.columns()
+    want = rows[rows["system"] == "rack"]
+    got = run.scenarios([DOTTED, "system.capex_usd"], systems="rack")
+    assert list(got.columns) == ["scenario", "system", DOTTED, "system.capex_usd"]
+    np.testing.assert_array_equal(got[DOTTED].to_numpy(), want[sql].to_numpy())
+    by_sql = run.scenarios([sql], systems="rack")
+    np.testing.assert_array_equal(by_sql[sql].to_numpy(), want[sql].to_numpy())
+    # a folder whose files name the columns by their dotted paths
+    other = _copy(run, tmp_path / "dotted")
     parts = other / "scenarios.parquet"
     manifest = json.loads((other / "manifest.json").read_text())
     for name in manifest["parts"]:
         table = pq.read_table(parts / name)
-        pq.write_table(table.rename_columns([c.replace(".", "__") for c in table.column_names]), parts / name)
+        pq.write_table(table.rename_columns([study_path(c) for c in table.column_names]), parts / name)
         size, sha = digest(parts / name)
         manifest["parts"][name] |= {"bytes": size, "sha256": sha}
     (other / "manifest.json").write_text(json.dumps(manifest))
-    renamed = mcrisk.open_run(other)
-    assert DOTTED.replace(".", "__") in renamed.columns()
-    got = renamed.scenarios([DOTTED, "system.capex_usd"], systems="rack")
-    assert list(got.columns) == ["scenario", "system", DOTTED, "system.capex_usd"]
-    want = rows[rows["system"] == "rack"]
-    np.testing.assert_array_equal(got[DOTTED].to_numpy(), want[DOTTED].to_numpy())
-    # and the SQL spelling on files with dots
-    by_sql = run.scenarios([DOTTED.replace(".", "__")], systems="rack")
-    np.testing.assert_array_equal(by_sql[DOTTED.replace(".", "__")].to_numpy(), want[DOTTED].to_numpy())
+    dotted = mcrisk.open_run(other)
+    assert DOTTED in dotted.columns()
+    for asked in (DOTTED, sql):
+        got = dotted.scenarios([asked], systems="rack")
+        np.testing.assert_array_equal(got[asked].to_numpy(), want[sql].to_numpy())
 
 
 def test_only_the_parts_the_manifest_lists_are_read(run, tmp_path):

@@ -77,7 +77,7 @@ code{font-size:13px;overflow-wrap:anywhere}
 
 SECTIONS = (  # (element id, title)
     ("headline", "Headline"),
-    ("distributions", "Distributions of NPV and ROI multiple"),
+    ("distributions", "Distributions of NPV and revenue per $ of capex"),
     ("cash-flow", "Cumulative cash flow by month"),
     ("cost-structure", "Cost structure"),
     ("utilization", "Utilization against margin"),

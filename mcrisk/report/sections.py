@@ -43,7 +43,7 @@ def _pct(run: dict, metric: str) -> dict[str, dict[str, float]]:
 def distributions(run: dict, figs: mu.Figures) -> str:
     colours, rows = fg.palette(run["systems"]), run["scenarios"]
     out = []
-    for metric, name, what in (("npv_usd", "npv", "NPV"), ("roi_multiple", "roi_multiple", "ROI multiple")):
+    for metric, name, what in (("npv_usd", "npv", "NPV"), ("roi_multiple", "roi_multiple", "revenue per $ of capex")):
         pct = _pct(run, metric)
         if not pct:
             out.append(mu.note(f"summary.csv has no {metric}."))
@@ -61,10 +61,10 @@ def distributions(run: dict, figs: mu.Figures) -> str:
         if samples:
             n = min(len(v) for v in samples.values())
             where = "all scenarios" if rows.attrs.get("share", 1) >= 1 else f"a fixed sample of {n:,} scenarios"
-            cap = f"{what} per system: density from {where}; P5/P50/P95 from summary.csv over all scenarios."
+            cap = f"{what[0].upper() + what[1:]} per system: density from {where}; P5/P50/P95 from summary.csv over all scenarios."
         else:
             cap = (
-                f"{what} per system, drawn through the summary percentiles P1..P99: this run kept no "
+                f"{what[0].upper() + what[1:]} per system, drawn through the summary percentiles P1..P99: this run kept no "
                 f"scenarios{'' if rows is None else f' with {metric}'} (run without --no-scenarios for densities)."
             )
         if samples:
@@ -203,7 +203,7 @@ _STRESS_COLUMNS = {  # stress.csv column -> (its metric, header), in two tables:
     "cvar95_usd": ("cvar95_usd", "CVaR 95%"),
 }
 _STRESS_OPERATIONS = {
-    "roi_multiple_p50": ("roi_multiple", "ROI multiple P50"),
+    "roi_multiple_p50": ("roi_multiple", "revenue per $ of capex P50"),
     "irr_p50": ("irr", "IRR P50"),
     "payback_months_p50": ("payback_months", "payback P50"),
     "cost_per_mtok_usd_p50": ("cost_per_mtok_usd", "$/Mtok P50"),
@@ -329,7 +329,7 @@ def risk(run: dict) -> str:
         ("cvar99_usd", "CVaR 99%"),
         ("p_payback_within_horizon", "P(payback in horizon)"),
         ("median_payback_months", "median payback"),
-        ("p_roi_multiple_ge_15", "P(ROI multiple >= 15x)"),
+        ("p_roi_multiple_ge_15", "P(revenue per $ of capex >= 15x)"),
     ]
     rows = []
     for r in run["risk"].to_dict("records"):
