@@ -14,18 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mcrisk.stats.formats import money
+
 MAX_SYSTEMS = 6  # rows of the text and the HTML table; the rest are counted
-
-
-def money(x: float) -> str:
-    """$ amounts in k/M/B with 3 significant figures."""
-    if not math.isfinite(x):
-        return str(x)
-    a = abs(x)
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= div:
-            return f"{x / div:,.3g}{suffix}"
-    return f"{x:,.3g}"
 
 
 def _share(p: float) -> str:

@@ -9,6 +9,7 @@ import pandas as pd
 from scipy.special import ndtr
 
 from mcrisk.stats import greeks as sg
+from mcrisk.stats.formats import signed_money
 from mcrisk.study.labels import input_label, short_unit
 
 GREEKS_COLUMNS = [
@@ -53,19 +54,8 @@ IMPLICIT = "pathwise (implicit CDF: beta shape)"
 P_LOSS_METHOD = "kernel-smoothed pathwise (Gaussian kernel, bandwidth h)"
 
 
-def money(x: float) -> str:
-    """+$412k, -$1.2M: a signed amount of dollars in three digits."""
-    if not np.isfinite(x):
-        return "n/a"
-    sign, a = ("+" if x >= 0 else "-"), abs(x)
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= div:
-            return f"{sign}${a / div:.3g}{suffix}"
-    return f"{sign}${a:.3g}"
-
-
 def _amount(metric: str, x: float) -> str:
-    return money(x) if metric.endswith("_usd") else f"{x:+.4g}"
+    return signed_money(x) if metric.endswith("_usd") else f"{x:+.4g}"
 
 
 def _method(t) -> str:
