@@ -55,22 +55,11 @@ def print_headline(result) -> None:
     IRR and payback; the calibration line; the best system and by how much it beats the next."""
     import pandas as pd
 
-    from mcrisk.stats.headline import best_sentence, why_no_comparison
+    from mcrisk.stats.headline import best_sentence, headline_cells, why_no_comparison
 
     m = result.manifest
     table = result.headline()
-    rows = [
-        [
-            r["system"],
-            ft.money(r["npv_p50"]),
-            ft.money(r["npv_p5"]),
-            ft.share(r["p_loss"]),
-            ft.money(r["npv_cvar95"]),
-            ft.per_year(r["irr_p50"]),
-            ft.months(r["payback_p50_months"]),
-        ]
-        for r in table.to_dict("records")
-    ]
+    rows = [headline_cells(r) for r in table.to_dict("records")]
     headers = ["system", "NPV P50", "NPV P5", "P(loss)", "CVaR 95", "IRR P50", "payback\nP50"]
     emit(
         layout.table(

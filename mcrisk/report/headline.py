@@ -6,8 +6,7 @@ best system and by how much it beats the next. The numbers are those the termina
 from __future__ import annotations
 
 from mcrisk.report import markup as mu
-from mcrisk.stats import formats as ft
-from mcrisk.stats.headline import best_sentence, calibration_text, headline_table, why_no_comparison
+from mcrisk.stats.headline import best_sentence, calibration_text, headline_cells, headline_table, why_no_comparison
 
 HEADERS = [
     "system",
@@ -32,19 +31,7 @@ def headline(run: dict) -> str:
     if st.get("description"):
         out.append(f'<p class="desc">{mu.esc(" ".join(str(st["description"]).split()))}</p>')
     table = headline_table(run["summary"], run["risk"], run.get("calibration"))
-    rows = [
-        [
-            r["system"],
-            ft.money(r["npv_p50"]),
-            ft.money(r["npv_p5"]),
-            ft.share(r["p_loss"]),
-            ft.money(r["npv_cvar95"]),
-            ft.per_year(r["irr_p50"]),
-            ft.months(r["payback_p50_months"]),
-            calibration_text(r) or "-",
-        ]
-        for r in table.to_dict("records")
-    ]
+    rows = [[*headline_cells(r), calibration_text(r) or "-"] for r in table.to_dict("records")]
     out.append(mu.table(HEADERS, rows, "headline"))
     comp = run.get("comparison")
     missing = "" if comp is not None else why_no_comparison({**m, "folder": str(run["folder"])})

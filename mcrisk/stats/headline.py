@@ -67,6 +67,20 @@ def headline_table(summary: pd.DataFrame, risk: pd.DataFrame, calibration: pd.Da
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+def headline_cells(row: dict) -> list[str]:
+    """One system's headline as text, as the terminal and the report show it: the system, NPV
+    P50 and P5, P(loss), CVaR 95, IRR P50 and payback P50."""
+    return [
+        str(row["system"]),
+        ft.money(row["npv_p50"]),
+        ft.money(row["npv_p5"]),
+        ft.share(row["p_loss"]),
+        ft.money(row["npv_cvar95"]),
+        ft.per_year(row["irr_p50"]),
+        ft.months(row["payback_p50_months"]),
+    ]
+
+
 def calibration_text(row: dict) -> str:
     """The calibration line of one headline row: "$6.76/GPU-h in the first year; market $3.30-$9.00: inside"."""
     if not math.isfinite(row["calibration_p50"]):
