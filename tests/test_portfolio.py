@@ -257,7 +257,8 @@ def test_the_row_does_not_depend_on_the_order_of_the_systems():
 
 
 def test_the_row_flows_through_the_run_folder(tmp_path):
-    """scenarios.parquet (every scenario's portfolio row last, its inputs NaN), summary.csv,
+    """scenarios.parquet (every scenario's portfolio row last, with the scenario's market,
+    facility and finance inputs and NaN system inputs), summary.csv,
     risk.csv, the report; none in breakeven.csv, comparison.csv or sensitivity.csv. The row does
     not depend on the chunk size, bit for bit."""
     import pandas as pd
@@ -280,8 +281,11 @@ def test_the_row_flows_through_the_run_folder(tmp_path):
         # (the run passes fixed inputs as arguments, the direct program holds them as constants)
         np.testing.assert_allclose(pf[m].to_numpy(), direct[m][-1], rtol=1e-12, atol=0, err_msg=m)
     inputs = [c for c in rows.columns if c not in ("scenario", "system", *ALL_METRICS)]
-    assert inputs and pf[inputs].isna().all().all()
+    shared = [c for c in inputs if not c.startswith("system__")]
+    assert shared and len(shared) < len(inputs) and pf[[c for c in inputs if c not in shared]].isna().all().all()
     own = rows[rows["system"] != "portfolio"]
+    first = own.groupby("scenario")[shared].first().sort_index()  # the scenario's shared inputs
+    np.testing.assert_array_equal(pf[shared].to_numpy(), first.to_numpy())
     assert own["system__units"].notna().all() and own["market__token_price__initial_usd_per_mtok"].notna().all()
     for table in (result.summary, result.risk):
         assert list(table["system"].unique()) == systems

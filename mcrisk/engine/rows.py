@@ -85,8 +85,9 @@ class ScenarioRows:
     def block(self, out: Mapping[str, jax.Array], values: Mapping[str, jax.Array]) -> tuple[jax.Array, ...]:
         """The float columns of a chunk's rows, one block (F, n S) per dtype (:attr:`groups`): `out`
         the metrics (S, n) (S counts the portfolio row, last, where there is one), `values` every
-        input by path, drawn (n,) or fixed (0-d). A system without the field, and the portfolio
-        row, get NaN inputs."""
+        input by path, drawn (n,) or fixed (0-d). The shared inputs (market, facility, finance) are
+        the scenario's in every row, the portfolio row's included; a system without a system
+        field, and the portfolio row, get NaN there."""
         return tuple(self._block(out, values, dtype, names) for dtype, names in self.groups)
 
     def _block(self, out: Mapping[str, jax.Array], values: Mapping[str, jax.Array], dtype, names) -> jax.Array:
@@ -102,12 +103,12 @@ class ScenarioRows:
             kind, src = self._source[name]
             if kind == "metric":
                 c = out[src].astype(dtype).T
-            elif kind == "shared":
-                c = jnp.broadcast_to(per_scenario(values[src])[:, None], (n, own))
+            elif kind == "shared":  # the scenario's market: the portfolio row's too
+                c = jnp.broadcast_to(per_scenario(values[src])[:, None], (n, S))
             else:
                 c = jnp.stack([per_scenario(values[p] if p in values else nan) for p in src], axis=1)
-            if kind != "metric" and S > own:
-                c = jnp.concatenate([c, jnp.full((n, S - own), nan)], axis=1)
+                if S > own:
+                    c = jnp.concatenate([c, jnp.full((n, S - own), nan)], axis=1)
             cols.append(c.reshape(n * S))
         return jnp.stack(cols)
 

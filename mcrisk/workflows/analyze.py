@@ -77,7 +77,8 @@ def read_scenarios(
 
 def _has_portfolio_row(folder: Path) -> bool:
     """Whether the run's study (its study.yaml) asks for the portfolio row: its rows are then left
-    out of the drivers and the paired comparisons (its inputs are NaN, and it contains the systems)."""
+    out of the drivers and the paired comparisons (its system inputs are NaN, so its drivers
+    would miss them, and it contains the systems)."""
     try:
         study = yaml12.load((folder / "study.yaml").read_text()) or {}
     except (OSError, ValueError, yaml.YAMLError):
@@ -171,7 +172,8 @@ def _analyze(
     columns = [c for c in names if c not in METRICS or c in compared]  # keys, inputs, the metrics used
     # The tables name each input by its dotted path (sensitivity.csv's `input`), not its Parquet column.
     rows = read_scenarios(folder, columns, max_scenarios).rename(columns=study_path)
-    if _has_portfolio_row(folder):  # the fleet's inputs are NaN and it holds the systems it would be paired with
+    # The fleet has no system inputs of its own, and it holds the systems it would be paired with.
+    if _has_portfolio_row(folder):
         rows = rows[rows["system"] != PORTFOLIO]
         if isinstance(rows["system"].dtype, pd.CategoricalDtype):
             rows = rows.assign(system=rows["system"].cat.remove_unused_categories())
