@@ -21,6 +21,7 @@ from mcrisk.io.lock import held_by_other
 from mcrisk.io.netcdf import GROUP
 from mcrisk.io.readers import check_folder, damaged, read_manifest, reading
 from mcrisk.io.verify import listed_parts, verify_run
+from mcrisk.study.columns import column_name, study_path
 from mcrisk.workflows import display
 
 if TYPE_CHECKING:
@@ -232,10 +233,10 @@ class Run:
         as double underscores (``market__token_price__initial_usd_per_mtok``), and either way."""
         have, out = set(names), {}
         for c in columns:
-            found = next((n for n in (c, c.replace(".", "__"), c.replace("__", ".")) if n in have), None)
+            found = next((n for n in (c, column_name(c), study_path(c)) if n in have), None)
             if found is None:
                 close = difflib.get_close_matches(c, names, n=1) or difflib.get_close_matches(
-                    c.replace(".", "__"), names, n=1
+                    column_name(c), names, n=1
                 )
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 kept = (self._manifest.get("options") or {}).get("columns")
